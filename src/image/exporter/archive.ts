@@ -1,0 +1,95 @@
+// Image archives: an OCI image layout tarball (type=oci) and the tarball `docker load` reads
+// (type=docker). As BuildKit does, the docker archive is also a valid OCI layout: it carries
+// index.json and oci-layout beside Docker's manifest.json, so either tool can read it.
+
+import { createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import tarStream from 'tar-stream';
+import type { ContentStore } from '../../cache/content-store.js';
+import { MediaType, digestHex, type Descriptor, type Index } from '../../oci/index.js';
+import type { StoredImage } from './manifest.js';
+
+export interface ArchiveOptions {
+  /** Full names ("docker.io/library/x:tag") for annotations, and familiar ones for manifest.json. */
+  names: { full: string; familiar: string }[];
+  format: 'oci' | 'docker';
+}
+
+/** Streams the archive; the caller pipes it to a file or to Docker's /images/load. */
+export function imageArchive(store: ContentStore, image: StoredImage, opts: ArchiveOptions): Readable {
+  const pack = tarStream.pack();
+  void writeArchive(pack, store, image, opts).then(
+    () => pack.finalize(),
+    (err: Error) => pack.destroy(err),
+  );
+  // tar-stream's streams are streamx streams; hand callers a plain Node stream.
+  return Readable.from(pack);
+}
+
+async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: StoredImage, opts: ArchiveOptions): Promise<void> {
+  const blobPath = (d: Descriptor) => `blobs/sha256/${digestHex(d.digest)}`;
+  await addEntry(pack, { name: 'blobs/', type: 'directory', mode: 0o755 });
+  await addEntry(pack, { name: 'blobs/sha256/', type: 'directory', mode: 0o755 });
+  const written = new Set<string>();
+  for (const d of [...image.layers, image.config, image.manifest]) {
+    if (written.has(d.digest)) continue; // the same layer twice in one image is stored once
+    written.add(d.digest);
+    await addEntry(pack, { name: blobPath(d), size: d.size, mode: 0o444 }, await store.readStream(d.digest));
+  }
+  await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+
+  const manifests: Descriptor[] = opts.names.length
+    ? opts.names.map((n) => ({
+        ...image.manifest,
+        annotations: {
+          'io.containerd.image.name': n.full,
+          'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
+        },
+      }))
+    : [image.manifest];
+  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(index));
+
+  if (opts.format === 'docker') {
+    const dockerManifest = [
+      {
+        Config: blobPath(image.config),
+        RepoTags: opts.names.map((n) => n.familiar),
+        Layers: image.layers.map(blobPath),
+      },
+    ];
+    await addEntry(pack, { name: 'manifest.json', mode: 0o444 }, JSON.stringify(dockerManifest));
+  }
+}
+
+async function addEntry(pack: tarStream.Pack, header: Partial<tarStream.Header> & { name: string }, body?: string | Readable): Promise<void> {
+  const full = { mtime: new Date(0), uid: 0, gid: 0, ...header } as tarStream.Header;
+  if (body === undefined || typeof body === 'string') {
+    await new Promise<void>((resolve, reject) => pack.entry(full, body ?? '', (err) => (err ? reject(err) : resolve())));
+    return;
+  }
+  let settle!: (err?: Error | null) => void;
+  const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+  const entry = pack.entry(full, (err) => settle(err));
+  for await (const chunk of body) {
+    if (!entry.write(chunk as Buffer)) await once(entry as unknown as NodeJS.EventEmitter, 'drain');
+  }
+  (entry as unknown as { end(): void }).end(); // streamx typings want an argument; none is needed
+  await done;
+}
+
+/** Writes a stream to `dest` through a temporary file, so a failed export leaves no half archive. */
+export async function writeFileAtomic(dest: string, data: Readable): Promise<void> {
+  const tmp = path.join(path.dirname(path.resolve(dest)), `.${path.basename(dest)}.kiln-tmp-${process.pid}`);
+  try {
+    await pipeline(data, createWriteStream(tmp, { mode: 0o644 }));
+    await fsp.rename(tmp, dest);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
