@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
 import { hostsFile, resolvConf, validateHostname } from './etcfiles.js';
-import { buildSpec, DEFAULT_MOUNT_DESTINATIONS, processEnv, type OciMount } from './spec.js';
+import { buildSpec, DEFAULT_MOUNT_DESTINATIONS, nofileLimit, processEnv, type OciMount } from './spec.js';
 import { recordStubs, removeStubs } from './stubs.js';
 import { TailBuffer } from './tail.js';
 import { ExecutorError, type ExecMount, type RunOptions, type RunResult } from './types.js';
@@ -80,6 +80,19 @@ function swapAccounted(): boolean {
     return own !== undefined && fs.existsSync(path.join('/sys/fs/cgroup', own, 'memory.swap.max'));
   } catch {
     return false;
+  }
+}
+
+/** Our own hard RLIMIT_NOFILE (Node has no getrlimit): the container may not exceed it. */
+function callerNofileHard(): number {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const hard = line?.trim().split(/\s+/)[4];
+    if (hard === 'unlimited') return Number.MAX_SAFE_INTEGER;
+    const n = Number(hard);
+    return Number.isFinite(n) && n > 0 ? n : 1024;
+  } catch {
+    return 1024;
   }
 }
 
@@ -228,6 +241,7 @@ export async function run(opts: RunOptions): Promise<RunResult> {
         memoryBytes: opts.limits?.memoryBytes,
         swapAccounting: opts.limits?.memoryBytes !== undefined ? swapAccounted() : false,
         pids: opts.limits?.pids,
+        nofile: nofileLimit(callerNofileHard()),
         // Relative: runc nests it under its own cgroup, so kiln's steps stay inside whatever limits
         // the kiln process itself runs under (a systemd unit, a CI sandbox).
         cgroupsPath: `kiln/${id}`,

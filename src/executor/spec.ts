@@ -68,6 +68,8 @@ export interface SpecInput {
   /** Whether the kernel accounts swap (memsw on cgroup v1, memory.swap.max on v2): then swap is capped too. */
   swapAccounting?: boolean;
   pids?: number;
+  /** RLIMIT_NOFILE for the process (see nofileLimit). */
+  nofile: { soft: number; hard: number };
   /** Relative cgroups path: runc nests it under its own cgroup. */
   cgroupsPath: string;
 }
@@ -120,8 +122,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       env: input.env,
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps },
-      // Docker's effective default since 25.0 (containerd no longer raises it): soft 1024, hard 524288.
-      rlimits: [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: 524288 }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', soft: input.nofile.soft, hard: input.nofile.hard }],
       noNewPrivileges: false,
     },
     mounts: [...defaultMounts(), ...input.mounts],
@@ -134,6 +135,16 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       seccomp: defaultSeccompProfile(),
     },
   };
+}
+
+/**
+ * Docker's effective default since 25.0 (containerd no longer raises it): soft 1024, hard 524288. runc
+ * applies rlimits after dropping CAP_SYS_RESOURCE, so neither may exceed the hard limit kiln itself
+ * runs with (`callerHard`, from /proc/self/limits), or the container fails to start.
+ */
+export function nofileLimit(callerHard: number): { soft: number; hard: number } {
+  const hard = Math.min(524288, callerHard);
+  return { soft: Math.min(1024, hard), hard };
 }
 
 /** Env for the process: PATH defaulted, HOME from the user when unset. Later duplicates win, once. */
