@@ -285,14 +285,21 @@ function runContainer(runc: string, runcRoot: string, bundle: string, id: string
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    child.stdout.on('data', (chunk: Buffer) => {
+    // A throwing output callback is the caller's bug: stop the step and report it, rather than crash
+    // kiln with an exception thrown from a stream event.
+    let callbackError: unknown;
+    const deliver = (cb: ((chunk: Buffer) => void) | undefined, chunk: Buffer) => {
       tail.push(chunk);
-      opts.onStdout?.(chunk);
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      tail.push(chunk);
-      opts.onStderr?.(chunk);
-    });
+      if (!cb || callbackError !== undefined) return;
+      try {
+        cb(chunk);
+      } catch (err) {
+        callbackError = err;
+        onAbort();
+      }
+    };
+    child.stdout.on('data', (chunk: Buffer) => deliver(opts.onStdout, chunk));
+    child.stderr.on('data', (chunk: Buffer) => deliver(opts.onStderr, chunk));
     child.on('error', (err) => {
       exited = true;
       opts.signal?.removeEventListener('abort', onAbort);
@@ -303,6 +310,10 @@ function runContainer(runc: string, runcRoot: string, bundle: string, id: string
       if (killTimer) clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
       void (async () => {
+        if (callbackError !== undefined) {
+          reject(new ExecutorError(`output callback failed: ${(callbackError as Error).message}`, { cause: callbackError }));
+          return;
+        }
         if (aborted) {
           resolve({ exitCode: 137, signal: 'SIGKILL', outputTail: tail.toString() });
           return;

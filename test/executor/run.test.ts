@@ -312,6 +312,19 @@ describe('executor: limits and lifetime', () => {
     expect(fs.readdirSync(path.join(t.stateDir, 'bundles'))).toEqual([]);
   });
 
+  it('stops the step when an output callback throws, and reports it', async () => {
+    const started = Date.now();
+    await expect(
+      sh('echo hello; sleep 1000', {
+        onStdout: () => {
+          throw new Error('consumer broke');
+        },
+      }),
+    ).rejects.toThrow(/consumer broke/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(runcList()).toBe('');
+  });
+
   it('refuses to start when already aborted', async () => {
     const ac = new AbortController();
     ac.abort();
