@@ -161,7 +161,7 @@ export class RegistryClient {
   }
 
   private async fail(ep: Endpoint, repo: string, what: string, res: Response): Promise<never> {
-    const text = res.status === 405 || res.headers.get('content-type')?.includes('json') || res.body ? await res.text().catch(() => '') : '';
+    const text = await res.text().catch(() => '');
     const { code, text: detail } = describeErrorBody(text);
     const auth = res.status === 401 ? ' (authentication required or credentials refused)' : res.status === 403 ? ' (access denied)' : '';
     throw new RegistryError(ep.domain, repo, `${what}: HTTP ${res.status}${auth}${detail ? `: ${detail}` : ''}${ep.mirror ? ` (mirror ${ep.base})` : ''}`, res.status, code);
@@ -183,7 +183,7 @@ export class RegistryClient {
       try {
         return await fn(ep);
       } catch (err) {
-        // Content that fails verification is not a reason to quietly try elsewhere... unless a mirror sent it.
+        // Any failure at a mirror (down, missing, bad content) falls through to the next endpoint, as Docker does.
         if (i === eps.length - 1) {
           if (failures.length && err instanceof Error) err.message += ` (after mirror failures: ${failures.join('; ')})`;
           throw err;
