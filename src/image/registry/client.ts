@@ -72,6 +72,8 @@ export type TransferEvent =
   | { kind: 'manifest'; digest: Digest; tag?: string }; // push: manifest or index PUT
 
 export interface ResolveOptions {
+  /** Cancels every request of the operation. */
+  signal?: AbortSignal;
   /** Platform to pick from an index; default the host's (linux/<arch>). */
   platform?: Platform;
   /** Also write the index, manifest and config documents into this store (byte for byte). */
@@ -82,7 +84,13 @@ export interface PullOptions extends ResolveOptions {
   onEvent?: (e: TransferEvent) => void;
 }
 
+export interface FetchBlobOptions {
+  onEvent?: (e: TransferEvent) => void;
+  signal?: AbortSignal;
+}
+
 export interface PushOptions {
+  signal?: AbortSignal;
   /** Repositories of the same registry known to hold a blob, as mount sources (`digest -> [path]`). */
   mountFrom?: Record<string, string[]>;
   onEvent?: (e: TransferEvent) => void;
@@ -110,6 +118,7 @@ interface RequestSpec {
   headers?: Record<string, string>;
   body?: Uint8Array;
   scopes: string[];
+  signal?: AbortSignal;
 }
 
 function pullScope(path: string): string {
@@ -142,8 +151,9 @@ export class RegistryClient {
       const authz = await this.auth.authorization(origin, credsDomain, spec.scopes, forceNew);
       if (authz) headers.authorization = authz;
       try {
-        return await fetch(url, { method: spec.method, headers, body: spec.body as BodyInit | undefined, redirect: 'follow' });
+        return await fetch(url, { method: spec.method, headers, body: spec.body as BodyInit | undefined, redirect: 'follow', signal: spec.signal });
       } catch (err) {
+        if (spec.signal?.aborted) throw err;
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
         throw new RegistryError(ep.domain, repo, `${spec.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, undefined, undefined, { cause: err });
       }
@@ -196,12 +206,13 @@ export class RegistryClient {
 
   // ---- documents -----------------------------------------------------------------------------
 
-  private async getDocument(ep: Endpoint, path: string, reference: string): Promise<FetchedDocument> {
+  private async getDocument(ep: Endpoint, path: string, reference: string, signal?: AbortSignal): Promise<FetchedDocument> {
     const res = await this.send(ep, path, {
       method: 'GET',
       url: `/v2/${path}/manifests/${reference}`,
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       scopes: [pullScope(path)],
+      signal,
     });
     if (!res.ok) await this.fail(ep, path, `manifest ${reference}`, res);
     const bytes = await readLimited(res, MAX_DOCUMENT_BYTES, () => new RegistryError(ep.domain, path, `manifest ${reference} is larger than ${MAX_DOCUMENT_BYTES} bytes`));
@@ -230,10 +241,10 @@ export class RegistryClient {
     return { bytes, digest, mediaType, json };
   }
 
-  private async getBlobBuffer(ep: Endpoint, path: string, desc: Descriptor): Promise<Buffer> {
+  private async getBlobBuffer(ep: Endpoint, path: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
     const digest = parseDigest(desc.digest, `registry ${ep.domain} repository ${path}`);
     if (desc.size > MAX_DOCUMENT_BYTES) throw new RegistryError(ep.domain, path, `blob ${digest} is ${desc.size} bytes: too large for a config`);
-    const res = await this.send(ep, path, { method: 'GET', url: `/v2/${path}/blobs/${digest}`, scopes: [pullScope(path)] });
+    const res = await this.send(ep, path, { method: 'GET', url: `/v2/${path}/blobs/${digest}`, scopes: [pullScope(path)], signal });
     if (!res.ok) await this.fail(ep, path, `blob ${digest}`, res);
     const bytes = await readLimited(res, desc.size, () => new RegistryError(ep.domain, path, `blob ${digest}: more than the expected ${desc.size} bytes`));
     const got = sha256Digest(bytes);
@@ -254,7 +265,7 @@ export class RegistryClient {
   private async resolveAt(ep: Endpoint, ref: ImageReference, opts: ResolveOptions): Promise<ResolvedImage> {
     const want = normalizePlatform(opts.platform ?? hostPlatform());
     const path = ref.path;
-    const top = await this.getDocument(ep, path, manifestReference(ref));
+    const top = await this.getDocument(ep, path, manifestReference(ref), opts.signal);
     const docs: FetchedDocument[] = [top];
     let index: Index | undefined;
     let manifestDoc = top;
@@ -268,7 +279,7 @@ export class RegistryClient {
         throw new RegistryError(ep.domain, path, `${formatReference(ref)}: no manifest for platform ${formatPlatform(want)} in index ${top.digest} (it has: ${have || 'nothing'})`);
       }
       manifestDescriptor = entries[chosen]!;
-      manifestDoc = await this.getDocument(ep, path, manifestDescriptor.digest);
+      manifestDoc = await this.getDocument(ep, path, manifestDescriptor.digest, opts.signal);
       if (!isManifestMediaType(manifestDoc.mediaType)) {
         throw new RegistryError(ep.domain, path, `index ${top.digest} entry ${manifestDescriptor.digest} is not an image manifest (${manifestDoc.mediaType})`);
       }
@@ -278,7 +289,7 @@ export class RegistryClient {
       docs.push(manifestDoc);
     }
     const manifest = validateManifest(manifestDoc.json, ep, path, manifestDoc.digest);
-    const configBytes = await this.getBlobBuffer(ep, path, manifest.config);
+    const configBytes = await this.getBlobBuffer(ep, path, manifest.config, opts.signal);
     let config: ImageConfig;
     try {
       config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -308,7 +319,8 @@ export class RegistryClient {
    * Fetches one blob into the store, verified against its digest and size while it streams.
    * Skips the download when the store has it already.
    */
-  async fetchBlob(reference: string | ImageReference, desc: Descriptor, store: ContentStore, onEvent?: (e: TransferEvent) => void): Promise<Descriptor> {
+  async fetchBlob(reference: string | ImageReference, desc: Descriptor, store: ContentStore, opts: FetchBlobOptions = {}): Promise<Descriptor> {
+    const { onEvent, signal } = opts;
     const ref = typeof reference === 'string' ? parseReference(reference) : reference;
     const digest = parseDigest(desc.digest, `registry ${ref.domain} repository ${ref.path}`);
     if (await store.has(digest)) {
@@ -316,7 +328,7 @@ export class RegistryClient {
       return desc;
     }
     return this.withEndpoints(ref, async (ep) => {
-      const res = await this.send(ep, ref.path, { method: 'GET', url: `/v2/${ref.path}/blobs/${digest}`, scopes: [pullScope(ref.path)] });
+      const res = await this.send(ep, ref.path, { method: 'GET', url: `/v2/${ref.path}/blobs/${digest}`, scopes: [pullScope(ref.path)], signal });
       if (!res.ok) await this.fail(ep, ref.path, `blob ${digest}`, res);
       if (!res.body) throw new RegistryError(ep.domain, ref.path, `blob ${digest}: empty response`);
       const stream = Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
@@ -338,7 +350,7 @@ export class RegistryClient {
   /** Resolves and downloads a whole single-platform image (documents, config and layers) into the store. */
   async pull(reference: string | ImageReference, store: ContentStore, opts: PullOptions = {}): Promise<ResolvedImage> {
     const image = await this.resolve(reference, { ...opts, store });
-    await mapLimit(image.manifest.layers, this.config.concurrency ?? 3, (layer) => this.fetchBlob(image.reference, layer, store, opts.onEvent));
+    await mapLimit(image.manifest.layers, this.config.concurrency ?? 3, (layer) => this.fetchBlob(image.reference, layer, store, { onEvent: opts.onEvent, signal: opts.signal }));
     return image;
   }
 
@@ -381,6 +393,7 @@ export class RegistryClient {
       headers: { 'content-type': mediaType },
       body: bytes,
       scopes: [pushScope(ref.path)],
+      signal: opts.signal,
     });
     if (res.status !== 201 && res.status !== 200) await this.fail(ep, ref.path, `put manifest ${target}`, res);
     await res.body?.cancel();
@@ -406,7 +419,7 @@ export class RegistryClient {
     const digest = parseDigest(desc.digest, `push to registry ${ep.domain} repository ${path}`);
     const scopes = [pushScope(path)];
 
-    const head = await this.send(ep, path, { method: 'HEAD', url: `/v2/${path}/blobs/${digest}`, scopes });
+    const head = await this.send(ep, path, { method: 'HEAD', url: `/v2/${path}/blobs/${digest}`, scopes, signal: opts.signal });
     if (head.ok) {
       this.remember(ep.domain, digest, path);
       opts.onEvent?.({ kind: 'exists', digest, size: desc.size });
@@ -427,6 +440,7 @@ export class RegistryClient {
         url: `/v2/${path}/blobs/uploads/?${q}`,
         headers: { 'content-length': '0' },
         scopes: [...scopes, pullScope(from)],
+        signal: opts.signal,
       });
       await res.body?.cancel();
       if (res.status === 201) {
@@ -446,7 +460,7 @@ export class RegistryClient {
     }
 
     if (!location) {
-      const res = await this.send(ep, path, { method: 'POST', url: `/v2/${path}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes });
+      const res = await this.send(ep, path, { method: 'POST', url: `/v2/${path}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, signal: opts.signal });
       if (res.status !== 202) await this.fail(ep, path, `start upload of blob ${digest}`, res);
       await res.body?.cancel();
       location = res.headers.get('location') ?? undefined;
@@ -471,6 +485,7 @@ export class RegistryClient {
           },
           body: chunk,
           scopes,
+          signal: opts.signal,
         });
         if (res.status !== 202) await this.fail(ep, path, `upload chunk ${chunks} (bytes ${offset}-) of blob ${digest}`, res);
         await res.body?.cancel();
@@ -487,6 +502,7 @@ export class RegistryClient {
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(finalBody?.length ?? 0) },
       body: finalBody ?? new Uint8Array(0),
       scopes,
+      signal: opts.signal,
     });
     if (res.status !== 201) await this.fail(ep, path, `finish upload of blob ${digest}`, res);
     await res.body?.cancel();

@@ -158,6 +158,12 @@ describe('registry client against docker-registry', () => {
     await expect(new RegistryClient().resolve(`127.0.0.1:${dead}/x/y:z`)).rejects.toThrow(`registry 127.0.0.1:${dead} repository x/y: GET http://127.0.0.1:${dead}/v2/x/y/manifests/z: ECONNREFUSED`);
   });
 
+  it('stops when the caller aborts', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(new RegistryClient().resolve(`${reg.host}/test/hello:v1`, { signal: ac.signal })).rejects.toThrow(/abort/i);
+  });
+
   it('pulls Docker Hub names through a mirror and falls back to the upstream', async () => {
     const img = await makeImage(src, amd64, { 'hub.txt': 'from the mirror' });
     // The test registry plays both the mirror and "Docker Hub"; nothing leaves the machine.
