@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ContentStore } from '../../../src/cache/content-store.js';
 import { RegistryClient, RegistryError, type TransferEvent } from '../../../src/image/registry/index.js';
-import { parsePlatform, type Descriptor } from '../../../src/oci/index.js';
+import { MediaType, parsePlatform, type Descriptor } from '../../../src/oci/index.js';
 import { freePort, makeImage, makeIndex, startRegistry, tempDir, type RunningRegistry } from './helpers.js';
 
 let reg: RunningRegistry;
@@ -116,6 +116,22 @@ describe('registry client against docker-registry', () => {
     }
     await expect(client.resolve(`${reg.host}/multi/app:v1`, { platform: parsePlatform('linux/s390x') }))
       .rejects.toThrow(/no manifest for platform linux\/s390x .*it has: linux\/amd64, linux\/arm64, linux\/arm\/v7, linux\/arm\/v6/);
+  });
+
+  it('handles Docker schema 2 manifests and manifest lists', async () => {
+    const a = await makeImage(src, amd64, { 'd.txt': 'docker amd64' }, { docker: true });
+    const b = await makeImage(src, parsePlatform('linux/arm64'), { 'd.txt': 'docker arm64' }, { docker: true });
+    const list = await makeIndex(src, [a, b], { docker: true });
+    await new RegistryClient().push(`${reg.host}/docker/list:1`, list, src);
+    const dst = new ContentStore(path.join(work, 'docker-list'));
+    const image = await new RegistryClient().pull(`${reg.host}/docker/list:1`, dst, { platform: parsePlatform('linux/arm64') });
+    expect(image.mediaType).toBe(MediaType.dockerManifestList);
+    expect(image.manifestDigest).toBe(b.digest);
+    expect(image.manifestDescriptor.mediaType).toBe(MediaType.dockerManifest);
+    expect(image.manifest.layers[0]!.mediaType).toBe(MediaType.dockerLayerGzip);
+    const single = await new RegistryClient().resolve(`${reg.host}/docker/list@${a.digest}`);
+    expect(single.mediaType).toBe(MediaType.dockerManifest);
+    expect(single.platform).toEqual(amd64);
   });
 
   it('uploads large blobs in chunks', async () => {

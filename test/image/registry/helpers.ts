@@ -118,9 +118,12 @@ export async function makeLayer(files: Record<string, string | Buffer>): Promise
 }
 
 /** Builds a one-layer OCI image in the store; returns its manifest descriptor (with platform). */
-export async function makeImage(store: ContentStore, platform: Platform, files: Record<string, string | Buffer>): Promise<Descriptor> {
+export async function makeImage(store: ContentStore, platform: Platform, files: Record<string, string | Buffer>, opts: { docker?: boolean } = {}): Promise<Descriptor> {
+  const mt = opts.docker
+    ? { layer: MediaType.dockerLayerGzip, config: MediaType.dockerConfig, manifest: MediaType.dockerManifest }
+    : { layer: MediaType.ociLayerGzip, config: MediaType.ociConfig, manifest: MediaType.ociManifest };
   const layer = await makeLayer(files);
-  const layerDesc = await store.ingest(undefined, layer.gz, MediaType.ociLayerGzip);
+  const layerDesc = await store.ingest(undefined, layer.gz, mt.layer);
   const config: ImageConfig = {
     architecture: platform.architecture,
     os: platform.os,
@@ -128,15 +131,16 @@ export async function makeImage(store: ContentStore, platform: Platform, files: 
     config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'] },
     rootfs: { type: 'layers', diff_ids: [layer.diffId as never] },
   };
-  const configDesc = await store.ingest(undefined, JSON.stringify(config), MediaType.ociConfig);
-  const manifest: Manifest = { schemaVersion: 2, mediaType: MediaType.ociManifest, config: configDesc, layers: [layerDesc] };
-  const m = await store.ingest(undefined, JSON.stringify(manifest), MediaType.ociManifest);
+  const configDesc = await store.ingest(undefined, JSON.stringify(config), mt.config);
+  const manifest: Manifest = { schemaVersion: 2, mediaType: mt.manifest, config: configDesc, layers: [layerDesc] };
+  const m = await store.ingest(undefined, JSON.stringify(manifest), mt.manifest);
   return { ...m, platform };
 }
 
-export async function makeIndex(store: ContentStore, manifests: Descriptor[]): Promise<Descriptor> {
-  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-  return store.ingest(undefined, JSON.stringify(index), MediaType.ociIndex);
+export async function makeIndex(store: ContentStore, manifests: Descriptor[], opts: { docker?: boolean } = {}): Promise<Descriptor> {
+  const mediaType = opts.docker ? MediaType.dockerManifestList : MediaType.ociIndex;
+  const index: Index = { schemaVersion: 2, mediaType, manifests };
+  return store.ingest(undefined, JSON.stringify(index), mediaType);
 }
 
 export async function tempDir(prefix: string): Promise<string> {
