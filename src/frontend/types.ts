@@ -84,7 +84,8 @@ export interface Stage {
   config: StageImageConfig;
 }
 
-/** What every step carries. `createdBy` is the history text BuildKit would write for it. */
+/** What every step carries. `createdBy` is the history text BuildKit would write for it; it is ""
+ * for steps BuildKit writes no history entry for (ONBUILD). */
 export interface StepBase {
   location: SourceLocation;
   /** The instruction as written (continuations joined), for progress output: "RUN make". */
@@ -102,8 +103,13 @@ export interface RunStep extends StepBase {
   shellForm: boolean;
   /** Image env in effect ("K","V"), base image env included when it was known. */
   env: [string, string][];
-  /** ARG values in scope; they reach the process env (after image env) but not the image config. */
+  /** ARG values in scope; they reach the process env (after image env) but not the image config.
+   * Only args whose value was set after any ENV of the same name are listed, so applying `env`
+   * then `buildArgs` gives the environment BuildKit would use. */
   buildArgs: [string, string][];
+  /** HTTP_PROXY & co. given as build args: they reach the process env but, as in BuildKit, are
+   * kept out of history and should be kept out of the cache key. */
+  proxyEnv?: [string, string][];
   workdir: string; // absolute
   user: string; // "" = root / image default
   mounts: RunMount[];
@@ -135,7 +141,7 @@ export type RunMount =
   | {
       type: 'secret';
       id: string; // defaults to basename of target
-      target: string; // default /run/secrets/<id>
+      target: string; // default /run/secrets/<id>; "" when only exposed as `env`
       env?: string; // expose as env var instead of / as well as a file
       required: boolean;
       mode: number; // default 0o400
