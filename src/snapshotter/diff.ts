@@ -1,0 +1,272 @@
+// Turns a snapshot's changes into a layer tar, and the tar into a blob.
+//
+// Two change sources:
+//  - overlayChanges: the overlay upper dir *is* the change set; 0/0 character devices become `.wh.NAME`
+//    and `trusted.overlay.opaque=y` directories get a `.wh..wh..opq` entry.
+//  - treeChanges: for the copying snapshotter, a walk comparing the child tree against its parent's.
+// Both walk directories in byte order of names, emit a directory before its contents, and turn the
+// second and later names of a hard-linked inode into hard links to the first, so the same tree always
+// gives the same tar.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { compressBlob, HashTap, layerMediaType } from './compression.js';
+import { devMajor, devMinor, getXattr, isWhiteout, OVERLAY_OPAQUE, readXattrs } from './fsops.js';
+import { tarBytes, type TarEntry } from './tar-writer.js';
+import type { DiffOptions, DiffResult } from './types.js';
+
+async function lstat(p: string): Promise<BigIntStats> {
+  return fsp.lstat(p, { bigint: true });
+}
+
+async function lstatOrNull(p: string): Promise<BigIntStats | null> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/** Directory entries in byte order (not UTF-16 order), so sorting is the same for every name. */
+async function sortedNames(dir: string): Promise<string[]> {
+  const names = await fsp.readdir(dir);
+  return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+
+function join(rel: string, name: string): string {
+  return rel ? `${rel}/${name}` : name;
+}
+
+/** Tracks hard-linked inodes: the first archived name of each stays a file, later ones link to it. */
+class LinkTracker {
+  private readonly seen = new Map<string, string>();
+  firstName(st: BigIntStats, name: string): string | undefined {
+    if (st.nlink <= 1n || st.isDirectory()) return undefined;
+    const key = `${st.dev}:${st.ino}`;
+    const first = this.seen.get(key);
+    if (first === undefined) this.seen.set(key, name);
+    return first;
+  }
+}
+
+/** The tar entry describing host file `host` (lstat'ed as `st`) under archive name `name`. */
+async function entryFor(host: string, name: string, st: BigIntStats, links: LinkTracker): Promise<TarEntry> {
+  const base = {
+    name,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtime: Number(st.mtimeNs / 1_000_000_000n),
+  };
+  const first = links.firstName(st, name);
+  if (first !== undefined) return { ...base, type: 'link', linkname: first };
+  const xattrs = await readXattrs(host);
+  if (st.isDirectory()) return { ...base, type: 'dir', xattrs };
+  if (st.isFile()) return { ...base, type: 'file', size: Number(st.size), source: host, xattrs };
+  if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: await fsp.readlink(host), xattrs };
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    return {
+      ...base,
+      type: st.isCharacterDevice() ? 'char' : 'block',
+      devmajor: devMajor(st.rdev),
+      devminor: devMinor(st.rdev),
+      xattrs,
+    };
+  }
+  if (st.isFIFO()) return { ...base, type: 'fifo', xattrs };
+  throw new Error(`${host}: sockets and other special files cannot go into a layer`);
+}
+
+function whiteoutEntry(name: string, st: BigIntStats | null): TarEntry {
+  return {
+    name,
+    type: 'file',
+    size: 0,
+    mode: st ? Number(st.mode & 0o777n) : 0,
+    uid: st ? Number(st.uid) : 0,
+    gid: st ? Number(st.gid) : 0,
+    mtime: st ? Number(st.mtimeNs / 1_000_000_000n) : 0,
+  };
+}
+
+/** The changes recorded in an overlay upper dir. */
+export async function* overlayChanges(upper: string): AsyncGenerator<TarEntry> {
+  const links = new LinkTracker();
+  async function* walk(rel: string): AsyncGenerator<TarEntry> {
+    const dirHost = rel ? path.join(upper, rel) : upper;
+    const items: Array<{ tarName: string; name: string; st: BigIntStats; whiteout: boolean }> = [];
+    for (const name of await fsp.readdir(dirHost)) {
+      const st = await lstat(path.join(dirHost, name));
+      const whiteout = isWhiteout(st);
+      items.push({ tarName: whiteout ? `.wh.${name}` : name, name, st, whiteout });
+    }
+    items.sort((a, b) => Buffer.compare(Buffer.from(a.tarName), Buffer.from(b.tarName)));
+    for (const it of items) {
+      const host = path.join(dirHost, it.name);
+      const name = join(rel, it.tarName);
+      // Whiteouts may share one inode (the kernel's whiteout cache): never treat them as hard links.
+      if (it.whiteout) {
+        yield whiteoutEntry(name, it.st);
+        continue;
+      }
+      yield await entryFor(host, name, it.st, links);
+      if (it.st.isDirectory()) {
+        if ((await getXattr(host, OVERLAY_OPAQUE))?.toString() === 'y') {
+          yield whiteoutEntry(join(name, '.wh..wh..opq'), it.st);
+        }
+        yield* walk(name);
+      }
+    }
+  }
+  yield* walk('');
+}
+
+function sameXattrs(a: Array<[string, Buffer]>, b: Array<[string, Buffer]>): boolean {
+  return a.length === b.length && a.every(([k, v], i) => k === b[i]![0] && v.equals(b[i]![1]));
+}
+
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const hash = async (p: string) => {
+    const h = createHash('sha256');
+    for await (const chunk of createReadStream(p)) h.update(chunk as Buffer);
+    return h.digest('hex');
+  };
+  return (await hash(a)) === (await hash(b));
+}
+
+/** Whether `child` differs from `parent` in anything a layer records. */
+async function changed(childHost: string, c: BigIntStats, parentHost: string, p: BigIntStats): Promise<boolean> {
+  if ((c.mode & 0o170000n) !== (p.mode & 0o170000n)) return true;
+  if (c.mode !== p.mode || c.uid !== p.uid || c.gid !== p.gid) return true;
+  if (!c.isDirectory() && (c.size !== p.size || c.mtimeNs !== p.mtimeNs)) return true;
+  if (c.isDirectory() && c.mtimeNs !== p.mtimeNs) return true;
+  if ((c.isCharacterDevice() || c.isBlockDevice()) && c.rdev !== p.rdev) return true;
+  if (c.isSymbolicLink() && (await fsp.readlink(childHost)) !== (await fsp.readlink(parentHost))) return true;
+  if (!sameXattrs(await readXattrs(childHost), await readXattrs(parentHost))) return true;
+  // A zero sub-second part may mean a tool truncated the time (as containerd reasons): check content.
+  if (c.isFile() && c.mtimeNs % 1_000_000_000n === 0n && c.ino !== p.ino) return !(await sameContent(childHost, parentHost));
+  return false;
+}
+
+/**
+ * The changes turning tree `parent` (or nothing) into tree `child`, by comparison. Unchanged parent
+ * directories of a change are included, so the layer applies on any implementation.
+ */
+export async function* treeChanges(child: string, parent: string | undefined): AsyncGenerator<TarEntry> {
+  const links = new LinkTracker();
+  // Directories passed through without a change of their own, emitted once something inside changes.
+  const pending: Array<{ host: string; name: string; st: BigIntStats }> = [];
+  async function* flush(): AsyncGenerator<TarEntry> {
+    for (const d of pending.splice(0)) yield await entryFor(d.host, d.name, d.st, links);
+  }
+  async function* added(host: string, name: string, st: BigIntStats): AsyncGenerator<TarEntry> {
+    yield* flush();
+    yield await entryFor(host, name, st, links);
+    if (!st.isDirectory()) return;
+    for (const n of await sortedNames(host)) {
+      const h = path.join(host, n);
+      yield* added(h, join(name, n), await lstat(h));
+    }
+  }
+  async function* compare(rel: string): AsyncGenerator<TarEntry> {
+    const cDir = rel ? path.join(child, rel) : child;
+    const pDir = parent ? (rel ? path.join(parent, rel) : parent) : undefined;
+    const cNames = await sortedNames(cDir);
+    const pNames = pDir ? await sortedNames(pDir) : [];
+    const cSet = new Set(cNames);
+    const items = [
+      ...cNames.map((n) => ({ key: n, name: n, gone: false })),
+      ...pNames.filter((n) => !cSet.has(n)).map((n) => ({ key: `.wh.${n}`, name: n, gone: true })),
+    ].sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
+    for (const it of items) {
+      const name = join(rel, it.key);
+      if (it.gone) {
+        yield* flush();
+        yield whiteoutEntry(name, null);
+        continue;
+      }
+      const cHost = path.join(cDir, it.name);
+      const c = await lstat(cHost);
+      const pHost = pDir ? path.join(pDir, it.name) : undefined;
+      const p = pHost ? await lstatOrNull(pHost) : null;
+      if (!p || (c.isDirectory() !== p.isDirectory())) {
+        yield* added(cHost, name, c);
+        continue;
+      }
+      if (c.isDirectory()) {
+        const depth = pending.length;
+        if (await changed(cHost, c, pHost!, p)) {
+          yield* flush();
+          yield await entryFor(cHost, name, c, links);
+        } else {
+          pending.push({ host: cHost, name, st: c });
+        }
+        yield* compare(name);
+        pending.length = Math.min(pending.length, depth); // nothing inside changed: drop it again
+        continue;
+      }
+      if (await changed(cHost, c, pHost!, p)) {
+        yield* flush();
+        yield await entryFor(cHost, name, c, links);
+      }
+    }
+  }
+  yield* compare('');
+}
+
+export interface TarResult {
+  diffID: string;
+  size: number;
+  entries: number;
+}
+
+/** Writes the entries as an uncompressed tar to `dest`, hashing as it goes. */
+export async function writeLayerTar(entries: AsyncIterable<TarEntry>, dest: string): Promise<TarResult> {
+  let count = 0;
+  async function* counted(): AsyncGenerator<TarEntry> {
+    for await (const e of entries) {
+      count++;
+      yield e;
+    }
+  }
+  const tap = new HashTap();
+  await pipeline(Readable.from(tarBytes(counted())), tap, createWriteStream(dest));
+  return { diffID: tap.digest(), size: tap.bytes, entries: count };
+}
+
+/**
+ * Writes a layer blob for `entries` to `opts.dest`: tar to a temporary file beside it (diffID), then
+ * compress (digest). An empty change set gives `{ empty: true }` and leaves no file behind.
+ */
+export async function writeLayer(entries: AsyncIterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
+  const compression = opts.compression ?? 'gzip';
+  const tarPath = compression === 'none' ? opts.dest : `${opts.dest}.tar-${process.pid}`;
+  try {
+    const t = await writeLayerTar(entries, tarPath);
+    if (t.entries === 0) {
+      await fsp.rm(tarPath, { force: true });
+      return { empty: true };
+    }
+    const blob = compression === 'none' ? { digest: t.diffID, size: t.size } : await compressBlob(tarPath, opts.dest, compression, opts.level);
+    return {
+      empty: false,
+      mediaType: layerMediaType(compression, opts.flavor ?? 'oci'),
+      digest: blob.digest,
+      size: blob.size,
+      diffID: t.diffID,
+      uncompressedSize: t.size,
+      path: opts.dest,
+    };
+  } catch (err) {
+    await fsp.rm(opts.dest, { force: true });
+    throw err;
+  } finally {
+    if (tarPath !== opts.dest) await fsp.rm(tarPath, { force: true });
+  }
+}

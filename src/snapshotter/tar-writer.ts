@@ -1,0 +1,197 @@
+// A small deterministic tar (ustar + pax) writer for layer diffs.
+// Why not tar-stream's pack: it encodes pax values as UTF-8 strings, so binary xattr values such as
+// security.capability cannot survive, and its pax fallback would stack a second header on ours.
+// Output depends only on the entries given: fixed pax header names, no uname/gname, whole-second mtimes
+// (as Docker truncates them), and no trailing record padding beyond the two end blocks.
+import { createReadStream } from 'node:fs';
+
+export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
+
+export interface TarEntry {
+  /** Path inside the archive: no leading '/', no trailing '/'. */
+  name: string;
+  type: TarType;
+  mode: number; // permission bits incl. setuid/setgid/sticky (07777)
+  uid: number;
+  gid: number;
+  mtime: number; // whole seconds since the epoch
+  size?: number; // regular files only
+  linkname?: string; // symlink target, or archive path of a hard link's first name
+  devmajor?: number;
+  devminor?: number;
+  /** Extended attributes, written as pax SCHILY.xattr.* records in the order given. */
+  xattrs?: Array<[string, Buffer]>;
+  /** Host file the content of a regular file is read from. */
+  source?: string;
+}
+
+const BLOCK = 512;
+const TYPEFLAG: Record<TarType, string> = {
+  file: '0',
+  link: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
+};
+const MAX_OCTAL_7 = 0o7777777;
+const MAX_OCTAL_11 = 0o77777777777;
+
+function isPlainAscii(s: string): boolean {
+  return /^[\x20-\x7e]*$/.test(s);
+}
+
+function writeOctal(buf: Buffer, off: number, width: number, value: number): void {
+  const digits = value.toString(8).padStart(width - 1, '0');
+  buf.write(digits, off, width - 1, 'ascii');
+  buf[off + width - 1] = 0;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const base = Buffer.byteLength(` ${key}=`) + value.length + 1;
+  let total = base + 1;
+  for (let d = 1; ; d++) {
+    total = base + d;
+    if (String(total).length === d) break;
+  }
+  return Buffer.concat([Buffer.from(`${total} ${key}=`), value, Buffer.from('\n')]);
+}
+
+/** Splits a long ASCII name into ustar prefix (<=155) and name (<=100), if possible. */
+function splitUstar(name: string): [string, string] | undefined {
+  if (name.length <= 100) return ['', name];
+  for (let i = name.indexOf('/'); i !== -1; i = name.indexOf('/', i + 1)) {
+    const prefix = name.slice(0, i);
+    const rest = name.slice(i + 1);
+    if (prefix.length <= 155 && rest.length <= 100 && rest.length > 0) return [prefix, rest];
+  }
+  return undefined;
+}
+
+interface RawHeader {
+  name: string;
+  prefix: string;
+  typeflag: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+}
+
+function encodeHeader(h: RawHeader): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  buf.write(h.name, 0, 100, 'utf8');
+  writeOctal(buf, 100, 8, h.mode);
+  writeOctal(buf, 108, 8, h.uid);
+  writeOctal(buf, 116, 8, h.gid);
+  writeOctal(buf, 124, 12, h.size);
+  writeOctal(buf, 136, 12, h.mtime);
+  buf.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
+  buf.write(h.typeflag, 156, 1, 'ascii');
+  buf.write(h.linkname, 157, 100, 'utf8');
+  buf.write('ustar\x0000', 257, 8, 'ascii');
+  writeOctal(buf, 329, 8, h.devmajor);
+  writeOctal(buf, 337, 8, h.devminor);
+  buf.write(h.prefix, 345, 155, 'utf8');
+  let sum = 0;
+  for (const b of buf) sum += b;
+  buf.write(sum.toString(8).padStart(6, '0'), 148, 6, 'ascii');
+  buf[154] = 0;
+  buf[155] = 0x20;
+  return buf;
+}
+
+function padding(size: number): Buffer {
+  const rem = size % BLOCK;
+  return Buffer.alloc(rem === 0 ? 0 : BLOCK - rem);
+}
+
+/** Header block(s) for one entry: a pax extended header first when ustar cannot hold everything. */
+export function entryHeader(e: TarEntry): Buffer {
+  const pax: Buffer[] = [];
+  const fullName = e.type === 'dir' ? `${e.name}/` : e.name;
+  let name = fullName;
+  let prefix = '';
+  const split = isPlainAscii(fullName) ? splitUstar(fullName) : undefined;
+  if (split) {
+    [prefix, name] = split;
+  } else {
+    pax.push(paxRecord('path', Buffer.from(fullName)));
+    name = fullName.replace(/[^\x20-\x7e]/g, '_').slice(0, 99);
+  }
+  let linkname = e.linkname ?? '';
+  if (linkname && (!isPlainAscii(linkname) || linkname.length > 100)) {
+    pax.push(paxRecord('linkpath', Buffer.from(linkname)));
+    linkname = linkname.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
+  }
+  let { uid, gid } = e;
+  if (uid > MAX_OCTAL_7) {
+    pax.push(paxRecord('uid', Buffer.from(String(uid))));
+    uid = 0;
+  }
+  if (gid > MAX_OCTAL_7) {
+    pax.push(paxRecord('gid', Buffer.from(String(gid))));
+    gid = 0;
+  }
+  let size = e.type === 'file' ? (e.size ?? 0) : 0;
+  if (size > MAX_OCTAL_11) {
+    pax.push(paxRecord('size', Buffer.from(String(size))));
+    size = 0;
+  }
+  for (const [key, value] of e.xattrs ?? []) pax.push(paxRecord(`SCHILY.xattr.${key}`, value));
+
+  const main = encodeHeader({
+    name,
+    prefix,
+    typeflag: TYPEFLAG[e.type],
+    mode: e.mode & 0o7777,
+    uid,
+    gid,
+    size,
+    mtime: Math.max(0, Math.min(e.mtime, MAX_OCTAL_11)),
+    linkname,
+    devmajor: e.devmajor ?? 0,
+    devminor: e.devminor ?? 0,
+  });
+  if (pax.length === 0) return main;
+  const body = Buffer.concat(pax);
+  const base = fullName.replace(/\/$/, '').split('/').pop() ?? '';
+  const paxHeader = encodeHeader({
+    name: `PaxHeaders.0/${base.replace(/[^\x20-\x7e]/g, '_')}`.slice(0, 100),
+    prefix: '',
+    typeflag: 'x',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: body.length,
+    mtime: 0,
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+  });
+  return Buffer.concat([paxHeader, body, padding(body.length), main]);
+}
+
+/** Streams a whole archive. File contents are read from `source` as they are reached. */
+export async function* tarBytes(entries: AsyncIterable<TarEntry>): AsyncGenerator<Buffer> {
+  for await (const e of entries) {
+    yield entryHeader(e);
+    if (e.type !== 'file') continue;
+    const size = e.size ?? 0;
+    if (size === 0) continue;
+    if (!e.source) throw new Error(`tar entry ${e.name}: no source for file content`);
+    let read = 0;
+    for await (const chunk of createReadStream(e.source, { start: 0, end: size - 1 }) as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      yield chunk;
+    }
+    if (read !== size) throw new Error(`tar entry ${e.name}: ${e.source} changed size while being archived (${read} of ${size} bytes)`);
+    yield padding(size);
+  }
+  yield Buffer.alloc(2 * BLOCK);
+}

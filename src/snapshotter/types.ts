@@ -1,0 +1,111 @@
+// The snapshotter's contract, shaped like containerd's: snapshots are named, form parent chains, and are
+// either active (writable, from prepare), views (read-only, from view) or committed (immutable, usable as
+// parents). Everything here is plain data so it can cross the daemon's API.
+import type { Readable } from 'node:stream';
+
+/** One mount, as containerd describes it: `mount -t type -o options source target`. */
+export interface Mount {
+  type: string; // 'overlay' | 'bind'
+  source: string;
+  options: string[];
+}
+
+export type SnapshotKind = 'active' | 'view' | 'committed';
+
+export interface SnapshotInfo {
+  /** The key (active, view) or name (committed). */
+  key: string;
+  kind: SnapshotKind;
+  /** Name of the committed parent snapshot, if any. */
+  parent?: string;
+  labels: Record<string, string>;
+  created: string; // ISO 8601
+  updated: string; // ISO 8601
+}
+
+/** Disk use of the snapshot's own layer (overlay: its upper dir; copy: its whole tree). */
+export interface Usage {
+  size: number; // bytes allocated
+  inodes: number;
+}
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export interface ApplyResult {
+  /** sha256 of the uncompressed tar, "sha256:<hex>": compare with the image config's diff_ids. */
+  diffID: string;
+  /** Size of the uncompressed tar in bytes. */
+  size: number;
+  /** Number of tar entries processed. */
+  entries: number;
+}
+
+export interface DiffOptions {
+  /** Where the (compressed) blob is written; the caller owns the file afterwards. */
+  dest: string;
+  compression?: Compression; // default 'gzip'
+  /** Media type family for the result; default 'oci'. */
+  flavor?: 'oci' | 'docker';
+  /** zlib level for gzip (default 6) or zstd level (default 3). */
+  level?: number;
+}
+
+/** A layer produced by diff. `path` is `DiffOptions.dest`. */
+export interface LayerBlob {
+  empty: false;
+  mediaType: string;
+  /** Digest and size of the blob as written (compressed). */
+  digest: string;
+  size: number;
+  /** Digest and size of the uncompressed tar. */
+  diffID: string;
+  uncompressedSize: number;
+  path: string;
+}
+
+/** Nothing changed: no layer; the exporter writes an `empty_layer: true` history entry instead. */
+export interface EmptyDiff {
+  empty: true;
+}
+
+export type DiffResult = LayerBlob | EmptyDiff;
+
+export interface CleanupReport {
+  /** Active snapshots and views whose owning process is gone (killed build), now removed. */
+  removedSnapshots: string[];
+  /** Snapshot directories with no metadata (crash between mkdir and metadata write, or mid-remove). */
+  removedDirs: string[];
+}
+
+export interface PrepareOptions {
+  labels?: Record<string, string>;
+}
+
+export interface Snapshotter {
+  readonly root: string;
+  readonly driver: 'overlay' | 'copy';
+
+  /** Creates an active (writable) snapshot on top of committed `parent`; returns how to mount it. */
+  prepare(key: string, parent?: string, opts?: PrepareOptions): Promise<Mount[]>;
+  /** Creates a read-only view of committed `parent`. */
+  view(key: string, parent?: string, opts?: PrepareOptions): Promise<Mount[]>;
+  /** The mounts of an active snapshot or view. */
+  mounts(key: string): Promise<Mount[]>;
+  /** Turns active snapshot `key` into committed snapshot `name` (immutable, a possible parent). */
+  commit(name: string, key: string, opts?: PrepareOptions): Promise<void>;
+  /** Removes a snapshot; refused while it is the parent of another. */
+  remove(key: string): Promise<void>;
+  stat(key: string): Promise<SnapshotInfo>;
+  list(): Promise<SnapshotInfo[]>;
+  usage(key: string): Promise<Usage>;
+  /** Removes what a killed process left behind: stale active snapshots/views and orphaned dirs. */
+  cleanup(): Promise<CleanupReport>;
+
+  /**
+   * Applies a layer blob (gzip, zstd or plain tar; detected by magic bytes, `mediaType` is a hint)
+   * into active snapshot `key`, which must not be mounted while this runs.
+   */
+  applyLayer(key: string, layer: Readable, mediaType?: string): Promise<ApplyResult>;
+  /** Writes the changes of snapshot `key` (committed or active, unmounted) against its parent as a layer. */
+  diff(key: string, opts: DiffOptions): Promise<DiffResult>;
+}

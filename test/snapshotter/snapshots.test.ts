@@ -1,0 +1,251 @@
+// The snapshot lifecycle on real overlay mounts: chains, views, persistence across restarts, deep
+// chains, crash cleanup. Runs as root on the machine's disk.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CopySnapshotter } from '../../src/snapshotter/copy.js';
+import { compactOverlayOptions, isMountPoint } from '../../src/snapshotter/mount.js';
+import { OverlaySnapshotter } from '../../src/snapshotter/overlay.js';
+import { createSnapshotter, overlaySupported } from '../../src/snapshotter/probe.js';
+import type { Snapshotter } from '../../src/snapshotter/types.js';
+import { MountTracker, tmpRoot } from './helpers.js';
+
+const mounts = new MountTracker();
+const roots: string[] = [];
+afterEach(async () => {
+  await mounts.unmountAll();
+});
+afterAll(async () => {
+  await mounts.unmountAll();
+  for (const r of roots) await fsp.rm(r, { recursive: true, force: true });
+});
+
+async function newRoot(): Promise<string> {
+  const r = await tmpRoot();
+  roots.push(r);
+  return r;
+}
+
+/** The snapshot's own dir, found the way the driver lays it out (for writing layers without a mount). */
+async function upperOf(s: Snapshotter, key: string): Promise<string> {
+  const m = await s.mounts(key);
+  const up = m[0]!.options.find((o) => o.startsWith('upperdir='));
+  return up ? up.slice('upperdir='.length) : m[0]!.source;
+}
+
+describe('driver selection', () => {
+  it('probes overlay on this machine\'s disk and picks the overlay driver', async () => {
+    const root = await newRoot();
+    expect(await overlaySupported(root)).toBe(true);
+    const s = await createSnapshotter(root);
+    expect(s.driver).toBe('overlay');
+    // the probe leaves nothing behind
+    expect((await fsp.readdir(root)).sort()).toEqual(['snapshots']);
+  });
+
+  it('falls back to copying when the root itself is on overlayfs', async () => {
+    const base = await newRoot();
+    for (const d of ['lower', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(base, d));
+    const merged = await mounts.mount(
+      [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${base}/lower`, `upperdir=${base}/upper`, `workdir=${base}/work`] }],
+      path.join(base, 'merged'),
+    );
+    const s = await createSnapshotter(path.join(merged, 'snap'));
+    expect(s.driver).toBe('copy');
+  });
+});
+
+describe.each([
+  ['overlay', (root: string) => new OverlaySnapshotter(root).init()],
+  ['copy', (root: string) => new CopySnapshotter(root).init()],
+] as const)('%s snapshotter', (driver, open) => {
+  it('prepares, commits and mounts a chain; the merged view shows every layer', async () => {
+    const root = await newRoot();
+    const s = await open(root);
+    expect(s.driver).toBe(driver);
+
+    const m1 = await s.prepare('a-active');
+    const t1 = await mounts.mount(m1, path.join(root, 'mnt1'));
+    await fsp.writeFile(path.join(t1, 'one'), '1');
+    await fsp.mkdir(path.join(t1, 'dir'));
+    await fsp.writeFile(path.join(t1, 'dir/gone'), 'x');
+    await mounts.unmountAll();
+    await s.commit('a', 'a-active');
+
+    const m2 = await s.prepare('b-active', 'a');
+    const t2 = await mounts.mount(m2, path.join(root, 'mnt2'));
+    expect(await fsp.readFile(path.join(t2, 'one'), 'utf8')).toBe('1');
+    await fsp.writeFile(path.join(t2, 'two'), '2');
+    await fsp.rm(path.join(t2, 'dir/gone'));
+    await mounts.unmountAll();
+    await s.commit('b', 'b-active');
+
+    const m3 = await s.prepare('c-active', 'b');
+    const t3 = await mounts.mount(m3, path.join(root, 'mnt3'));
+    expect((await fsp.readdir(t3)).sort()).toEqual(['dir', 'one', 'two']);
+    expect(await fsp.readdir(path.join(t3, 'dir'))).toEqual([]);
+    await mounts.unmountAll();
+
+    const infos = await s.list();
+    expect(infos.map((i) => [i.key, i.kind, i.parent])).toEqual([
+      ['a', 'committed', undefined],
+      ['b', 'committed', 'a'],
+      ['c-active', 'active', 'b'],
+    ]);
+    expect((await s.stat('b')).parent).toBe('a');
+    expect((await s.usage('b')).inodes).toBeGreaterThan(0);
+
+    await expect(s.remove('a')).rejects.toThrow(/parent of "b"/);
+    await expect(s.prepare('x', 'c-active')).rejects.toThrow(/not committed/);
+    await expect(s.prepare('c-active', 'b')).rejects.toThrow(/already exists/);
+    await expect(s.commit('b', 'c-active')).rejects.toThrow(/already exists/);
+    await expect(s.mounts('a')).rejects.toThrow(/cannot be mounted/);
+    await s.remove('c-active');
+    await s.remove('b');
+    await s.remove('a');
+    expect(await s.list()).toEqual([]);
+    expect(await fsp.readdir(path.join(root, 'snapshots'))).toEqual([]);
+  });
+
+  it('views are read-only (one parent and several)', async () => {
+    const root = await newRoot();
+    const s = await open(root);
+    await s.prepare('a-w');
+    await fsp.writeFile(path.join(await upperOf(s, 'a-w'), 'a'), 'a');
+    await s.commit('a', 'a-w');
+    await s.prepare('b-w', 'a');
+    await fsp.writeFile(path.join(await upperOf(s, 'b-w'), 'b'), 'b');
+    await s.commit('b', 'b-w');
+
+    const single = await mounts.mount(await s.view('v1', 'a'), path.join(root, 'v1'));
+    expect(await fsp.readdir(single)).toEqual(['a']);
+    await expect(fsp.writeFile(path.join(single, 'new'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+
+    const multi = await mounts.mount(await s.view('v2', 'b'), path.join(root, 'v2'));
+    expect((await fsp.readdir(multi)).sort()).toEqual(['a', 'b']);
+    await expect(fsp.writeFile(path.join(multi, 'new'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(s.commit('v2c', 'v2')).rejects.toThrow(/only active/);
+  });
+
+  it('survives a restart: a new instance on the same root sees and mounts the same snapshots', async () => {
+    const root = await newRoot();
+    const s1 = await open(root);
+    await s1.prepare('a-w', undefined, { labels: { 'kiln/step': '1' } });
+    await fsp.writeFile(path.join(await upperOf(s1, 'a-w'), 'kept'), 'yes');
+    await s1.commit('a', 'a-w');
+    await s1.prepare('b-w', 'a');
+
+    const s2 = await open(root);
+    expect((await s2.list()).map((i) => i.key)).toEqual(['a', 'b-w']);
+    expect((await s2.stat('a')).labels).toEqual({ 'kiln/step': '1' });
+    const t = await mounts.mount(await s2.mounts('b-w'), path.join(root, 'mnt'));
+    expect(await fsp.readFile(path.join(t, 'kept'), 'utf8')).toBe('yes');
+    // ids keep counting up after a restart instead of reusing a live directory
+    await s2.prepare('c-w', 'a');
+    const dirs = (await fsp.readdir(path.join(root, 'snapshots'))).sort();
+    expect(dirs).toEqual(['1', '2', '3']);
+  });
+});
+
+describe('deep chains', () => {
+  it('mounts a 120-layer overlay chain whose absolute options exceed a page', async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    let parent: string | undefined;
+    for (let i = 0; i < 120; i++) {
+      await s.prepare(`l${i}-w`, parent);
+      const up = await upperOf(s, `l${i}-w`);
+      await fsp.writeFile(path.join(up, `f${i}`), String(i));
+      if (i === 5) await fsp.writeFile(path.join(up, 'shadowed'), 'old');
+      if (i === 100) await fsp.writeFile(path.join(up, 'shadowed'), 'new');
+      await s.commit(`l${i}`, `l${i}-w`);
+      parent = `l${i}`;
+    }
+    const m = await s.prepare('top', parent);
+    const opts = m[0]!.options.join(',');
+    expect(opts.length).toBeGreaterThan(4096); // so the relative-path rewrite is really exercised
+    expect(compactOverlayOptions(m[0]!.options).cwd).toBe(path.join(root, 'snapshots'));
+    const t = await mounts.mount(m, path.join(root, 'mnt'));
+    const names = await fsp.readdir(t);
+    expect(names.length).toBe(121);
+    expect(await fsp.readFile(path.join(t, 'f0'), 'utf8')).toBe('0');
+    expect(await fsp.readFile(path.join(t, 'f119'), 'utf8')).toBe('119');
+    expect(await fsp.readFile(path.join(t, 'shadowed'), 'utf8')).toBe('new');
+    await fsp.writeFile(path.join(t, 'top-file'), 'x');
+    expect(fs.existsSync(path.join(root, 'snapshots', '121', 'fs', 'top-file'))).toBe(true);
+    await mounts.unmountAll();
+    expect(await isMountPoint(t)).toBe(false);
+  });
+});
+
+describe('crash cleanup', () => {
+  // The child compiles nothing: it imports the TypeScript sources through the tsc output built in beforeAll.
+    let CHILD_SCRIPT = '';
+    beforeAll(async () => {
+    const out = await tmpRoot('kiln-snap-build-');
+    roots.push(out);
+    await new Promise<void>((resolve, reject) => {
+      const tsc = spawn(
+        path.resolve('node_modules/.bin/tsc'),
+        ['--ignoreConfig', '--outDir', out, '--rootDir', 'src', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
+          '--skipLibCheck', '--types', 'node', '--declaration', 'false', 'src/snapshotter/index.ts'],
+        { stdio: 'inherit' },
+      );
+      tsc.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited ${code}`))));
+    });
+    await fsp.writeFile(path.join(out, 'package.json'), '{"type":"module"}');
+    await fsp.symlink(path.resolve('node_modules'), path.join(out, 'node_modules'));
+    CHILD_SCRIPT = `
+      const { OverlaySnapshotter } = await import(${JSON.stringify(path.join(out, 'snapshotter/index.js'))});
+      const s = await new OverlaySnapshotter(process.argv[1]).init();
+      await s.prepare('killed-build', 'base');
+      console.log('prepared');
+      setInterval(() => {}, 1000);
+    `;
+  }, 120_000);
+
+  it('removes an active snapshot left by a SIGKILLed process and orphaned directories', async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    await s.prepare('base-w');
+    await s.commit('base', 'base-w');
+    await s.prepare('mine', 'base'); // owned by this (live) process: must survive cleanup
+
+    // A real process prepares a snapshot and is killed while "building" on it.
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', CHILD_SCRIPT, root],
+      { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() },
+    );
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('prepared') && resolve());
+      child.on('exit', (code) => reject(new Error(`child exited early: ${code}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+
+    // A crash between mkdir and the metadata write leaves a directory with no record.
+    await fsp.mkdir(path.join(root, 'snapshots', '999', 'fs'), { recursive: true });
+
+    const s2 = await new OverlaySnapshotter(root).init();
+    expect((await s2.list()).map((i) => i.key)).toEqual(['base', 'killed-build', 'mine']);
+    const report = await s2.cleanup();
+    expect(report.removedSnapshots).toEqual(['killed-build']);
+    expect(report.removedDirs).toEqual([path.join(root, 'snapshots', '999')]);
+    expect((await s2.list()).map((i) => i.key)).toEqual(['base', 'mine']);
+    expect((await fsp.readdir(path.join(root, 'snapshots'))).sort()).toEqual(['1', '2']);
+  });
+
+  it('keeps metadata whole when killed mid-write (only complete documents are ever renamed in)', async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    await s.prepare('a');
+    // a leftover temp file from a killed writer must not be read or break anything
+    await fsp.writeFile(path.join(root, 'metadata.json.tmp-12345'), '{"version":1,"nextId');
+    const s2 = await new OverlaySnapshotter(root).init();
+    expect((await s2.list()).map((i) => i.key)).toEqual(['a']);
+  });
+});
+
