@@ -1,0 +1,149 @@
+// Compare two image summaries and describe every difference in lines a person can read.
+import { isDeepStrictEqual } from 'node:util';
+import type { FsEntry } from './rootfs.js';
+import type { HistoryItem, ImageSummary, NormalizedConfig } from './summary.js';
+
+export interface CompareOptions {
+  /** Skip the history comparison (a case that proves BuildKit 20.10 records something odd). */
+  ignoreHistory?: boolean;
+  /** Paths (and everything below them) left out of the rootfs comparison. */
+  ignorePaths?: string[];
+}
+
+export interface Difference {
+  area: 'config' | 'history' | 'rootfs';
+  text: string;
+}
+
+const CONFIG_FIELDS: (keyof NormalizedConfig)[] = [
+  'Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Volumes', 'Labels', 'StopSignal',
+  'Healthcheck', 'Shell', 'OnBuild', 'Author', 'architecture', 'os', 'variant',
+];
+
+function show(v: unknown): string {
+  return v === undefined ? '(unset)' : JSON.stringify(v);
+}
+
+/**
+ * The history text with what differs between BuildKit releases for the same instruction taken out,
+ * so that kiln can follow a current BuildKit and still compare with Docker 20.10's:
+ * - EXPOSE: 20.10 prints a Go map ("EXPOSE map[80/tcp:{} 90/udp:{}]"), newer ones a list; only the
+ *   ports count.
+ * - HEALTHCHECK: a Go struct dump whose fields grow with each release; only the test command counts
+ *   (the config comparison checks every duration exactly).
+ * Everything else (RUN with its "|N K=V" build-arg prefix and "# buildkit" suffix, COPY, ENV, ...)
+ * is compared as written.
+ */
+export function canonicalCreatedBy(s: string): string {
+  if (s.startsWith('EXPOSE ')) {
+    const ports = s.match(/\d+(?:-\d+)?\/(?:tcp|udp|sctp)/g) ?? [];
+    return 'EXPOSE ' + [...new Set(ports)].sort().join(' ');
+  }
+  if (s.startsWith('HEALTHCHECK ')) {
+    const test = /\[([^\]]*)\]/.exec(s);
+    return 'HEALTHCHECK ' + (test ? test[1] : s.slice('HEALTHCHECK '.length));
+  }
+  return s;
+}
+
+function compareHistory(docker: HistoryItem[], kiln: HistoryItem[]): Difference[] {
+  const out: Difference[] = [];
+  const n = Math.max(docker.length, kiln.length);
+  for (let i = 0; i < n; i++) {
+    const d = docker[i];
+    const k = kiln[i];
+    if (!d || !k) {
+      const [who, item] = d ? ['docker', d] : ['kiln', k!];
+      out.push({ area: 'history', text: `[${i}] only in ${who}: ${JSON.stringify(item.createdBy)}${item.emptyLayer ? ' (empty_layer)' : ''}` });
+      continue;
+    }
+    if (canonicalCreatedBy(d.createdBy) !== canonicalCreatedBy(k.createdBy)) {
+      out.push({ area: 'history', text: `[${i}] created_by\n      docker: ${JSON.stringify(d.createdBy)}\n      kiln:   ${JSON.stringify(k.createdBy)}` });
+    }
+    if (d.emptyLayer !== k.emptyLayer) {
+      out.push({ area: 'history', text: `[${i}] ${JSON.stringify(d.createdBy)}: empty_layer docker=${d.emptyLayer} kiln=${k.emptyLayer}` });
+    }
+  }
+  return out;
+}
+
+export function describeEntry(e: FsEntry): string {
+  const parts = [e.type, e.mode, `${e.uid}:${e.gid}`];
+  if (e.type === 'file') parts.push(`${e.size}B`, `sha256:${e.sha256?.slice(0, 12)}`);
+  if (e.link !== undefined) parts.push(`-> ${e.link}`);
+  if (e.dev) parts.push(`dev ${e.dev}`);
+  if (e.hardlinks) parts.push(`hardlinked with ${e.hardlinks.join(',')}`);
+  if (e.xattrs) parts.push(`xattrs ${Object.keys(e.xattrs).join(',')}`);
+  if (e.implicit) parts.push('(no entry of its own: parent made implicitly)');
+  return parts.join(' ');
+}
+
+const ENTRY_FIELDS: (keyof FsEntry)[] = ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'link', 'hardlinks', 'dev', 'xattrs', 'implicit'];
+
+function under(p: string, roots: string[]): boolean {
+  return roots.some((r) => p === r || p.startsWith(r === '/' ? '/' : r + '/'));
+}
+
+function compareRootfs(docker: FsEntry[], kiln: FsEntry[], ignore: string[]): Difference[] {
+  const d = new Map(docker.filter((e) => !under(e.path, ignore)).map((e) => [e.path, e]));
+  const k = new Map(kiln.filter((e) => !under(e.path, ignore)).map((e) => [e.path, e]));
+  const paths = [...new Set([...d.keys(), ...k.keys()])].sort();
+  const out: Difference[] = [];
+  // A whole subtree missing on one side is one line, not one per file.
+  let collapsed: { root: string; side: 'docker' | 'kiln'; count: number } | undefined;
+  const flush = (): void => {
+    if (collapsed && collapsed.count > 0) {
+      const last = out[out.length - 1];
+      last.text += ` (and ${collapsed.count} more below it)`;
+    }
+    collapsed = undefined;
+  };
+  for (const p of paths) {
+    const de = d.get(p);
+    const ke = k.get(p);
+    if (de && ke) {
+      flush();
+      const fields = ENTRY_FIELDS.filter((f) => !isDeepStrictEqual(de[f], ke[f]));
+      if (fields.length > 0) {
+        out.push({ area: 'rootfs', text: `~ ${p}: ${fields.map((f) => `${f} docker=${show(de[f])} kiln=${show(ke[f])}`).join('; ')}` });
+      }
+      continue;
+    }
+    const side = de ? 'docker' : 'kiln';
+    if (collapsed && collapsed.side === side && p.startsWith(collapsed.root + '/')) {
+      collapsed.count++;
+      continue;
+    }
+    flush();
+    const e = (de ?? ke)!;
+    out.push({ area: 'rootfs', text: `${de ? '-' : '+'} ${p}: only in ${side} (${describeEntry(e)})` });
+    if (e.type === 'dir') collapsed = { root: p, side, count: 0 };
+  }
+  flush();
+  return out;
+}
+
+export function compareSummaries(docker: ImageSummary, kiln: ImageSummary, opts: CompareOptions = {}): Difference[] {
+  const out: Difference[] = [];
+  for (const f of CONFIG_FIELDS) {
+    if (!isDeepStrictEqual(docker.config[f], kiln.config[f])) {
+      out.push({ area: 'config', text: `${f}\n      docker: ${show(docker.config[f])}\n      kiln:   ${show(kiln.config[f])}` });
+    }
+  }
+  if (!opts.ignoreHistory) out.push(...compareHistory(docker.history, kiln.history));
+  out.push(...compareRootfs(docker.rootfs, kiln.rootfs, opts.ignorePaths ?? []));
+  return out;
+}
+
+/** A report of the differences, at most `limit` lines per area, for a failed test's message. */
+export function formatDifferences(diffs: Difference[], limit = 40): string {
+  const lines: string[] = [];
+  for (const area of ['config', 'history', 'rootfs'] as const) {
+    const mine = diffs.filter((d) => d.area === area);
+    if (mine.length === 0) continue;
+    lines.push(`${area}: ${mine.length} difference${mine.length === 1 ? '' : 's'} (docker is the reference)`);
+    for (const d of mine.slice(0, limit)) lines.push('  ' + d.text);
+    if (mine.length > limit) lines.push(`  ... and ${mine.length - limit} more`);
+  }
+  return lines.join('\n');
+}
