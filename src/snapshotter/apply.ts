@@ -9,7 +9,7 @@
 // Every entry is treated as hostile: names with "..", absolute names, entries beneath a symlink (in the
 // target or, for overlay, in a lower layer) and hard links to anything outside are refused with an error
 // naming the entry. Resolution goes through fsutil's resolveInRoot as a second line of defence.
-import { constants as fsc, createWriteStream } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
@@ -230,7 +230,7 @@ class LayerApplier {
       case 'contiguous-file': {
         // O_EXCL|O_NOFOLLOW: we just removed what was there; never write through a planted link.
         const fh = await fsp.open(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-        await pipeline(body, createWriteStream('', { fd: fh.fd, autoClose: true }));
+        await pipeline(body, fh.createWriteStream());
         break;
       }
       case 'symlink':
