@@ -297,24 +297,24 @@ export function nodeFromLine(line: string, escape: Escape): Node {
   return node;
 }
 
-/** Leading `--flag[=value]` words of an instruction (BuildKit's extractBuilderFlags). */
+/**
+ * Leading `--flag[=value]` words of an instruction (BuildKit's extractBuilderFlags): a flag's value
+ * must be joined with "="; quotes and backslashes inside a flag word are processed.
+ */
 export function extractBuilderFlags(line: string): [string, string[]] {
   const words: string[] = [];
   let phase: 'spaces' | 'word' | 'quote' = 'spaces';
   let word = '';
   let quote = '';
   let blankOK = false;
-  let parsingFlagArg = false;
-  let needFlagArg = true;
   const isSpace = (c: string) => /\s/.test(c);
   for (let pos = 0; pos <= line.length; pos++) {
     let ch = pos < line.length ? line[pos] : '';
     if (phase === 'spaces') {
       if (pos === line.length) break;
       if (isSpace(ch)) continue;
-      if (!parsingFlagArg && (ch !== '-' || pos + 1 === line.length || line[pos + 1] !== '-')) {
-        return [line.slice(pos), words];
-      }
+      // Only words starting with "--" are flags; the first other word starts the arguments.
+      if (ch !== '-' || pos + 1 === line.length || line[pos + 1] !== '-') return [line.slice(pos), words];
       phase = 'word';
     }
     if ((phase === 'word' || phase === 'quote') && pos === line.length) {
@@ -324,22 +324,12 @@ export function extractBuilderFlags(line: string): [string, string[]] {
     if (phase === 'word') {
       if (isSpace(ch)) {
         phase = 'spaces';
-        if (parsingFlagArg) {
-          words[words.length - 1] += '=' + word;
-          parsingFlagArg = false;
-          needFlagArg = true;
-        } else {
-          if (word === '--') return [line.slice(pos), words];
-          if (blankOK || word.length > 0) {
-            if (needFlagArg) parsingFlagArg = true;
-            words.push(word);
-          }
-        }
+        if (word === '--') return [line.slice(pos), words];
+        if (blankOK || word.length > 0) words.push(word);
         word = '';
         blankOK = false;
         continue;
       }
-      if (ch === '=' && needFlagArg) needFlagArg = false;
       if (ch === "'" || ch === '"') {
         quote = ch;
         blankOK = true;
