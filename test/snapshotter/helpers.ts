@@ -99,7 +99,7 @@ export async function rawTar(entries: RawEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = (async () => {
-    for await (const c of pack) chunks.push(Buffer.from(c));
+    for await (const c of pack) chunks.push(Buffer.from(c as Buffer));
   })();
   for (const e of entries) {
     await new Promise<void>((resolve, reject) => {
@@ -174,3 +174,49 @@ export async function tarNames(buf: Buffer): Promise<Array<{ name: string; type:
   await done;
   return out;
 }
+
+export const T = 1_700_000_000;
+export const CAP_NET_RAW = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+export const BINARY = Buffer.from([0xff, 0x00, 0x80, 0xc3, 0x28, 0x0a, 0x3d]);
+
+/** A base layer with every kind of entry and every piece of metadata a layer carries. */
+export function baseLayer(): Buffer {
+  const d = (name: string, mode = 0o755, extra = {}) => ({ name, type: 'dir' as const, mode, uid: 0, gid: 0, mtime: T, ...extra });
+  const f = (name: string, content: string, mode = 0o644, extra = {}) => ({
+    name,
+    type: 'file' as const,
+    mode,
+    uid: 0,
+    gid: 0,
+    mtime: T,
+    content: Buffer.from(content),
+    ...extra,
+  });
+  return richTar([
+    d('bin'),
+    f('bin/su', 'su binary', 0o4755),
+    { name: 'bin/su-again', type: 'link', linkname: 'bin/su', mode: 0o4755, uid: 0, gid: 0, mtime: T },
+    f('bin/ping', 'ping binary', 0o755, { xattrs: [['security.capability', CAP_NET_RAW], ['user.binary', BINARY]] }),
+    f('bin/wall', 'wall binary', 0o2755, { gid: 5 }),
+    d('dev'),
+    { name: 'dev/null', type: 'char', mode: 0o666, uid: 0, gid: 0, mtime: T, devmajor: 1, devminor: 3 },
+    { name: 'dev/sda', type: 'block', mode: 0o660, uid: 0, gid: 6, mtime: T, devmajor: 8, devminor: 0 },
+    d('empty', 0o700),
+    d('etc'),
+    f('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'),
+    f('etc/shadow', 'root:*::::::\n', 0o640, { gid: 42 }),
+    { name: 'lib', type: 'symlink', linkname: 'usr/lib', mode: 0o777, uid: 0, gid: 0, mtime: T },
+    d('run'),
+    { name: 'run/fifo', type: 'fifo', mode: 0o620, uid: 1000, gid: 1000, mtime: T },
+    d('shared', 0o2775, { gid: 100 }),
+    d('tmp', 0o1777),
+    d('usr'),
+    d('usr/lib'),
+    f('usr/lib/libc.so', Array.from({ length: 100 }, (_, i) => createHash('sha256').update(String(i)).digest('base64')).join('')),
+    d('usr/share'),
+    d('usr/share/doc', 0o750, { uid: 1000, gid: 1000 }),
+    f('usr/share/doc/readme', 'docs', 0o600, { uid: 1000, gid: 1000 }),
+    f(`usr/share/doc/${'long-name-'.repeat(15)}ü`, 'pax path'),
+  ]);
+}
+
