@@ -1,0 +1,6 @@
+// The build context room: the walk with .dockerignore and the pattern rules it shares with COPY.
+export { walkContext, readIgnorePatterns, compareNames, entryFromStat, ContextError } from './walk.js';
+export type { ContextEntry, EntryType, WalkOptions } from './walk.js';
+export { PatternMatcher, parseIgnoreFile, IgnorePatternError } from './patterns.js';
+export type { Pattern, MatchInfo } from './patterns.js';
+export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';

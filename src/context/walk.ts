@@ -1,0 +1,202 @@
+// The build context walk: every entry of the context directory that .dockerignore lets through, as
+// BuildKit's client (fsutil's filtered walk) sends it.
+//
+//  - Symlinks are never followed: a link is an entry with its target text, nothing more.
+//  - An excluded directory is not entered unless an exception could re-include something inside
+//    it; when something inside is re-included, the directory itself is listed too (before it), as
+//    the receiving side needs it to hold the child.
+//  - `Dockerfile` and `.dockerignore` get no special treatment: when ignored they are not part of
+//    the context, so COPY cannot see them (Docker documents this; BuildKit reads the Dockerfile
+//    through its own channel, which is the caller's job here).
+//  - Order is the walk order (names compared byte-wise inside each directory), which is also the
+//    order a content checksum of the context must use.
+
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { PatternMatcher, parseIgnoreFile, type MatchInfo } from './patterns.js';
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
+
+export interface ContextEntry {
+  /** Slash-separated, relative to the context root, never "." or with a leading "/". */
+  path: string;
+  type: EntryType;
+  /** Permission bits including setuid/setgid/sticky (st_mode & 07777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Bytes for files, the target's length for symlinks, 0 otherwise. */
+  size: number;
+  /** Modification time in milliseconds since the epoch (fractional part kept). */
+  mtimeMs: number;
+  /** Symlink target as stored (never resolved). */
+  linkTarget?: string;
+  /** For a file sharing its inode with an earlier entry: that entry's path (a hard link). */
+  hardlinkTo?: string;
+  /** Device numbers for char/block devices. */
+  devMajor?: number;
+  devMinor?: number;
+}
+
+export class ContextError extends Error {
+  constructor(message: string, readonly path: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ContextError';
+  }
+}
+
+export interface WalkOptions {
+  /** Ignore patterns; when absent they are read from the ignore file (see readIgnorePatterns). */
+  excludes?: readonly string[];
+  /** Host path of the Dockerfile, to find a `<Dockerfile>.dockerignore` next to it. */
+  dockerfile?: string;
+}
+
+function entryType(st: fs.Stats): EntryType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'char';
+  return 'block';
+}
+
+/** Byte-wise order of names, as Go's sort of strings (UTF-16 order differs above the BMP). */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/**
+ * The ignore patterns of a context: `<dockerfile>.dockerignore` beside the Dockerfile wins over the
+ * context's `.dockerignore` (BuildKit's rule); none at all gives [].
+ */
+export async function readIgnorePatterns(contextDir: string, dockerfile?: string): Promise<string[]> {
+  const candidates = dockerfile ? [`${dockerfile}.dockerignore`] : [];
+  candidates.push(path.join(contextDir, '.dockerignore'));
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw new ContextError(`cannot read ignore file ${file}: ${(err as Error).message}`, file, { cause: err });
+    }
+    return parseIgnoreFile(text);
+  }
+  return [];
+}
+
+export function entryFromStat(rel: string, st: fs.Stats, linkTarget?: string): ContextEntry {
+  const type = entryType(st);
+  const e: ContextEntry = {
+    path: rel,
+    type,
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    size: type === 'file' ? st.size : type === 'symlink' ? Buffer.byteLength(linkTarget ?? '') : 0,
+    mtimeMs: st.mtimeMs,
+  };
+  if (linkTarget !== undefined) e.linkTarget = linkTarget;
+  if (type === 'char' || type === 'block') {
+    e.devMajor = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
+    e.devMinor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
+  }
+  return e;
+}
+
+/** Walks `contextDir` and returns the entries the ignore rules let through, in walk order. */
+export async function walkContext(contextDir: string, opts: WalkOptions = {}): Promise<ContextEntry[]> {
+  const root = path.resolve(contextDir);
+  let rootStat: fs.Stats;
+  try {
+    rootStat = await fsp.stat(root);
+  } catch (err) {
+    throw new ContextError(`build context ${root}: ${(err as Error).message}`, root, { cause: err });
+  }
+  if (!rootStat.isDirectory()) throw new ContextError(`build context ${root} is not a directory`, root);
+
+  const excludes = opts.excludes ?? (await readIgnorePatterns(root, opts.dockerfile));
+  let matcher: PatternMatcher | undefined;
+  try {
+    matcher = excludes.length > 0 ? new PatternMatcher(excludes) : undefined;
+  } catch (err) {
+    throw new ContextError(`invalid .dockerignore pattern in ${root}: ${(err as Error).message}`, root, { cause: err });
+  }
+
+  const out: ContextEntry[] = [];
+  const inodes = new Map<string, string>();
+  // Excluded directories we went into; listed only when something below them is listed.
+  const pending: { entry: ContextEntry; emitted: boolean }[] = [];
+
+  const emit = (e: ContextEntry, st: fs.Stats) => {
+    for (const p of pending) {
+      if (!p.emitted) {
+        out.push(p.entry);
+        p.emitted = true;
+      }
+    }
+    if (e.type === 'file' && st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = inodes.get(key);
+      if (first !== undefined) e.hardlinkTo = first;
+      else inodes.set(key, e.path);
+    }
+    out.push(e);
+  };
+
+  const visit = async (relDir: string, parentInfo: MatchInfo | undefined, dirExcluded: boolean): Promise<void> => {
+    const hostDir = relDir === '' ? root : path.join(root, relDir);
+    let names: string[];
+    try {
+      names = await fsp.readdir(hostDir);
+    } catch (err) {
+      // fsutil tolerates unreadable directories that are excluded anyway.
+      if (dirExcluded && (err as NodeJS.ErrnoException).code === 'EACCES') return;
+      throw new ContextError(`cannot read directory ${relDir || '.'} in build context ${root}: ${(err as Error).message}`, relDir || '.', { cause: err });
+    }
+    names.sort(compareNames);
+    for (const name of names) {
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
+      const host = path.join(hostDir, name);
+      let st: fs.Stats;
+      try {
+        st = await fsp.lstat(host);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed while walking
+        throw new ContextError(`cannot stat ${rel} in build context ${root}: ${(err as Error).message}`, rel, { cause: err });
+      }
+      let excluded = false;
+      let info: MatchInfo | undefined;
+      if (matcher) {
+        const r = matcher.match(rel, parentInfo);
+        excluded = r.matched;
+        info = r.info;
+      }
+      const isDir = st.isDirectory();
+      if (excluded && (!isDir || !matcher!.mayIncludeBelow(rel))) continue;
+
+      let linkTarget: string | undefined;
+      if (st.isSymbolicLink()) {
+        try {
+          linkTarget = await fsp.readlink(host);
+        } catch (err) {
+          throw new ContextError(`cannot read symlink ${rel} in build context ${root}: ${(err as Error).message}`, rel, { cause: err });
+        }
+      }
+      const entry = entryFromStat(rel, st, linkTarget);
+      if (!excluded) emit(entry, st);
+      if (isDir) {
+        pending.push({ entry, emitted: !excluded });
+        await visit(rel, info, excluded);
+        pending.pop();
+      }
+    }
+  };
+
+  await visit('', undefined, false);
+  return out;
+}
