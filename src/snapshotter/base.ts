@@ -67,7 +67,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   protected abstract initDir(dir: string, kind: SnapshotKind, parentDirs: string[]): Promise<void>;
-  protected abstract mountsFor(r: Resolved): Mount[];
+  protected abstract mountsFor(r: Resolved): Mount[] | Promise<Mount[]>;
   protected abstract applyInto(r: Resolved, layer: Readable, mediaType?: string): Promise<ApplyResult>;
   protected abstract diffOf(r: Resolved, opts: DiffOptions): Promise<DiffResult>;
   protected abstract usageOf(r: Resolved): Promise<Usage>;

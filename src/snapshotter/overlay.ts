@@ -1,13 +1,19 @@
 // The overlayfs driver: each snapshot has fs/ (its upper dir, and later a lower dir of its children) and
 // work/ (overlay's work dir). Committed parents are stacked as lowerdirs, nearest first.
+//
+// Deep chains: mount options are shortened to relative paths at mount time (see mount.ts), which
+// carries a few hundred layers. Past overlayfs's 500-lower limit, or when even relative options overflow
+// a page, the bottom of the chain is flattened once into <snapshot>/flat of the topmost flattened
+// parent (committed snapshots never change, so the copy stays valid until that snapshot is removed).
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { applyLayer } from './apply.js';
-import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base.js';
+import { BaseSnapshotter, treeUsage, type Resolved } from './base.js';
 import { overlayChanges, writeLayer } from './diff.js';
-import { OVERLAY_MAX_LOWERS } from './mount.js';
+import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
+import { tarBytes } from './tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
 
 /**
@@ -23,40 +29,70 @@ function pinnedOptions(): string[] {
 export class OverlaySnapshotter extends BaseSnapshotter {
   readonly driver = 'overlay' as const;
   private readonly pinned = pinnedOptions();
+  private readonly flattening = new Map<string, Promise<string>>();
+  /** Most lowers one overlay mount may stack (the kernel's OVL_MAX_STACK). */
+  maxLowers = OVERLAY_MAX_LOWERS;
 
   protected async initDir(dir: string, kind: SnapshotKind, _parentDirs: string[]): Promise<void> {
     await fsp.mkdir(path.join(dir, 'fs'), { mode: 0o755 });
     if (kind === 'active') await fsp.mkdir(path.join(dir, 'work'), { mode: 0o700 });
   }
 
-  protected mountsFor(r: Resolved): Mount[] {
+  protected async mountsFor(r: Resolved): Promise<Mount[]> {
     const upper = path.join(r.dir, 'fs');
     if (r.rec.kind === 'view') {
       if (r.parentDirs.length === 0) return [{ type: 'bind', source: upper, options: ['ro', 'rbind'] }];
       if (r.parentDirs.length === 1) return [{ type: 'bind', source: r.parentDirs[0]!, options: ['ro', 'rbind'] }];
-      this.checkDepth(r, r.parentDirs.length);
-      return [{ type: 'overlay', source: 'overlay', options: [...this.pinned, `lowerdir=${r.parentDirs.join(':')}`] }];
+      const lowers = await this.fitLowers(r.parentDirs, this.pinned);
+      // overlayfs wants two lowers when there is no upper; a fully flattened chain is one dir: bind it
+      if (lowers.length === 1) return [{ type: 'bind', source: lowers[0]!, options: ['ro', 'rbind'] }];
+      return [{ type: 'overlay', source: 'overlay', options: [...this.pinned, `lowerdir=${lowers.join(':')}`] }];
     }
     if (r.parentDirs.length === 0) return [{ type: 'bind', source: upper, options: ['rw', 'rbind'] }];
-    this.checkDepth(r, r.parentDirs.length);
-    return [
-      {
-        type: 'overlay',
-        source: 'overlay',
-        options: [
-          ...this.pinned,
-          `workdir=${path.join(r.dir, 'work')}`,
-          `upperdir=${upper}`,
-          `lowerdir=${r.parentDirs.join(':')}`,
-        ],
-      },
-    ];
+    const fixed = [...this.pinned, `workdir=${path.join(r.dir, 'work')}`, `upperdir=${upper}`];
+    const lowers = await this.fitLowers(r.parentDirs, fixed);
+    return [{ type: 'overlay', source: 'overlay', options: [...fixed, `lowerdir=${lowers.join(':')}`] }];
   }
 
-  private checkDepth(r: Resolved, lowers: number): void {
-    if (lowers > OVERLAY_MAX_LOWERS) {
-      throw new SnapshotError(r.key, `chain of ${lowers} parents exceeds overlayfs's limit of ${OVERLAY_MAX_LOWERS} lower layers`);
+  private fits(fixed: string[], lowers: string[]): boolean {
+    if (lowers.length > this.maxLowers) return false;
+    try {
+      compactOverlayOptions([...fixed, `lowerdir=${lowers.join(':')}`]);
+      return true;
+    } catch {
+      return false;
     }
+  }
+
+  /** The chain as mountable lowers: as is if it fits, else its top part plus one flattened dir. */
+  private async fitLowers(parentDirs: string[], fixed: string[]): Promise<string[]> {
+    if (this.fits(fixed, parentDirs)) return parentDirs;
+    let keep = Math.min(parentDirs.length - 1, this.maxLowers - 1);
+    const flatOf = (i: number) => path.join(path.dirname(parentDirs[i]!), 'flat');
+    while (keep > 0 && !this.fits(fixed, [...parentDirs.slice(0, keep), flatOf(keep)])) keep--;
+    return [...parentDirs.slice(0, keep), await this.flatten(parentDirs.slice(keep))];
+  }
+
+  /** Merges layer dirs (top first) into one plain tree beside the topmost, built once and cached. */
+  private flatten(layers: string[]): Promise<string> {
+    const dest = path.join(path.dirname(layers[0]!), 'flat');
+    let p = this.flattening.get(dest);
+    if (!p) {
+      p = (async () => {
+        if (existsSync(dest)) return dest;
+        const tmp = `${dest}.tmp-${process.pid}`;
+        await fsp.rm(tmp, { recursive: true, force: true });
+        await fsp.mkdir(tmp, { mode: 0o755 });
+        // Each layer's own changes, replayed bottom-up with whiteouts as deletions.
+        for (const layer of [...layers].reverse()) {
+          await applyLayer(Readable.from(tarBytes(overlayChanges(layer))), { target: tmp, whiteouts: 'delete' });
+        }
+        await fsp.rename(tmp, dest);
+        return dest;
+      })().finally(() => this.flattening.delete(dest));
+      this.flattening.set(dest, p);
+    }
+    return p;
   }
 
   protected applyInto(r: Resolved, layer: Readable, mediaType?: string): Promise<ApplyResult> {

@@ -1,9 +1,10 @@
 // The snapshot lifecycle on real overlay mounts: chains, views, persistence across restarts, deep
 // chains, crash cleanup. Runs as root on the machine's disk.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { setAttribute } from '@napi-rs/xattr';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CopySnapshotter } from '../../src/snapshotter/copy.js';
 import { compactOverlayOptions, isMountPoint } from '../../src/snapshotter/mount.js';
@@ -178,6 +179,48 @@ describe('deep chains', () => {
     await mounts.unmountAll();
     expect(await isMountPoint(t)).toBe(false);
   });
+});
+
+describe('chains past overlayfs limits', () => {
+  it('mounts a 510-layer chain by flattening its bottom, keeping whiteouts and opaque dirs', async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    let parent: string | undefined;
+    for (let i = 0; i < 510; i++) {
+      await s.prepare(`l${i}-w`, parent);
+      const up = await upperOf(s, `l${i}-w`);
+      await fsp.writeFile(path.join(up, `f${i}`), String(i));
+      if (i === 0) {
+        await fsp.mkdir(path.join(up, 'd'));
+        await fsp.writeFile(path.join(up, 'd/old'), 'old');
+        await fsp.writeFile(path.join(up, 'doomed'), 'x');
+      }
+      if (i === 1) {
+        // overlay's own forms, as a RUN would leave them: a whiteout device and an opaque dir
+        execFileSync('mknod', [path.join(up, 'doomed'), 'c', '0', '0']);
+        await fsp.mkdir(path.join(up, 'd'));
+        await setAttribute(path.join(up, 'd'), 'trusted.overlay.opaque', 'y');
+        await fsp.writeFile(path.join(up, 'd/new'), 'new');
+      }
+      await s.commit(`l${i}`, `l${i}-w`);
+      parent = `l${i}`;
+    }
+    const m = await s.prepare('top', parent);
+    const lowers = m[0]!.options.find((o) => o.startsWith('lowerdir='))!.split(':');
+    expect(lowers.length).toBeLessThanOrEqual(500);
+    expect(lowers.at(-1)).toMatch(/\/flat$/);
+    const t = await mounts.mount(m, path.join(root, 'mnt'));
+    expect((await fsp.readdir(t)).length).toBe(511); // f0..f509 and d; doomed is gone
+    expect(fs.existsSync(path.join(t, 'doomed'))).toBe(false);
+    expect(await fsp.readdir(path.join(t, 'd'))).toEqual(['new']);
+    expect(await fsp.readFile(path.join(t, 'f0'), 'utf8')).toBe('0');
+    expect(await fsp.readFile(path.join(t, 'f509'), 'utf8')).toBe('509');
+    // the flattened copy is reused by the next mount instead of being rebuilt
+    const flat = lowers.at(-1)!.replace(/^lowerdir=/, '');
+    const before = fs.statSync(flat).ino;
+    await s.view('v', parent);
+    expect(fs.statSync(flat).ino).toBe(before);
+  }, 300_000);
 });
 
 describe('crash cleanup', () => {
