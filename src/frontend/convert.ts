@@ -4,7 +4,6 @@
 
 import { posix } from 'node:path';
 import { DockerfileError, InstructionError } from './errors.js';
-import { expandHeredocContent } from './expand.js';
 import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint } from './gofmt.js';
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
@@ -895,7 +894,13 @@ function dispatchCopy(
   }
   const inline = c.contents.map((h) => {
     if (!h.expand) return { name: h.path, content: h.data };
-    const r = expandHeredocContent(h.data, (k) => envGet(st.env, k));
+    // BuildKit's ExpandRaw: a backslash-escaped lexer that leaves quotes as they are.
+    let r;
+    try {
+      r = processWord(h.data, (k) => envGet(st.env, k), '\\', { skipProcessQuotes: true });
+    } catch (e) {
+      failAt((e as Error).message);
+    }
     reportUnmatched(r.unmatched);
     return { name: h.path, content: r.result };
   });

@@ -309,3 +309,10 @@ describe('image config of a stage', () => {
     expect(target(g).base).toEqual({ kind: 'stage', index: 0 });
   });
 });
+
+describe('COPY heredoc expansion keeps quotes (BuildKit ExpandRaw)', () => {
+  it('expands variables but leaves quotes and unknown text alone', () => {
+    const c = one('FROM a\nARG V=1\nCOPY <<EOF /f\necho "v=$V" \'${V}\'\nEOF\n', 'copy');
+    expect(c.inline).toEqual([{ name: 'EOF', content: 'echo "v=1" \'1\'\n' }]);
+  });
+});
