@@ -1,0 +1,270 @@
+// ADD's archive handling: a local file is extracted when its *content* is a tar archive, plain or
+// compressed (gzip, bzip2, xz, zstd: detected by magic bytes, never by name), as BuildKit does.
+//
+// Extraction writes into a rootfs and every entry name is hostile:
+//  - names are cleaned; one that climbs out of the extraction directory ("../x") is an error, as in
+//    Docker's untar ("breakout");
+//  - a symlink whose target, taken relative to its own directory, leaves the extraction directory is
+//    an error; a hard link must name an entry inside it;
+//  - parent directories are resolved inside the rootfs (resolveInRoot), so a symlink in the archive or
+//    already in the image (`lib -> /usr/lib`, `x -> /`) leads at most elsewhere *inside* the rootfs.
+// Decompression of bzip2/xz/zstd uses the system tools (bzip2, xz-utils, zstd packages).
+
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import * as tar from 'tar-stream';
+import { cleanPath } from '../context/gopath.js';
+import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
+import { applyMeta, clearForFile, lstatOrUndefined, makeNode } from './meta.js';
+import type { Owner } from './owner.js';
+
+export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
+
+export class ArchiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArchiveError';
+  }
+}
+
+/** The compression of a file by its first bytes. */
+export async function detectCompression(file: string): Promise<Compression> {
+  const fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.alloc(6);
+    const { bytesRead } = await fh.read(buf, 0, 6, 0);
+    const b = buf.subarray(0, bytesRead);
+    if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
+    if (b.length >= 3 && b.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+    if (b.length >= 6 && b.equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+    if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    return 'none';
+  } finally {
+    await fh.close();
+  }
+}
+
+const TOOLS: Record<'bzip2' | 'xz' | 'zstd', string> = { bzip2: 'bzip2', xz: 'xz', zstd: 'zstd' };
+
+/** A stream of the decompressed content of `file`. Errors (bad data, missing tool) surface on it. */
+export function openDecompressed(file: string, compression: Compression): Readable {
+  // O_NOFOLLOW: the archive path was resolved already; a link swapped in at the end is not followed.
+  const input = fs.createReadStream('', { fd: fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW) });
+  if (compression === 'none') return input;
+  if (compression === 'gzip') {
+    const gunzip = zlib.createGunzip();
+    input.on('error', (e) => gunzip.destroy(e));
+    return input.pipe(gunzip);
+  }
+  const tool = TOOLS[compression];
+  const out = new PassThrough();
+  const child = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.on('error', (e) => out.destroy(new ArchiveError(`cannot run ${tool} to decompress ${file}: ${e.message}`)));
+  child.stdin.on('error', () => {}); // EPIPE when the reader stops early
+  input.on('error', (e) => out.destroy(e));
+  input.pipe(child.stdin);
+  child.stdout.pipe(out, { end: false });
+  child.on('close', (code, signal) => {
+    if (code === 0 || out.destroyed) out.end();
+    else if (signal === null) out.destroy(new ArchiveError(`${tool} failed on ${file}: ${stderr.trim() || `exit ${code}`}`));
+    else out.end();
+  });
+  out.on('close', () => {
+    input.destroy();
+    if (child.exitCode === null) child.kill();
+  });
+  return out;
+}
+
+/** A valid (checksummed, non-empty) tar header block, as Go's tar.Reader.Next() would accept first. */
+function isTarHeader(block: Buffer): boolean {
+  if (block.length < 512) return false;
+  if (block.every((b) => b === 0)) return false;
+  const field = block.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/g, '').trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  const want = parseInt(field, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < 512; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return want === unsigned || want === signed;
+}
+
+/** Reads up to n bytes of a stream, then stops it. */
+async function head(stream: Readable, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let len = 0;
+  try {
+    for await (const chunk of stream) {
+      chunks.push(chunk as Buffer);
+      len += (chunk as Buffer).length;
+      if (len >= n) break;
+    }
+  } catch {
+    // corrupt compressed data: not an archive we can extract, so it is copied as a file
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, n);
+}
+
+/** The compression when `file` is a tar archive, undefined when it is any other file. */
+export async function detectArchive(file: string): Promise<Compression | undefined> {
+  const compression = await detectCompression(file);
+  const block = await head(openDecompressed(file, compression), 512);
+  return isTarHeader(block) ? compression : undefined;
+}
+
+export interface ExtractOptions {
+  /** Overrides the owners recorded in the archive (ADD --chown). */
+  chown?: Owner;
+}
+
+export interface ExtractResult {
+  entries: number;
+  files: number;
+  directories: number;
+  symlinks: number;
+  hardlinks: number;
+  bytes: number;
+}
+
+/**
+ * Extracts the tar archive `file` into `destDir` (rootfs-absolute) of the rootfs at `destRoot`.
+ * Names are relative to destDir whatever their leading "/"; escaping ones are refused.
+ */
+export async function extractTar(file: string, compression: Compression, destRoot: string, destDir: string, opts: ExtractOptions = {}): Promise<ExtractResult> {
+  const root = path.resolve(destRoot);
+  const base = cleanPath('/' + destDir);
+  await mkdirAllInRoot(root, base);
+  const result: ExtractResult = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
+  // Directory times are set at the end: creating children would bump them again.
+  const dirTimes: { host: string; mtime: Date }[] = [];
+
+  const inBase = (p: string) => p === base || p.startsWith(base === '/' ? '/' : base + '/');
+
+  const handle = async (header: tar.Header, body: tar.Extract extends AsyncIterable<infer S> ? S : never): Promise<void> => {
+    const name = header.name;
+    let rel = cleanPath(name);
+    while (rel.startsWith('/')) rel = cleanPath(rel.slice(1) || '.');
+    if (rel === '..' || rel.startsWith('../')) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: it escapes the destination ${base}`);
+    const type = header.type ?? 'file';
+    if (rel === '.') {
+      body.resume();
+      return;
+    }
+    const rootfsPath = path.posix.join(base, rel);
+    const parentDir = path.posix.dirname(rootfsPath);
+    let parentHost = await resolveInRoot(root, parentDir);
+    const parentSt = await lstatOrUndefined(parentHost);
+    if (parentSt === undefined) parentHost = await mkdirAllInRoot(root, parentDir);
+    else if (!parentSt.isDirectory()) throw new ArchiveError(`cannot extract ${name}: ${parentDir} is not a directory`);
+    const target = path.join(parentHost, path.posix.basename(rootfsPath));
+    if (!isInside(root, target)) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: outside the rootfs`);
+
+    const existing = await lstatOrUndefined(target);
+    if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
+      await fsp.rm(target, { recursive: true, force: true });
+    }
+    const owner = opts.chown ?? { uid: header.uid ?? 0, gid: header.gid ?? 0 };
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    const mtime = header.mtime ?? new Date(0);
+
+    switch (type) {
+      case 'directory':
+        if (existing === undefined || !existing.isDirectory()) {
+          await fsp.mkdir(target, { mode: 0o700 });
+          result.directories++;
+        }
+        body.resume();
+        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        dirTimes.push({ host: target, mtime });
+        break;
+      case 'file':
+      case 'contiguous-file': {
+        await clearForFile(target, rootfsPath);
+        let bytes = 0;
+        const fh = await fsp.open(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+        try {
+          for await (const chunk of body) {
+            await fh.write(chunk as Buffer);
+            bytes += (chunk as Buffer).length;
+          }
+        } finally {
+          await fh.close();
+        }
+        result.files++;
+        result.bytes += bytes;
+        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        break;
+      }
+      case 'symlink': {
+        const linkname = header.linkname ?? '';
+        // Docker's rule: the target joined to the link's own directory must stay inside.
+        if (!inBase(cleanPath(path.posix.join(parentDir, linkname)))) {
+          throw new ArchiveError(`invalid symlink ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: it points outside ${base}`);
+        }
+        body.resume();
+        await fsp.symlink(linkname, target);
+        result.symlinks++;
+        await applyMeta(target, true, { ...owner, mode, atime: mtime, mtime });
+        break;
+      }
+      case 'link': {
+        const linkname = header.linkname ?? '';
+        const linkRootfs = cleanPath(path.posix.join(base, linkname));
+        if (!inBase(linkRootfs) || linkRootfs === base) {
+          throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: it points outside ${base}`);
+        }
+        body.resume();
+        const linkHost = await resolveInRoot(root, linkRootfs, { followFinal: false });
+        const linkSt = await lstatOrUndefined(linkHost);
+        if (linkSt === undefined || linkSt.isDirectory()) throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
+        await fsp.link(linkHost, target);
+        result.hardlinks++;
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo':
+        body.resume();
+        await makeNode(target, type === 'fifo' ? 'fifo' : type === 'character-device' ? 'char' : 'block', header.devmajor ?? 0, header.devminor ?? 0);
+        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        break;
+      default:
+        // pax/GNU meta entries are consumed by tar-stream; anything else unknown is skipped.
+        body.resume();
+        return;
+    }
+    result.entries++;
+  };
+
+  const extract = tar.extract();
+  extract.on('entry', (header, body, next) => {
+    handle(header, body).then(
+      () => next(),
+      (err) => {
+        body.resume();
+        extract.destroy(err);
+      },
+    );
+  });
+  try {
+    await pipeline(openDecompressed(file, compression), extract);
+  } catch (err) {
+    if (err instanceof ArchiveError) throw err;
+    throw new ArchiveError(`cannot extract ${path.basename(file)}: ${(err as Error).message}`);
+  }
+  for (const d of dirTimes.reverse()) await fsp.lutimes(d.host, d.mtime, d.mtime);
+  return result;
+}

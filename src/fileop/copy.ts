@@ -1,0 +1,272 @@
+// COPY and ADD as BuildKit runs them (its Dockerfile frontend plus fsutil's copier), from a source
+// root into a destination rootfs directory.
+//
+// Sources: cleaned inside the source root ("../../x" is "/x" of the root), wildcards per path element
+// with Go's filepath.Match syntax, each source followed through symlinks inside the root. A plain
+// source that does not exist is an error ("not found"); a wildcard that matches nothing copies
+// nothing, as BuildKit's Dockerfile frontend allows empty wildcards (its parent directory must exist).
+//
+// Destination: resolved inside the rootfs, never out of it. A source directory copies its contents;
+// a file goes to `dest` itself unless `dest` is (or is written as) a directory, then to dest/<name>.
+// More than one source item needs a destination written with a trailing "/". Missing parents are
+// created (0755, owned by the --chown user or root).
+
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { cleanPath, compileGoMatch, hasWildcards } from '../context/gopath.js';
+import { PatternMatcher } from '../context/patterns.js';
+import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
+import { detectArchive, extractTar } from './archive.js';
+import { download, isGitUrl, isHttpUrl } from './download.js';
+import { applyMeta, clearForFile, lstatOrUndefined } from './meta.js';
+import { parseChmod, resolveChown, type Owner } from './owner.js';
+import { openSource, type SourceView } from './source.js';
+import { TreeCopier } from './tree.js';
+import { CopyError, emptySummary, type CopyOp, type CopySummary } from './types.js';
+
+/** One thing to copy, after wildcard expansion. */
+type Item =
+  | {
+      kind: 'path';
+      /** As named/matched, relative to the source root, not followed (its base is the copy's name). */
+      rel: string;
+      /** Followed through symlinks. */
+      resolved: string;
+      /** --parents: the part of the path to recreate under the destination. */
+      keep: string;
+      /** The root-relative directory `keep` is relative to (for the parents' metadata). */
+      keepBase: string;
+      /** What --exclude matches the item itself against ("" = the user named it: never excluded). */
+      excludeRel: string;
+    }
+  | { kind: 'inline'; name: string; content: string }
+  | { kind: 'url'; url: string };
+
+function splitWildcards(rel: string): { fixed: string[]; pattern: string[] } {
+  const parts = rel === '' ? [] : rel.split('/');
+  const i = parts.findIndex(hasWildcards);
+  return i === -1 ? { fixed: parts, pattern: [] } : { fixed: parts.slice(0, i), pattern: parts.slice(i) };
+}
+
+/** --parents: "a/./b/c" keeps "b/c" (the "/./" pivot); without a pivot the whole path is kept. */
+function splitPivot(raw: string): { base: string; rest: string } {
+  const s = raw.replace(/^(\.\/)+/, '');
+  const i = s.indexOf('/./');
+  if (i === -1) return { base: '', rest: s };
+  return { base: s.slice(0, i), rest: s.slice(i + 3) };
+}
+
+function relOf(p: string): string {
+  const c = cleanPath('/' + p);
+  return c === '/' ? '' : c.slice(1);
+}
+
+export async function copy(op: CopyOp): Promise<CopySummary> {
+  const { spec } = op;
+  const loc = spec.location;
+  const fail = (msg: string, cause?: unknown): never => {
+    throw new CopyError(msg, loc, cause !== undefined ? { cause } : undefined);
+  };
+  const wrap = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof CopyError) throw err;
+      return fail(`${spec.instruction} ${what}: ${(err as Error).message}`, err);
+    }
+  };
+
+  const urls = spec.urls ?? [];
+  const inline = spec.inline ?? [];
+  const destRoot = path.resolve(op.destRoot);
+  const dest = cleanPath('/' + spec.dest);
+  const summary = emptySummary();
+
+  for (const u of urls) {
+    if (isGitUrl(u)) fail(`ADD from git repositories is not supported yet: ${u}`);
+    if (!isHttpUrl(u)) fail(`unsupported URL ${u}: only http and https are supported`);
+  }
+  if (spec.checksum !== undefined && (urls.length === 0 || spec.sources.length > 0)) {
+    fail(`--checksum can only be used with http(s) sources`);
+  }
+
+  const chmod = spec.chmod !== undefined ? await wrap('--chmod', async () => parseChmod(spec.chmod!)) : undefined;
+  const chown = spec.chown !== undefined ? await wrap(`--chown=${spec.chown}`, () => resolveChown(destRoot, spec.chown!)) : undefined;
+  const exclude = spec.exclude && spec.exclude.length > 0 ? await wrap('--exclude', async () => new PatternMatcher(spec.exclude!)) : undefined;
+
+  // Expand the sources.
+  let view: SourceView | undefined;
+  const items: Item[] = [];
+  if (spec.sources.length > 0) {
+    if (!op.source) fail(`${spec.instruction} has sources but no source root was given`);
+    view = await wrap('source', () => openSource(op.source!));
+    for (const raw of spec.sources) {
+      items.push(...(await wrap(raw, () => expandSource(view!, raw, spec.parents ?? false, op.source!.kind))));
+    }
+  }
+  for (const f of inline) items.push({ kind: 'inline', name: f.name, content: f.content });
+  for (const u of urls) items.push({ kind: 'url', url: u });
+
+  const named = spec.sources.length + urls.length + inline.length;
+  if ((named > 1 || items.length > 1) && !spec.destIsDir) {
+    fail(`When using ${spec.instruction} with more than one source file, the destination must be a directory and end with a /`);
+  }
+
+  // Make the destination (or its parent) exist inside the rootfs.
+  const created: Owner = chown ?? { uid: 0, gid: 0 };
+  await wrap(`destination ${dest}`, () => mkdirAllInRoot(destRoot, spec.destIsDir ? dest : path.posix.dirname(dest), 0o755, created));
+
+  const show = (host: string) => '/' + path.relative(destRoot, host).split(path.sep).join('/');
+  const tree = view ? new TreeCopier(view, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show }, summary) : undefined;
+
+  for (const item of items) {
+    const destHost = await wrap(`destination ${dest}`, () => resolveInRoot(destRoot, dest));
+    if (!isInside(destRoot, destHost)) fail(`destination ${dest} resolves outside the rootfs`);
+    const destSt = await lstatOrUndefined(destHost);
+    const intoDir = (name: string) => (destSt?.isDirectory() ? path.join(destHost, name) : destHost);
+
+    if (item.kind === 'path') {
+      await wrap(item.rel || '/', async () => {
+        const st = (await view!.lstat(item.resolved))!;
+        // A wildcard match is itself subject to --exclude (by its path below the wildcard's fixed
+        // part); below it, paths are relative to the match, as for a source named directly.
+        if (exclude && item.excludeRel !== '') {
+          if (exclude.match(item.excludeRel).matched && !(st.isDirectory() && exclude.mayIncludeBelow(item.excludeRel))) return;
+        }
+        if (spec.parents) {
+          // Recreate the kept parents under dest with the source directories' metadata.
+          const comps = item.keep === '' ? [] : item.keep.split('/');
+          let host = destSt?.isDirectory() ? destHost : fail(`--parents needs the destination ${dest} to be a directory`);
+          let srcDir = item.keepBase;
+          const upTo = st.isDirectory() ? comps.length : comps.length - 1;
+          for (let i = 0; i < upTo; i++) {
+            srcDir = srcDir === '' ? comps[i]! : `${srcDir}/${comps[i]}`;
+            host = path.join(host, comps[i]!);
+            await tree!.ensureDirLike(await view!.resolve(srcDir), host);
+          }
+          const target = st.isDirectory() ? host : path.join(host, comps[comps.length - 1] ?? path.posix.basename(item.rel));
+          await tree!.copy(item.resolved, target, true);
+          summary.targets.push(show(target));
+          return;
+        }
+        if (st.isDirectory()) {
+          if (destSt === undefined) {
+            await fsp.mkdir(destHost, { mode: 0o755 });
+            await fsp.chmod(destHost, 0o755);
+            await fsp.chown(destHost, created.uid, created.gid);
+          } else if (!destSt.isDirectory()) {
+            fail(`cannot copy directory ${item.rel || '/'} to non-directory ${dest}`);
+          }
+          await tree!.copy(item.resolved, destHost, true);
+          summary.targets.push(show(destHost));
+          return;
+        }
+        if (spec.unpack && st.isFile()) {
+          const compression = await detectArchive(view!.host(item.resolved));
+          if (compression !== undefined) {
+            const r = await extractTar(view!.host(item.resolved), compression, destRoot, show(destHost), chown ? { chown } : {});
+            summary.extracted += r.entries;
+            summary.files += r.files;
+            summary.directories += r.directories;
+            summary.symlinks += r.symlinks;
+            summary.hardlinks += r.hardlinks;
+            summary.bytes += r.bytes;
+            summary.targets.push(show(destHost));
+            return;
+          }
+        }
+        const target = intoDir(path.posix.basename(item.rel));
+        await tree!.copy(item.resolved, target, true);
+        summary.targets.push(show(target));
+      });
+    } else if (item.kind === 'inline') {
+      await wrap(`<<${item.name}`, async () => {
+        const name = path.posix.basename(item.name);
+        if (name === '' || name === '.' || name === '..') fail(`invalid heredoc file name ${JSON.stringify(item.name)}`);
+        const target = intoDir(name);
+        await clearForFile(target, show(target));
+        await fsp.writeFile(target, item.content, { flag: 'wx', mode: 0o600 });
+        const now = new Date();
+        await applyMeta(target, false, { ...created, mode: chmod ?? 0o644, atime: now, mtime: now });
+        summary.files++;
+        summary.bytes += Buffer.byteLength(item.content);
+        summary.targets.push(show(target));
+      });
+    } else {
+      await wrap(item.url, async () => {
+        const dl = await download(item.url, {
+          ...(spec.checksum !== undefined ? { checksum: spec.checksum } : {}),
+          ...(op.http?.timeoutMs !== undefined ? { timeoutMs: op.http.timeoutMs } : {}),
+          ...(op.http?.maxBytes !== undefined ? { maxBytes: op.http.maxBytes } : {}),
+        });
+        try {
+          const target = spec.destIsDir || destSt?.isDirectory() ? path.join(destHost, dl.filename) : destHost;
+          await clearForFile(target, show(target));
+          await fsp.copyFile(dl.file, target);
+          const mtime = dl.lastModified ?? new Date();
+          await applyMeta(target, false, { ...created, mode: chmod ?? 0o600, atime: mtime, mtime });
+          summary.files++;
+          summary.bytes += dl.size;
+          summary.downloaded.push(item.url);
+          summary.targets.push(show(target));
+        } finally {
+          await dl.cleanup();
+        }
+      });
+    }
+  }
+  return summary;
+}
+
+/** One source as written -> the items it names (several for a wildcard, none for an empty one). */
+async function expandSource(view: SourceView, raw: string, parents: boolean, kind: 'context' | 'rootfs'): Promise<Item[]> {
+  const pivot = parents ? splitPivot(raw) : { base: '', rest: raw };
+  const keepBase = relOf(pivot.base);
+  const rel = relOf(pivot.base === '' ? pivot.rest : `${pivot.base}/${pivot.rest}`);
+  const keepOf = (r: string) => (keepBase === '' ? r : r.slice(keepBase.length + 1));
+  const { fixed, pattern } = splitWildcards(rel);
+  const shown = '/' + rel;
+
+  const notFound = async (p: string): Promise<never> => {
+    const hint = (await view.hidden(p)) ? ' (it is excluded by .dockerignore)' : '';
+    throw new Error(`failed to compute cache key: ${JSON.stringify('/' + p)}: not found${hint}${kind === 'context' ? ' in the build context' : ''}`);
+  };
+
+  if (pattern.length === 0) {
+    const resolved = await view.resolve(rel);
+    if ((await view.lstat(resolved)) === undefined) return notFound(rel);
+    return [{ kind: 'path', rel, resolved, keep: keepOf(rel), keepBase, excludeRel: '' }];
+  }
+
+  const baseRel = await view.resolve(fixed.join('/'));
+  const baseSt = await view.lstat(baseRel);
+  if (baseSt === undefined) return notFound(fixed.join('/'));
+  if (!baseSt.isDirectory()) throw new Error(`${shown}: ${fixed.join('/') || '/'} is not a directory`);
+
+  const regexps = pattern.map((p) => compileGoMatch(p));
+  const matches: string[] = [];
+  // Like fsutil's walk: descend only into real directories (links are not followed while matching).
+  const walk = async (dirRel: string, namedPrefix: string, depth: number): Promise<void> => {
+    for (const name of await view.readdir(dirRel)) {
+      if (!regexps[depth]!.test(name)) continue;
+      const childRel = dirRel === '' ? name : `${dirRel}/${name}`;
+      const childNamed = namedPrefix === '' ? name : `${namedPrefix}/${name}`;
+      if (depth === regexps.length - 1) {
+        matches.push(childNamed);
+        continue;
+      }
+      const st = await view.lstat(childRel);
+      if (st?.isDirectory()) await walk(childRel, childNamed, depth + 1);
+    }
+  };
+  await walk(baseRel, fixed.join('/'), 0);
+
+  const items: Item[] = [];
+  const fixedLen = fixed.length;
+  for (const m of matches) {
+    const resolved = await view.resolve(m);
+    if ((await view.lstat(resolved)) === undefined) return notFound(m); // a dangling symlink matched
+    items.push({ kind: 'path', rel: m, resolved, keep: keepOf(m), keepBase, excludeRel: m.split('/').slice(fixedLen).join('/') });
+  }
+  return items;
+}

@@ -1,0 +1,128 @@
+// ADD <url>: fetch an http(s) resource to a temporary file, verify --checksum while streaming, and
+// report what BuildKit's http source records: the file name from the URL path, the Last-Modified time.
+// Remote files are never extracted. Git URLs are recognised and refused until git sources exist.
+
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export class DownloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DownloadError';
+  }
+}
+
+/** BuildKit's isGitRef, roughly: git:// and git@ forms, github.com/ shorthands, *.git URLs. */
+export function isGitUrl(s: string): boolean {
+  if (s.startsWith('git://') || s.startsWith('git@') || s.startsWith('github.com/')) return true;
+  const noFragment = s.split('#')[0]!;
+  return /^(https?|ssh):\/\//.test(s) && /\.git\/?$/.test(noFragment);
+}
+
+export function isHttpUrl(s: string): boolean {
+  return /^https?:\/\//i.test(s);
+}
+
+/** The file name BuildKit gives a downloaded URL: the last element of its path, or "__unnamed__". */
+export function urlFilename(url: string): string {
+  let p: string;
+  try {
+    p = new URL(url).pathname;
+  } catch {
+    return '__unnamed__';
+  }
+  try {
+    p = decodeURIComponent(p);
+  } catch {
+    // keep it encoded
+  }
+  const base = path.posix.basename(p);
+  return base === '' || base === '.' || base === '..' || base === '/' ? '__unnamed__' : base;
+}
+
+const ALGOS: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
+
+export function parseChecksum(spec: string): { algo: string; hex: string } {
+  const m = /^([a-z0-9]+):([a-f0-9]+)$/.exec(spec);
+  if (!m || ALGOS[m[1]!] === undefined || ALGOS[m[1]!] !== m[2]!.length) {
+    throw new DownloadError(`invalid --checksum=${spec}: want sha256:<64 hex digits> (or sha384/sha512)`);
+  }
+  return { algo: m[1]!, hex: m[2]! };
+}
+
+export interface Downloaded {
+  /** Temporary file holding the content; the caller moves or removes it (see `cleanup`). */
+  file: string;
+  filename: string;
+  size: number;
+  /** sha256 digest of the content, "sha256:<hex>". */
+  digest: string;
+  /** From Last-Modified, when the server sent one. */
+  lastModified?: Date;
+  cleanup: () => Promise<void>;
+}
+
+export interface DownloadOptions {
+  checksum?: string;
+  timeoutMs?: number;
+  maxBytes?: number;
+}
+
+export async function download(url: string, opts: DownloadOptions = {}): Promise<Downloaded> {
+  if (!isHttpUrl(url)) throw new DownloadError(`unsupported URL ${url}: only http and https are supported`);
+  const want = opts.checksum !== undefined ? parseChecksum(opts.checksum) : undefined;
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000) });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    throw new DownloadError(`failed to fetch ${url}: ${cause?.message ?? (err as Error).message}`);
+  }
+  if (!res.ok || res.body === null) {
+    throw new DownloadError(`failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
+  }
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-add-'));
+  const cleanup = () => fsp.rm(dir, { recursive: true, force: true });
+  const file = path.join(dir, 'content');
+  const sha256 = createHash('sha256');
+  const check = want && want.algo !== 'sha256' ? createHash(want.algo) : undefined;
+  let size = 0;
+  try {
+    const out = fs.createWriteStream(file, { mode: 0o600 });
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        size += chunk.length;
+        if (opts.maxBytes !== undefined && size > opts.maxBytes) throw new DownloadError(`${url} is larger than the ${opts.maxBytes}-byte limit`);
+        sha256.update(chunk);
+        check?.update(chunk);
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+      }
+    } finally {
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    }
+    const sha = sha256.digest('hex');
+    if (want) {
+      const got = want.algo === 'sha256' ? sha : check!.digest('hex');
+      if (got !== want.hex) {
+        throw new DownloadError(`checksum mismatch for ${url}: expected ${want.algo}:${want.hex}, got ${want.algo}:${got}`);
+      }
+    }
+    const lm = res.headers.get('last-modified');
+    const lastModified = lm ? new Date(lm) : undefined;
+    return {
+      file,
+      filename: urlFilename(url),
+      size,
+      digest: `sha256:${sha}`,
+      ...(lastModified && !Number.isNaN(lastModified.getTime()) ? { lastModified } : {}),
+      cleanup,
+    };
+  } catch (err) {
+    await cleanup();
+    if (err instanceof DownloadError) throw err;
+    throw new DownloadError(`failed to fetch ${url}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,123 @@
+// A read-only view of a COPY source root. Every lookup stays inside the root; for the build context
+// only the entries the .dockerignore walk lets through exist, so an ignored file is as absent to
+// COPY as it is in BuildKit (where it is never transferred).
+
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { resolveInRoot } from '../fsutil/rootpath.js';
+import { compareNames, walkContext } from '../context/walk.js';
+import type { CopySource } from './types.js';
+
+const MAX_LINKS = 255;
+
+export interface SourceView {
+  /** Host directory of the root. */
+  readonly root: string;
+  /** True when copied entries keep their uid/gid (stage/image); false resets them to 0:0 (context). */
+  readonly preserveOwner: boolean;
+  /** lstat of a clean relative path ("" is the root); undefined when missing or invisible. */
+  lstat(rel: string): Promise<fs.Stats | undefined>;
+  /** Visible names in a directory, byte-wise sorted. */
+  readdir(rel: string): Promise<string[]>;
+  /** Follows symlinks in every component (the last too) without leaving the root; returns a clean rel. */
+  resolve(unsafe: string): Promise<string>;
+  /** True when the path exists on disk but the ignore rules hide it (for a helpful error). */
+  hidden(rel: string): Promise<boolean>;
+  host(rel: string): string;
+}
+
+async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
+  try {
+    return await fsp.lstat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+function toRel(root: string, hostPath: string): string {
+  const rel = path.relative(root, hostPath);
+  return rel === '' ? '' : rel.split(path.sep).join('/');
+}
+
+/** A stage or image rootfs: everything visible, paths resolved by the house resolver. */
+class RootfsView implements SourceView {
+  readonly preserveOwner = true;
+  constructor(readonly root: string) {}
+  host(rel: string): string {
+    return rel === '' ? this.root : path.join(this.root, rel);
+  }
+  lstat(rel: string): Promise<fs.Stats | undefined> {
+    return lstatOrUndefined(this.host(rel));
+  }
+  async readdir(rel: string): Promise<string[]> {
+    return (await fsp.readdir(this.host(rel))).sort(compareNames);
+  }
+  async resolve(unsafe: string): Promise<string> {
+    return toRel(this.root, await resolveInRoot(this.root, unsafe));
+  }
+  async hidden(): Promise<boolean> {
+    return false;
+  }
+}
+
+/**
+ * The build context seen through the ignore filter. Path resolution cannot use resolveInRoot here:
+ * that one sees the host directory, where an ignored symlink still exists and would be followed.
+ * This walk is the same algorithm (lstat/readlink only, `..` clamped at the root, absolute targets
+ * restart at the root) asking the filtered view at every step.
+ */
+class ContextView implements SourceView {
+  readonly preserveOwner = false;
+  private readonly visible: Set<string>;
+  constructor(readonly root: string, paths: Iterable<string>) {
+    this.visible = new Set(paths);
+  }
+  host(rel: string): string {
+    return rel === '' ? this.root : path.join(this.root, rel);
+  }
+  async lstat(rel: string): Promise<fs.Stats | undefined> {
+    if (rel !== '' && !this.visible.has(rel)) return undefined;
+    return lstatOrUndefined(this.host(rel));
+  }
+  async readdir(rel: string): Promise<string[]> {
+    const names = await fsp.readdir(this.host(rel));
+    return names.filter((n) => this.visible.has(rel === '' ? n : `${rel}/${n}`)).sort(compareNames);
+  }
+  async resolve(unsafe: string): Promise<string> {
+    const resolved: string[] = [];
+    const pending = unsafe.split('/').filter((c) => c !== '').reverse();
+    let links = 0;
+    while (pending.length > 0) {
+      const comp = pending.pop()!;
+      if (comp === '.') continue;
+      if (comp === '..') {
+        resolved.pop();
+        continue;
+      }
+      const rel = [...resolved, comp].join('/');
+      const st = await this.lstat(rel);
+      if (st?.isSymbolicLink()) {
+        if (++links > MAX_LINKS) throw new Error(`too many levels of symbolic links resolving ${unsafe} in the build context`);
+        const target = await fsp.readlink(this.host(rel));
+        if (target.startsWith('/')) resolved.length = 0;
+        for (const c of target.split('/').filter((x) => x !== '').reverse()) pending.push(c);
+        continue;
+      }
+      resolved.push(comp);
+    }
+    return resolved.join('/');
+  }
+  async hidden(rel: string): Promise<boolean> {
+    return rel !== '' && !this.visible.has(rel) && (await lstatOrUndefined(this.host(rel))) !== undefined;
+  }
+}
+
+export async function openSource(src: CopySource): Promise<SourceView> {
+  const root = path.resolve(src.dir);
+  if (src.kind === 'rootfs') return new RootfsView(root);
+  const entries = src.entries ?? (await walkContext(root, src.dockerfile ? { dockerfile: src.dockerfile } : {}));
+  return new ContextView(root, entries.map((e) => e.path));
+}

@@ -1,0 +1,308 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeFixture, type Fixture } from './helpers.js';
+
+let f: Fixture;
+beforeEach(() => {
+  f = makeFixture();
+});
+afterEach(() => f.cleanup());
+
+const read = (p: string) => fs.readFileSync(p, 'utf8');
+const mode = (p: string) => fs.lstatSync(p).mode & 0o7777;
+const owner = (p: string) => {
+  const st = fs.lstatSync(p);
+  return [st.uid, st.gid];
+};
+
+describe('COPY: where things land', () => {
+  it('file to file: content, mode and mtime kept, owner reset to 0:0 from the context', async () => {
+    const src = f.write('a.txt', 'A');
+    fs.chownSync(src, 1234, 5678);
+    fs.chmodSync(src, 0o640);
+    fs.utimesSync(src, 1_000_000, 1_000_000);
+    const s = await f.run({ sources: ['a.txt'], dest: '/out.txt' });
+    expect(read(f.dst('out.txt'))).toBe('A');
+    expect(mode(f.dst('out.txt'))).toBe(0o640);
+    expect(owner(f.dst('out.txt'))).toEqual([0, 0]);
+    expect(fs.statSync(f.dst('out.txt')).mtimeMs).toBe(1_000_000_000);
+    expect(s).toMatchObject({ files: 1, bytes: 1, targets: ['/out.txt'] });
+  });
+
+  it('file to an existing directory written without a slash goes inside it', async () => {
+    f.write('a.txt', 'A');
+    fs.mkdirSync(f.dst('d'));
+    await f.run({ sources: ['a.txt'], dest: '/d' });
+    expect(read(f.dst('d/a.txt'))).toBe('A');
+  });
+
+  it('file to dir/ creates missing parents 0755 root-owned', async () => {
+    f.write('a.txt', 'A');
+    await f.run({ sources: ['a.txt'], dest: '/x/y/', destIsDir: true });
+    expect(read(f.dst('x/y/a.txt'))).toBe('A');
+    expect(mode(f.dst('x'))).toBe(0o755);
+    expect(mode(f.dst('x/y'))).toBe(0o755);
+  });
+
+  it('file to a missing path without a slash is that file name, parents created', async () => {
+    f.write('a.txt', 'A');
+    await f.run({ sources: ['a.txt'], dest: '/new/name' });
+    expect(read(f.dst('new/name'))).toBe('A');
+  });
+
+  it('a directory copies its contents, not itself; inner dirs keep their mode, the top target is 0755', async () => {
+    f.write('dir/g', 'G');
+    f.write('dir/sub/f', 'F');
+    fs.chmodSync(path.join(f.ctx, 'dir'), 0o700);
+    fs.chmodSync(path.join(f.ctx, 'dir/sub'), 0o750);
+    fs.utimesSync(path.join(f.ctx, 'dir/sub'), 2_000_000, 2_000_000);
+    await f.run({ sources: ['dir'], dest: '/dst' });
+    expect(read(f.dst('dst/g'))).toBe('G');
+    expect(read(f.dst('dst/sub/f'))).toBe('F');
+    expect(fs.existsSync(f.dst('dst/dir'))).toBe(false);
+    expect(mode(f.dst('dst'))).toBe(0o755);
+    expect(mode(f.dst('dst/sub'))).toBe(0o750);
+    expect(fs.statSync(f.dst('dst/sub')).mtimeMs).toBe(2_000_000_000);
+  });
+
+  it('"." copies the whole (visible) context', async () => {
+    f.write('a');
+    f.write('d/b');
+    await f.run({ sources: ['.'], dest: '/app/', destIsDir: true });
+    expect(fs.readdirSync(f.dst('app')).sort()).toEqual(['a', 'd']);
+  });
+
+  it('wildcards match per path element (Go filepath.Match syntax)', async () => {
+    f.write('a.txt');
+    f.write('b.txt');
+    f.write('c.md');
+    f.write('x1/in.txt');
+    f.write('x2/in.txt');
+    f.write('y/in.txt');
+    await f.run({ sources: ['*.txt', 'x[0-9]/in.txt'], dest: '/w/', destIsDir: true });
+    expect(fs.readdirSync(f.dst('w')).sort()).toEqual(['a.txt', 'b.txt', 'in.txt']);
+    expect(read(f.dst('w/in.txt'))).toBe('x2/in.txt'); // later matches overwrite earlier ones
+  });
+
+  it('a wildcard with one match may name a file; with several it needs a trailing slash', async () => {
+    f.write('only.jar', 'J');
+    await f.run({ sources: ['*.jar'], dest: '/app.jar' });
+    expect(read(f.dst('app.jar'))).toBe('J');
+    f.write('two.jar');
+    await expect(f.run({ sources: ['*.jar'], dest: '/app2.jar' })).rejects.toThrow(
+      'Dockerfile:3: When using COPY with more than one source file, the destination must be a directory and end with a /',
+    );
+    expect(fs.existsSync(f.dst('app2.jar'))).toBe(false);
+  });
+
+  it('several sources need a trailing slash', async () => {
+    f.write('a');
+    f.write('b');
+    await expect(f.run({ sources: ['a', 'b'], dest: '/d' })).rejects.toThrow(/more than one source file/);
+  });
+
+  it('an empty wildcard copies nothing (BuildKit allows it); a missing source or wildcard parent is "not found"', async () => {
+    f.write('a');
+    const s = await f.run({ sources: ['nomatch*', 'a'], dest: '/d/', destIsDir: true });
+    expect(s.files).toBe(1);
+    await expect(f.run({ sources: ['missing'], dest: '/d/', destIsDir: true })).rejects.toThrow(
+      'Dockerfile:3: COPY missing: failed to compute cache key: "/missing": not found in the build context',
+    );
+    await expect(f.run({ sources: ['nodir/*.txt'], dest: '/d/', destIsDir: true })).rejects.toThrow(/"\/nodir": not found/);
+  });
+
+  it('a file where a directory exists is refused', async () => {
+    f.write('a.txt');
+    fs.mkdirSync(f.dst('d/a.txt'), { recursive: true });
+    await expect(f.run({ sources: ['a.txt'], dest: '/d/', destIsDir: true })).rejects.toThrow(/cannot replace directory \/d\/a.txt with a file/);
+  });
+
+  it('heredoc sources are written as files (0644, or --chmod)', async () => {
+    await f.run({ inline: [{ name: 'EOF', content: 'echo hi\n' }], dest: '/run.sh' });
+    expect(read(f.dst('run.sh'))).toBe('echo hi\n');
+    expect(mode(f.dst('run.sh'))).toBe(0o644);
+    await f.run({ inline: [{ name: 'one', content: '1' }, { name: 'two', content: '2' }], dest: '/h/', destIsDir: true, chmod: '755' });
+    expect(read(f.dst('h/two'))).toBe('2');
+    expect(mode(f.dst('h/one'))).toBe(0o755);
+  });
+});
+
+describe('COPY: hostile paths stay inside their roots', () => {
+  it('"../../x" is cleaned inside the context', async () => {
+    f.write('a.txt', 'inside');
+    fs.writeFileSync(path.join(f.base, 'a.txt'), 'outside');
+    await f.run({ sources: ['../../a.txt'], dest: '/z' });
+    expect(read(f.dst('z'))).toBe('inside');
+  });
+
+  it('a context symlink to /etc is resolved inside the context, never on the host', async () => {
+    fs.symlinkSync('/etc', path.join(f.ctx, 'etc-link'));
+    await expect(f.run({ sources: ['etc-link/passwd'], dest: '/p' })).rejects.toThrow(/"\/etc-link\/passwd": not found/);
+    await expect(f.run({ sources: ['etc-link/pass*'], dest: '/p' })).rejects.toThrow(/not found/);
+    f.write('etc/passwd', 'context passwd');
+    await f.run({ sources: ['etc-link/passwd'], dest: '/p' });
+    expect(read(f.dst('p'))).toBe('context passwd');
+    fs.symlinkSync('../../..', path.join(f.ctx, 'up'));
+    await f.run({ sources: ['up/up/etc/passwd'], dest: '/q' });
+    expect(read(f.dst('q'))).toBe('context passwd');
+  });
+
+  it('the destination resolves through rootfs symlinks without leaving the rootfs', async () => {
+    // A unique name, so that a broken resolver leaves a recognisable file on the host that the test
+    // detects and removes.
+    const probe = `kiln-probe-${path.basename(f.base)}`;
+    const hostProbes = [`/etc/${probe}`, `/${probe}`, path.join(path.dirname(f.base), probe)];
+    try {
+      f.write(probe, 'A');
+      fs.symlinkSync('/', f.dst('out'));
+      fs.symlinkSync('../../../..', f.dst('up'));
+      await f.run({ sources: [probe], dest: '/out/etc/', destIsDir: true });
+      expect(read(f.dst(`etc/${probe}`))).toBe('A');
+      await f.run({ sources: [probe], dest: '/up/up/', destIsDir: true });
+      expect(read(f.dst(probe))).toBe('A');
+      for (const p of hostProbes) expect(fs.existsSync(p)).toBe(false);
+    } finally {
+      for (const p of hostProbes) fs.rmSync(p, { force: true });
+    }
+  });
+
+  it('a symlink at the target file is replaced, not written through', async () => {
+    f.write('a.txt', 'A');
+    fs.writeFileSync(path.join(f.base, 'victim'), 'victim');
+    fs.symlinkSync(path.join(f.base, 'victim'), f.dst('a.txt'));
+    fs.mkdirSync(f.dst('d'));
+    fs.symlinkSync(path.join(f.base, 'victim'), f.dst('d/a.txt'));
+    await f.run({ sources: ['a.txt'], dest: '/d/', destIsDir: true });
+    expect(read(path.join(f.base, 'victim'))).toBe('victim');
+    expect(fs.lstatSync(f.dst('d/a.txt')).isFile()).toBe(true);
+  });
+
+  it('.dockerignore-excluded files are invisible to COPY', async () => {
+    f.write('.dockerignore', 'secret.txt\nDockerfile\n');
+    f.write('secret.txt', 'S');
+    f.write('Dockerfile', 'FROM scratch');
+    f.write('public.txt', 'P');
+    await expect(f.run({ sources: ['secret.txt'], dest: '/s' })).rejects.toThrow(/"\/secret.txt": not found \(it is excluded by .dockerignore\)/);
+    await expect(f.run({ sources: ['Dockerfile'], dest: '/s' })).rejects.toThrow(/not found/);
+    await f.run({ sources: ['.'], dest: '/all/', destIsDir: true });
+    expect(fs.readdirSync(f.dst('all')).sort()).toEqual(['.dockerignore', 'public.txt']);
+    await f.run({ sources: ['*'], dest: '/star/', destIsDir: true });
+    expect(fs.readdirSync(f.dst('star')).sort()).toEqual(['.dockerignore', 'public.txt']);
+  });
+
+  it('an ignored symlink cannot be used as a path to visible files', async () => {
+    f.write('.dockerignore', 'link\n');
+    f.write('real/x', 'X');
+    fs.symlinkSync('real', path.join(f.ctx, 'link'));
+    await expect(f.run({ sources: ['link/x'], dest: '/x' })).rejects.toThrow(/not found/);
+  });
+});
+
+describe('COPY: links, modes, owners', () => {
+  it('symlinks inside a copied directory stay symlinks; a named symlink source is followed', async () => {
+    f.write('dir/target', 'T');
+    fs.symlinkSync('../elsewhere', path.join(f.ctx, 'dir/rel-link'));
+    fs.symlinkSync('/etc/passwd', path.join(f.ctx, 'dir/abs-link'));
+    fs.symlinkSync('dir/target', path.join(f.ctx, 'top-link'));
+    await f.run({ sources: ['dir'], dest: '/s/', destIsDir: true });
+    expect(fs.readlinkSync(f.dst('s/rel-link'))).toBe('../elsewhere');
+    expect(fs.readlinkSync(f.dst('s/abs-link'))).toBe('/etc/passwd');
+    await f.run({ sources: ['top-link'], dest: '/t/', destIsDir: true });
+    expect(fs.lstatSync(f.dst('t/top-link')).isFile()).toBe(true);
+    expect(read(f.dst('t/top-link'))).toBe('T');
+  });
+
+  it('hard links within one copy are preserved', async () => {
+    const h1 = f.write('dir/h1', 'H');
+    fs.linkSync(h1, path.join(f.ctx, 'dir/h2'));
+    const s = await f.run({ sources: ['dir'], dest: '/h/', destIsDir: true });
+    expect(fs.statSync(f.dst('h/h1')).ino).toBe(fs.statSync(f.dst('h/h2')).ino);
+    expect(s).toMatchObject({ files: 1, hardlinks: 1 });
+  });
+
+  it('setuid, setgid and sticky bits are kept', async () => {
+    fs.chmodSync(f.write('dir/suid'), 0o4755);
+    fs.chmodSync(f.write('dir/sgid'), 0o2711);
+    fs.mkdirSync(path.join(f.ctx, 'dir/tmp'));
+    fs.chmodSync(path.join(f.ctx, 'dir/tmp'), 0o1777);
+    await f.run({ sources: ['dir'], dest: '/m/', destIsDir: true });
+    expect(mode(f.dst('m/suid'))).toBe(0o4755);
+    expect(mode(f.dst('m/sgid'))).toBe(0o2711);
+    expect(mode(f.dst('m/tmp'))).toBe(0o1777);
+  });
+
+  it('--chmod applies to every copied file and directory', async () => {
+    f.write('dir/a');
+    f.write('dir/sub/b');
+    await f.run({ sources: ['dir'], dest: '/c/', destIsDir: true, chmod: '0640' });
+    expect(mode(f.dst('c/a'))).toBe(0o640);
+    expect(mode(f.dst('c/sub'))).toBe(0o640);
+    expect(mode(f.dst('c/sub/b'))).toBe(0o640);
+    await f.run({ sources: ['dir/a'], dest: '/s', chmod: '4755' });
+    expect(mode(f.dst('s'))).toBe(0o4755);
+    await expect(f.run({ sources: ['dir/a'], dest: '/x', chmod: 'u+x' })).rejects.toThrow(/only octal modes/);
+  });
+
+  it.each([
+    ['kilnuser', [4321, 4322]],
+    ['kilnuser:kilnstaff', [4321, 50]],
+    ['7', [7, 7]],
+    ['7:8', [7, 8]],
+    ['kilnuser:9', [4321, 9]],
+  ] as const)('--chown=%s gives %j, looked up in the destination rootfs, also on created parents', async (spec, want) => {
+    f.write('dir/a');
+    await f.run({ sources: ['dir'], dest: '/o/p/', destIsDir: true, chown: spec });
+    expect(owner(f.dst('o/p/a'))).toEqual(want);
+    expect(owner(f.dst('o'))).toEqual(want);
+    expect(owner(f.dst('o/p'))).toEqual(want);
+  });
+
+  it('--chown with an unknown name fails naming it', async () => {
+    f.write('a');
+    await expect(f.run({ sources: ['a'], dest: '/a', chown: 'nosuchuser' })).rejects.toThrow(/--chown=nosuchuser: unable to find user nosuchuser/);
+  });
+
+  it('from a stage rootfs ownership is preserved', async () => {
+    const stage = path.join(f.base, 'stage');
+    const p = f.write('usr/bin/tool', 'T', stage);
+    fs.chownSync(p, 1234, 5678);
+    fs.chmodSync(p, 0o4750);
+    await f.run({ sources: ['/usr/bin/tool'], dest: '/bin/' , destIsDir: true }, { kind: 'rootfs', dir: stage });
+    expect(owner(f.dst('bin/tool'))).toEqual([1234, 5678]);
+    expect(mode(f.dst('bin/tool'))).toBe(0o4750);
+  });
+});
+
+describe('COPY --exclude and --parents', () => {
+  it('--exclude patterns apply below a named directory, and to wildcard matches', async () => {
+    f.write('dir/a.md');
+    f.write('dir/a.txt');
+    f.write('dir/sub/b.md');
+    await f.run({ sources: ['dir'], dest: '/e1/', destIsDir: true, exclude: ['*.md'] });
+    expect(fs.existsSync(f.dst('e1/a.md'))).toBe(false);
+    expect(fs.existsSync(f.dst('e1/a.txt'))).toBe(true);
+    expect(fs.existsSync(f.dst('e1/sub/b.md'))).toBe(true);
+    await f.run({ sources: ['dir'], dest: '/e2/', destIsDir: true, exclude: ['**/*.md'] });
+    expect(fs.existsSync(f.dst('e2/sub/b.md'))).toBe(false);
+    f.write('homer.txt');
+    f.write('homer.md');
+    await f.run({ sources: ['hom*'], dest: '/e3/', destIsDir: true, exclude: ['*.txt'] });
+    expect(fs.readdirSync(f.dst('e3'))).toEqual(['homer.md']);
+  });
+
+  it('--parents keeps the source parents (from the /./ pivot when there is one)', async () => {
+    f.write('x/a.txt', 'A');
+    f.write('y/b/c.txt', 'C');
+    f.write('p/q/r/s.txt', 'S');
+    fs.chmodSync(path.join(f.ctx, 'y/b'), 0o750);
+    await f.run({ sources: ['x/a.txt', 'y/b/c.txt', 'p/./q/r'], dest: '/p/', destIsDir: true, parents: true });
+    expect(read(f.dst('p/x/a.txt'))).toBe('A');
+    expect(read(f.dst('p/y/b/c.txt'))).toBe('C');
+    expect(mode(f.dst('p/y/b'))).toBe(0o750);
+    expect(read(f.dst('p/q/r/s.txt'))).toBe('S');
+    expect(fs.existsSync(f.dst('p/p'))).toBe(false);
+    await f.run({ sources: ['*/a.txt'], dest: '/w/', destIsDir: true, parents: true });
+    expect(read(f.dst('w/x/a.txt'))).toBe('A');
+  });
+});
