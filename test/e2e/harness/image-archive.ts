@@ -4,6 +4,7 @@
 // descriptors, layer diff_ids against the config), because a kiln archive that Docker or skopeo
 // would reject must fail the test even when the files inside happen to be right.
 import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
 import { decompress, readTar, sniffCompression } from './tar.js';
 
 /** The image config JSON as written (Docker's and OCI's share the fields the harness reads). */
@@ -37,12 +38,22 @@ function parseJson<T>(buf: Buffer | undefined, what: string): T {
   }
 }
 
-/** File name -> body of every regular file in the archive ("./" prefixes dropped). */
+/**
+ * File name -> body of every regular file in the archive ("./" prefixes dropped). Symlinks to files
+ * in the archive resolve to their target: `docker save` writes a layer that occurs twice in an image
+ * (two RUNs with the same diff) once, and links the second directory's layer.tar to it.
+ */
 async function archiveFiles(file: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
+  const links = new Map<string, string>();
   for (const { header, body } of await readTar(file, file)) {
-    if (header.type !== 'file' && header.type !== 'contiguous-file') continue;
-    files.set(header.name.replace(/^(\.\/)+/, ''), body);
+    const name = posix.normalize(header.name).replace(/^(\.\/)+/, '');
+    if (header.type === 'file' || header.type === 'contiguous-file') files.set(name, body);
+    else if (header.type === 'symlink') links.set(name, posix.normalize(posix.join(posix.dirname(name), header.linkname)));
+  }
+  for (const [name, target] of links) {
+    const body = files.get(target);
+    if (body && !target.startsWith('../') && !posix.isAbsolute(target)) files.set(name, body);
   }
   return files;
 }

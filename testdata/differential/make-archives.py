@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the tar archives the ADD cases extract, byte for byte the same on every run.
+
+    python3 testdata/differential/make-archives.py
+
+The archives are committed; this script documents how they were made (fixed mtimes, sorted
+entries, numeric owners, gzip without a name or time) and remakes them if a case needs changes.
+"""
+import gzip
+import io
+import lzma
+import os
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MTIME = 1_600_000_000
+
+
+def member(name, kind, mode, uid=0, gid=0, data=b"", link=""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.uid, info.gid = uid, gid
+    info.uname = info.gname = ""
+    info.mtime = MTIME
+    info.linkname = link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+# A little tree with what extraction must preserve: modes (setuid, 0700 dir), owners, a symlink,
+# a hard link, an empty dir and a nested file whose parent has no entry of its own.
+TREE = [
+    member("top/", tarfile.DIRTYPE, 0o755),
+    member("top/hello.txt", tarfile.REGTYPE, 0o644, data=b"hello from the archive\n"),
+    member("top/run.sh", tarfile.REGTYPE, 0o4755, data=b"#!/bin/sh\necho run\n"),
+    member("top/owned.txt", tarfile.REGTYPE, 0o600, uid=1000, gid=50, data=b"owned by kiln:staff\n"),
+    member("top/link", tarfile.SYMTYPE, 0o777, link="hello.txt"),
+    member("top/hard", tarfile.LNKTYPE, 0o644, link="top/hello.txt"),
+    member("top/private/", tarfile.DIRTYPE, 0o700, uid=1000, gid=1000),
+    member("top/empty/", tarfile.DIRTYPE, 0o755),
+    member("implied/parent/file.txt", tarfile.REGTYPE, 0o644, data=b"no parent entries\n"),
+    member("rootfile.txt", tarfile.REGTYPE, 0o644, data=b"at the archive root\n"),
+]
+
+
+def tar_bytes(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in entries:
+            if data is not None:
+                data.seek(0)
+            tar.addfile(info, data)
+    return buf.getvalue()
+
+
+def write(case, name, data):
+    path = os.path.join(HERE, case, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+raw = tar_bytes(TREE)
+gz = io.BytesIO()
+with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0) as f:
+    f.write(raw)
+write("add-tar-gz", "archive.tar.gz", gz.getvalue())
+write("add-tar-xz", "archive.tar.xz", lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64))
+write("add-tar-plain", "archive.tar", raw)
+
+# Not an archive, only compressed: ADD copies it as it is (BuildKit unpacks only tar archives).
+notar = io.BytesIO()
+with gzip.GzipFile(filename="", mode="wb", fileobj=notar, mtime=0) as f:
+    f.write(b"just compressed text, not a tar\n")
+write("add-plain-file", "note.txt.gz", notar.getvalue())
