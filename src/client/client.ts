@@ -2,15 +2,24 @@
 // (HTTP to a kiln daemon) will implement the same interface.
 
 import { BuildServer } from '../server/server.js';
-import type { BuildRequest, BuildResult } from '../server/api.js';
+import type { BuildRequest, BuildResult, ProgressEvent } from '../server/api.js';
+import type { ImageRecord } from '../image/store.js';
 
 export interface KilnClient {
-  build(req: BuildRequest): Promise<BuildResult>;
+  build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;
+  listImages(): Promise<ImageRecord[]>;
+  close(): Promise<void>;
 }
 
-export function embeddedClient(): KilnClient {
-  const server = new BuildServer();
-  return { build: (req) => server.build(req) };
+/** In-process server on a kiln root (default: --root, KILN_ROOT, or the per-user default). */
+export function embeddedClient(opts: { root?: string } = {}): KilnClient {
+  const server = new BuildServer({ root: opts.root });
+  return {
+    build: (req, onProgress, signal) => server.build(req, onProgress, signal),
+    listImages: () => server.listImages(),
+    close: () => server.close(),
+  };
 }
 
-export type { BuildRequest, BuildResult };
+export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
+export type { OutputSpec } from '../server/api.js';

@@ -1,22 +1,58 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildGraph, LintFinding } from '../frontend/types.js';
+import type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
+import type { ProgressEvent } from '../solver/progress.js';
+
+export type LayerCompression = 'gzip' | 'zstd' | 'uncompressed';
+
+/** Where a build's result goes; several may be given (BuildKit's --output, -t, --load, --push). */
+export type OutputSpec =
+  /** Into kiln's image store under `names`; with push, also to the registry of each name. */
+  | { type: 'image'; names: string[]; push: boolean; compression?: LayerCompression }
+  /** A tarball `docker load` reads; `load` streams it into the local Docker daemon instead of (or as well as) `dest`. */
+  | { type: 'docker'; names: string[]; dest?: string; load: boolean; compression?: LayerCompression }
+  /** An OCI image layout tarball. */
+  | { type: 'oci'; names: string[]; dest: string; compression?: LayerCompression }
+  /** The final filesystem, as a directory. */
+  | { type: 'local'; dest: string }
+  /** The final filesystem, as one tarball. */
+  | { type: 'tar'; dest: string };
 
 export interface BuildRequest {
   /** Context directory (embedded mode reads it in place). */
   contextDir: string;
-  /** The Dockerfile: its display name (for errors) and its text. */
-  dockerfile: { name: string; text: string };
+  /** The Dockerfile: its display name (for errors), its text, and its host path when it is a file
+   * (a `<Dockerfile>.dockerignore` beside it wins over the context's .dockerignore). */
+  dockerfile: { name: string; text: string; path?: string };
   buildArgs: Record<string, string | undefined>;
   target?: string;
+  platform?: Platform;
   /** Translate only: return the step graph, run nothing. */
   dryRun: boolean;
+  outputs: OutputSpec[];
+  /** Extra labels on the final image (--label). */
+  labels: Record<string, string>;
+  /** Network for RUN steps without --network: the host's (default, as docker build) or none. */
+  network: 'host' | 'none';
+  noCache: boolean;
+  /** Always ask the registry for base images instead of using local ones. */
+  pull: boolean;
 }
 
 export interface BuildResult {
   graph: BuildGraph;
   warnings: LintFinding[];
+  /** Absent for a dry run. */
+  image?: {
+    /** The image ID as Docker shows it: the config digest. */
+    id: string;
+    manifestDigest: string;
+    configDigest: string;
+    /** Digests pushed, by name. */
+    pushed: Record<string, string>;
+    names: string[];
+  };
 }
 
-export type { BuildGraph, LintFinding };
+export type { BuildGraph, LintFinding, ProgressEvent };

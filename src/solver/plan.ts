@@ -2,19 +2,16 @@
 // frontend stays a pure translator and the rooms above never speak Dockerfile.
 
 import { buildGraph } from '../frontend/index.js';
-import type { BuildGraph, Platform } from '../frontend/types.js';
+import type { BaseImageConfig, BuildGraph, Platform } from '../frontend/types.js';
+import { hostPlatform } from '../oci/index.js';
 
 export interface PlanRequest {
   dockerfile: { name: string; text: string };
   buildArgs: Record<string, string | undefined>;
   target?: string;
   targetPlatform?: Platform;
-}
-
-/** The platform of this machine in OCI terms (Node's names differ: x64 -> amd64). */
-export function hostPlatform(): Platform {
-  const arch = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
-  return arch === 'arm' ? { os: 'linux', architecture: arch, variant: 'v7' } : { os: 'linux', architecture: arch };
+  /** Configs of base images, once resolved (see BuildGraph.unresolvedImages). */
+  baseImages?: Record<string, BaseImageConfig>;
 }
 
 export function planBuild(req: PlanRequest): BuildGraph {
@@ -25,5 +22,6 @@ export function planBuild(req: PlanRequest): BuildGraph {
     target: req.target,
     buildPlatform: build,
     targetPlatform: req.targetPlatform ?? build,
+    baseImages: req.baseImages,
   });
 }

@@ -1,0 +1,50 @@
+// One process at a time owns a kiln root (the snapshotter's metadata and the runc state assume it).
+// A second process waits; a lock left by a killed process is taken over.
+
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function acquireRootLock(root: string, onWait?: (holder: number) => void): Promise<() => Promise<void>> {
+  await fsp.mkdir(root, { recursive: true });
+  const file = path.join(root, 'kiln.lock');
+  let told = false;
+  for (;;) {
+    try {
+      const fh = await fsp.open(file, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return async () => {
+        // Only remove our own lock.
+        const holder = Number(await fsp.readFile(file, 'utf8').catch(() => ''));
+        if (holder === process.pid) await fsp.rm(file, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const text = await fsp.readFile(file, 'utf8').catch(() => '');
+    const holder = Number(text);
+    // An empty file is a lock being written right now, unless it has been empty for a while.
+    const beingWritten = text === '' && Date.now() - ((await fsp.stat(file).catch(() => undefined))?.mtimeMs ?? 0) < 5000;
+    if (!beingWritten && (!Number.isInteger(holder) || holder <= 0 || !alive(holder))) {
+      // Left by a killed process (or torn while being written): remove it and compete again through
+      // the exclusive create above. Two processes taking over the same stale lock in the same
+      // instant is the one window this leaves open; Node has no flock(2) to close it.
+      await fsp.rm(file, { force: true });
+      continue;
+    }
+    if (!told) {
+      onWait?.(holder);
+      told = true;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -1,0 +1,190 @@
+// FROM: base images resolved to a manifest digest (the cache keys FROM by it, never by the tag),
+// their blobs fetched and their layers unpacked into a snapshot chain, each only when needed: a fully
+// cached build never unpacks its base.
+
+import { createHash } from 'node:crypto';
+import type { ContentStore } from '../cache/content-store.js';
+import type { BaseImageConfig } from '../frontend/types.js';
+import { formatReference, parseReference } from '../image/reference.js';
+import type { RegistryClient } from '../image/registry/index.js';
+import type { ImageStore } from '../image/store.js';
+import { isIndexMediaType, selectPlatform, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from '../oci/index.js';
+import type { Snapshotter } from '../snapshotter/index.js';
+import { snapshotExists, uniqueKey } from './mounted.js';
+
+export interface BaseImage {
+  /** Normalised reference, e.g. docker.io/library/busybox:latest. */
+  name: string;
+  manifestDigest: Digest;
+  config: ImageConfig;
+  layers: Descriptor[];
+  /** Where it came from: kiln's image store or a registry endpoint. */
+  source: string;
+}
+
+/** Chain IDs as the OCI image spec defines them: one per layer, naming the snapshot after it. */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+export function layerSnapshotName(chainId: string): string {
+  return `layer-${chainId.replace(/^sha256:/, '')}`;
+}
+
+export function toBaseImageConfig(config: ImageConfig): BaseImageConfig {
+  const c = config.config ?? {};
+  return {
+    env: c.Env ?? [],
+    ...(c.Cmd && { cmd: c.Cmd }),
+    ...(c.Entrypoint && { entrypoint: c.Entrypoint }),
+    ...(c.WorkingDir && { workingDir: c.WorkingDir }),
+    ...(c.User && { user: c.User }),
+    ...(c.Shell && { shell: c.Shell }),
+    ...(c.ExposedPorts && { exposedPorts: Object.keys(c.ExposedPorts) }),
+    ...(c.Volumes && { volumes: Object.keys(c.Volumes) }),
+    ...(c.Labels && { labels: c.Labels }),
+    ...(c.StopSignal && { stopSignal: c.StopSignal }),
+    ...(c.Healthcheck?.Test && {
+      healthcheck: {
+        test: c.Healthcheck.Test,
+        ...(c.Healthcheck.Interval !== undefined && { intervalNs: c.Healthcheck.Interval }),
+        ...(c.Healthcheck.Timeout !== undefined && { timeoutNs: c.Healthcheck.Timeout }),
+        ...(c.Healthcheck.StartPeriod !== undefined && { startPeriodNs: c.Healthcheck.StartPeriod }),
+        ...(c.Healthcheck.StartInterval !== undefined && { startIntervalNs: c.Healthcheck.StartInterval }),
+        ...(c.Healthcheck.Retries !== undefined && { retries: c.Healthcheck.Retries }),
+      },
+    }),
+    ...(c.OnBuild && { onBuild: c.OnBuild }),
+    os: config.os,
+    architecture: config.architecture,
+    ...(config.variant && { variant: config.variant }),
+  };
+}
+
+export interface BaseImageDeps {
+  store: ContentStore;
+  images: ImageStore;
+  registry: RegistryClient;
+  snapshotter: Snapshotter;
+}
+
+/**
+ * One per build: memoises resolution and unpacking per reference, so stages sharing a base resolve
+ * and unpack it once even when they run at the same time.
+ */
+export class BaseImages {
+  private readonly resolved = new Map<string, Promise<BaseImage>>();
+  private readonly unpacked = new Map<string, Promise<string | undefined>>();
+  private readonly fetched = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly deps: BaseImageDeps,
+    private readonly platform: Platform,
+    private readonly pull: boolean,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  resolve(ref: string): Promise<BaseImage> {
+    const name = formatReference(parseReference(ref));
+    let p = this.resolved.get(name);
+    if (!p) {
+      p = this.doResolve(name);
+      this.resolved.set(name, p);
+    }
+    return p;
+  }
+
+  private async doResolve(name: string): Promise<BaseImage> {
+    if (!this.pull) {
+      const local = await this.fromLocalStore(name);
+      if (local) return local;
+    }
+    const r = await this.deps.registry.resolve(name, { platform: this.platform, store: this.deps.store, signal: this.signal });
+    return { name, manifestDigest: r.manifestDigest, config: r.config, layers: r.manifest.layers, source: r.source };
+  }
+
+  // Images built by kiln (or loaded into its store) are found before any registry, as `docker build`
+  // finds the daemon's own images.
+  private async fromLocalStore(name: string): Promise<BaseImage | undefined> {
+    const rec = await this.deps.images.get(name);
+    if (!rec || !(await this.deps.store.has(rec.manifest.digest))) return undefined;
+    let manifestDesc = rec.manifest;
+    if (isIndexMediaType(manifestDesc.mediaType)) {
+      const index = await this.deps.store.readJSON<Index>(manifestDesc.digest);
+      const i = selectPlatform(this.platform, index.manifests.map((m) => m.platform));
+      if (i < 0) return undefined;
+      manifestDesc = index.manifests[i]!;
+    }
+    const manifest = await this.deps.store.readJSON<Manifest>(manifestDesc.digest);
+    const config = await this.deps.store.readJSON<ImageConfig>(manifest.config.digest);
+    return { name, manifestDigest: manifestDesc.digest, config, layers: manifest.layers, source: 'kiln image store' };
+  }
+
+  /** Fetches the image's layer blobs into the content store (export needs them; unpack too). */
+  ensureBlobs(image: BaseImage): Promise<void> {
+    let p = this.fetched.get(image.manifestDigest);
+    if (!p) {
+      p = (async () => {
+        for (const layer of image.layers) {
+          if (await this.deps.store.has(layer.digest)) continue;
+          await this.deps.registry.fetchBlob(image.name, layer, this.deps.store, { signal: this.signal });
+        }
+      })();
+      this.fetched.set(image.manifestDigest, p);
+      p.catch(() => this.fetched.delete(image.manifestDigest));
+    }
+    return p;
+  }
+
+  /** The committed snapshot holding the image's root filesystem (undefined for an image with no layers). */
+  unpack(image: BaseImage): Promise<string | undefined> {
+    let p = this.unpacked.get(image.manifestDigest);
+    if (!p) {
+      p = this.doUnpack(image);
+      this.unpacked.set(image.manifestDigest, p);
+      p.catch(() => this.unpacked.delete(image.manifestDigest));
+    }
+    return p;
+  }
+
+  private async doUnpack(image: BaseImage): Promise<string | undefined> {
+    const { snapshotter, store } = this.deps;
+    const diffIds = image.config.rootfs.diff_ids;
+    if (diffIds.length !== image.layers.length) {
+      throw new Error(`image ${image.name}: config lists ${diffIds.length} diff IDs for ${image.layers.length} layers`);
+    }
+    const chain = chainIds(diffIds);
+    let parent: string | undefined;
+    for (let i = 0; i < chain.length; i++) {
+      const name = layerSnapshotName(chain[i]!);
+      if (!(await snapshotExists(snapshotter, name))) {
+        await this.ensureBlobs(image);
+        const key = uniqueKey('unpack');
+        await snapshotter.prepare(key, parent);
+        let committed = false;
+        try {
+          const layer = image.layers[i]!;
+          const applied = await snapshotter.applyLayer(key, await store.readStream(layer.digest), layer.mediaType);
+          if (applied.diffID !== diffIds[i]) {
+            throw new Error(`image ${image.name}: layer ${layer.digest} unpacks to ${applied.diffID}, but the config says ${diffIds[i]}`);
+          }
+          try {
+            await snapshotter.commit(name, key);
+            committed = true;
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'exists') throw err; // unpacked meanwhile by another build
+          }
+        } finally {
+          if (!committed) await snapshotter.remove(key).catch(() => undefined);
+        }
+      }
+      parent = name;
+    }
+    return parent;
+  }
+}

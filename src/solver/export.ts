@@ -1,0 +1,211 @@
+// From a solved target stage to the outputs asked for: the layers (computed now, reused when known),
+// the image config and manifest, then each exporter.
+
+import type { ContentStore } from '../cache/content-store.js';
+import { toImageConfig } from '../image/config.js';
+import { imageArchive, writeFileAtomic } from '../image/exporter/archive.js';
+import { loadIntoDocker } from '../image/exporter/docker-load.js';
+import { exportLocal, exportTar } from '../image/exporter/filesystem.js';
+import { storeImage, type MediaTypes, type StoredImage } from '../image/exporter/manifest.js';
+import { familiarString, formatReference, parseReference } from '../image/reference.js';
+import type { RegistryClient } from '../image/registry/index.js';
+import type { ImageStore } from '../image/store.js';
+import type { Descriptor, Digest, HistoryEntry, ImageConfig } from '../oci/index.js';
+import type { Compression, Snapshotter } from '../snapshotter/index.js';
+import { mountView, withScope } from './mounted.js';
+import type { ProgressTracker } from './progress.js';
+import type { SolveResult } from './solver.js';
+import type { RootLayout } from './state-root.js';
+
+export type ExportOutput =
+  | { type: 'image'; names: string[]; push: boolean; compression?: Compression }
+  | { type: 'docker'; names: string[]; dest?: string; load: boolean; compression?: Compression }
+  | { type: 'oci'; names: string[]; dest: string; compression?: Compression }
+  | { type: 'local'; dest: string }
+  | { type: 'tar'; dest: string };
+
+export interface ExportDeps {
+  layout: RootLayout;
+  store: ContentStore;
+  snapshotter: Snapshotter;
+  registry: RegistryClient;
+  images: ImageStore;
+}
+
+export interface ExportResult {
+  configDigest: Digest;
+  manifestDigest: Digest;
+  names: string[];
+  pushed: Record<string, string>;
+}
+
+interface Assembled {
+  config: ImageConfig;
+  layers: Descriptor[];
+}
+
+/**
+ * Layers and history of the target stage for one compression, in order.
+ *
+ * Dates are taken from the build's results, not the clock, as BuildKit does, so a rebuild that comes
+ * entirely from the cache yields the same image ID: a step's entry is dated when its snapshot was
+ * made, a config-only entry (ENV, CMD...) shares the date of the nearest layer step after it (or
+ * before it), and the image is as old as its newest entry.
+ */
+async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter): Promise<Assembled> {
+  const layers: Descriptor[] = [];
+  const diffIds: Digest[] = [];
+  const history: HistoryEntry[] = [];
+  const undated: HistoryEntry[] = [];
+  let lastDate: string | undefined;
+  const dated = (entry: HistoryEntry, date: string) => {
+    for (const u of undated.splice(0)) u.created = date;
+    lastDate = date;
+    return { created: date, ...entry };
+  };
+  for (const link of result.target.links) {
+    switch (link.kind) {
+      case 'config': {
+        const entry: HistoryEntry = { ...link.history };
+        undated.push(entry);
+        history.push(entry);
+        break;
+      }
+      case 'base': {
+        // Base layers are exported as they were pulled: same blobs, same digests, no recompression.
+        await result.baseImages.ensureBlobs(link.image);
+        layers.push(...link.image.layers);
+        diffIds.push(...link.image.config.rootfs.diff_ids);
+        history.push(...(link.image.config.history ?? []));
+        lastDate = link.image.config.created ?? lastDate;
+        break;
+      }
+      case 'step': {
+        const rec = await result.layers.get(link.snapshot, compression);
+        const date = (await snapshotter.stat(link.snapshot)).created;
+        if (rec.empty) {
+          history.push(dated({ ...link.history, empty_layer: true }, date));
+        } else {
+          layers.push(rec.descriptor);
+          diffIds.push(rec.diffId);
+          history.push(dated(link.history, date));
+        }
+        break;
+      }
+    }
+  }
+  const fallback = lastDate ?? new Date(0).toISOString();
+  for (const u of undated) u.created = fallback;
+  // Key order as BuildKit writes entries: created first.
+  const ordered = history.map(({ created, ...rest }) => ({ created, ...rest }));
+  const newest = ordered.reduce<string>((max, h) => (h.created && h.created > max ? h.created : max), fallback);
+  const stageConfig = result.target.stage.config;
+  const withLabels = Object.keys(labels).length ? { ...stageConfig, labels: { ...stageConfig.labels, ...labels } } : stageConfig;
+  return { config: toImageConfig(withLabels, diffIds, ordered, newest), layers };
+}
+
+export async function exportResult(
+  result: SolveResult,
+  outputs: ExportOutput[],
+  labels: Record<string, string>,
+  deps: ExportDeps,
+  progress: ProgressTracker,
+): Promise<ExportResult> {
+  const assembled = new Map<Compression, Promise<Assembled>>();
+  const assembleFor = (c: Compression) => {
+    let p = assembled.get(c);
+    if (!p) assembled.set(c, (p = assemble(result, c, labels, deps.snapshotter)));
+    return p;
+  };
+  const stored = new Map<string, Promise<StoredImage>>();
+  const imageFor = (c: Compression, types: MediaTypes) => {
+    const id = `${c}/${types}`;
+    let p = stored.get(id);
+    if (!p) stored.set(id, (p = assembleFor(c).then((a) => storeImage(deps.store, a.config, a.layers, types))));
+    return p;
+  };
+
+  // Even with no output asked for, the image is assembled: its ID is what `kiln build` prints.
+  const primary = await imageFor(compressionOf(outputs), 'oci');
+  const pushed: Record<string, string> = {};
+  const allNames: string[] = [];
+
+  for (const out of outputs) {
+    const v = progress.start(describe(out));
+    try {
+      switch (out.type) {
+        case 'image': {
+          const img = await imageFor(out.compression ?? 'gzip', 'oci');
+          const names = out.names.map(normalise);
+          allNames.push(...names);
+          const size = img.layers.reduce((s, l) => s + l.size, 0);
+          await deps.images.put(names.map((name) => ({ name, manifest: img.manifest, config: img.config.digest, size, created: result.started.toISOString() })));
+          if (out.push) {
+            for (const name of names) {
+              const r = await deps.registry.push(name, img.manifest, deps.store);
+              pushed[name] = r.digest;
+              v.log('stdout', `pushed ${name}@${r.digest}\n`);
+            }
+          }
+          break;
+        }
+        case 'docker': {
+          const img = await imageFor(out.compression ?? 'gzip', 'docker');
+          const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
+          allNames.push(...names.map((n) => n.full));
+          if (out.dest) await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'docker' }));
+          if (out.load) {
+            const messages = await loadIntoDocker(imageArchive(deps.store, img, { names, format: 'docker' }));
+            for (const m of messages) v.log('stdout', m + '\n');
+          }
+          break;
+        }
+        case 'oci': {
+          const img = await imageFor(out.compression ?? 'gzip', 'oci');
+          const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
+          await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'oci' }));
+          break;
+        }
+        case 'local':
+        case 'tar': {
+          const snapshot = await result.target.snapshot();
+          await withScope(async (scope) => {
+            const rootfs = await mountView(scope, deps.snapshotter, deps.layout.tmp, snapshot);
+            if (out.type === 'local') await exportLocal(rootfs, out.dest);
+            else await exportTar(rootfs, out.dest);
+          });
+          break;
+        }
+      }
+      v.done();
+    } catch (err) {
+      v.fail(err);
+      throw err;
+    }
+  }
+  return { configDigest: primary.config.digest, manifestDigest: primary.manifest.digest, names: allNames, pushed };
+}
+
+function normalise(name: string): string {
+  return formatReference(parseReference(name));
+}
+
+function compressionOf(outputs: ExportOutput[]): Compression {
+  for (const o of outputs) if ('compression' in o && o.compression) return o.compression;
+  return 'gzip';
+}
+
+function describe(out: ExportOutput): string {
+  switch (out.type) {
+    case 'image':
+      return `exporting to image${out.names.length ? ` ${out.names.join(', ')}` : ''}${out.push ? ' (push)' : ''}`;
+    case 'docker':
+      return out.load ? 'exporting to docker (load)' : `exporting to docker image format ${out.dest}`;
+    case 'oci':
+      return `exporting to oci image format ${out.dest}`;
+    case 'local':
+      return `copying files to ${out.dest}`;
+    case 'tar':
+      return `sending tarball to ${out.dest}`;
+  }
+}

@@ -1,0 +1,72 @@
+// Layers of built steps, computed when an export needs them and remembered per snapshot and
+// compression, so later exports (and later builds hitting the cache) reuse the same blob.
+
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ContentStore } from '../cache/content-store.js';
+import { parseDigest, type Descriptor, type Digest } from '../oci/index.js';
+import type { Compression, Snapshotter } from '../snapshotter/index.js';
+import type { RootLayout } from './state-root.js';
+import { uniqueKey } from './mounted.js';
+
+export type LayerRecord = { empty: true } | { empty: false; descriptor: Descriptor; diffId: Digest };
+
+export class LayerRecords {
+  private readonly inflight = new Map<string, Promise<LayerRecord>>();
+
+  constructor(
+    private readonly layout: RootLayout,
+    private readonly snapshotter: Snapshotter,
+    private readonly store: ContentStore,
+  ) {}
+
+  /** The layer a committed step snapshot adds over its parent ({empty: true} when it changes nothing). */
+  get(snapshot: string, compression: Compression): Promise<LayerRecord> {
+    const id = `${snapshot}.${compression}`;
+    let p = this.inflight.get(id);
+    if (!p) {
+      p = this.load(snapshot, compression, path.join(this.layout.records, 'layers', `${id}.json`));
+      this.inflight.set(id, p);
+      p.catch(() => this.inflight.delete(id));
+    }
+    return p;
+  }
+
+  private async load(snapshot: string, compression: Compression, recordFile: string): Promise<LayerRecord> {
+    const known = await readRecord(recordFile);
+    if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;
+
+    await fsp.mkdir(this.layout.tmp, { recursive: true });
+    const dest = path.join(this.layout.tmp, uniqueKey('layer'));
+    try {
+      const diff = await this.snapshotter.diff(snapshot, { dest, compression });
+      let rec: LayerRecord;
+      if (diff.empty) {
+        rec = { empty: true };
+      } else {
+        const descriptor = await this.store.ingest({ digest: parseDigest(diff.digest), size: diff.size }, createReadStream(diff.path), diff.mediaType);
+        rec = { empty: false, descriptor, diffId: parseDigest(diff.diffID) };
+      }
+      await writeRecord(recordFile, rec);
+      return rec;
+    } finally {
+      await fsp.rm(dest, { force: true });
+    }
+  }
+}
+
+async function readRecord(file: string): Promise<LayerRecord | undefined> {
+  try {
+    return JSON.parse(await fsp.readFile(file, 'utf8')) as LayerRecord;
+  } catch {
+    return undefined; // missing or torn: recompute
+  }
+}
+
+async function writeRecord(file: string, rec: LayerRecord): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, JSON.stringify(rec));
+  await fsp.rename(tmp, file);
+}

@@ -1,0 +1,25 @@
+// COPY and ADD: the file operation runs on the mounted destination; sources come from the context,
+// an earlier stage, or an image, each mounted read-only for the duration.
+
+import { copy, type CopySource } from '../../fileop/index.js';
+import type { CopyStep } from '../../frontend/types.js';
+import { mountView, withActive } from '../mounted.js';
+import type { OpContext } from './types.js';
+
+export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string): Promise<string> {
+  let summary = '';
+  await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (destRoot, scope) => {
+    let source: CopySource | undefined;
+    if (step.sources.length > 0) {
+      if (step.from.kind === 'context') {
+        source = { kind: 'context', dir: ctx.contextDir, entries: await ctx.contextEntries(), dockerfile: ctx.dockerfilePath };
+      } else {
+        const snap = await ctx.sourceSnapshot(step.from);
+        source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
+      }
+    }
+    const s = await copy({ spec: { ...step, location: step.location }, source, destRoot });
+    summary = `${s.files} files, ${s.directories} directories, ${s.bytes} bytes`;
+  });
+  return summary;
+}

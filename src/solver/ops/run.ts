@@ -1,0 +1,118 @@
+// RUN: the step's snapshot mounted as the rootfs, its --mount sources prepared, one container in runc.
+
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { run, type ExecMount } from '../../executor/index.js';
+import type { MountFrom, RunMount, RunStep } from '../../frontend/types.js';
+import { resolveInRoot } from '../../fsutil/rootpath.js';
+import { mountView, withActive, type Scope } from '../mounted.js';
+import { StepError, type OpContext } from './types.js';
+
+/** Lines of output quoted in the error of a failed RUN. */
+const ERROR_TAIL_LINES = 12;
+
+export async function runStep(step: RunStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
+  if (step.security === 'insecure') {
+    throw new StepError(step.location, 'RUN --security=insecure is not allowed: kiln grants no security.insecure entitlement');
+  }
+  await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (rootfs, scope) => {
+    const mounts: ExecMount[] = [];
+    for (const m of step.mounts) {
+      const em = await prepareMount(m, step, ctx, scope);
+      if (em) mounts.push(em);
+    }
+    const env = [...step.env, ...step.buildArgs, ...(step.proxyEnv ?? [])].map(([k, v]) => `${k}=${v}`);
+    const result = await run({
+      rootfs,
+      stateDir: ctx.layout.executor,
+      args: step.args,
+      env: dedupeEnv(env),
+      cwd: step.workdir,
+      user: step.user || undefined,
+      // BuildKit's sandbox hostname; some build scripts print or test it.
+      hostname: 'buildkitsandbox',
+      network: step.network === 'default' ? ctx.network : step.network,
+      mounts,
+      onStdout: (c) => ctx.log('stdout', c),
+      onStderr: (c) => ctx.log('stderr', c),
+      signal: ctx.signal,
+    });
+    if (ctx.signal?.aborted) throw new StepError(step.location, 'build cancelled');
+    if (result.exitCode !== 0) {
+      const tail = result.outputTail.trimEnd().split('\n').slice(-ERROR_TAIL_LINES).join('\n');
+      const shown = step.shellForm ? JSON.stringify(step.args.join(' ')) : JSON.stringify(step.args);
+      throw new StepError(
+        step.location,
+        `${step.original}: process ${shown} did not complete successfully: exit code: ${result.exitCode}` + (tail ? `\n--- last lines of output ---\n${tail}` : ''),
+      );
+    }
+  });
+}
+
+/** Later entries win, as in a process environment built from ENV then ARG. */
+function dedupeEnv(env: string[]): string[] {
+  const byName = new Map<string, string>();
+  for (const e of env) byName.set(e.slice(0, e.indexOf('=')), e);
+  return [...byName.values()];
+}
+
+async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: Scope): Promise<ExecMount | undefined> {
+  switch (m.type) {
+    case 'tmpfs':
+      return { type: 'tmpfs', target: m.target, size: m.size };
+    case 'heredoc':
+      return { type: 'file', target: m.target, content: m.content, mode: m.mode };
+    case 'bind': {
+      const root = await sourceRoot(m.from, ctx, scope);
+      const source = await resolveInRoot(root, m.source);
+      await fsp.lstat(source).catch(() => {
+        throw new StepError(step.location, `RUN --mount=type=bind: source ${m.source} not found`);
+      });
+      if (!m.readwrite) return { type: 'bind', source, target: m.target, readonly: true };
+      // A read-write bind gets a scratch copy: the step may write to it, nothing flows back.
+      const scratch = await fsp.mkdtemp(path.join(ctx.layout.tmp, 'rwbind-'));
+      scope.defer(() => fsp.rm(scratch, { recursive: true, force: true }));
+      await cpArchive(source, path.join(scratch, 'data'));
+      return { type: 'bind', source: path.join(scratch, 'data'), target: m.target, readonly: false };
+    }
+    case 'cache': {
+      // Cache mounts persist under the root by id; they are never part of a layer or a cache key.
+      const dir = path.join(ctx.layout.cacheMounts, createHash('sha256').update(m.id).digest('hex'));
+      try {
+        await fsp.mkdir(dir, { recursive: false, mode: m.mode });
+        await fsp.chmod(dir, m.mode);
+        await fsp.chown(dir, m.uid, m.gid);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          await fsp.mkdir(ctx.layout.cacheMounts, { recursive: true });
+          return prepareMount(m, step, ctx, scope);
+        }
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      return { type: 'bind', source: dir, target: m.target, readonly: m.readonly };
+    }
+    case 'secret':
+      if (m.required) throw new StepError(step.location, `secret ${m.id} not found: kiln build has no --secret support yet`);
+      return undefined; // as BuildKit: an optional secret that is not provided is simply absent
+    case 'ssh':
+      if (m.required) throw new StepError(step.location, `ssh agent ${m.id} not found: kiln build has no --ssh support yet`);
+      return undefined;
+  }
+}
+
+async function sourceRoot(from: MountFrom, ctx: OpContext, scope: Scope): Promise<string> {
+  if (from.kind === 'context') return ctx.contextDir;
+  return mountView(scope, ctx.snapshotter, ctx.layout.tmp, await ctx.sourceSnapshot(from));
+}
+
+function cpArchive(src: string, dest: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('cp', ['-a', '--no-dereference', src, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`copying ${src} for a read-write bind mount failed: ${err.trim()}`))));
+  });
+}

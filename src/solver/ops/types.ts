@@ -1,0 +1,34 @@
+// What a step operation gets from the solver: its inputs already resolved, nothing about scheduling.
+
+import type { ContextEntry } from '../../context/walk.js';
+import type { MountFrom, SourceLocation } from '../../frontend/types.js';
+import type { Snapshotter } from '../../snapshotter/index.js';
+import type { RootLayout } from '../state-root.js';
+
+export interface OpContext {
+  snapshotter: Snapshotter;
+  layout: RootLayout;
+  contextDir: string;
+  /** Host path of the Dockerfile when it is a file (it may name a <Dockerfile>.dockerignore). */
+  dockerfilePath?: string;
+  /** The context as the .dockerignore lets it through; walked once per build. */
+  contextEntries(): Promise<ContextEntry[]>;
+  /** Committed snapshot for a `--from` / `from=` source (undefined: empty, e.g. scratch). */
+  sourceSnapshot(from: Exclude<MountFrom, { kind: 'context' }>): Promise<string | undefined>;
+  /** Network for RUN steps that do not choose one. */
+  network: 'host' | 'none';
+  signal?: AbortSignal;
+  log(stream: 'stdout' | 'stderr', chunk: Buffer): void;
+}
+
+/** A step that failed; the message starts with the Dockerfile location, as every kiln build error does. */
+export class StepError extends Error {
+  constructor(
+    readonly location: SourceLocation,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${location.file}:${location.line}: ${message}`, options);
+    this.name = 'StepError';
+  }
+}

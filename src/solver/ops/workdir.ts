@@ -1,0 +1,14 @@
+// WORKDIR makes its directory, as BuildKit does, owned by the current USER when one is set.
+
+import type { WorkdirStep } from '../../frontend/types.js';
+import { lookupUser } from '../../executor/index.js';
+import { mkdirAllInRoot } from '../../fsutil/rootpath.js';
+import { withActive } from '../mounted.js';
+import type { OpContext } from './types.js';
+
+export async function workdirStep(step: WorkdirStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
+  await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (rootfs) => {
+    const owner = step.user ? await lookupUser(rootfs, step.user) : undefined;
+    await mkdirAllInRoot(rootfs, step.path, 0o755, owner && { uid: owner.uid, gid: owner.gid });
+  });
+}

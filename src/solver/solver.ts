@@ -1,0 +1,338 @@
+// The solver: runs a BuildGraph. Stages run as soon as what they need is ready (independent stages in
+// parallel), each filesystem step is keyed by its definition and inputs and looked up before it runs,
+// and a step with the same key runs once per process even when two builds ask for it at once.
+// It knows no Dockerfile syntax (the frontend translated it) and no runc flags (the executor's job).
+
+import PQueue from 'p-queue';
+import { checksumEntries, selectEntries } from '../cache/checksum.js';
+import type { ContentStore } from '../cache/content-store.js';
+import { walkContext, type ContextEntry } from '../context/index.js';
+import { DockerfileError } from '../frontend/index.js';
+import type { BaseImageConfig, BuildGraph, MountFrom, Platform, RunStep, Stage, Step } from '../frontend/types.js';
+import type { RegistryClient } from '../image/registry/index.js';
+import type { ImageStore } from '../image/store.js';
+import { hostPlatform, type HistoryEntry } from '../oci/index.js';
+import type { Snapshotter } from '../snapshotter/index.js';
+import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
+import { cacheKey, definitionOf } from './keys.js';
+import { LayerRecords } from './layers.js';
+import { snapshotExists, uniqueKey } from './mounted.js';
+import { copyStep } from './ops/copy.js';
+import { runStep } from './ops/run.js';
+import { StepError, type OpContext } from './ops/types.js';
+import { workdirStep } from './ops/workdir.js';
+import { planBuild } from './plan.js';
+import type { ProgressTracker, VertexHandle } from './progress.js';
+import type { RootLayout } from './state-root.js';
+
+export interface SolverDeps {
+  layout: RootLayout;
+  store: ContentStore;
+  snapshotter: Snapshotter;
+  registry: RegistryClient;
+  images: ImageStore;
+}
+
+export interface SolveRequest {
+  contextDir: string;
+  dockerfile: { name: string; text: string; path?: string };
+  buildArgs: Record<string, string | undefined>;
+  target?: string;
+  platform?: Platform;
+  network: 'host' | 'none';
+  noCache: boolean;
+  pull: boolean;
+}
+
+/** One entry of a stage's history, with the layer it adds (if any). */
+export type HistoryLink =
+  | { kind: 'config'; history: HistoryEntry }
+  | { kind: 'base'; image: BaseImage }
+  | { kind: 'step'; history: HistoryEntry; snapshot: string };
+
+export interface StageResult {
+  stage: Stage;
+  /** Cache key of the stage's final filesystem. */
+  key: string;
+  /** Committed snapshot of the stage's final filesystem (undefined: empty, as FROM scratch). */
+  snapshot(): Promise<string | undefined>;
+  links: HistoryLink[];
+}
+
+export interface SolveResult {
+  graph: BuildGraph;
+  target: StageResult;
+  baseImages: BaseImages;
+  layers: LayerRecords;
+  started: Date;
+}
+
+export class Solver {
+  /** Steps being built in this process, by snapshot name: a second asker waits for the first. */
+  private readonly building = new Map<string, Promise<void>>();
+  /** Containers running at once, across builds. */
+  private readonly runQueue: PQueue;
+  readonly layers: LayerRecords;
+
+  constructor(
+    private readonly deps: SolverDeps,
+    opts: { maxParallelRuns?: number } = {},
+  ) {
+    this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
+    this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
+  }
+
+  async solve(req: SolveRequest, progress: ProgressTracker, signal?: AbortSignal): Promise<SolveResult> {
+    const started = new Date();
+    const platform = req.platform ?? hostPlatform();
+    const baseImages = new BaseImages(this.deps, platform, req.pull, signal);
+    const plan = (resolved?: Record<string, BaseImageConfig>) =>
+      planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: platform, baseImages: resolved });
+
+    const def = progress.start(`[internal] load build definition from ${req.dockerfile.name}`);
+    let graph: BuildGraph;
+    try {
+      graph = plan();
+      def.done();
+    } catch (err) {
+      def.fail(err);
+      throw err;
+    }
+    // Base images' configs feed the translation (their ENV, ONBUILD triggers...), so resolve them and
+    // translate once more, as BuildKit's frontend does.
+    if (graph.unresolvedImages.length > 0) {
+      const configs: Record<string, BaseImageConfig> = {};
+      await Promise.all(
+        graph.unresolvedImages.map(async (ref) => {
+          const v = progress.start(`[internal] load metadata for ${ref}`);
+          try {
+            configs[ref] = toBaseImageConfig((await baseImages.resolve(ref)).config);
+            v.done();
+          } catch (err) {
+            v.fail(err);
+            throw new Error(`failed to resolve base image ${ref}: ${(err as Error).message}`, { cause: err });
+          }
+        }),
+      );
+      graph = plan(configs);
+    }
+    const lintErrors = graph.warnings.filter((w) => w.level === 'error');
+    if (lintErrors.length > 0) {
+      const first = lintErrors[0]!;
+      throw new DockerfileError(first.location.file, first.location.line, `lint: ${first.rule}: ${first.message}`);
+    }
+
+    let entries: Promise<ContextEntry[]> | undefined;
+    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, () => {
+      if (!entries) {
+        const v = progress.start('[internal] load build context');
+        entries = walkContext(req.contextDir, { dockerfile: req.dockerfile.path }).then(
+          (e) => (v.done(), e),
+          (err) => (v.fail(err), Promise.reject(err)),
+        );
+      }
+      return entries;
+    });
+    const target = await run.stage(graph.target);
+    return { graph, target, baseImages, layers: this.layers, started };
+  }
+
+  /** Runs `build` for snapshot `name` unless it exists or another build is making it right now. */
+  async once(name: string, build: () => Promise<void>): Promise<'cached' | 'built'> {
+    const running = this.building.get(name);
+    if (running) {
+      await running;
+      return 'cached';
+    }
+    if (await snapshotExists(this.deps.snapshotter, name)) return 'cached';
+    const p = build().finally(() => this.building.delete(name));
+    this.building.set(name, p);
+    await p;
+    return 'built';
+  }
+
+  queueRun<T>(fn: () => Promise<T>): Promise<T> {
+    return this.runQueue.add(fn) as Promise<T>;
+  }
+}
+
+
+/** The state of one build: its stages, memoised so each runs once however many stages need it. */
+class BuildRun {
+  private readonly stages = new Map<number, Promise<StageResult>>();
+
+  constructor(
+    private readonly solver: Solver,
+    private readonly deps: SolverDeps,
+    private readonly req: SolveRequest,
+    private readonly graph: BuildGraph,
+    private readonly baseImages: BaseImages,
+    private readonly progress: ProgressTracker,
+    private readonly started: Date,
+    private readonly signal: AbortSignal | undefined,
+    private readonly contextEntries: () => Promise<ContextEntry[]>,
+  ) {}
+
+  stage(index: number): Promise<StageResult> {
+    let p = this.stages.get(index);
+    if (!p) {
+      const stage = this.graph.stages.find((s) => s.index === index);
+      if (!stage) return Promise.reject(new Error(`internal error: stage ${index} is not in the build graph`));
+      p = this.runStage(stage);
+      this.stages.set(index, p);
+    }
+    return p;
+  }
+
+  private label(stage: Stage, n: number, total: number): string {
+    const multi = this.graph.stages.length > 1;
+    return multi ? `[${stage.name ?? `stage-${stage.index}`} ${n}/${total}]` : `[${n}/${total}]`;
+  }
+
+  private async runStage(stage: Stage): Promise<StageResult> {
+    const fsSteps = stage.steps.filter(isFilesystemStep).length;
+    const total = fsSteps + 1;
+
+    // The base: its key, its (lazily unpacked) snapshot and the history it brings.
+    let key: string;
+    let snapshot: () => Promise<string | undefined>;
+    const links: HistoryLink[] = [];
+    const base = stage.base;
+    const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${base.kind === 'image' ? base.ref : base.kind === 'stage' ? this.stageName(base.index) : 'scratch'}`);
+    try {
+      if (base.kind === 'scratch') {
+        key = cacheKey('', { from: 'scratch' });
+        snapshot = async () => undefined;
+      } else if (base.kind === 'stage') {
+        const parent = await this.stage(base.index);
+        key = parent.key;
+        snapshot = parent.snapshot;
+        links.push(...parent.links);
+      } else {
+        const image = await this.baseImages.resolve(base.ref);
+        key = cacheKey('', { from: image.manifestDigest });
+        let unpacked: Promise<string | undefined> | undefined;
+        snapshot = () => (unpacked ??= this.baseImages.unpack(image));
+        links.push({ kind: 'base', image });
+      }
+      fromVertex.done();
+    } catch (err) {
+      fromVertex.fail(err);
+      throw err;
+    }
+
+    let n = 1;
+    for (const step of stage.steps) {
+      if (this.signal?.aborted) throw new Error('build cancelled');
+      if (!isFilesystemStep(step)) {
+        if (step.createdBy) links.push({ kind: 'config', history: { created_by: step.createdBy, comment: HISTORY_COMMENT, empty_layer: true } });
+        continue;
+      }
+      n++;
+      const stepKey = cacheKey(key, await this.keyInputs(step));
+      // --no-cache: a fresh name, so the step runs and nothing older is reused.
+      const name = this.req.noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
+      const parentSnapshot = snapshot;
+      const vertex = this.progress.start(`${this.label(stage, n, total)} ${step.original}`);
+      try {
+        const outcome = await this.solver.once(name, async () => {
+          const parent = await parentSnapshot();
+          await this.execute(step, parent, name, vertex);
+        });
+        if (outcome === 'cached') vertex.cached();
+        else vertex.done();
+      } catch (err) {
+        vertex.fail(err);
+        throw err;
+      }
+      key = stepKey;
+      snapshot = async () => name;
+      links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: name });
+    }
+    return { stage, key, snapshot, links };
+  }
+
+  private stageName(index: number): string {
+    return this.graph.stages.find((s) => s.index === index)?.name ?? `stage-${index}`;
+  }
+
+  /** What a step's key covers besides its definition: the content of what it reads. */
+  private async keyInputs(step: FsStep): Promise<unknown> {
+    const def = definitionOf(step);
+    switch (step.kind) {
+      case 'workdir':
+        return def;
+      case 'copy':
+        return { ...def, from: await this.sourceKey(step.from, step.sources) };
+      case 'run': {
+        const { proxyEnv: _proxy, ...rest } = def as typeof def & Pick<RunStep, 'proxyEnv'>;
+        const mounts = await Promise.all(
+          step.mounts.map(async (m) => {
+            if (m.type === 'bind') return { ...m, from: await this.sourceKey(m.from, [m.source]) };
+            // A cache mount's content is deliberately not part of the key, as in BuildKit.
+            if (m.type === 'cache' && m.from) return { ...m, from: await this.sourceKey(m.from, [m.source]) };
+            return m;
+          }),
+        );
+        return { ...rest, mounts };
+      }
+    }
+  }
+
+  private async sourceKey(from: MountFrom, sources: string[]): Promise<string> {
+    switch (from.kind) {
+      case 'context': {
+        if (sources.length === 0) return 'context:none';
+        const entries = await this.contextEntries();
+        return `context:${await checksumEntries(this.req.contextDir, selectEntries(entries, sources))}`;
+      }
+      case 'stage':
+        return `stage:${(await this.stage(from.index)).key}`;
+      case 'image':
+        return `image:${(await this.baseImages.resolve(from.ref)).manifestDigest}`;
+    }
+  }
+
+  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle): Promise<void> {
+    const ctx: OpContext = {
+      snapshotter: this.deps.snapshotter,
+      layout: this.deps.layout,
+      contextDir: this.req.contextDir,
+      dockerfilePath: this.req.dockerfile.path,
+      contextEntries: this.contextEntries,
+      sourceSnapshot: async (from) => {
+        if (from.kind === 'stage') return (await this.stage(from.index)).snapshot();
+        return this.baseImages.unpack(await this.baseImages.resolve(from.ref));
+      },
+      network: this.req.network,
+      signal: this.signal,
+      log: (stream, chunk) => vertex.log(stream, chunk.toString('utf8')),
+    };
+    try {
+      switch (step.kind) {
+        case 'run':
+          await this.solver.queueRun(() => runStep(step, ctx, parent, name));
+          return;
+        case 'copy':
+          await copyStep(step, ctx, parent, name);
+          return;
+        case 'workdir':
+          await workdirStep(step, ctx, parent, name);
+          return;
+      }
+    } catch (err) {
+      if (err instanceof StepError || (err as Error).message?.startsWith(`${step.location.file}:`)) throw err;
+      throw new StepError(step.location, `${step.original}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+/** BuildKit marks the history entries its Dockerfile frontend writes; tools look for it. */
+const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
+
+type FsStep = Extract<Step, { kind: 'run' | 'copy' | 'workdir' }>;
+
+function isFilesystemStep(step: Step): step is FsStep {
+  return step.kind === 'run' || step.kind === 'copy' || step.kind === 'workdir';
+}
+
