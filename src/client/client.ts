@@ -3,7 +3,7 @@
 
 import { BuildServer } from '../server/server.js';
 import type { BuildRequest, BuildResult, ProgressEvent } from '../server/api.js';
-import type { ImageRecord } from '../image/store.js';
+import type { ImageRecord } from '../server/server.js';
 
 export interface KilnClient {
   build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;

@@ -160,7 +160,7 @@ interface RuncCall {
   stderr: string;
 }
 
-function runcCall(runc: string, args: string[]): Promise<RuncCall> {
+export function runcCall(runc: string, args: string[]): Promise<RuncCall> {
   return new Promise((resolve) => {
     const child = spawn(runc, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

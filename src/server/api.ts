@@ -2,7 +2,7 @@
 // or over HTTP to a daemon.
 
 import type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
-import type { ProgressEvent } from '../solver/progress.js';
+import type { ProgressEvent } from '../solver/index.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'uncompressed';
 

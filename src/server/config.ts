@@ -2,7 +2,7 @@
 // `registry-mirrors` and `insecure-registries`. Read from KILN_CONFIG, else /etc/kiln/daemon.json.
 
 import { readFileSync } from 'node:fs';
-import type { RegistryConfig } from '../image/registry/index.js';
+import type { RegistryConfig } from '../solver/index.js';
 
 export interface KilnConfig {
   registry: RegistryConfig;

@@ -1,29 +1,22 @@
 // The build service. Embedded mode calls it in-process; a daemon will serve the same methods over HTTP.
 // It owns one kiln root: the content store, snapshots, image names and the solver that uses them.
 
-import * as fsp from 'node:fs/promises';
-import { ContentStore } from '../cache/content-store.js';
-import { RegistryClient } from '../image/registry/index.js';
-import { ImageStore, type ImageRecord } from '../image/store.js';
-import { createSnapshotter, type Compression, type Snapshotter } from '../snapshotter/index.js';
-import { exportResult, type ExportOutput } from '../solver/export.js';
-import { planBuild } from '../solver/plan.js';
-import { ProgressTracker, type ProgressSink } from '../solver/progress.js';
-import { Solver } from '../solver/solver.js';
-import { defaultRoot, rootLayout, type RootLayout } from '../solver/state-root.js';
+import {
+  defaultRoot,
+  exportResult,
+  openRoot,
+  planBuild,
+  ProgressTracker,
+  type Compression,
+  type ExportOutput,
+  type ImageRecord,
+  type ProgressSink,
+  type RootServices,
+} from '../solver/index.js';
 import type { BuildRequest, BuildResult, LayerCompression, OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
-import { acquireRootLock } from './root-lock.js';
 
-interface Services {
-  layout: RootLayout;
-  store: ContentStore;
-  snapshotter: Snapshotter;
-  registry: RegistryClient;
-  images: ImageStore;
-  solver: Solver;
-  release: () => Promise<void>;
-}
+export type { ImageRecord };
 
 export interface ServerOptions {
   root?: string;
@@ -31,35 +24,20 @@ export interface ServerOptions {
 }
 
 export class BuildServer {
-  private services?: Promise<Services>;
+  private services?: Promise<RootServices>;
   private readonly root: string;
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.root = opts.root ?? defaultRoot();
   }
 
-  private open(onWait?: (pid: number) => void): Promise<Services> {
+  private open(onWait?: (pid: number) => void): Promise<RootServices> {
     this.services ??= (async () => {
-      const layout = rootLayout(this.root);
-      const release = await acquireRootLock(layout.root, onWait);
-      try {
-        const config = this.opts.config ?? loadConfig();
-        await fsp.mkdir(layout.tmp, { recursive: true });
-        // Whatever a killed build left: half-written blobs, active snapshots, temp files.
-        const store = new ContentStore(layout.content);
-        await store.cleanupIngest(0);
-        const snapshotter = await createSnapshotter(layout.snapshots);
-        await snapshotter.cleanup();
-        await cleanTmp(layout.tmp);
-        const registry = new RegistryClient(config.registry);
-        const images = new ImageStore(layout.images);
-        const solver = new Solver({ layout, store, snapshotter, registry, images }, { maxParallelRuns: config.maxParallelRuns });
-        return { layout, store, snapshotter, registry, images, solver, release };
-      } catch (err) {
-        await release();
-        throw err;
-      }
+      const config = this.opts.config ?? loadConfig();
+      return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, onWait });
     })();
+    // A failed open (bad config, unusable root) is retried by the next call rather than remembered.
+    this.services.catch(() => (this.services = undefined));
     return this.services;
   }
 
@@ -126,13 +104,5 @@ function toExportOutput(o: OutputSpec): ExportOutput {
     case 'local':
     case 'tar':
       return o;
-  }
-}
-
-async function cleanTmp(dir: string): Promise<void> {
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    // Mount points under tmp were unmounted by the snapshotter's cleanup or never existed; rm refuses
-    // to cross into a still-mounted file system (EBUSY), which then stays for a later start.
-    await fsp.rm(`${dir}/${name}`, { recursive: true, force: true }).catch(() => undefined);
   }
 }

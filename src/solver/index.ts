@@ -1,0 +1,9 @@
+// The solver room's face to the server: opening a root, solving, exporting, and the types they take.
+export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
+export { exportResult, type ExportOutput, type ExportResult } from './export.js';
+export { planBuild } from './plan.js';
+export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
+export { defaultRoot } from './state-root.js';
+export type { Compression } from '../snapshotter/index.js';
+export type { ImageRecord } from '../image/store.js';
+export type { RegistryConfig } from '../image/registry/index.js';
