@@ -1,75 +1,247 @@
-// `kiln build`: flags to a BuildRequest, the result to the terminal.
+// `kiln build`: docker build / buildx flags to a BuildRequest, progress to stderr, results to stdout.
+//
+// parseBuildArgs is pure (argv and environment in, a description of the invocation out) so every
+// flag is covered by table tests; loadRequest reads the context and the Dockerfile; buildCommand runs
+// the build and writes what the flags asked for (--iidfile, --metadata-file, -q, -o -).
 
-import { readFileSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { embeddedClient, type BuildRequest } from '../client/client.js';
-import type { LintFinding } from '../frontend/types.js';
+import { embeddedClient, type BuildRequest, type BuildResult } from '../client/client.js';
+import { parsePlatform } from '../frontend/platform.js';
+import type { LintFinding, Platform } from '../frontend/types.js';
+import { hostPlatform } from '../oci/platform.js';
+import type { OutputSpec } from '../server/api.js';
+import type { ProgressEvent } from '../solver/progress.js';
+import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
+import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
+import { UsageError } from './usage.js';
 
-const HELP = `Usage: kiln build [options] CONTEXT
+export { UsageError };
+
+export const BUILD_HELP = `Usage: kiln build [OPTIONS] PATH
+
+Build an image from a Dockerfile. PATH is the build context (a directory).
 
 Options:
-  -f, --file FILE          Dockerfile to use (default: CONTEXT/Dockerfile; "-" reads stdin)
-  -t, --tag NAME:TAG       Name the image (repeatable)
-      --target STAGE       Build this stage and what it needs
-      --build-arg K=V      Set a build argument; "K" alone takes K from the environment (repeatable)
-      --dry-run            Print the step graph as JSON and exit; run nothing
-  -h, --help               This help
+  -f, --file FILE            Dockerfile to use (default: PATH/Dockerfile; "-" reads stdin)
+  -t, --tag NAME[:TAG]       Name the image (repeatable); alone, stores it in kiln's image store
+      --target STAGE         Build this stage and what it needs
+      --build-arg K=V        Set a build argument; "K" alone takes K from the environment (repeatable)
+      --label K=V            Set a label on the image (repeatable)
+      --platform OS/ARCH     Target platform (one; default: this machine's)
+      --network MODE         Network for RUN steps: default (= host), host or none
+      --no-cache             Do not use the cache
+      --pull                 Always ask the registry for base images
+  -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
+                               type=local,dest=DIR          the final filesystem as a directory
+                               type=tar,dest=FILE           ... as one tarball ("dest=-": stdout)
+                               type=oci,dest=FILE[,name=N]  an OCI layout tarball
+                               type=docker,dest=FILE[,name=N]  a tarball for "docker load"
+                               type=docker[,name=N]         load into the local Docker daemon
+                               type=image,name=A,B[,push=true]  kiln's image store (and push)
+                               type=registry,name=N         = type=image,push=true
+                             plus compression=gzip|zstd|uncompressed for image, docker and oci;
+                             "-o DIR" is type=local,dest=DIR and "-o -" a tarball on stdout
+      --load                 = --output type=docker (load into Docker)
+      --push                 = --output type=image,push=true (push the -t names)
+      --iidfile FILE         Write the image ID to FILE
+      --metadata-file FILE   Write the build result's metadata (digests, names) to FILE as JSON
+  -q, --quiet                Print nothing but the image ID (on stdout)
+      --progress MODE        auto, tty, plain, rawjson or quiet (default: auto, or $BUILDKIT_PROGRESS)
+      --dry-run              Print the step graph as JSON and exit; run nothing
+      --root DIR             kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
+  -h, --help                 This help
 `;
 
-export class UsageError extends Error {}
-
-export interface ParsedBuildArgs {
-  request: BuildRequest;
+/** What a `kiln build` command line asks for, before anything is read from disk. */
+export interface BuildInvocation {
+  help: boolean;
+  /** The context argument as given. */
+  context: string;
+  /** -f as given ("-" is stdin); undefined means CONTEXT/Dockerfile. */
+  file?: string;
+  /** The request minus what loadRequest reads (context directory, Dockerfile text). */
+  request: Omit<BuildRequest, 'contextDir' | 'dockerfile'>;
+  /** -t names, normalised ("app" -> "docker.io/library/app:latest"). */
   tags: string[];
+  progress: ProgressMode;
+  /** -q: only the image ID, on stdout. */
+  quiet: boolean;
+  iidfile?: string;
+  metadataFile?: string;
+  root?: string;
 }
 
-/** Flags to a request. Pure apart from reading the Dockerfile, so it is easy to test. */
-export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.env, readStdin = () => readFileSync(0, 'utf8')): ParsedBuildArgs {
+const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'quiet', 'help'] as const;
+
+function flagError(flag: string, value: string, reason: string): UsageError {
+  return new UsageError(`invalid argument ${JSON.stringify(value)} for "${flag}" flag: ${reason}`);
+}
+
+/**
+ * Go flags accept "--pull=false"; node's parseArgs refuses a value on a boolean. Rewrite the
+ * explicit forms so scripts written for docker keep working.
+ */
+function expandBooleanValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const m = /^--([a-z-]+)=(.*)$/s.exec(a);
+    if (m && (BOOLEAN_FLAGS as readonly string[]).includes(m[1]!)) {
+      const v = m[2]!;
+      if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) out.push(`--${m[1]}`);
+      else if (!['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) throw flagError(`--${m[1]}`, v, 'want true or false');
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** Docker's "K=V" list flags; `fromEnv` makes a bare "K" take K's value from the environment. */
+function keyValues(flag: string, values: string[], env: NodeJS.ProcessEnv, fromEnv: boolean): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const item of values) {
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq);
+    if (key.trim() === '') throw flagError(flag, item, 'empty key (want KEY=VALUE)');
+    // As docker: "--build-arg K" takes K from the environment and stays unset if it has none there;
+    // "--label K" is K with an empty value.
+    if (eq >= 0) out[key] = item.slice(eq + 1);
+    else out[key] = fromEnv ? env[key] : '';
+  }
+  return out;
+}
+
+function parseNetwork(value: string | undefined): 'host' | 'none' {
+  if (value === undefined || value === 'default' || value === 'host') return 'host';
+  if (value === 'none') return 'none';
+  throw flagError('--network', value, 'network mode not supported (want default, host or none)');
+}
+
+function parseProgress(value: string, flag: string): ProgressMode {
+  if ((PROGRESS_MODES as readonly string[]).includes(value)) return value as ProgressMode;
+  throw flagError(flag, value, `want ${PROGRESS_MODES.slice(0, -1).join(', ')} or ${PROGRESS_MODES.at(-1)}`);
+}
+
+function parsePlatformFlag(value: string): Platform {
+  const specs = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (specs.length === 0) throw flagError('--platform', value, 'empty platform');
+  if (specs.length > 1) throw flagError('--platform', value, 'multi-platform builds are not supported: give one platform');
+  try {
+    return parsePlatform(specs[0]!, hostPlatform());
+  } catch (err) {
+    throw flagError('--platform', value, (err as Error).message);
+  }
+}
+
+/** Flags to an invocation. Pure: reads nothing but `argv` and `env`; throws UsageError. */
+export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): BuildInvocation {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: expandBooleanValues(argv),
       allowPositionals: true,
+      strict: true,
       options: {
         file: { type: 'string', short: 'f' },
         tag: { type: 'string', short: 't', multiple: true },
         target: { type: 'string' },
         'build-arg': { type: 'string', multiple: true },
+        label: { type: 'string', multiple: true },
+        platform: { type: 'string' },
+        network: { type: 'string' },
+        'no-cache': { type: 'boolean' },
+        pull: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
+        output: { type: 'string', short: 'o', multiple: true },
+        load: { type: 'boolean' },
+        push: { type: 'boolean' },
+        iidfile: { type: 'string' },
+        'metadata-file': { type: 'string' },
+        quiet: { type: 'boolean', short: 'q' },
+        progress: { type: 'string' },
+        root: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const { values, positionals } = parsed;
-  if (values.help) throw new UsageError('');
-  if (positionals.length !== 1) throw new UsageError(`"kiln build" requires exactly 1 argument (the context), got ${positionals.length}`);
-  const contextDir = path.resolve(positionals[0]!);
+  const { values: v, positionals } = parsed;
+  const empty = (flag: string, value: string | undefined) => {
+    if (value === '') throw flagError(flag, value, 'empty value');
+    return value;
+  };
+  if (v.help) {
+    return {
+      help: true,
+      context: '',
+      request: { buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false },
+      tags: [],
+      progress: 'auto',
+      quiet: false,
+    };
+  }
+  if (positionals.length !== 1) throw new UsageError(`"kiln build" requires exactly 1 argument (the build context), got ${positionals.length}`);
+
+  const tags = (v.tag ?? []).map((t) => normalizeImageName(t, `invalid argument ${JSON.stringify(t)} for "-t, --tag" flag`));
+  const outputs: OutputSpec[] = resolveOutputs({ outputs: v.output ?? [], tags, load: v.load ?? false, push: v.push ?? false });
+
+  const quiet = v.quiet ?? false;
+  let progress: ProgressMode = 'auto';
+  if (v.progress !== undefined) progress = parseProgress(v.progress, '--progress');
+  else if (env.BUILDKIT_PROGRESS) progress = parseProgress(env.BUILDKIT_PROGRESS, 'BUILDKIT_PROGRESS');
+  if (quiet) progress = 'quiet';
+  // Quiet mode's one line of stdout is the image ID; a tarball there would be corrupted by it.
+  if ((quiet || progress === 'quiet') && outputs.some((o) => 'dest' in o && o.dest === STDOUT_DEST)) {
+    throw new UsageError('-q/--progress=quiet print the image ID on stdout: they cannot be used with an output to stdout (dest=-)');
+  }
+
+  const request: BuildInvocation['request'] = {
+    buildArgs: keyValues('--build-arg', v['build-arg'] ?? [], env, true),
+    dryRun: v['dry-run'] ?? false,
+    outputs,
+    labels: keyValues('--label', v.label ?? [], env, false) as Record<string, string>,
+    network: parseNetwork(v.network),
+    noCache: v['no-cache'] ?? false,
+    pull: v.pull ?? false,
+  };
+  const target = empty('--target', v.target);
+  if (target !== undefined) request.target = target;
+  if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
+
+  const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };
+  const file = empty('-f, --file', v.file);
+  if (file !== undefined) inv.file = file;
+  const iidfile = empty('--iidfile', v.iidfile);
+  if (iidfile !== undefined) inv.iidfile = iidfile;
+  const metadataFile = empty('--metadata-file', v['metadata-file']);
+  if (metadataFile !== undefined) inv.metadataFile = metadataFile;
+  const root = empty('--root', v.root);
+  if (root !== undefined) inv.root = root;
+  return inv;
+}
+
+/** Reads what the request needs from disk: the context directory (checked) and the Dockerfile. */
+export function loadRequest(inv: BuildInvocation, readStdin = () => readFileSync(0, 'utf8')): BuildRequest {
+  const contextDir = path.resolve(inv.context);
   let st;
   try {
     st = statSync(contextDir);
   } catch {
-    throw new UsageError(`unable to prepare context: path "${positionals[0]}" not found`);
+    throw new UsageError(`unable to prepare context: path ${JSON.stringify(inv.context)} not found`);
   }
-  if (!st.isDirectory()) throw new UsageError(`unable to prepare context: "${positionals[0]}" is not a directory`);
-
-  const dockerfile = readDockerfile(values.file, contextDir, readStdin);
-
-  const buildArgs: Record<string, string | undefined> = {};
-  for (const arg of values['build-arg'] ?? []) {
-    const eq = arg.indexOf('=');
-    if (eq === 0) throw new UsageError(`invalid build arg "${arg}": empty name`);
-    // As docker: "--build-arg K" takes K's value from the environment, and is unset if it has none.
-    if (eq < 0) buildArgs[arg] = env[arg];
-    else buildArgs[arg.slice(0, eq)] = arg.slice(eq + 1);
-  }
-
-  return {
-    request: { contextDir, dockerfile, buildArgs, target: values.target, dryRun: values['dry-run'] ?? false },
-    tags: values.tag ?? [],
-  };
+  if (!st.isDirectory()) throw new UsageError(`unable to prepare context: ${JSON.stringify(inv.context)} is not a directory`);
+  return { ...inv.request, contextDir, dockerfile: readDockerfile(inv.file, contextDir, readStdin) };
 }
 
 function readDockerfile(file: string | undefined, contextDir: string, readStdin: () => string): { name: string; text: string } {
@@ -87,33 +259,118 @@ export function formatFinding(f: LintFinding): string {
   return `${f.level === 'error' ? 'ERROR' : 'WARN'}: ${f.rule}: ${f.message} (${f.location.file} line ${f.location.line})`;
 }
 
-export async function buildCommand(argv: string[]): Promise<number> {
-  let parsed: ParsedBuildArgs;
+/** buildx's --metadata-file keys, sorted as Go's JSON encoder writes a map. */
+export function buildMetadata(image: NonNullable<BuildResult['image']>): Record<string, string> {
+  const meta: Record<string, string> = {
+    'containerimage.config.digest': image.configDigest,
+    'containerimage.digest': image.manifestDigest,
+  };
+  if (image.names.length > 0) meta['image.name'] = image.names.join(',');
+  return meta;
+}
+
+/** The client as this command uses it: the progress callback and the abort signal are optional. */
+export interface BuildClient {
+  build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;
+}
+
+export interface BuildIO {
+  stdout: OutStream & NodeJS.WritableStream;
+  stderr: OutStream;
+  env: NodeJS.ProcessEnv;
+  /** Created after --root is applied to env, so the client sees it. */
+  client?: () => BuildClient;
+}
+
+/** Outputs that go to stdout are written to a temporary file first, then copied out. */
+async function redirectStdoutOutputs(outputs: OutputSpec[], stdoutIsTTY: boolean): Promise<{ file?: string; cleanup: () => Promise<void> }> {
+  const target = outputs.find((o) => 'dest' in o && o.dest === STDOUT_DEST) as (OutputSpec & { dest: string }) | undefined;
+  if (!target) return { cleanup: async () => {} };
+  if (stdoutIsTTY) throw new UsageError(`refusing to write a ${target.type} tarball to the terminal: redirect stdout or give dest=FILE`);
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-output-'));
+  target.dest = path.join(dir, 'output.tar');
+  return { file: target.dest, cleanup: () => fsp.rm(dir, { recursive: true, force: true }) };
+}
+
+export async function buildCommand(argv: string[], io: BuildIO = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+  let inv: BuildInvocation;
+  let request: BuildRequest;
   try {
-    parsed = parseBuildArgs(argv);
+    inv = parseBuildArgs(argv, io.env);
+    if (inv.help) {
+      io.stdout.write(BUILD_HELP);
+      return 0;
+    }
+    request = loadRequest(inv);
   } catch (err) {
     if (err instanceof UsageError) {
-      if (err.message) process.stderr.write(`kiln build: ${err.message}\n\n`);
-      process.stderr.write(HELP);
-      return err.message ? 1 : 0;
+      io.stderr.write(`kiln build: ${err.message}\nSee 'kiln build --help'.\n`);
+      return 1;
     }
     throw err;
   }
-  const client = embeddedClient();
+  // The state root must be in place before the client (and its server) exist.
+  if (inv.root !== undefined) io.env.KILN_ROOT = path.resolve(inv.root);
+
+  let stdoutOutput: Awaited<ReturnType<typeof redirectStdoutOutputs>>;
   try {
-    const result = await client.build(parsed.request);
-    for (const w of result.warnings) process.stderr.write(formatFinding(w) + '\n');
-    if (result.graph.unusedBuildArgs.length > 0) {
-      process.stderr.write(`[Warning] One or more build-args [${result.graph.unusedBuildArgs.join(' ')}] were not consumed\n`);
+    stdoutOutput = await redirectStdoutOutputs(request.outputs, io.stdout.isTTY === true);
+  } catch (err) {
+    io.stderr.write(`kiln build: ${(err as Error).message}\n`);
+    return 1;
+  }
+
+  const display = createDisplay(inv.progress, io.stderr, io.env);
+  const abort = new AbortController();
+  let interrupts = 0;
+  // First Ctrl-C cancels the build and lets it clean up; a second one leaves at once.
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      display.note('cancelling (press Ctrl-C again to exit now)');
+      abort.abort(new Error('build cancelled by user (SIGINT)'));
+    } else {
+      display.finish();
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSigint);
+
+  try {
+    const client: BuildClient = io.client ? io.client() : embeddedClient();
+    const result = await client.build(request, (e) => display.event(e), abort.signal);
+    display.finish();
+    if (inv.progress !== 'quiet') {
+      for (const w of result.warnings) io.stderr.write(formatFinding(w) + '\n');
+      if (result.graph.unusedBuildArgs.length > 0) {
+        io.stderr.write(`[Warning] One or more build-args [${result.graph.unusedBuildArgs.join(' ')}] were not consumed\n`);
+      }
     }
     if (result.warnings.some((w) => w.level === 'error')) {
-      process.stderr.write('kiln build: lint violations are errors here (# check=error=true)\n');
+      io.stderr.write('kiln build: lint violations are errors here (# check=error=true)\n');
       return 1;
     }
-    if (parsed.request.dryRun) process.stdout.write(JSON.stringify(result.graph, null, 2) + '\n');
+    if (request.dryRun) {
+      io.stdout.write(JSON.stringify(result.graph, null, 2) + '\n');
+      return 0;
+    }
+    if (stdoutOutput.file) await pipeline(createReadStream(stdoutOutput.file), io.stdout, { end: false });
+    const image = result.image;
+    if (inv.iidfile !== undefined) {
+      if (image) await fsp.writeFile(inv.iidfile, image.id);
+      else io.stderr.write(`WARNING: --iidfile ${inv.iidfile}: the build produced no image, nothing written\n`);
+    }
+    if (inv.metadataFile !== undefined && image) {
+      await fsp.writeFile(inv.metadataFile, JSON.stringify(buildMetadata(image), null, 2));
+    }
+    if (inv.progress === 'quiet' && image) io.stdout.write(image.id + '\n');
     return 0;
   } catch (err) {
-    process.stderr.write(`ERROR: ${(err as Error).message}\n`);
-    return 1;
+    display.finish();
+    io.stderr.write(`ERROR: ${(err as Error).message}\n`);
+    return abort.signal.aborted ? 130 : 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await stdoutOutput.cleanup();
   }
 }

@@ -1,0 +1,220 @@
+// `-o/--output`, `-t`, `--load` and `--push` to the request's OutputSpec list, as buildx reads them:
+// each --output is one CSV record of key=value fields ("type=oci,dest=out.tar"), a bare value is a
+// local directory, and "-" is a tarball on stdout.
+
+import type { LayerCompression, OutputSpec } from '../server/api.js';
+import { formatReference, parseReference } from '../image/reference.js';
+import { UsageError } from './usage.js';
+
+/** An OutputSpec whose dest is stdout ("-"): the CLI writes it to a temporary file and copies it out. */
+export const STDOUT_DEST = '-';
+
+const COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'uncompressed'];
+
+// BuildKit exporter attributes kiln accepts and ignores: they tune details kiln decides itself, and
+// refusing them would break scripts written for buildx.
+const IGNORED_KEYS = new Set(['oci-mediatypes', 'force-compression', 'compression-level', 'buildinfo', 'buildinfo-attrs', 'attestation-inline', 'store']);
+
+function outputError(value: string, reason: string): UsageError {
+  return new UsageError(`invalid argument ${JSON.stringify(value)} for "-o, --output" flag: ${reason}`);
+}
+
+/** Splits one CSV record (RFC 4180 quoting: "a,b" keeps its comma, "" is a quote). */
+export function splitCsv(record: string): string[] {
+  const fields: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let i = 0;
+  while (i < record.length) {
+    const c = record[i]!;
+    if (quoted) {
+      if (c === '"' && record[i + 1] === '"') {
+        cur += '"';
+        i += 2;
+        continue;
+      }
+      if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"') {
+      quoted = true;
+    } else if (c === ',') {
+      fields.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+    i++;
+  }
+  if (quoted) throw new Error('unterminated quote');
+  fields.push(cur);
+  return fields;
+}
+
+/** Go's strconv.ParseBool, which buildx uses for push=... */
+function parseBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(value)) return false;
+  return undefined;
+}
+
+/**
+ * A normalised image name ("app" -> "docker.io/library/app:latest"). `where` starts the error
+ * message and names the flag, e.g. `invalid argument "App" for "-t, --tag" flag`.
+ */
+export function normalizeImageName(name: string, where: string): string {
+  let ref;
+  try {
+    ref = parseReference(name);
+  } catch (err) {
+    throw new UsageError(`${where}: ${(err as Error).message}`);
+  }
+  if (ref.digest) throw new UsageError(`${where}: a tag cannot contain a digest`);
+  return formatReference(ref);
+}
+
+/** One parsed --output value; `names` undefined means "not given" (the -t names fill it in). */
+export type ParsedOutput =
+  | { type: 'image'; names?: string[]; push: boolean; compression?: LayerCompression }
+  | { type: 'docker'; names?: string[]; dest?: string; load: boolean; compression?: LayerCompression }
+  | { type: 'oci'; names?: string[]; dest: string; compression?: LayerCompression }
+  | { type: 'local'; dest: string }
+  | { type: 'tar'; dest: string }
+  | { type: 'cacheonly' };
+
+/** Parses one --output value. */
+export function parseOutput(value: string): ParsedOutput {
+  if (value === '') throw outputError(value, 'empty output');
+  let fields: string[];
+  try {
+    fields = splitCsv(value);
+  } catch (err) {
+    throw outputError(value, (err as Error).message);
+  }
+  // buildx's shorthand: "-o DIR" is a local export, "-o -" a tarball on stdout.
+  if (fields.length === 1 && !fields[0]!.includes('=')) {
+    return fields[0] === STDOUT_DEST ? { type: 'tar', dest: STDOUT_DEST } : { type: 'local', dest: fields[0]! };
+  }
+
+  const attrs = new Map<string, string>();
+  let names: string[] | undefined;
+  let lastKey = '';
+  for (const field of fields) {
+    const eq = field.indexOf('=');
+    if (eq < 0) {
+      // "name=a,b" unquoted: the CSV split it, but the bare "b" can only be another name.
+      if (lastKey === 'name' && field.trim() !== '') {
+        names!.push(field.trim());
+        continue;
+      }
+      throw outputError(value, `invalid field ${JSON.stringify(field)}: want key=value`);
+    }
+    const key = field.slice(0, eq).trim().toLowerCase();
+    const val = field.slice(eq + 1);
+    lastKey = key;
+    if (key === 'name') {
+      names = [...(names ?? []), ...val.split(',').map((n) => n.trim()).filter((n) => n !== '')];
+      continue;
+    }
+    if (attrs.has(key)) throw outputError(value, `${key} given twice`);
+    attrs.set(key, val);
+  }
+
+  const type = attrs.get('type');
+  if (type === undefined) throw outputError(value, 'type is required for output');
+  attrs.delete('type');
+  const take = (key: string) => {
+    const v = attrs.get(key);
+    attrs.delete(key);
+    return v;
+  };
+  const dest = take('dest');
+  const compressionValue = take('compression');
+  const pushValue = take('push');
+
+  let compression: LayerCompression | undefined;
+  if (compressionValue !== undefined) {
+    if (!(COMPRESSIONS as readonly string[]).includes(compressionValue)) {
+      throw outputError(value, `unsupported compression ${JSON.stringify(compressionValue)} (want gzip, zstd or uncompressed)`);
+    }
+    if (type !== 'image' && type !== 'registry' && type !== 'docker' && type !== 'oci') throw outputError(value, `compression does not apply to type=${type}`);
+    compression = compressionValue as LayerCompression;
+  }
+  let push: boolean | undefined;
+  if (pushValue !== undefined) {
+    push = parseBool(pushValue);
+    if (push === undefined) throw outputError(value, `invalid push value ${JSON.stringify(pushValue)} (want true or false)`);
+    if (type !== 'image' && type !== 'registry') throw outputError(value, `push does not apply to type=${type}`);
+  }
+  if (names !== undefined && (type === 'local' || type === 'tar' || type === 'cacheonly')) throw outputError(value, `name does not apply to type=${type}`);
+  if (dest !== undefined && (type === 'image' || type === 'registry' || type === 'cacheonly')) throw outputError(value, `dest does not apply to type=${type}`);
+  for (const key of attrs.keys()) {
+    if (!IGNORED_KEYS.has(key)) throw outputError(value, `unknown attribute ${JSON.stringify(key)} for type=${type}`);
+  }
+  const needDest = () => {
+    if (dest === undefined || dest === '') throw outputError(value, `dest is required for type=${type}`);
+    return dest;
+  };
+  const withCompression = <T extends object>(o: T): T => (compression ? { ...o, compression } : o);
+
+  switch (type) {
+    case 'local': {
+      const d = needDest();
+      if (d === STDOUT_DEST) throw outputError(value, 'dest=- is only for type=tar, oci or docker');
+      return { type: 'local', dest: d };
+    }
+    case 'tar':
+      return { type: 'tar', dest: needDest() };
+    case 'oci':
+      return withCompression({ type: 'oci' as const, names, dest: needDest() });
+    case 'docker':
+      // buildx: a docker output without dest loads the image into the Docker daemon.
+      return withCompression(dest !== undefined && dest !== '' ? { type: 'docker' as const, names, dest, load: false } : { type: 'docker' as const, names, load: true });
+    case 'image':
+      return withCompression({ type: 'image' as const, names, push: push ?? false });
+    case 'registry':
+      return withCompression({ type: 'image' as const, names, push: push ?? true });
+    case 'cacheonly':
+      return { type: 'cacheonly' };
+    default:
+      throw outputError(value, `unknown output type ${JSON.stringify(type)} (want local, tar, oci, docker, image, registry or cacheonly)`);
+  }
+}
+
+export interface OutputFlags {
+  outputs: string[];
+  /** Already normalised -t names. */
+  tags: string[];
+  load: boolean;
+  push: boolean;
+}
+
+/**
+ * The request's outputs. `-t` alone stores the image in kiln's store; with other outputs the tags
+ * name those outputs (as buildx does); `--load` is type=docker into the daemon, `--push` is
+ * type=image,push=true (or turns push on for an image output already given).
+ */
+export function resolveOutputs(flags: OutputFlags): OutputSpec[] {
+  const parsed = flags.outputs.map(parseOutput).filter((o) => o.type !== 'cacheonly') as Exclude<ParsedOutput, { type: 'cacheonly' }>[];
+  if (flags.load) parsed.push({ type: 'docker', load: true });
+  if (flags.push) {
+    const image = parsed.find((o) => o.type === 'image');
+    if (image && image.type === 'image') image.push = true;
+    else parsed.push({ type: 'image', push: true });
+  }
+  if (parsed.length === 0 && flags.tags.length > 0 && flags.outputs.length === 0) {
+    parsed.push({ type: 'image', push: false });
+  }
+
+  if (parsed.filter((o) => 'dest' in o && o.dest === STDOUT_DEST).length > 1) {
+    throw new UsageError('only one output can go to stdout (dest=-)');
+  }
+  return parsed.map((o): OutputSpec => {
+    if (o.type === 'local' || o.type === 'tar') return o;
+    const names = o.names !== undefined ? o.names.map((n) => normalizeImageName(n, `invalid argument ${JSON.stringify('name=' + n)} for "-o, --output" flag`)) : flags.tags;
+    if (o.type === 'image') {
+      if (o.push && names.length === 0) throw new UsageError('tag is needed when pushing to registry: give -t NAME or name=NAME');
+      return { ...o, names };
+    }
+    return { ...o, names };
+  });
+}
