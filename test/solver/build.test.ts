@@ -1,0 +1,177 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { build, cachedSteps, kilnRoot, makeContext, mountsUnder, ranSteps, server } from './helpers.js';
+
+const cleanup: string[] = [];
+afterAll(() => {
+  for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
+});
+function tracked<T extends string>(d: T): T {
+  cleanup.push(d);
+  return d;
+}
+
+describe('solver: builds and the cache', () => {
+  it('builds, and a rebuild in a new process runs no step and gives the same image ID', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: 'FROM busybox\nWORKDIR /app\nCOPY a.txt .\nRUN cat a.txt > copied && echo ran-the-step\nENV X=1\n',
+        'a.txt': 'alpha\n',
+      }),
+    );
+    const s1 = server(root);
+    const first = await build(s1, ctx);
+    await s1.close();
+    expect(ranSteps(first)).toHaveLength(3);
+    expect(first.logs).toContain('ran-the-step');
+
+    const s2 = server(root); // a new server on the same root: what a restart sees
+    const second = await build(s2, ctx);
+    await s2.close();
+    expect(ranSteps(second)).toEqual([]);
+    expect(cachedSteps(second)).toHaveLength(3);
+    expect(second.result.image!.id).toBe(first.result.image!.id);
+  });
+
+  it('reruns the COPY that selects a changed file and what follows, but not for a touch', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: 'FROM busybox\nRUN echo base > /base\nCOPY src/ /src/\nRUN cat /src/*.txt > /all\nCOPY other.txt /other.txt\n',
+        'src/a.txt': 'a\n',
+        'src/b.txt': 'b\n',
+        'other.txt': 'o\n',
+      }),
+    );
+    const srv = server(root);
+    try {
+      await build(srv, ctx);
+      // A touch changes only the mtime: nothing reruns.
+      const later = new Date(Date.now() + 60_000);
+      fs.utimesSync(path.join(ctx, 'src/a.txt'), later, later);
+      expect(ranSteps(await build(srv, ctx))).toEqual([]);
+
+      // A changed byte reruns the COPY that reads it and the steps after it, not the ones before.
+      fs.writeFileSync(path.join(ctx, 'src/a.txt'), 'A\n');
+      const ran = ranSteps(await build(srv, ctx));
+      expect(ran.map((n) => n.replace(/^\[\d+\/\d+\] /, ''))).toEqual(['COPY src/ /src/', 'RUN cat /src/*.txt > /all', 'COPY other.txt /other.txt']);
+
+      // A mode change is a change too.
+      fs.chmodSync(path.join(ctx, 'other.txt'), 0o755);
+      expect(ranSteps(await build(srv, ctx)).map((n) => n.replace(/^\[\d+\/\d+\] /, ''))).toEqual(['COPY other.txt /other.txt']);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a build arg change misses the cache only for the steps that see it', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo before > /b\nARG V=1\nRUN echo $V > /v\n' }));
+    const srv = server(root);
+    try {
+      await build(srv, ctx);
+      const again = await build(srv, ctx, { buildArgs: { V: '2' } });
+      expect(ranSteps(again).map((n) => n.replace(/^\[\d+\/\d+\] /, ''))).toEqual(['RUN echo $V > /v']);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('--no-cache runs every step again', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN date +%s%N > /stamp\n' }));
+    const srv = server(root);
+    try {
+      await build(srv, ctx);
+      expect(ranSteps(await build(srv, ctx, { noCache: true }))).toHaveLength(1);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a tagged image is found by a later FROM before any registry', async () => {
+    const root = tracked(kilnRoot());
+    const base = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo from-local-base > /marker\n' }));
+    const child = tracked(makeContext({ Dockerfile: 'FROM kiln-test/local-base:1\nRUN cat /marker\n' }));
+    const srv = server(root);
+    try {
+      await build(srv, base, { outputs: [{ type: 'image', names: ['kiln-test/local-base:1'], push: false }] });
+      const b = await build(srv, child);
+      expect(b.logs).toContain('from-local-base');
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('solver: failures leave a usable root', () => {
+  it('a failing RUN names the file, line, exit code and last output; the next build works', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo fine\nRUN echo about to fail && echo on-stderr >&2 && exit 3\n' }));
+    const srv = server(root);
+    try {
+      const err = await build(srv, ctx).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(/^Dockerfile:3: RUN echo about to fail/);
+      expect(err?.message).toContain('exit code: 3');
+      expect(err?.message).toContain('on-stderr');
+      expect(mountsUnder(root)).toEqual([]);
+
+      fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo fine\nRUN echo now it works\n');
+      const ok = await build(srv, ctx);
+      expect(cachedSteps(ok)).toEqual(['[2/3] RUN echo fine']);
+      expect(ok.logs).toContain('now it works');
+    } finally {
+      await srv.close();
+    }
+    expect(mountsUnder(root)).toEqual([]);
+  });
+
+  it('a build killed with SIGKILL mid-RUN leaves a root the next build uses', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo started-long-step && sleep 600\n' }));
+    const registry = (await import('../helpers/env.js')).testEnv().registry;
+    const config = path.join(root, '..', `${path.basename(root)}.json`);
+    tracked(config);
+    fs.writeFileSync(config, JSON.stringify({ 'registry-mirrors': [`http://${registry}`] }));
+    // A separate kiln process (the compiled one, as a user runs it), killed without warning.
+    const script = `
+      import { BuildServer } from ${JSON.stringify(path.resolve('dist/server/server.js'))};
+      const s = new BuildServer({ root: ${JSON.stringify(root)} });
+      await s.build({ contextDir: ${JSON.stringify(ctx)}, dockerfile: { name: 'Dockerfile', text: ${JSON.stringify(fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8'))} },
+        buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false },
+        (e) => { if (e.type === 'log') process.stdout.write(e.data); });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, KILN_CONFIG: config }, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('started-long-step')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`kiln child exited early (${code}): ${out}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // The killed build's container and mounts are still there: that is what the next owner must handle.
+    expect(mountsUnder(root).length).toBeGreaterThan(0);
+
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo after-the-kill\n');
+    const srv = server(root);
+    try {
+      const b = await build(srv, ctx);
+      expect(b.logs).toContain('after-the-kill');
+      // Only the new build's own state remains mounted: nothing (it has finished).
+      expect(mountsUnder(root)).toEqual([]);
+      const leftovers = fs.readdirSync(path.join(root, 'tmp'));
+      expect(leftovers).toEqual([]);
+    } finally {
+      await srv.close();
+    }
+  });
+});
