@@ -5,21 +5,47 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const USAGE = `Usage: kiln [--version] <command> [options]
+const USAGE = `Usage: kiln [--root DIR] [--version] <command> [options]
 
 Commands:
-  build [options] CONTEXT   Build an image from a Dockerfile
+  build [options] PATH      Build an image from a Dockerfile
+  images [options]          List the images in kiln's image store
   version                   Print the version
 
-Run 'kiln build --help' for the build options.`;
+Global options:
+  --root DIR                kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
+  -v, --version             Print the version
+  -h, --help                This help
+
+Run 'kiln COMMAND --help' for a command's options.`;
 
 export function kilnVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
   return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
 }
 
+/** `--root DIR` / `--root=DIR` before the command: the state root for whatever command follows. */
+function takeGlobalRoot(argv: string[]): string[] | string {
+  const rest = [...argv];
+  while (rest[0] !== undefined && rest[0].startsWith('--root')) {
+    const flag = rest.shift()!;
+    let dir: string | undefined;
+    if (flag === '--root') dir = rest.shift();
+    else if (flag.startsWith('--root=')) dir = flag.slice('--root='.length);
+    else return `unknown flag: ${flag}`;
+    if (!dir) return 'flag needs an argument: --root';
+    process.env.KILN_ROOT = dir;
+  }
+  return rest;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const args = takeGlobalRoot(argv);
+  if (typeof args === 'string') {
+    process.stderr.write(`kiln: ${args}\n\n${USAGE}\n`);
+    return 1;
+  }
+  const [command, ...rest] = args;
   switch (command) {
     case '--version':
     case '-v':
@@ -30,11 +56,15 @@ async function main(argv: string[]): Promise<number> {
     case '--help':
     case '-h':
     case 'help':
-      process.stdout.write(USAGE + '\n');
+      (command === undefined ? process.stderr : process.stdout).write(USAGE + '\n');
       return command === undefined ? 1 : 0;
     case 'build': {
       const { buildCommand } = await import('./build.js');
       return buildCommand(rest);
+    }
+    case 'images': {
+      const { imagesCommand } = await import('./images.js');
+      return imagesCommand(rest);
     }
     default:
       process.stderr.write(`kiln: unknown command "${command}"\n\n${USAGE}\n`);
