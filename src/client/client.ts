@@ -3,11 +3,13 @@
 
 import { BuildServer } from '../server/server.js';
 import type { BuildRequest, BuildResult, ProgressEvent } from '../server/api.js';
-import type { ImageRecord } from '../server/server.js';
+import type { ImageRecord, RunImageOptions } from '../server/server.js';
 
 export interface KilnClient {
   build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;
   listImages(): Promise<ImageRecord[]>;
+  loadImages(source: string, tag?: string): Promise<ImageRecord[]>;
+  runImage(name: string, opts: RunImageOptions): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -17,6 +19,8 @@ export function embeddedClient(opts: { root?: string } = {}): KilnClient {
   return {
     build: (req, onProgress, signal) => server.build(req, onProgress, signal),
     listImages: () => server.listImages(),
+    loadImages: (source, tag) => server.loadImages(source, tag),
+    runImage: (name, opts) => server.runImage(name, opts),
     close: () => server.close(),
   };
 }

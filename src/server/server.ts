@@ -4,19 +4,22 @@
 import {
   defaultRoot,
   exportResult,
+  loadImages,
   openRoot,
   planBuild,
   ProgressTracker,
+  runImage,
   type Compression,
   type ExportOutput,
   type ImageRecord,
   type ProgressSink,
   type RootServices,
+  type RunImageOptions,
 } from '../solver/index.js';
 import type { BuildRequest, BuildResult, LayerCompression, OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
 
-export type { ImageRecord };
+export type { ImageRecord, RunImageOptions };
 
 export interface ServerOptions {
   root?: string;
@@ -74,6 +77,16 @@ export class BuildServer {
         names: exported.names,
       },
     };
+  }
+
+  /** Loads the images of an OCI layout (directory or tarball) into the root's image store. */
+  async loadImages(source: string, tag?: string): Promise<ImageRecord[]> {
+    return loadImages(await this.open(), source, tag);
+  }
+
+  /** Runs an image from the store in a throw-away container; resolves with the exit code. */
+  async runImage(name: string, opts: RunImageOptions): Promise<number> {
+    return runImage(await this.open(), name, opts);
   }
 
   async listImages(): Promise<ImageRecord[]> {

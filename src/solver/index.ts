@@ -7,3 +7,4 @@ export { defaultRoot } from './state-root.js';
 export type { Compression } from '../snapshotter/index.js';
 export type { ImageRecord } from '../image/store.js';
 export type { RegistryConfig } from '../image/registry/index.js';
+export { loadImages, runImage, type RunImageOptions } from './images.js';

@@ -1,0 +1,106 @@
+// `kiln load`: an OCI image layout (a directory, or a tarball of one: what `--output type=oci` and
+// `type=docker` write) into kiln's content store. Every blob is verified against its digest on the
+// way in, so a tampered layout is refused rather than stored under a name it does not match.
+
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tarStream from 'tar-stream';
+import type { ContentStore } from '../cache/content-store.js';
+import { resolveInRoot } from '../fsutil/rootpath.js';
+import { digestHex, isIndexMediaType, isManifestMediaType, parseDigest, type Descriptor, type Index, type Manifest } from '../oci/index.js';
+
+export interface ImportedImage {
+  manifest: Descriptor;
+  /** Names from the layout's annotations (io.containerd.image.name, else a full ref.name). */
+  names: string[];
+  /** The bare tag of org.opencontainers.image.ref.name when it is only a tag ("latest"). */
+  tag?: string;
+}
+
+export class ImportError extends Error {
+  constructor(readonly source: string, message: string, options?: { cause?: unknown }) {
+    super(`${source}: ${message}`, options);
+    this.name = 'ImportError';
+  }
+}
+
+export async function importImage(store: ContentStore, source: string): Promise<ImportedImage[]> {
+  const st = await fsp.stat(source).catch((err: Error) => {
+    throw new ImportError(source, `cannot read: ${err.message}`);
+  });
+  if (st.isDirectory()) return importLayout(store, source, source);
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-load-'));
+  try {
+    await unpackLayoutTar(source, dir);
+    return await importLayout(store, dir, source);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Only the layout's own files are taken from the tarball (index.json, oci-layout, blobs/sha256/*),
+// as plain files; anything else (links, devices, other paths) is skipped, so the archive cannot
+// place anything outside the temporary directory.
+async function unpackLayoutTar(file: string, dir: string): Promise<void> {
+  await fsp.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+  const extract = tarStream.extract();
+  extract.on('entry', (header, stream, next) => {
+    const name = header.name.replace(/^\.\//, '');
+    const wanted = header.type === 'file' && (name === 'index.json' || name === 'oci-layout' || /^blobs\/sha256\/[0-9a-f]{64}$/.test(name));
+    if (!wanted) {
+      stream.on('end', next);
+      stream.resume();
+      return;
+    }
+    const out = fs.createWriteStream(path.join(dir, name), { mode: 0o600 });
+    stream.pipe(out);
+    out.on('finish', () => next());
+    out.on('error', (err) => next(err));
+  });
+  try {
+    await pipeline(fs.createReadStream(file), extract);
+  } catch (err) {
+    throw new ImportError(file, `not a readable tar archive: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function importLayout(store: ContentStore, dir: string, shownAs: string): Promise<ImportedImage[]> {
+  let index: Index;
+  try {
+    index = JSON.parse(await fsp.readFile(await resolveInRoot(dir, 'index.json'), 'utf8')) as Index;
+  } catch (err) {
+    throw new ImportError(shownAs, `not an OCI image layout (index.json: ${(err as Error).message}); Docker's own \`docker save\` archives before Docker 25 are not supported`);
+  }
+  if (!Array.isArray(index.manifests)) throw new ImportError(shownAs, 'index.json has no manifests');
+  const out: ImportedImage[] = [];
+  for (const desc of index.manifests) {
+    await ingestTree(store, dir, desc, shownAs);
+    const ann = desc.annotations ?? {};
+    const refName = ann['org.opencontainers.image.ref.name'];
+    const full = ann['io.containerd.image.name'] ?? (refName && /[/:]/.test(refName) ? refName : undefined);
+    out.push({ manifest: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size }, names: full ? [full] : [], tag: full ? undefined : refName });
+  }
+  return out;
+}
+
+/** Ingests a descriptor and, for manifests and indexes, everything they point to. */
+async function ingestTree(store: ContentStore, dir: string, desc: Descriptor, shownAs: string): Promise<void> {
+  const digest = parseDigest(desc.digest, `${shownAs}: descriptor`);
+  const file = path.join(dir, 'blobs', 'sha256', digestHex(digest));
+  try {
+    await store.ingest({ digest, size: desc.size, mediaType: desc.mediaType }, fs.createReadStream(file));
+  } catch (err) {
+    throw new ImportError(shownAs, `blob ${digest}: ${(err as Error).message}`, { cause: err });
+  }
+  if (isManifestMediaType(desc.mediaType)) {
+    const m = await store.readJSON<Manifest>(digest);
+    await ingestTree(store, dir, m.config, shownAs);
+    for (const l of m.layers) await ingestTree(store, dir, l, shownAs);
+  } else if (isIndexMediaType(desc.mediaType)) {
+    const i = await store.readJSON<Index>(digest);
+    for (const m of i.manifests) await ingestTree(store, dir, m, shownAs);
+  }
+}
