@@ -8,7 +8,12 @@ export interface KilnConfig {
   registry: RegistryConfig;
   /** RUN containers at once. */
   maxParallelRuns: number;
+  /** cgroup limits of every RUN container. */
+  runLimits: { memoryBytes?: number; pids?: number };
 }
+
+/** A fork bomb in one RUN must not take the machine (or a shared daemon) down with it. */
+const DEFAULT_PIDS_LIMIT = 16384;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
   const file = env.KILN_CONFIG ?? '/etc/kiln/daemon.json';
@@ -28,8 +33,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     return v as string[];
   };
   const max = raw['max-parallel-runs'];
+  const positive = (key: string): number | undefined => {
+    const v = raw[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`kiln config ${file}: "${key}" must be a positive integer`);
+    return v;
+  };
   return {
     registry: { mirrors: strings('registry-mirrors'), insecureRegistries: strings('insecure-registries') },
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
+    runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
   };
 }

@@ -37,7 +37,7 @@ export class BuildServer {
   private open(onWait?: (pid: number) => void): Promise<RootServices> {
     this.services ??= (async () => {
       const config = this.opts.config ?? loadConfig();
-      return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, onWait });
+      return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, runLimits: config.runLimits, onWait });
     })();
     // A failed open (bad config, unusable root) is retried by the next call rather than remembered.
     this.services.catch(() => (this.services = undefined));

@@ -4,7 +4,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ContentStore } from '../cache/content-store.js';
-import { sweepStaleContainers } from '../executor/index.js';
+import { sweepStaleContainers, type ExecLimits } from '../executor/index.js';
 import { RegistryClient, type RegistryConfig } from '../image/registry/index.js';
 import { ImageStore } from '../image/store.js';
 import { createSnapshotter, isMountPoint, unmount, type Snapshotter } from '../snapshotter/index.js';
@@ -26,6 +26,7 @@ export interface RootServices {
 export interface OpenRootOptions {
   registry: RegistryConfig;
   maxParallelRuns: number;
+  runLimits?: ExecLimits;
   /** Called once when another live process holds the root and we wait for it. */
   onWait?: (pid: number) => void;
 }
@@ -44,7 +45,7 @@ export async function openRoot(root: string, opts: OpenRootOptions): Promise<Roo
     await snapshotter.cleanup();
     const registry = new RegistryClient(opts.registry);
     const images = new ImageStore(layout.images);
-    const solver = new Solver({ layout, store, snapshotter, registry, images }, { maxParallelRuns: opts.maxParallelRuns });
+    const solver = new Solver({ layout, store, snapshotter, registry, images }, { maxParallelRuns: opts.maxParallelRuns, runLimits: opts.runLimits });
     return { layout, store, snapshotter, registry, images, solver, release };
   } catch (err) {
     await release();

@@ -6,6 +6,7 @@
 import PQueue from 'p-queue';
 import { checksumEntries, selectEntries } from '../cache/checksum.js';
 import type { ContentStore } from '../cache/content-store.js';
+import type { ExecLimits } from '../executor/index.js';
 import { walkContext, type ContextEntry } from '../context/index.js';
 import { DockerfileError } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, MountFrom, Platform, RunStep, Stage, Step } from '../frontend/types.js';
@@ -73,11 +74,13 @@ export class Solver {
   /** Containers running at once, across builds. */
   private readonly runQueue: PQueue;
   readonly layers: LayerRecords;
+  readonly runLimits: ExecLimits;
 
   constructor(
     private readonly deps: SolverDeps,
-    opts: { maxParallelRuns?: number } = {},
+    opts: { maxParallelRuns?: number; runLimits?: ExecLimits } = {},
   ) {
+    this.runLimits = opts.runLimits ?? {};
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
   }
@@ -305,6 +308,7 @@ class BuildRun {
         return this.baseImages.unpack(await this.baseImages.resolve(from.ref));
       },
       network: this.req.network,
+      limits: this.solver.runLimits,
       signal: this.signal,
       log: (stream, chunk) => vertex.log(stream, chunk.toString('utf8')),
     };

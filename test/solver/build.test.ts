@@ -107,6 +107,33 @@ describe('solver: builds and the cache', () => {
   });
 });
 
+describe('solver: cgroup limits on RUN', () => {
+  it('the configured pids limit stops a step from forking without bound', async () => {
+    const ctx = tracked(
+      makeContext({ Dockerfile: 'FROM busybox\nRUN n=0; for i in $(seq 1 200); do sleep 2 2>/dev/null & [ $? = 0 ] && n=$((n+1)); done; echo "forked=$n"\n' }),
+    );
+    const srv = server(tracked(kilnRoot()), { pids: 30 });
+    try {
+      const b = await build(srv, ctx).catch((e: Error) => ({ logs: e.message }));
+      const forked = Number(/forked=(\d+)/.exec(b.logs)?.[1] ?? '0');
+      expect(b.logs).toMatch(/can't fork|Resource temporarily unavailable|forked=/);
+      expect(forked).toBeLessThan(30);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('the configured memory limit kills a step that exceeds it', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000000 /dev/zero | tail -c 300000000 > /dev/null\n' }));
+    const srv = server(tracked(kilnRoot()), { memoryBytes: 64 * 1024 * 1024 });
+    try {
+      await expect(build(srv, ctx)).rejects.toThrow(/exit code: 137/);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe('solver: failures leave a usable root', () => {
   it('a failing RUN names the file, line, exit code and last output; the next build works', async () => {
     const root = tracked(kilnRoot());

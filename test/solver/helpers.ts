@@ -30,8 +30,8 @@ export function makeContext(files: Record<string, string>): string {
   return dir;
 }
 
-export function server(root: string): BuildServer {
-  return new BuildServer({ root, config: { registry: { mirrors: [`http://${testEnv().registry}`] }, maxParallelRuns: 4 } });
+export function server(root: string, runLimits: { memoryBytes?: number; pids?: number } = {}): BuildServer {
+  return new BuildServer({ root, config: { registry: { mirrors: [`http://${testEnv().registry}`] }, maxParallelRuns: 4, runLimits } });
 }
 
 export async function build(

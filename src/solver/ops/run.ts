@@ -35,6 +35,7 @@ export async function runStep(step: RunStep, ctx: OpContext, parent: string | un
       hostname: 'buildkitsandbox',
       network: step.network === 'default' ? ctx.network : step.network,
       mounts,
+      limits: ctx.limits,
       onStdout: (c) => ctx.log('stdout', c),
       onStderr: (c) => ctx.log('stderr', c),
       signal: ctx.signal,

@@ -1,6 +1,7 @@
 // What a step operation gets from the solver: its inputs already resolved, nothing about scheduling.
 
 import type { ContextEntry } from '../../context/walk.js';
+import type { ExecLimits } from '../../executor/index.js';
 import type { MountFrom, SourceLocation } from '../../frontend/types.js';
 import type { Snapshotter } from '../../snapshotter/index.js';
 import type { RootLayout } from '../state-root.js';
@@ -17,6 +18,8 @@ export interface OpContext {
   sourceSnapshot(from: Exclude<MountFrom, { kind: 'context' }>): Promise<string | undefined>;
   /** Network for RUN steps that do not choose one. */
   network: 'host' | 'none';
+  /** cgroup limits for RUN containers. */
+  limits: ExecLimits;
   signal?: AbortSignal;
   log(stream: 'stdout' | 'stderr', chunk: Buffer): void;
 }
