@@ -193,6 +193,9 @@ class BuildRun {
   }
 
   private async runStage(stage: Stage): Promise<StageResult> {
+    // Start every stage this one needs now, so independent stages build side by side instead of
+    // one after another as each COPY --from reaches them. Their errors surface where awaited.
+    for (const dep of stage.dependsOn) this.stage(dep).catch(() => undefined);
     const fsSteps = stage.steps.filter(isFilesystemStep).length;
     const total = fsSteps + 1;
 

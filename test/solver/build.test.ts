@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { build, cachedSteps, kilnRoot, makeContext, mountsUnder, ranSteps, server } from './helpers.js';
 
@@ -104,6 +105,29 @@ describe('solver: builds and the cache', () => {
     } finally {
       await srv.close();
     }
+  });
+});
+
+describe('solver: scheduling', () => {
+  it('independent stages run at the same time, and a stage two stages need runs once', async () => {
+    const stages = ['a', 'b', 'c'].map((n) => `FROM busybox AS ${n}\nRUN sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`).join('');
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: `FROM busybox AS shared\nRUN echo shared-ran && cat /proc/uptime > /s\n${stages}FROM busybox AS d1\nCOPY --from=shared /s /s\nFROM busybox AS d2\nCOPY --from=shared /s /s\nFROM busybox\nCOPY --from=a /t-a /\nCOPY --from=b /t-b /\nCOPY --from=c /t-c /\nCOPY --from=d1 /s /s1\nCOPY --from=d2 /s /s2\n`,
+      }),
+    );
+    const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-par-')));
+    const srv = server(tracked(kilnRoot()));
+    try {
+      const b = await build(srv, ctx, { outputs: [{ type: 'local', dest: out }] });
+      expect(b.logs.match(/shared-ran/g)).toHaveLength(1);
+    } finally {
+      await srv.close();
+    }
+    // Each sleeping stage wrote when it finished: run in parallel, they finish within ~1 s of each
+    // other; in sequence they would be 2 s apart.
+    const ends = ['a', 'b', 'c'].map((n) => 1000 * Number(fs.readFileSync(path.join(out, `t-${n}`), 'utf8').trim()));
+    expect(Math.max(...ends) - Math.min(...ends)).toBeLessThan(1500);
   });
 });
 
