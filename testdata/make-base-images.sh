@@ -36,6 +36,9 @@ self="$(readlink -f "${BASH_SOURCE[0]}")"
 key="$(sha256sum "$self" | cut -c1-16)"
 out="${out:-/var/cache/kiln-testdata/$key}"
 mkdir -p "$out"
+# One builder per output directory (scripts/testenv.sh and `npm run demo` may run at once).
+exec 8>"$out/.lock"
+flock 8
 
 # Work directories to remove however we exit.
 cleanup=()
