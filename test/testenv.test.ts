@@ -163,7 +163,7 @@ describe('test environment', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(
       'kiln:x:1000:1000:kiln test user:/home/kiln:/bin/sh\n' +
-        'uid=1000(kiln) gid=1000(kiln) groups=50(staff),1000(kiln)\n' +
+        'uid=1000(kiln) gid=1000(kiln) groups=1000(kiln),50(staff)\n' +
         '1777 0\n755 1000\n',
     );
   });
