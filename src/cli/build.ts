@@ -201,9 +201,10 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v.progress !== undefined) progress = parseProgress(v.progress, '--progress');
   else if (env.BUILDKIT_PROGRESS) progress = parseProgress(env.BUILDKIT_PROGRESS, 'BUILDKIT_PROGRESS');
   if (quiet) progress = 'quiet';
-  // Quiet mode's one line of stdout is the image ID; a tarball there would be corrupted by it.
-  if ((quiet || progress === 'quiet') && outputs.some((o) => 'dest' in o && o.dest === STDOUT_DEST)) {
-    throw new UsageError('-q/--progress=quiet print the image ID on stdout: they cannot be used with an output to stdout (dest=-)');
+  // -q's one line of stdout is the image ID; a tarball there would be corrupted by it. (With
+  // --progress=quiet alone the ID is simply not printed when stdout carries an output.)
+  if (quiet && outputs.some((o) => 'dest' in o && o.dest === STDOUT_DEST)) {
+    throw new UsageError('-q prints the image ID on stdout: it cannot be used with an output to stdout (dest=-)');
   }
 
   const request: BuildInvocation['request'] = {
@@ -272,6 +273,8 @@ export function buildMetadata(image: NonNullable<BuildResult['image']>): Record<
 /** The client as this command uses it: the progress callback and the abort signal are optional. */
 export interface BuildClient {
   build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;
+  /** Releases the state root for other kiln processes. */
+  close?(): Promise<void>;
 }
 
 export interface BuildIO {
@@ -336,8 +339,8 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
   };
   process.on('SIGINT', onSigint);
 
+  const client: BuildClient = io.client ? io.client() : embeddedClient(inv.root !== undefined ? { root: path.resolve(inv.root) } : {});
   try {
-    const client: BuildClient = io.client ? io.client() : embeddedClient();
     const result = await client.build(request, (e) => display.event(e), abort.signal);
     display.finish();
     if (inv.progress !== 'quiet') {
@@ -363,7 +366,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     if (inv.metadataFile !== undefined && image) {
       await fsp.writeFile(inv.metadataFile, JSON.stringify(buildMetadata(image), null, 2));
     }
-    if (inv.progress === 'quiet' && image) io.stdout.write(image.id + '\n');
+    if (inv.progress === 'quiet' && image && !stdoutOutput.file) io.stdout.write(image.id + '\n');
     return 0;
   } catch (err) {
     display.finish();
@@ -371,6 +374,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     return abort.signal.aborted ? 130 : 1;
   } finally {
     process.off('SIGINT', onSigint);
+    await client.close?.().catch((err: unknown) => io.stderr.write(`WARNING: releasing kiln's state root: ${(err as Error).message}\n`));
     await stdoutOutput.cleanup();
   }
 }

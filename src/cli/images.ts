@@ -3,9 +3,8 @@
 
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { embeddedClient } from '../client/client.js';
+import { embeddedClient, type ImageRecord } from '../client/client.js';
 import { familiarName, parseReference } from '../image/reference.js';
-import type { ImageRecord } from '../image/store.js';
 import type { OutStream } from './progress/types.js';
 import { UsageError } from './usage.js';
 
@@ -160,14 +159,6 @@ export function renderImages(records: ImageRecord[], opts: ImagesOptions): strin
   );
 }
 
-interface ImageLister {
-  listImages(): Promise<ImageRecord[]>;
-}
-
-function canList(client: object): client is ImageLister {
-  return typeof (client as Partial<ImageLister>).listImages === 'function';
-}
-
 export function parseImagesArgs(argv: string[]): (Omit<ImagesOptions, 'now'> & { root?: string; help: boolean }) {
   let parsed;
   try {
@@ -211,12 +202,12 @@ export async function imagesCommand(argv: string[], io: { stdout: OutStream; std
     return 0;
   }
   if (opts.root !== undefined) io.env.KILN_ROOT = path.resolve(opts.root);
-  const client = embeddedClient();
-  if (!canList(client)) {
-    io.stderr.write('kiln images: this kiln client cannot list images yet\n');
-    return 1;
+  const client = embeddedClient(opts.root !== undefined ? { root: path.resolve(opts.root) } : {});
+  try {
+    const records = await client.listImages();
+    io.stdout.write(renderImages(records, { ...opts, now: new Date() }));
+    return 0;
+  } finally {
+    await client.close();
   }
-  const records = await client.listImages();
-  io.stdout.write(renderImages(records, { ...opts, now: new Date() }));
-  return 0;
 }

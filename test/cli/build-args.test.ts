@@ -158,7 +158,7 @@ describe('parseBuildArgs: usage errors name the flag and the value', () => {
     ['bad output name', ['-o', 'type=oci,dest=x,name=UP', '.'], /invalid argument "name=UP" for "-o, --output" flag: .*lowercase/],
     ['local to stdout', ['-o', 'type=local,dest=-', '.'], /dest=- is only for type=tar, oci or docker/],
     ['two stdout outputs', ['-o', '-', '-o', 'type=oci,dest=-', '.'], /only one output can go to stdout/],
-    ['quiet with stdout output', ['-q', '-o', '-', '.'], /cannot be used with an output to stdout/],
+    ['-q with stdout output', ['-q', '-o', '-', '.'], /-q prints the image ID on stdout: it cannot be used with an output to stdout/],
     ['push without a name', ['--push', '.'], /tag is needed when pushing to registry/],
     ['registry without a name', ['-o', 'type=registry', '.'], /tag is needed when pushing to registry/],
     ['empty output', ['-o', '', '.'], /invalid argument "" for "-o, --output" flag: empty output/],

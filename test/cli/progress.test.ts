@@ -90,6 +90,15 @@ describe('plain display', () => {
     expect(out.text).toBe(['#7 [2/2] RUN sleep 100', '#7 0.100 zzz', '#7 ...', '', 'cancelling', '', '#7 [2/2] RUN sleep 100', '#7 CANCELED', ''].join('\n'));
   });
 
+  it('shows only the first line of a multi-line step error (the command prints it whole)', () => {
+    const out = new Capture();
+    const d = new PlainDisplay(out);
+    d.event(started(2, 'RUN false'));
+    d.event({ type: 'vertex', id: 2, name: 'RUN false', status: 'error', error: 'exit code: 1\n--- last lines of output ---\nboom' });
+    d.finish();
+    expect(out.text).toBe(['#2 RUN false', '#2 ERROR: exit code: 1', '------', ' > RUN false:', '------', ''].join('\n'));
+  });
+
   it('repeats only the last 10 lines of a failed step', () => {
     const out = new Capture();
     const d = new PlainDisplay(out);

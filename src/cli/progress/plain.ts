@@ -57,7 +57,9 @@ export class PlainDisplay implements ProgressDisplay {
         this.write(`#${v.id} DONE ${formatDuration(e.durationMs ?? 0)}`);
         break;
       case 'error': {
-        const message = e.error ?? 'failed';
+        // One line, as BuildKit's: the whole error (with any output tail the solver added) is
+        // printed once, at the end, by the command.
+        const message = (e.error ?? 'failed').split('\n', 1)[0]!;
         if (isCancelError(message)) {
           this.write(`#${v.id} CANCELED`);
         } else {

@@ -77,7 +77,7 @@ export class TtyDisplay implements ProgressDisplay {
     v.lines.flush((line, at) => this.keep(v, line, at));
     v.durationMs = e.durationMs;
     if (e.status === 'error') {
-      const message = e.error ?? 'failed';
+      const message = (e.error ?? 'failed').split('\n', 1)[0]!;
       v.state = isCancelError(message) ? 'canceled' : 'error';
       if (v.state === 'error') v.error = message;
     } else {
