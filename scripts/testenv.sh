@@ -29,15 +29,25 @@ KILN_PACKAGES=(
 )
 
 ensure_packages() {
-  local missing=() p
-  for p in "${KILN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return
-  kiln_log "installing Debian packages: ${missing[*]}"
+  # One dpkg-query for all (a warm run should cost nothing); "Package:arch" names are trimmed.
+  local -A ok=() ; local name status missing="" p
+  while read -r name status; do
+    [ "$status" = "install ok installed" ] && ok["${name%%:*}"]=1
+  done < <(dpkg-query -W -f='${Package} ${Status}\n' "${KILN_PACKAGES[@]}" 2>/dev/null || true)
+  for p in "${KILN_PACKAGES[@]}"; do [ -n "${ok[$p]:-}" ] || missing+="$p "; done
+  [ -z "$missing" ] && return
+  kiln_log "installing Debian packages: $missing"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Keep maintainer scripts from starting Debian's own dockerd (which would create the docker0
+  # bridge and NAT rules) or registry: we run ours, on our terms. 101 = "action forbidden".
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added_policy=1
+  fi
+  local rc=0
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+  [ "$added_policy" = 1 ] && rm -f "$policy"
+  [ "$rc" = 0 ] || kiln_die "apt-get install $missing failed"
 }
 
 # node_modules is stale when the lock file names a package version that the installed tree
