@@ -1,10 +1,18 @@
 // The compiled command line (dist/cli/main.js, from `npm run build`) as a user runs it: startup
 // time, help, usage errors and exit codes, and a dry run. Needs no registry.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { kiln, REPO } from './helpers.js';
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'kiln-cli-bin-'));
+  dirs.push(d);
+  return d;
+}
 
 describe('kiln binary', () => {
   it('--version starts fast and prints the package version', () => {
@@ -47,7 +55,7 @@ describe('kiln binary', () => {
   });
 
   it('--dry-run prints the step graph on stdout and nothing of progress', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-bin-'));
+    const dir = tempDir();
     writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox AS base\nARG V\nRUN echo $V\nFROM base\nCOPY x /x\n');
     const r = kiln(['build', '--dry-run', '--build-arg', 'V=1', '--target', 'base', dir]);
     expect(r.code).toBe(0);
@@ -62,7 +70,7 @@ describe('kiln binary', () => {
   });
 
   it('a build with a bad Dockerfile fails with the location, progress on stderr only', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-bin-'));
+    const dir = tempDir();
     writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\nFROBNICATE x\n');
     const r = kiln(['build', '--dry-run', dir]);
     expect(r.code).toBe(1);

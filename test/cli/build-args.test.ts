@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { buildMetadata, loadRequest, parseBuildArgs, UsageError } from '../../src/cli/build.js';
 import { parseOutput, splitCsv } from '../../src/cli/outputs.js';
 
@@ -181,6 +181,7 @@ describe('parseBuildArgs: usage errors name the flag and the value', () => {
 
 describe('loadRequest', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(path.join(dir, 'ctx'));
   writeFileSync(path.join(dir, 'ctx', 'Dockerfile'), 'FROM scratch\n');
   writeFileSync(path.join(dir, 'Other.dockerfile'), 'FROM busybox\n');
