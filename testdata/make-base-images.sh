@@ -34,7 +34,17 @@ done
 
 self="$(readlink -f "${BASH_SOURCE[0]}")"
 key="$(sha256sum "$self" | cut -c1-16)"
-out="${out:-/var/cache/kiln-testdata/$key}"
+cache_root=/var/cache/kiln-testdata
+if [ -z "$out" ]; then
+  out="$cache_root/$key"
+  mkdir -p "$out"
+  touch "$out"   # mtime = last use, for the pruning below
+  # Layouts made by other versions of this script and unused for 3 days are dead weight (~150 MB).
+  # Only our own key-named directories: others may keep things under the same root.
+  hex16="$(printf '[0-9a-f]%.0s' $(seq 16))"
+  find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name "$hex16" ! -name "$key" -mtime +3 \
+    -exec rm -rf {} + 2>/dev/null || true
+fi
 mkdir -p "$out"
 # One builder per output directory (scripts/testenv.sh and `npm run demo` may run at once).
 exec 8>"$out/.lock"
