@@ -230,7 +230,9 @@ stop_service() {
   elif [ -n "$pid" ]; then
     kiln_log "$name: pid file names $pid, which is not running $word: nothing to stop"
   fi
-  rm -f "$pidfile"
+  # Only the pid file we acted on: one rewritten meanwhile names a new daemon.
+  [ "$(kiln_pidfile_pid "$pidfile")" = "$pid" ] && rm -f "$pidfile"
+  return 0
 }
 
 # --- holders -----------------------------------------------------------------------------------
