@@ -187,7 +187,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
         await clearForFile(target, show(target));
         await fsp.writeFile(target, item.content, { flag: 'wx', mode: 0o600 });
         const now = new Date();
-        await applyMeta(target, false, { ...created, mode: chmod ?? 0o644, atime: now, mtime: now });
+        await applyMeta(target, false, { ...created, mode: chmod ? chmod(0o644, false) : 0o644, atime: now, mtime: now });
         summary.files++;
         summary.bytes += Buffer.byteLength(item.content);
         summary.targets.push(show(target));
@@ -204,7 +204,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
           await clearForFile(target, show(target));
           await fsp.copyFile(dl.file, target);
           const mtime = dl.lastModified ?? new Date();
-          await applyMeta(target, false, { ...created, mode: chmod ?? 0o600, atime: mtime, mtime });
+          await applyMeta(target, false, { ...created, mode: chmod ? chmod(0o600, false) : 0o600, atime: mtime, mtime });
           summary.files++;
           summary.bytes += dl.size;
           summary.downloaded.push(item.url);

@@ -41,10 +41,5 @@ export async function resolveChown(destRoot: string, spec: string): Promise<Owne
   return owner;
 }
 
-/** --chmod: an octal mode (e.g. 755, 0644, 4755). Symbolic modes are refused with a clear message. */
-export function parseChmod(spec: string): number {
-  if (!/^[0-7]{1,4}$/.test(spec)) {
-    throw new Error(`invalid --chmod=${spec}: only octal modes (e.g. 755, 0644) are supported`);
-  }
-  return parseInt(spec, 8);
-}
+/** --chmod: octal, or symbolic applied to each file's own mode (see fsutil/chmod). */
+export { parseChmod, type ChmodFn } from '../fsutil/chmod.js';

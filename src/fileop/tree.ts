@@ -16,13 +16,13 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { MatchInfo, PatternMatcher } from '../context/patterns.js';
 import { applyMeta, clearForFile, copyXattrs, devNumbers, lstatOrUndefined, makeNode } from './meta.js';
-import type { Owner } from './owner.js';
+import type { ChmodFn, Owner } from './owner.js';
 import type { SourceView } from './source.js';
 import type { CopySummary } from './types.js';
 
 export interface TreeOptions {
   chown?: Owner;
-  chmod?: number;
+  chmod?: ChmodFn;
   exclude?: PatternMatcher;
   /** How to show a host target in errors (rootfs-absolute). */
   show: (host: string) => string;
@@ -45,7 +45,7 @@ export class TreeCopier {
   private async meta(srcRel: string, st: fs.Stats, target: string): Promise<void> {
     const owner = this.ownerOf(st);
     const isLink = st.isSymbolicLink();
-    const mode = this.opts.chmod !== undefined && !isLink ? this.opts.chmod : st.mode & 0o7777;
+    const mode = this.opts.chmod !== undefined && !isLink ? this.opts.chmod(st.mode & 0o7777, st.isDirectory()) : st.mode & 0o7777;
     if (!isLink) await copyXattrs(this.view.host(srcRel), target);
     await applyMeta(target, isLink, { ...owner, mode, atime: st.atime, mtime: st.mtime });
   }

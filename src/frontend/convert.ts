@@ -3,6 +3,7 @@
 // dockerfile2llb (convert.go); where kiln's contract differs on purpose the comment says so.
 
 import { posix } from 'node:path';
+import { parseChmod } from '../fsutil/chmod.js';
 import { DockerfileError, InstructionError } from './errors.js';
 import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint } from './gofmt.js';
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
@@ -867,8 +868,11 @@ function dispatchCopy(
   const srcs = c.sources.map(expand);
   const destRaw = expand(c.dest);
   if (chmod !== undefined) {
-    const mode = parseUint(chmod, 8, 32);
-    if (mode === undefined || mode > 0o7777) failAt(`invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`);
+    try {
+      parseChmod(chmod);
+    } catch (err) {
+      failAt((err as Error).message);
+    }
   }
   const sources: string[] = [];
   const urls: string[] = [];
