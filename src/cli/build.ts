@@ -10,14 +10,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { embeddedClient, type BuildRequest, type BuildResult } from '../client/client.js';
-import { parsePlatform } from '../frontend/platform.js';
-import type { LintFinding, Platform } from '../frontend/types.js';
-import { hostPlatform } from '../oci/platform.js';
-import type { OutputSpec } from '../server/api.js';
-import type { ProgressEvent } from '../solver/progress.js';
+import {
+  embeddedClient,
+  hostPlatform,
+  OUTPUT_TAIL_MARKER,
+  parsePlatform,
+  type BuildRequest,
+  type BuildResult,
+  type LintFinding,
+  type OutputSpec,
+  type Platform,
+  type ProgressEvent,
+} from '../client/client.js';
 import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
+import { PlainDisplay } from './progress/plain.js';
+import { TtyDisplay } from './progress/tty.js';
 import { UsageError } from './usage.js';
 
 export { UsageError };
@@ -370,7 +378,11 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     return 0;
   } catch (err) {
     display.finish();
-    io.stderr.write(`ERROR: ${(err as Error).message}\n`);
+    // A failed RUN's error carries the last lines of its output for API callers; the plain and tty
+    // displays have just shown them in BuildKit's block, so they are not repeated here.
+    let message = (err as Error).message;
+    if (display instanceof PlainDisplay || display instanceof TtyDisplay) message = message.split(OUTPUT_TAIL_MARKER)[0]!;
+    io.stderr.write(`ERROR: ${message}\n`);
     return abort.signal.aborted ? 130 : 1;
   } finally {
     process.off('SIGINT', onSigint);

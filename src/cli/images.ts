@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { embeddedClient, type ImageRecord } from '../client/client.js';
-import { familiarName, parseReference } from '../image/reference.js';
+import { familiarName, parseReference } from '../client/client.js';
 import type { OutStream } from './progress/types.js';
 import { UsageError } from './usage.js';
 

@@ -2,8 +2,7 @@
 // each --output is one CSV record of key=value fields ("type=oci,dest=out.tar"), a bare value is a
 // local directory, and "-" is a tarball on stdout.
 
-import type { LayerCompression, OutputSpec } from '../server/api.js';
-import { formatReference, parseReference } from '../image/reference.js';
+import { formatReference, parseReference, type LayerCompression, type OutputSpec } from '../client/client.js';
 import { UsageError } from './usage.js';
 
 /** An OutputSpec whose dest is stdout ("-"): the CLI writes it to a temporary file and copies it out. */

@@ -1,8 +1,9 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
-import type { ProgressEvent } from '../solver/index.js';
+import type { BuildGraph, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
+
+export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../solver/index.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'uncompressed';
 
@@ -55,4 +56,4 @@ export interface BuildResult {
   };
 }
 
-export type { BuildGraph, LintFinding, ProgressEvent };
+export type { BuildGraph, LintFinding, Platform, ProgressEvent };

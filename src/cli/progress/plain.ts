@@ -2,7 +2,7 @@
 // "#5 0.512 output", "#5 DONE 1.2s"), a blank line between blocks, "#5 ..." when a block is left
 // unfinished because another vertex spoke, and the header again when the vertex resumes.
 
-import type { ProgressEvent } from '../../solver/progress.js';
+import type { ProgressEvent } from '../../client/client.js';
 import { ERROR_TAIL_LINES, formatDuration, formatErrorBlock, formatLogTime, isCancelError, LineSplitter, Ring } from './lines.js';
 import type { OutStream, ProgressDisplay } from './types.js';
 

@@ -1,6 +1,6 @@
 // rawjson: every event as one line of JSON, for programs that follow a build.
 
-import type { ProgressEvent } from '../../solver/progress.js';
+import type { ProgressEvent } from '../../client/client.js';
 import type { OutStream, ProgressDisplay } from './types.js';
 
 export class RawJsonDisplay implements ProgressDisplay {

@@ -3,7 +3,7 @@
 // summary of all steps. Notes and warnings are printed above the live view, which is drawn again
 // below them, so nothing is overwritten.
 
-import type { ProgressEvent } from '../../solver/progress.js';
+import type { ProgressEvent } from '../../client/client.js';
 import { ERROR_TAIL_LINES, formatDuration, formatErrorBlock, formatLogTime, isCancelError, LineSplitter, Ring } from './lines.js';
 import type { OutStream, ProgressDisplay } from './types.js';
 

@@ -1,7 +1,7 @@
 // What every progress display implements. A display gets the build's events in order, may be told
 // an out-of-band note ("cancelling"), and is finished once, after the build settles.
 
-import type { ProgressEvent } from '../../solver/progress.js';
+import type { ProgressEvent } from '../../client/client.js';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'rawjson' | 'quiet';
 export const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'tty', 'plain', 'rawjson', 'quiet'];
