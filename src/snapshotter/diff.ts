@@ -96,7 +96,7 @@ function whiteoutEntry(name: string, st: BigIntStats | null): TarEntry {
 }
 
 /** The changes recorded in an overlay upper dir. */
-export async function* overlayChanges(upper: string): AsyncGenerator<TarEntry> {
+export async function* overlayChanges(upper: string, lowers: readonly string[] = []): AsyncGenerator<TarEntry> {
   const links = new LinkTracker();
   async function* walk(rel: string): AsyncGenerator<TarEntry> {
     const dirHost = rel ? path.join(upper, rel) : upper;
@@ -115,16 +115,40 @@ export async function* overlayChanges(upper: string): AsyncGenerator<TarEntry> {
         yield whiteoutEntry(name, it.st);
         continue;
       }
-      yield await entryFor(host, name, it.st, links);
       if (it.st.isDirectory()) {
-        if ((await getXattr(host, OVERLAY_OPAQUE))?.toString() === 'y') {
-          yield whiteoutEntry(join(name, '.wh..wh..opq'), it.st);
-        }
+        const opaque = (await getXattr(host, OVERLAY_OPAQUE))?.toString() === 'y';
+        // overlayfs copies a directory up whenever something below it changes (or a mount point is
+        // made and removed in it): such a copy says nothing new, so only its changed children go in.
+        if (opaque || !(await sameAsLower(host, name, it.st, lowers))) yield await entryFor(host, name, it.st, links);
+        if (opaque) yield whiteoutEntry(join(name, '.wh..wh..opq'), it.st);
         yield* walk(name);
+        continue;
       }
+      yield await entryFor(host, name, it.st, links);
     }
   }
   yield* walk('');
+}
+
+/**
+ * Whether directory `rel` of an upper dir is an unmodified copy of the one the lowers (top first)
+ * show. The first lower holding the path decides; a whiteout there means the directory is new.
+ * A directory hidden by an opaque ancestor in a higher lower is not looked for: a directory made
+ * anew in this layer carries this layer's mtime, which cannot equal an old hidden one's.
+ */
+async function sameAsLower(host: string, rel: string, st: BigIntStats, lowers: readonly string[]): Promise<boolean> {
+  for (const lower of lowers) {
+    const p = path.join(lower, rel);
+    let lst: BigIntStats;
+    try {
+      lst = await lstat(p);
+    } catch {
+      continue;
+    }
+    if (isWhiteout(lst) || !lst.isDirectory()) return false;
+    return !(await changed(host, st, p, lst));
+  }
+  return false;
 }
 
 function sameXattrs(a: Array<[string, Buffer]>, b: Array<[string, Buffer]>): boolean {

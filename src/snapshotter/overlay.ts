@@ -100,7 +100,7 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   }
 
   protected diffOf(r: Resolved, opts: DiffOptions): Promise<DiffResult> {
-    return writeLayer(overlayChanges(path.join(r.dir, 'fs')), opts);
+    return writeLayer(overlayChanges(path.join(r.dir, 'fs'), r.parentDirs), opts);
   }
 
   protected usageOf(r: Resolved): Promise<Usage> {

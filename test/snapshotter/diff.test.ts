@@ -187,6 +187,26 @@ describe.each([
     expect(fs.existsSync(dest)).toBe(false);
   });
 
+  it('leaves out directories that were only copied up (a file made and removed, times restored)', async () => {
+    const { root, s } = await withBase();
+    await s.prepare('touched-w', 'base');
+    const t = await mounts.mount(await s.mounts('touched-w'), path.join(root, 'mnt'));
+    // What a RUN's mount stub does: a file appears in /etc and goes, and /etc's times are put back.
+    const before = fs.statSync(path.join(t, 'etc'));
+    fs.writeFileSync(path.join(t, 'etc/stub'), '');
+    fs.rmSync(path.join(t, 'etc/stub'));
+    fs.utimesSync(path.join(t, 'etc'), before.atime, before.mtime);
+    // A directory whose mode really changes must stay in the layer.
+    fs.chmodSync(path.join(t, 'shared'), 0o700);
+    await mounts.unmountAll();
+    await s.commit('touched', 'touched-w');
+    const res = (await s.diff('touched', { dest: path.join(root, 'touched.tar.gz') })) as LayerBlob;
+    expect(res.empty).toBe(false);
+    const names = (await tarNames(execFileSync('gzip', ['-dc', res.path]))).map((e) => e.name.replace(/\/$/, ''));
+    expect(names).toContain('shared');
+    expect(names.filter((n) => n.startsWith('etc'))).toEqual([]);
+  });
+
   it('writes zstd blobs that zstd(1) decompresses to the diffID, and applies them back', async () => {
     const { root, s } = await withBase();
     await s.prepare('child-w', 'base');
