@@ -107,6 +107,24 @@ describe('compareSummaries', () => {
     expect(canonicalCreatedBy('EXPOSE map[80/tcp:{} 53/udp:{}]')).toBe('EXPOSE 53/udp 80/tcp');
   });
 
+  it.each([
+    ['COPY --chown=kiln:staff --chmod=640 a.txt /x # buildkit', 'COPY a.txt /x # buildkit'],
+    ['ADD --parents a/b /x # buildkit', 'ADD a/b /x # buildkit'],
+    ['ARG A=from-cli B=b value', 'ARG A'],
+    ['ARG A=default-a B', 'ARG A'],
+    ['RUN |3 V=9.9 LATE=x LATE=x /bin/sh -c echo # buildkit', 'RUN |2 V=9.9 LATE=x /bin/sh -c echo # buildkit'],
+    ['RUN |2 A=1 B=b value /bin/sh -c x # buildkit', 'RUN |2 A=1 B=b value /bin/sh -c x # buildkit'],
+    ['COPY --from=build /out /app # buildkit', 'COPY --from=build /out /app # buildkit'],
+  ])('history text %j compares as %j', (text, canonical) => {
+    expect(canonicalCreatedBy(text)).toBe(canonical);
+  });
+
+  it('forgives only an empty_layer that kiln found for a filesystem step docker committed', () => {
+    const docker = summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false }, { createdBy: 'ENV A=1', emptyLayer: true }] });
+    expect(compareSummaries(docker, summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: true }, { createdBy: 'ENV A=1', emptyLayer: true }] }))).toEqual([]);
+    expect(compareSummaries(docker, summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false }, { createdBy: 'ENV A=1', emptyLayer: false }] }))).toHaveLength(1);
+  });
+
   it('reports config, history and rootfs differences readably', () => {
     const kiln = summary({
       config: { Env: ['PATH=/bin'], architecture: 'amd64', os: 'linux' },
