@@ -10,6 +10,8 @@ const USAGE = `Usage: kiln [--root DIR] [--version] <command> [options]
 Commands:
   build [options] PATH      Build an image from a Dockerfile
   images [options]          List the images in kiln's image store
+  load -i PATH [-t NAME]    Load an OCI image layout (directory or tarball) into the store
+  run IMAGE [COMMAND...]    Run an image from the store in a throw-away container
   version                   Print the version
 
 Global options:
@@ -65,6 +67,14 @@ async function main(argv: string[]): Promise<number> {
     case 'images': {
       const { imagesCommand } = await import('./images.js');
       return imagesCommand(rest);
+    }
+    case 'load': {
+      const { loadCommand } = await import('./load-run.js');
+      return loadCommand(rest);
+    }
+    case 'run': {
+      const { runCommand } = await import('./load-run.js');
+      return runCommand(rest);
     }
     default:
       process.stderr.write(`kiln: unknown command "${command}"\n\n${USAGE}\n`);
