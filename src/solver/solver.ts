@@ -11,6 +11,7 @@ import { walkContext, type ContextEntry } from '../context/index.js';
 import { DockerfileError } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, MountFrom, Platform, RunStep, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
+import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
 import { hostPlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
@@ -107,7 +108,7 @@ export class Solver {
       const configs: Record<string, BaseImageConfig> = {};
       await Promise.all(
         graph.unresolvedImages.map(async (ref) => {
-          const v = progress.start(`[internal] load metadata for ${ref}`);
+          const v = progress.start(`[internal] load metadata for ${displayRef(ref)}`);
           try {
             configs[ref] = toBaseImageConfig((await baseImages.resolve(ref)).config);
             v.done();
@@ -160,6 +161,15 @@ export class Solver {
 }
 
 
+/** A reference as BuildKit shows it in progress: normalised ("docker.io/library/busybox:latest"). */
+function displayRef(ref: string): string {
+  try {
+    return formatReference(parseReference(ref));
+  } catch {
+    return ref; // an invalid reference fails with its own error where it is resolved
+  }
+}
+
 /** The state of one build: its stages, memoised so each runs once however many stages need it. */
 class BuildRun {
   private readonly stages = new Map<number, Promise<StageResult>>();
@@ -204,7 +214,7 @@ class BuildRun {
     let snapshot: () => Promise<string | undefined>;
     const links: HistoryLink[] = [];
     const base = stage.base;
-    const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${base.kind === 'image' ? base.ref : base.kind === 'stage' ? this.stageName(base.index) : 'scratch'}`);
+    const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${base.kind === 'image' ? displayRef(base.ref) : base.kind === 'stage' ? this.stageName(base.index) : 'scratch'}`);
     try {
       if (base.kind === 'scratch') {
         key = cacheKey('', { from: 'scratch' });
