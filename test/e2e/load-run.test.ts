@@ -72,6 +72,22 @@ describe('kiln exports, as Docker and skopeo take them', () => {
     expect(res.code).toBe(0);
   });
 
+  it('--load streams the image into the Docker daemon through its API socket, with --label on it', async () => {
+    const n = nonce();
+    const tag = `kiln-e2e/direct-load:${n}`;
+    const res = await kilnBuild({
+      root, config, dockerfile, context: work, buildArgs: { NONCE: n },
+      extra: ['-t', tag, '--load', '--label', `org.example.nonce=${n}`, '--label', 'org.example.by=kiln'],
+      env: { DOCKER_HOST: testEnv().dockerHost },
+    });
+    expect(res.code, res.stderr).toBe(0);
+    toRemove.push(tag);
+    const labels = await docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', tag]);
+    expect(JSON.parse(labels.stdout)).toEqual({ 'org.example.nonce': n, 'org.example.by': 'kiln' });
+    const ran = await docker(['run', '--rm', '--network', 'none', tag]);
+    expect(ran.stdout).toBe(expectedOutput(n));
+  });
+
   it('type=oci: skopeo inspect accepts the archive and sees the config', async () => {
     const n = nonce();
     const out = join(work, `oci-${n}.tar`);

@@ -28,6 +28,8 @@ export interface KilnBuildOptions {
   target?: string;
   extra?: string[]; // more flags, e.g. ['--push', '-t', ref]
   timeoutMs?: number;
+  /** Extra environment for kiln (e.g. DOCKER_HOST for --load). */
+  env?: Record<string, string>;
 }
 
 export function kilnBuildArgs(o: KilnBuildOptions): string[] {
@@ -48,7 +50,7 @@ export function kilnBuild(o: KilnBuildOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [KILN_CLI, ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, KILN_CONFIG: o.config },
+      env: { ...process.env, KILN_CONFIG: o.config, ...o.env },
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: o.timeoutMs ?? 600_000,
       killSignal: 'SIGKILL',
