@@ -43,6 +43,7 @@ Options:
       --platform OS/ARCH     Target platform (one; default: this machine's)
       --network MODE         Network for RUN steps: default (= host), host or none
       --no-cache             Do not use the cache
+      --no-cache-filter STAGE  Do not use the cache for these stages (repeatable, comma-separated)
       --pull                 Always ask the registry for base images
   -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
                                type=local,dest=DIR          the final filesystem as a directory
@@ -168,6 +169,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         platform: { type: 'string' },
         network: { type: 'string' },
         'no-cache': { type: 'boolean' },
+        'no-cache-filter': { type: 'string', multiple: true },
         pull: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         output: { type: 'string', short: 'o', multiple: true },
@@ -226,6 +228,10 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   };
   const target = empty('--target', v.target);
   if (target !== undefined) request.target = target;
+  // As buildx: repeatable, and each value may list several stages separated by commas.
+  const noCacheFilter = (v['no-cache-filter'] ?? []).flatMap((f) => f.split(',')).map((s) => s.trim().toLowerCase());
+  if (noCacheFilter.some((s) => s === '')) throw flagError('--no-cache-filter', (v['no-cache-filter'] ?? []).join(','), 'empty stage name');
+  if (noCacheFilter.length) request.noCacheFilter = noCacheFilter;
   if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };

@@ -37,6 +37,8 @@ export interface BuildRequest {
   /** Network for RUN steps without --network: the host's (default, as docker build) or none. */
   network: 'host' | 'none';
   noCache: boolean;
+  /** Stages (by name) built without the cache (--no-cache-filter). */
+  noCacheFilter?: string[];
   /** Always ask the registry for base images instead of using local ones. */
   pull: boolean;
 }

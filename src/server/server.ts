@@ -60,6 +60,7 @@ export class BuildServer {
         platform: req.platform,
         network: req.network,
         noCache: req.noCache,
+        noCacheFilter: req.noCacheFilter,
         pull: req.pull,
       },
       progress,

@@ -3,20 +3,22 @@
 // and a step with the same key runs once per process even when two builds ask for it at once.
 // It knows no Dockerfile syntax (the frontend translated it) and no runc flags (the executor's job).
 
+import * as path from 'node:path';
 import PQueue from 'p-queue';
 import { checksumEntries, selectEntries } from '../cache/checksum.js';
 import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
 import { walkContext, type ContextEntry } from '../context/index.js';
 import { DockerfileError } from '../frontend/index.js';
-import type { BaseImageConfig, BuildGraph, MountFrom, Platform, RunStep, Stage, Step } from '../frontend/types.js';
+import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
 import { hostPlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
-import { cacheKey, definitionOf } from './keys.js';
+import { explainMiss, InputsLog, type StepInputs } from './explain.js';
+import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
 import { snapshotExists, uniqueKey } from './mounted.js';
 import { copyStep } from './ops/copy.js';
@@ -43,6 +45,8 @@ export interface SolveRequest {
   platform?: Platform;
   network: 'host' | 'none';
   noCache: boolean;
+  /** Stages (by name) built without the cache (--no-cache-filter). */
+  noCacheFilter?: string[];
   pull: boolean;
 }
 
@@ -76,6 +80,7 @@ export class Solver {
   private readonly runQueue: PQueue;
   readonly layers: LayerRecords;
   readonly runLimits: ExecLimits;
+  readonly inputsLog: InputsLog;
 
   constructor(
     private readonly deps: SolverDeps,
@@ -84,6 +89,7 @@ export class Solver {
     this.runLimits = opts.runLimits ?? {};
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
+    this.inputsLog = new InputsLog(path.join(deps.layout.records, 'steps'));
   }
 
   async solve(req: SolveRequest, progress: ProgressTracker, signal?: AbortSignal): Promise<SolveResult> {
@@ -212,6 +218,7 @@ class BuildRun {
     // The base: its key, its (lazily unpacked) snapshot and the history it brings.
     let key: string;
     let snapshot: () => Promise<string | undefined>;
+    let parentWhat: string;
     const links: HistoryLink[] = [];
     const base = stage.base;
     const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${base.kind === 'image' ? displayRef(base.ref) : base.kind === 'stage' ? this.stageName(base.index) : 'scratch'}`);
@@ -219,14 +226,17 @@ class BuildRun {
       if (base.kind === 'scratch') {
         key = cacheKey('', { from: 'scratch' });
         snapshot = async () => undefined;
+        parentWhat = 'scratch';
       } else if (base.kind === 'stage') {
         const parent = await this.stage(base.index);
         key = parent.key;
         snapshot = parent.snapshot;
         links.push(...parent.links);
+        parentWhat = `stage ${this.stageName(base.index)}`;
       } else {
         const image = await this.baseImages.resolve(base.ref);
         key = cacheKey('', { from: image.manifestDigest });
+        parentWhat = `base image ${image.name}@${image.manifestDigest}`;
         let unpacked: Promise<string | undefined> | undefined;
         snapshot = () => (unpacked ??= this.baseImages.unpack(image));
         links.push({ kind: 'base', image });
@@ -245,9 +255,14 @@ class BuildRun {
         continue;
       }
       n++;
-      const stepKey = cacheKey(key, await this.keyInputs(step));
-      // --no-cache: a fresh name, so the step runs and nothing older is reused.
-      const name = this.req.noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
+      const { material, inputs } = await this.keyInputs(step);
+      const stepKey = cacheKey(key, material);
+      const noCache = this.req.noCache || (stage.name !== undefined && (this.req.noCacheFilter ?? []).includes(stage.name));
+      // Without the cache a step gets a fresh name, so it runs and nothing older is reused; what
+      // follows gets a fresh key too, since this step's result may now differ from the cached one.
+      const name = noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
+      const place = InputsLog.place(this.req.contextDir, this.req.dockerfile.name, stage.name ?? String(stage.index), n);
+      const current: StepInputs = { key: stepKey, parentKey: key, parent: n === 2 ? parentWhat : 'step', instruction: step.original, ...inputs };
       const parentSnapshot = snapshot;
       const vertex = this.progress.start(`${this.label(stage, n, total)} ${step.original}`);
       try {
@@ -255,13 +270,15 @@ class BuildRun {
           const parent = await parentSnapshot();
           await this.execute(step, parent, name, vertex);
         });
+        const previous = await this.solver.inputsLog.load(place);
         if (outcome === 'cached') vertex.cached();
-        else vertex.done();
+        else vertex.done(explainMiss(previous, current, noCache));
+        if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
       } catch (err) {
         vertex.fail(err);
         throw err;
       }
-      key = stepKey;
+      key = noCache ? cacheKey(stepKey, { noCache: name }) : stepKey;
       snapshot = async () => name;
       links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: name });
     }
@@ -272,25 +289,36 @@ class BuildRun {
     return this.graph.stages.find((s) => s.index === index)?.name ?? `stage-${index}`;
   }
 
-  /** What a step's key covers besides its definition: the content of what it reads. */
-  private async keyInputs(step: FsStep): Promise<unknown> {
-    const def = definitionOf(step);
+  /**
+   * What a step's key covers besides its definition (the content of what it reads), and the same
+   * broken into named pieces for explaining a miss.
+   */
+  private async keyInputs(step: FsStep): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
     switch (step.kind) {
-      case 'workdir':
-        return def;
-      case 'copy':
-        return { ...def, from: await this.sourceKey(step.from, step.sources) };
+      case 'workdir': {
+        const def = definitionOf(step);
+        return { material: def, inputs: { env: [], buildArgs: [], definition: stableStringify(def) } };
+      }
+      case 'copy': {
+        const def = definitionOf(step);
+        const from = await this.sourceKey(step.from, step.sources);
+        const { env, ...rest } = def;
+        return { material: { ...def, from }, inputs: { env, buildArgs: [], definition: stableStringify(rest), sources: { [describeFrom(step.from)]: from } } };
+      }
       case 'run': {
-        const { proxyEnv: _proxy, ...rest } = def as typeof def & Pick<RunStep, 'proxyEnv'>;
+        const { proxyEnv: _proxy, ...rest } = definitionOf(step);
+        const sources: Record<string, string> = {};
         const mounts = await Promise.all(
           step.mounts.map(async (m) => {
-            if (m.type === 'bind') return { ...m, from: await this.sourceKey(m.from, [m.source]) };
             // A cache mount's content is deliberately not part of the key, as in BuildKit.
-            if (m.type === 'cache' && m.from) return { ...m, from: await this.sourceKey(m.from, [m.source]) };
-            return m;
+            if (m.type !== 'bind' && !(m.type === 'cache' && m.from)) return m;
+            const from = await this.sourceKey(m.from!, [m.source]);
+            sources[`mount ${m.target} (${describeFrom(m.from!)})`] = from;
+            return { ...m, from };
           }),
         );
-        return { ...rest, mounts };
+        const { env, buildArgs, ...others } = rest;
+        return { material: { ...rest, mounts }, inputs: { env, buildArgs, definition: stableStringify({ ...others, mounts }), sources } };
       }
     }
   }
@@ -346,6 +374,10 @@ class BuildRun {
 
 /** BuildKit marks the history entries its Dockerfile frontend writes; tools look for it. */
 const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
+
+function describeFrom(from: MountFrom): string {
+  return from.kind === 'context' ? 'build context' : from.kind === 'stage' ? `stage ${from.index}` : `image ${from.ref}`;
+}
 
 type FsStep = Extract<Step, { kind: 'run' | 'copy' | 'workdir' }>;
 

@@ -108,6 +108,55 @@ describe('solver: builds and the cache', () => {
   });
 });
 
+describe('solver: why a step ran', () => {
+  const reasons = (b: Awaited<ReturnType<typeof build>>) =>
+    Object.fromEntries(
+      b.events.flatMap((e) => (e.type === 'vertex' && e.status === 'done' && e.reason ? [[e.name.replace(/^\[\d+\/\d+\] /, ''), e.reason]] : [])),
+    );
+
+  it('names the input that changed: a build arg, a context file, the parent, or --no-cache', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nARG V=1\nRUN echo $V > /v\nCOPY app.js /app.js\nRUN cat /app.js\n', 'app.js': 'one\n' }));
+    const srv = server(tracked(kilnRoot()));
+    try {
+      expect(reasons(await build(srv, ctx))).toEqual({
+        'RUN echo $V > /v': 'not built before',
+        'COPY app.js /app.js': 'not built before',
+        'RUN cat /app.js': 'not built before',
+      });
+      expect(reasons(await build(srv, ctx, { buildArgs: { V: '2' } }))).toEqual({
+        'RUN echo $V > /v': 'build arg V changed',
+        'COPY app.js /app.js': 'parent step re-ran',
+        'RUN cat /app.js': 'parent step re-ran',
+      });
+      fs.writeFileSync(path.join(ctx, 'app.js'), 'two\n');
+      const afterEdit = reasons(await build(srv, ctx, { buildArgs: { V: '2' } }));
+      expect(afterEdit['COPY app.js /app.js']).toMatch(/build context/);
+      expect(afterEdit['RUN cat /app.js']).toBe('parent step re-ran');
+      expect(afterEdit['RUN echo $V > /v']).toBeUndefined(); // cached
+      expect(Object.values(reasons(await build(srv, ctx, { buildArgs: { V: '2' }, noCache: true })))).toEqual(Array(3).fill('cache disabled (--no-cache)'));
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('--no-cache-filter reruns the named stage and what reads it, and nothing else', async () => {
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: 'FROM busybox AS gen\nRUN echo gen > /g\nFROM busybox AS other\nRUN echo other > /o\nFROM busybox\nCOPY --from=gen /g /g\nCOPY --from=other /o /o\n',
+      }),
+    );
+    const srv = server(tracked(kilnRoot()));
+    try {
+      await build(srv, ctx);
+      const again = await build(srv, ctx, { noCacheFilter: ['gen'] });
+      expect(ranSteps(again).map((n) => n.replace(/^\[\S+ \d+\/\d+\] /, '')).sort()).toEqual(['COPY --from=gen /g /g', 'COPY --from=other /o /o', 'RUN echo gen > /g']);
+      expect(cachedSteps(again).map((n) => n.replace(/^\[\S+ \d+\/\d+\] /, ''))).toEqual(['RUN echo other > /o']);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe('solver: scheduling', () => {
   it('independent stages run at the same time, and a stage two stages need runs once', async () => {
     const stages = ['a', 'b', 'c'].map((n) => `FROM busybox AS ${n}\nRUN sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`).join('');
