@@ -1,0 +1,205 @@
+// `npm run bench`: kiln against Docker's BuildKit and buildah on generated workloads. Brings the test
+// environment up (registry, dockerd), runs, prints a table, writes JSON, and leaves the machine as it
+// found it: temporary directory removed, images it built removed, the environment down if it started it.
+
+import { existsSync, readFileSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, USAGE, UsageError, type BenchArgs } from './args.js';
+import { BUILDER_LABELS, BuildahBuilder, DockerBuilder, KilnBuilder, removeTree, type Builder } from './builders.js';
+import { killRunning } from './proc.js';
+import { formatBuilders, formatTable, summarizeCells, type BenchResults, type BuilderStatus, type Cell, type Machine } from './report.js';
+import { Interrupted, runWorkload } from './runner.js';
+import { testEnvUp, type TestEnvHandle } from './testenv.js';
+import { contextDigest, WORKLOADS, writeContext, type ContextFile } from './workloads.js';
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+/** The repository: the nearest directory above this file whose package.json is kiln's. */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'kiln') return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no kiln package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+function machine(): Machine {
+  const cpus = os.cpus();
+  let osName = os.type();
+  try {
+    osName = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? osName;
+  } catch {
+    // keep os.type()
+  }
+  return {
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    kernel: os.release(),
+    os: osName,
+    node: process.version,
+    loadavgStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+const NOTES = [
+  'Times are wall clock from starting the client command to its exit; dockerd runs all along, kiln (embedded) starts a Node process per build.',
+  'cold: kiln gets a fresh --root into which a throw-away build (FROM base + RUN true) pulled and unpacked the base; Docker gets `docker builder prune -af` and the previous image removed; buildah gets every image but the bases removed. Base images stay in all three.',
+  'kiln -t stores gzip-compressed layers (as BuildKit with a containerd image store would); Docker 20.10 (graph-driver store) and buildah (containers/storage) keep layers uncompressed until export.',
+  'export: kiln = a fully cached build with -o type=oci (layers already compressed by -t); Docker = `docker save` (docker format, uncompressed: 20.10 has no OCI export without buildx); buildah = `buildah push IMG oci-archive:F` (compresses every layer each time).',
+  'buildah bud runs stages one after the other unless given --jobs; it is run as the brief says, without --jobs.',
+  'kiln peak RSS is GNU time\'s maximum resident set size of the largest process of the build (the kiln Node process, worker threads included).',
+  'The machine is shared with other developers; the load average at start and end is recorded.',
+];
+
+async function main(args: BenchArgs): Promise<number> {
+  const repo = repoRoot();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping the running command and cleaning up`);
+    killRunning();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const started = new Date();
+  const mach = machine();
+  let env: TestEnvHandle | undefined;
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-bench-'));
+  const builders: Builder[] = [];
+  try {
+    env = await testEnvUp(repo, log);
+    const all: Builder[] = [
+      new KilnBuilder({ cli: path.join(repo, 'dist', 'cli', 'main.js'), work: path.join(work, 'kiln'), registry: env.registry }),
+      new DockerBuilder({ docker: env.docker, host: env.dockerHost }),
+      new BuildahBuilder({ buildah: '/usr/bin/buildah', runc: '/usr/sbin/runc', work: path.join(work, 'buildah'), registry: env.registry }),
+    ];
+    const statuses: BuilderStatus[] = [];
+    for (const b of all) {
+      const label = BUILDER_LABELS[b.id];
+      if (!args.builders.includes(b.id)) {
+        statuses.push({ id: b.id, label, available: false, reason: 'not selected (--builders)' });
+        continue;
+      }
+      const p = await b.probe();
+      if (p.ok) {
+        statuses.push({ id: b.id, label, available: true, version: p.version });
+        builders.push(b);
+      } else {
+        statuses.push({ id: b.id, label, available: false, reason: `missing: ${p.reason}` });
+        log(`${label} is missing: ${p.reason}`);
+      }
+    }
+    statuses.push({ id: 'kiln-daemon', label: 'kiln (daemon)', available: false, reason: 'not available yet' });
+    if (builders.length === 0) throw new Error('no builder available');
+
+    const exportDir = path.join(work, 'export');
+    await fsp.mkdir(exportDir, { recursive: true });
+    const cells: Cell[] = [];
+    const workloads: BenchResults['workloads'] = [];
+    for (const name of args.workloads) {
+      const w = WORKLOADS[name];
+      const dir = path.join(work, 'ctx', name);
+      const files: ContextFile[] = [...w.files(args.seed)];
+      await writeContext(dir, files);
+      workloads.push({ name, description: w.description, files: files.length, contextDigest: contextDigest(files) });
+      log(`${name}: ${w.description} (${files.length} context files)`);
+      cells.push(
+        ...(await runWorkload(w, { dir, dockerfile: path.join(dir, 'Dockerfile') }, builders, {
+          warmups: args.warmups,
+          runs: args.runs,
+          seed: args.seed,
+          exportDir,
+          log,
+          interrupted: () => interrupted,
+        })),
+      );
+      // The exported tarballs of a workload are not needed any more (bigfile's are ~1.5 GB).
+      await fsp.rm(exportDir, { recursive: true, force: true });
+      await fsp.mkdir(exportDir, { recursive: true });
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+
+    mach.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
+    const { results, ratios } = summarizeCells(cells);
+    const doc: BenchResults = {
+      schema: 1,
+      date: started.toISOString(),
+      mode: args.quick ? 'quick' : 'full',
+      warmups: args.warmups,
+      runs: args.runs,
+      seed: args.seed,
+      machine: mach,
+      builders: statuses,
+      workloads,
+      results,
+      ratios,
+      notes: NOTES,
+    };
+    const out = path.resolve(args.out);
+    await fsp.writeFile(out, JSON.stringify(doc, null, 2) + '\n');
+
+    const memGiB = (mach.memoryBytes / 2 ** 30).toFixed(1);
+    const lines = [
+      `kiln benchmark, ${doc.mode} run (${args.warmups} warm-up, ${args.runs} counted per scenario), ${started.toISOString().slice(0, 10)}`,
+      `machine: ${mach.cores} cores (${mach.cpuModel}), ${memGiB} GiB, ${mach.os}, Linux ${mach.kernel}, Node ${mach.node}; load average ${mach.loadavgStart.join(' ')} at start, ${mach.loadavgEnd.join(' ')} at end`,
+      '',
+      formatTable(results, ratios, statuses),
+      '',
+      'Seconds: median (min–max) of the counted runs; ratios are of medians (below 1: kiln is faster).',
+      '',
+      formatBuilders(statuses),
+    ];
+    const failed = results.filter((r) => r.error);
+    if (failed.length > 0) {
+      lines.push('', 'Failures:');
+      for (const f of failed) lines.push(`- ${f.error!.split('\n')[0]}`);
+    }
+    lines.push('', `JSON: ${out}`);
+    process.stdout.write(lines.join('\n') + '\n');
+    return failed.length > 0 ? 1 : 0;
+  } catch (err) {
+    if (err instanceof Interrupted || interrupted) {
+      log('interrupted: no results written');
+      return 130;
+    }
+    throw err;
+  } finally {
+    for (const b of builders) {
+      await b.cleanup().catch((e: Error) => log(`warning: ${b.id} cleanup: ${e.message}`));
+    }
+    if (args.keep) log(`kept ${work}`);
+    else await removeTree(work).catch((e: Error) => log(`warning: removing ${work}: ${e.message}`));
+    await env?.down();
+  }
+}
+
+let args: BenchArgs;
+try {
+  args = parseArgs(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`bench: ${err.message}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+if (args.help) {
+  process.stdout.write(USAGE + '\n');
+  process.exit(0);
+}
+main(args).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`bench: error: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);
