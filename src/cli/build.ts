@@ -17,12 +17,14 @@ import {
   parsePlatform,
   type BuildRequest,
   type BuildResult,
+  type CacheFrom,
+  type CacheTo,
   type LintFinding,
   type OutputSpec,
   type Platform,
   type ProgressEvent,
 } from '../client/client.js';
-import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
+import { normalizeImageName, resolveOutputs, splitCsv, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
@@ -44,6 +46,9 @@ Options:
       --network MODE         Network for RUN steps: default (= host), host or none
       --no-cache             Do not use the cache
       --no-cache-filter STAGE  Do not use the cache for these stages (repeatable, comma-separated)
+      --cache-from SRC       Import build cache: type=local,src=DIR | type=registry,ref=REF | REF
+      --cache-to DEST        Export build cache: type=local,dest=DIR | type=registry,ref=REF
+                             (with mode=min|max; cache mounts included) | type=inline
       --pull                 Always ask the registry for base images
   -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
                                type=local,dest=DIR          the final filesystem as a directory
@@ -86,6 +91,40 @@ export interface BuildInvocation {
 }
 
 const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'quiet', 'help'] as const;
+
+/** BuildKit cache attributes kiln accepts and has no use for, so buildx command lines keep working. */
+const IGNORED_CACHE_ATTRS = new Set(['compression', 'compression-level', 'force-compression', 'oci-mediatypes', 'image-manifest', 'ignore-error']);
+
+function cacheAttrs(flag: string, value: string, allowed: string[]): Record<string, string> {
+  const attrs: Record<string, string> = {};
+  for (const field of splitCsv(value)) {
+    const eq = field.indexOf('=');
+    if (eq <= 0) throw flagError(flag, value, `"${field}" is not KEY=VALUE`);
+    const k = field.slice(0, eq).trim();
+    if (IGNORED_CACHE_ATTRS.has(k)) continue;
+    if (!allowed.includes(k)) throw flagError(flag, value, `unknown attribute "${k}"`);
+    attrs[k] = field.slice(eq + 1);
+  }
+  return attrs;
+}
+
+export function parseCacheFrom(value: string): CacheFrom {
+  if (!value.includes('=')) return { type: 'registry', ref: normalizeImageName(value, `invalid argument ${JSON.stringify(value)} for "--cache-from" flag`) };
+  const a = cacheAttrs('--cache-from', value, ['type', 'src', 'ref']);
+  if (a.type === 'local' && a.src) return { type: 'local', src: path.resolve(a.src) };
+  if (a.type === 'registry' && a.ref) return { type: 'registry', ref: normalizeImageName(a.ref, `invalid argument ${JSON.stringify(value)} for "--cache-from" flag`) };
+  throw flagError('--cache-from', value, 'want type=local,src=DIR or type=registry,ref=REF');
+}
+
+export function parseCacheTo(value: string): CacheTo {
+  const a = cacheAttrs('--cache-to', value, ['type', 'dest', 'ref', 'mode']);
+  const mode = a.mode ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw flagError('--cache-to', value, 'mode must be min or max');
+  if (a.type === 'inline') return { type: 'inline' };
+  if (a.type === 'local' && a.dest) return { type: 'local', dest: path.resolve(a.dest), mode };
+  if (a.type === 'registry' && a.ref) return { type: 'registry', ref: normalizeImageName(a.ref, `invalid argument ${JSON.stringify(value)} for "--cache-to" flag`), mode };
+  throw flagError('--cache-to', value, 'want type=local,dest=DIR, type=registry,ref=REF or type=inline');
+}
 
 function flagError(flag: string, value: string, reason: string): UsageError {
   return new UsageError(`invalid argument ${JSON.stringify(value)} for "${flag}" flag: ${reason}`);
@@ -170,6 +209,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         network: { type: 'string' },
         'no-cache': { type: 'boolean' },
         'no-cache-filter': { type: 'string', multiple: true },
+        'cache-from': { type: 'string', multiple: true },
+        'cache-to': { type: 'string', multiple: true },
         pull: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         output: { type: 'string', short: 'o', multiple: true },
@@ -232,6 +273,10 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const noCacheFilter = (v['no-cache-filter'] ?? []).flatMap((f) => f.split(',')).map((s) => s.trim().toLowerCase());
   if (noCacheFilter.some((s) => s === '')) throw flagError('--no-cache-filter', (v['no-cache-filter'] ?? []).join(','), 'empty stage name');
   if (noCacheFilter.length) request.noCacheFilter = noCacheFilter;
+  const cacheFrom = (v['cache-from'] ?? []).map(parseCacheFrom);
+  if (cacheFrom.length) request.cacheFrom = cacheFrom;
+  const cacheTo = (v['cache-to'] ?? []).map(parseCacheTo);
+  if (cacheTo.length) request.cacheTo = cacheTo;
   if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };

@@ -26,5 +26,5 @@ export function embeddedClient(opts: { root?: string } = {}): KilnClient {
 }
 
 export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
-export type { BuildGraph, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
+export type { BuildGraph, CacheFrom, CacheTo, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
 export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../server/api.js';

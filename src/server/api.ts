@@ -1,7 +1,7 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildGraph, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
+import type { BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
 
 export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../solver/index.js';
 
@@ -39,6 +39,10 @@ export interface BuildRequest {
   noCache: boolean;
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
+  /** Caches to import (--cache-from type=local,src=DIR | type=registry,ref=REF). */
+  cacheFrom?: CacheFrom[];
+  /** Where to export the build cache (--cache-to type=local,dest=DIR | type=registry,ref=REF [mode=min|max] | type=inline). */
+  cacheTo?: CacheTo[];
   /** Always ask the registry for base images instead of using local ones. */
   pull: boolean;
 }
@@ -58,4 +62,4 @@ export interface BuildResult {
   };
 }
 
-export type { BuildGraph, LintFinding, Platform, ProgressEvent };
+export type { BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent };

@@ -2,6 +2,7 @@
 // It owns one kiln root: the content store, snapshots, image names and the solver that uses them.
 
 import {
+  cacheConfigFor,
   defaultRoot,
   exportResult,
   loadImages,
@@ -15,6 +16,7 @@ import {
   type ProgressSink,
   type RootServices,
   type RunImageOptions,
+  writeCache,
 } from '../solver/index.js';
 import type { BuildRequest, BuildResult, LayerCompression, OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
@@ -61,12 +63,26 @@ export class BuildServer {
         network: req.network,
         noCache: req.noCache,
         noCacheFilter: req.noCacheFilter,
+        cacheFrom: req.cacheFrom,
         pull: req.pull,
       },
       progress,
       signal,
     );
-    const exported = await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress);
+    const cacheDeps = { ...s, layers: result.layers };
+    const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps) : undefined;
+    const exported = await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
+    for (const to of req.cacheTo ?? []) {
+      if (to.type === 'inline') continue;
+      const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);
+      try {
+        await writeCache(to, await cacheConfigFor(result, to.mode, cacheDeps), cacheDeps, signal);
+        v.done();
+      } catch (err) {
+        v.fail(err);
+        throw err;
+      }
+    }
     return {
       graph: result.graph,
       warnings: result.graph.warnings,

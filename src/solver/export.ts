@@ -16,6 +16,8 @@ import { mountView, withScope } from './mounted.js';
 import type { ProgressTracker } from './progress.js';
 import type { SolveResult } from './solver.js';
 import type { RootLayout } from './state-root.js';
+import { INLINE_CACHE_KEY, type CacheConfig } from '../cache/cache-manifest.js';
+import { cacheMountLayers, cacheRecords, CREATED_LABEL } from './cache-io.js';
 
 export type ExportOutput =
   | { type: 'image'; names: string[]; push: boolean; compression?: Compression }
@@ -52,7 +54,10 @@ interface Assembled {
  * made, a config-only entry (ENV, CMD...) shares the date of the nearest layer step after it (or
  * before it), and the image is as old as its newest entry.
  */
-async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter): Promise<Assembled> {
+async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
+  // The layers are independent: compute them side by side (each diff streams to disk and
+  // compresses off the event loop), then walk the links in order.
+  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression) : undefined)));
   const layers: Descriptor[] = [];
   const diffIds: Digest[] = [];
   const history: HistoryEntry[] = [];
@@ -82,7 +87,9 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
       }
       case 'step': {
         const rec = await result.layers.get(link.snapshot, compression);
-        const date = (await snapshotter.stat(link.snapshot)).created;
+        const info = await snapshotter.stat(link.snapshot);
+        // A step taken from an imported cache keeps the date it was first built on.
+        const date = info.labels[CREATED_LABEL] ?? info.created;
         if (rec.empty) {
           history.push(dated({ ...link.history, empty_layer: true }, date));
         } else {
@@ -101,7 +108,21 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
   const newest = ordered.reduce<string>((max, h) => (h.created && h.created > max ? h.created : max), fallback);
   const stageConfig = result.target.stage.config;
   const withLabels = Object.keys(labels).length ? { ...stageConfig, labels: { ...stageConfig.labels, ...labels } } : stageConfig;
-  return { config: toImageConfig(withLabels, diffIds, ordered, newest), layers };
+  const config = toImageConfig(withLabels, diffIds, ordered, newest);
+  // Inline cache: the records ride in the image config, as BuildKit's moby.buildkit.cache.v0.
+  if (inlineCache) (config as unknown as Record<string, unknown>)[INLINE_CACHE_KEY] = inlineCache;
+  return { config, layers };
+}
+
+/** The cache records of a solved build: the target's chain (min) or every stage it ran (max). */
+export async function cacheConfigFor(result: SolveResult, mode: 'min' | 'max', deps: ExportDeps & { layers: SolveResult['layers'] }): Promise<CacheConfig> {
+  const stages = mode === 'min' ? [result.target] : result.stages;
+  const snapshots = stages.flatMap((s) => s.links.flatMap((l) => (l.kind === 'step' ? [l.snapshot] : [])));
+  const records = await cacheRecords(snapshots, deps);
+  // Cache mounts of the RUN steps this build ran: CI workers that start empty get them too.
+  const ids = stages.flatMap((s) => s.stage.steps.flatMap((st) => (st.kind === 'run' ? st.mounts.flatMap((m) => (m.type === 'cache' ? [m.id] : [])) : [])));
+  const cacheMounts = await cacheMountLayers(ids, deps);
+  return cacheMounts.length ? { records, cacheMounts } : { records };
 }
 
 export async function exportResult(
@@ -110,11 +131,12 @@ export async function exportResult(
   labels: Record<string, string>,
   deps: ExportDeps,
   progress: ProgressTracker,
+  inlineCache?: CacheConfig,
 ): Promise<ExportResult> {
   const assembled = new Map<Compression, Promise<Assembled>>();
   const assembleFor = (c: Compression) => {
     let p = assembled.get(c);
-    if (!p) assembled.set(c, (p = assemble(result, c, labels, deps.snapshotter)));
+    if (!p) assembled.set(c, (p = assemble(result, c, labels, deps.snapshotter, inlineCache)));
     return p;
   };
   const stored = new Map<string, Promise<StoredImage>>();

@@ -1,6 +1,7 @@
 // The solver room's face to the server: opening a root, solving, exporting, and the types they take.
 export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
-export { exportResult, type ExportOutput, type ExportResult } from './export.js';
+export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } from './export.js';
+export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';
 export { planBuild } from './plan.js';
 export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
 export { defaultRoot } from './state-root.js';

@@ -33,6 +33,13 @@ export class LayerRecords {
     return p;
   }
 
+  /** Records a layer known by other means (imported cache), so exports reuse that very blob. */
+  async remember(snapshot: string, compression: Compression, rec: LayerRecord): Promise<void> {
+    const id = `${snapshot}.${compression}`;
+    await writeRecord(path.join(this.layout.records, 'layers', `${id}.json`), rec);
+    this.inflight.set(id, Promise.resolve(rec));
+  }
+
   private async load(snapshot: string, compression: Compression, recordFile: string): Promise<LayerRecord> {
     const known = await readRecord(recordFile);
     if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;

@@ -17,6 +17,7 @@ import type { ImageStore } from '../image/store.js';
 import { hostPlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
+import { CacheImport, type CacheFrom } from './cache-io.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
@@ -48,6 +49,8 @@ export interface SolveRequest {
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
   pull: boolean;
+  /** Caches to take steps from before running them (--cache-from). */
+  cacheFrom?: CacheFrom[];
 }
 
 /** One entry of a stage's history, with the layer it adds (if any). */
@@ -68,6 +71,8 @@ export interface StageResult {
 export interface SolveResult {
   graph: BuildGraph;
   target: StageResult;
+  /** Every stage the build ran (for --cache-to mode=max). */
+  stages: StageResult[];
   baseImages: BaseImages;
   layers: LayerRecords;
   started: Date;
@@ -75,7 +80,7 @@ export interface SolveResult {
 
 export class Solver {
   /** Steps being built in this process, by snapshot name: a second asker waits for the first. */
-  private readonly building = new Map<string, Promise<void>>();
+  private readonly building = new Map<string, Promise<unknown>>();
   /** Containers running at once, across builds. */
   private readonly runQueue: PQueue;
   readonly layers: LayerRecords;
@@ -132,8 +137,21 @@ export class Solver {
       throw new DockerfileError(first.location.file, first.location.line, `lint: ${first.rule}: ${first.message}`);
     }
 
+    let imported: CacheImport | undefined;
+    if (req.cacheFrom?.length) {
+      const v = progress.start(`[internal] importing cache manifest from ${req.cacheFrom.map((c) => (c.type === 'local' ? c.src : c.ref)).join(', ')}`);
+      try {
+        imported = await CacheImport.load(req.cacheFrom, { ...this.deps, layers: this.layers }, signal);
+        v.done();
+      } catch (err) {
+        // As BuildKit: a cache that cannot be read is a warning, the build goes on without it.
+        v.fail(err);
+        progress.message('warning', `cache import failed, building without it: ${(err as Error).message}`);
+      }
+    }
+
     let entries: Promise<ContextEntry[]> | undefined;
-    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, () => {
+    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, () => {
       if (!entries) {
         const v = progress.start('[internal] load build context');
         entries = walkContext(req.contextDir, { dockerfile: req.dockerfile.path }).then(
@@ -144,11 +162,14 @@ export class Solver {
       return entries;
     });
     const target = await run.stage(graph.target);
-    return { graph, target, baseImages, layers: this.layers, started };
+    return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started };
   }
 
-  /** Runs `build` for snapshot `name` unless it exists or another build is making it right now. */
-  async once(name: string, build: () => Promise<void>): Promise<'cached' | 'built'> {
+  /**
+   * Makes snapshot `name` with `build` unless it exists or another build is making it right now.
+   * `build` says whether it ran the step or took it from an imported cache.
+   */
+  async once(name: string, build: () => Promise<'built' | 'imported'>): Promise<'cached' | 'built' | 'imported'> {
     const running = this.building.get(name);
     if (running) {
       await running;
@@ -157,8 +178,7 @@ export class Solver {
     if (await snapshotExists(this.deps.snapshotter, name)) return 'cached';
     const p = build().finally(() => this.building.delete(name));
     this.building.set(name, p);
-    await p;
-    return 'built';
+    return p;
   }
 
   queueRun<T>(fn: () => Promise<T>): Promise<T> {
@@ -189,8 +209,14 @@ class BuildRun {
     private readonly progress: ProgressTracker,
     private readonly started: Date,
     private readonly signal: AbortSignal | undefined,
+    private readonly imported: CacheImport | undefined,
     private readonly contextEntries: () => Promise<ContextEntry[]>,
   ) {}
+
+  /** Results of every stage started so far. */
+  allStages(): Promise<StageResult[]> {
+    return Promise.all(this.stages.values());
+  }
 
   stage(index: number): Promise<StageResult> {
     let p = this.stages.get(index);
@@ -268,10 +294,12 @@ class BuildRun {
       try {
         const outcome = await this.solver.once(name, async () => {
           const parent = await parentSnapshot();
+          if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
           await this.execute(step, parent, name, vertex);
+          return 'built';
         });
         const previous = await this.solver.inputsLog.load(place);
-        if (outcome === 'cached') vertex.cached();
+        if (outcome !== 'built') vertex.cached();
         else vertex.done(explainMiss(previous, current, noCache));
         if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
       } catch (err) {
@@ -350,6 +378,7 @@ class BuildRun {
       },
       network: this.req.network,
       limits: this.solver.runLimits,
+      seedCacheMount: this.imported ? (id, dir) => this.imported!.seedCacheMount(id, dir) : undefined,
       signal: this.signal,
       log: (stream, chunk) => vertex.log(stream, chunk.toString('utf8')),
     };

@@ -1,12 +1,12 @@
 // RUN: the step's snapshot mounted as the rootfs, its --mount sources prepared, one container in runc.
 
-import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { run, type ExecMount } from '../../executor/index.js';
 import type { MountFrom, RunMount, RunStep } from '../../frontend/types.js';
 import { resolveInRoot } from '../../fsutil/rootpath.js';
+import { cacheMountDir } from '../cache-io.js';
 import { mountView, withActive, type Scope } from '../mounted.js';
 import { StepError, type OpContext } from './types.js';
 
@@ -83,11 +83,12 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
     }
     case 'cache': {
       // Cache mounts persist under the root by id; they are never part of a layer or a cache key.
-      const dir = path.join(ctx.layout.cacheMounts, createHash('sha256').update(m.id).digest('hex'));
+      const dir = cacheMountDir(ctx.layout, m.id);
       try {
         await fsp.mkdir(dir, { recursive: false, mode: m.mode });
         await fsp.chmod(dir, m.mode);
         await fsp.chown(dir, m.uid, m.gid);
+        await ctx.seedCacheMount?.(m.id, dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           await fsp.mkdir(ctx.layout.cacheMounts, { recursive: true });

@@ -20,6 +20,8 @@ export interface OpContext {
   network: 'host' | 'none';
   /** cgroup limits for RUN containers. */
   limits: ExecLimits;
+  /** Fills a newly made cache mount directory from an imported cache, when there is one. */
+  seedCacheMount?: (id: string, dir: string) => Promise<void>;
   signal?: AbortSignal;
   log(stream: 'stdout' | 'stderr', chunk: Buffer): void;
 }
