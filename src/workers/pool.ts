@@ -1,0 +1,211 @@
+// The one worker pool (piscina) for CPU-heavy work: hashing files and compressing layers. Every room
+// that hashes or compresses calls these functions; nothing else starts worker threads for that.
+//
+//  - Lazy: the pool (and its temporary worker module, see worker-source.ts) is made on first use.
+//  - Sized to the machine: os.availableParallelism() threads at most, none kept while idle.
+//  - Never holds the process open: piscina unrefs idle threads, and idle ones exit after IDLE_MS,
+//    so a CLI run ends as soon as its own work does. closePool() ends it explicitly.
+//  - Task inputs and outputs are plain data; the types below are the contract with the worker code.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { workerSource } from './worker-source.js';
+
+const IDLE_MS = 10_000;
+/** Files per scan/hash task: large enough to make the per-task cost (~tens of µs) vanish against
+ * 20,000 small files, small enough that every thread gets a share of a modest tree. */
+const BATCH_FILES = 256;
+/** ...and a batch is cut earlier once it holds this many bytes, so one task is not one huge file set. */
+const BATCH_BYTES = 64 << 20;
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export type ScannedType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
+
+/** What scanFiles learns about one path. */
+export type ScanResult =
+  | {
+      type: ScannedType;
+      /** st_mode & 07777. */
+      mode: number;
+      /** "dev:ino:size:mtimeNs:ctimeNs" of what was read; "" when the file kept changing while read. */
+      stamp: string;
+      dev: string;
+      ino: string;
+      nlink: number;
+      rdev: string;
+      /** Symlinks: the target as stored. */
+      linkTarget?: string;
+      /** True when the content (files) and xattrs (files, directories) were read for this result. */
+      hashed: boolean;
+      /** Hex sha256 of a file's content, when hashed. */
+      digest?: string;
+      /** Hex sha256 over the sorted xattr names and values ("" for none), when hashed. */
+      xattrs?: string;
+    }
+  | { error: string; message: string };
+
+export interface ScanItem {
+  /** Host path (not followed: lstat, O_NOFOLLOW). */
+  path: string;
+  /** The stamp a memo already holds a digest for: the file is only read when its stamp differs. */
+  known?: string;
+}
+
+interface Tasks {
+  hashFiles: { in: { paths: string[] }; out: string[] };
+  scanFiles: { in: { items: ScanItem[] }; out: ScanResult[] };
+  compressFile: { in: { src: string; dest: string; compression: Compression; level?: number }; out: { digest: string; size: number } };
+  whoami: { in: Record<string, never>; out: { threadId: number; isMainThread: boolean } };
+}
+
+/** Counters for tests and progress: tasks run per kind, and files whose content was read. */
+export interface PoolCounters {
+  tasks: Record<keyof Tasks, number>;
+  filesHashed: number;
+}
+
+let pool: Piscina | undefined;
+let workerDir: string | undefined;
+let counters: PoolCounters = zeroCounters();
+
+function zeroCounters(): PoolCounters {
+  return { tasks: { hashFiles: 0, scanFiles: 0, compressFile: 0, whoami: 0 }, filesHashed: 0 };
+}
+
+function removeWorkerDir(): void {
+  if (workerDir === undefined) return;
+  fs.rmSync(workerDir, { recursive: true, force: true });
+  workerDir = undefined;
+}
+
+function getPool(): Piscina {
+  if (pool) return pool;
+  // A fresh private directory (mkdtemp: 0700, unique name), so nobody can plant code for the
+  // workers to load. Removed on close and at exit.
+  workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
+  const filename = path.join(workerDir, 'tasks.mjs');
+  fs.writeFileSync(filename, workerSource(fileURLToPath(import.meta.url)), { mode: 0o600, flag: 'wx' });
+  process.once('exit', removeWorkerDir);
+  const threads = Math.max(1, os.availableParallelism());
+  pool = new Piscina({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
+  return pool;
+}
+
+async function run<K extends keyof Tasks>(name: K, input: Tasks[K]['in']): Promise<Tasks[K]['out']> {
+  const p = getPool();
+  counters.tasks[name]++;
+  return (await p.run(input, { name })) as Tasks[K]['out'];
+}
+
+/** Ends the pool's threads and removes its worker module. The next task starts a new pool. */
+export async function closePool(): Promise<void> {
+  const p = pool;
+  pool = undefined;
+  if (p) await p.destroy();
+  removeWorkerDir();
+  process.removeListener('exit', removeWorkerDir);
+}
+
+export function poolCounters(): PoolCounters {
+  return { tasks: { ...counters.tasks }, filesHashed: counters.filesHashed };
+}
+
+export function resetPoolCounters(): void {
+  counters = zeroCounters();
+}
+
+/** Path of the worker module while a pool exists (for tests: it must go away on close). */
+export function workerModulePath(): string | undefined {
+  return workerDir === undefined ? undefined : path.join(workerDir, 'tasks.mjs');
+}
+
+/** The maximum number of threads the pool runs. */
+export function poolSize(): number {
+  return Math.max(1, os.availableParallelism());
+}
+
+function wrap(what: string, err: unknown): Error {
+  return new Error(`${what}: ${(err as Error).message}`, { cause: err });
+}
+
+/** Hex sha256 of a regular file's content, read in a worker in 1 MiB chunks (never whole). */
+export async function hashFile(file: string): Promise<string> {
+  try {
+    const [digest] = await run('hashFiles', { paths: [file] });
+    counters.filesHashed++;
+    return digest!;
+  } catch (err) {
+    throw wrap(`hashing ${file}`, err);
+  }
+}
+
+/** Cuts `list` into batches of at most BATCH_FILES items and BATCH_BYTES of `size`. */
+function batches<T>(list: readonly T[], size: (t: T) => number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let bytes = 0;
+  for (const t of list) {
+    if (cur.length > 0 && (cur.length >= BATCH_FILES || bytes + size(t) > BATCH_BYTES)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(t);
+    bytes += size(t);
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/**
+ * Hex sha256 of many files, in batches spread over the pool (in input order). `sizes`, when known,
+ * keeps big files from piling into one batch.
+ */
+export async function hashFiles(files: readonly string[], sizes?: readonly number[]): Promise<string[]> {
+  const indexed = files.map((f, i) => ({ f, n: sizes?.[i] ?? 0 }));
+  const parts = await Promise.all(
+    batches(indexed, (x) => x.n).map(async (b) => {
+      try {
+        return await run('hashFiles', { paths: b.map((x) => x.f) });
+      } catch (err) {
+        throw wrap(`hashing files (${b[0]!.f} ...)`, err);
+      }
+    }),
+  );
+  counters.filesHashed += files.length;
+  return parts.flat();
+}
+
+/**
+ * lstat of every path, reading content and xattrs only where the stamp differs from `known`: the
+ * step that lets a memo skip unchanged files. Results are in input order; a path that cannot be
+ * read gives `{ error, message }` instead of throwing (the caller knows what a missing file means).
+ */
+export async function scanFiles(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
+  const indexed = items.map((it, i) => ({ it, n: sizes?.[i] ?? 0 }));
+  const parts = await Promise.all(batches(indexed, (x) => x.n).map((b) => run('scanFiles', { items: b.map((x) => x.it) })));
+  const out = parts.flat();
+  for (const r of out) if ('hashed' in r && r.hashed && r.type === 'file') counters.filesHashed++;
+  return out;
+}
+
+/**
+ * Compresses file `src` into file `dest` in a worker; returns the sha256 digest ("sha256:<hex>") and
+ * size of what was written. zstd goes through zstd-codec's streaming transform fed 1 MiB at a time.
+ */
+export async function compressFile(src: string, dest: string, compression: Compression, level?: number): Promise<{ digest: string; size: number }> {
+  try {
+    return await run('compressFile', { src, dest, compression, ...(level !== undefined ? { level } : {}) });
+  } catch (err) {
+    throw wrap(`compressing ${src} (${compression})`, err);
+  }
+}
+
+/** Which thread runs a task (for tests: it must not be the main one). */
+export function whoami(): Promise<{ threadId: number; isMainThread: boolean }> {
+  return run('whoami', {});
+}
