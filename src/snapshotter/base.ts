@@ -187,6 +187,19 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return this.usageOf(await this.resolve(key));
   }
 
+  async touch(key: string, at: Date = new Date()): Promise<void> {
+    await this.meta.update((doc) => {
+      const rec = doc.snapshots[key];
+      if (!rec) throw new SnapshotError(key, 'not found', 'not-found');
+      rec.lastUsed = at.toISOString();
+      rec.usageCount = (rec.usageCount ?? 0) + 1;
+    });
+  }
+
+  async location(key: string): Promise<string> {
+    return (await this.resolve(key)).dir;
+  }
+
   async cleanup(): Promise<CleanupReport> {
     const removedSnapshots: string[] = [];
     // Children before parents: only active snapshots and views (never parents) are candidates.
@@ -237,6 +250,8 @@ function info(key: string, rec: SnapshotRecord): SnapshotInfo {
     labels: { ...rec.labels },
     created: rec.created,
     updated: rec.updated,
+    ...(rec.lastUsed !== undefined ? { lastUsed: rec.lastUsed } : {}),
+    ...(rec.usageCount !== undefined ? { usageCount: rec.usageCount } : {}),
   };
 }
 

@@ -15,6 +15,9 @@ export interface SnapshotRecord {
   labels: Record<string, string>;
   created: string;
   updated: string;
+  /** Last reuse by a build and how many reuses (touch); absent until the first. */
+  lastUsed?: string;
+  usageCount?: number;
   /** The process that made an active snapshot or view: a dead owner means a killed build. */
   owner?: { pid: number; start: string };
 }

@@ -21,6 +21,10 @@ export interface SnapshotInfo {
   labels: Record<string, string>;
   created: string; // ISO 8601
   updated: string; // ISO 8601
+  /** When a build last reused it (touch); absent if never reused since it was made. */
+  lastUsed?: string; // ISO 8601
+  /** How many times touch() recorded a reuse. */
+  usageCount?: number;
 }
 
 /** Disk use of the snapshot's own layer (overlay: its upper dir; copy: its whole tree). */
@@ -98,6 +102,16 @@ export interface Snapshotter {
   stat(key: string): Promise<SnapshotInfo>;
   list(): Promise<SnapshotInfo[]>;
   usage(key: string): Promise<Usage>;
+  /**
+   * Records that a build reused `key` now (last-used time and count), for garbage collection's
+   * least-recently-used order. `at` backdates the record (tests, imports).
+   */
+  touch(key: string, at?: Date): Promise<void>;
+  /**
+   * The directory holding everything the snapshot keeps on disk (its files, overlay's work dir, a
+   * flattened lower chain), for disk accounting only: never write into it.
+   */
+  location(key: string): Promise<string>;
   /** Removes what a killed process left behind: stale active snapshots/views and orphaned dirs. */
   cleanup(): Promise<CleanupReport>;
 
