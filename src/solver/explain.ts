@@ -27,9 +27,10 @@ export interface StepInputs {
 
 const MAX_NAMED = 3;
 
-export function explainMiss(prev: StepInputs | undefined, cur: StepInputs, noCache: boolean): string {
+/** Why the step ran; undefined for a step never built at this place before (nothing to explain). */
+export function explainMiss(prev: StepInputs | undefined, cur: StepInputs, noCache: boolean): string | undefined {
   if (noCache) return 'cache disabled (--no-cache)';
-  if (!prev) return 'not built before';
+  if (!prev) return undefined;
   if (prev.instruction !== cur.instruction) return 'instruction changed';
   if (prev.parentKey !== cur.parentKey) {
     if (cur.parent === 'step') return 'parent step re-ran';
