@@ -3,10 +3,9 @@
 // streaming transforms are used, and every chunk handed to them is cut to at most ZSTD_CHUNK bytes.
 import { createRequire } from 'node:module';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { compressFile } from '../workers/index.js';
 import type { Compression } from './types.js';
 
 const require = createRequire(import.meta.url);
@@ -120,8 +119,9 @@ export class HashTap extends Transform {
 }
 
 /**
- * Compresses file `src` into file `dest`, returning the blob's digest and size. A file-to-file step on
- * purpose: it is the CPU-heavy part of exporting a layer and can move to a worker pool as is.
+ * Compresses file `src` into file `dest`, returning the blob's digest and size. It is the CPU-heavy
+ * part of exporting a layer, so it runs in the worker pool, off the event loop (the worker uses the
+ * same stages as compressStages: gzip from zlib, zstd from zstd-codec's stream fed 1 MiB at a time).
  */
 export async function compressBlob(
   src: string,
@@ -129,7 +129,5 @@ export async function compressBlob(
   compression: Compression,
   level?: number,
 ): Promise<{ digest: string; size: number }> {
-  const tap = new HashTap();
-  await pipeline([createReadStream(src), ...(await compressStages(compression, level)), tap, createWriteStream(dest)]);
-  return { digest: tap.digest(), size: tap.bytes };
+  return compressFile(src, dest, compression, level);
 }
