@@ -1,0 +1,311 @@
+// Which build context entries a COPY/ADD (or a bind mount) of some sources reads, exactly: the same
+// rules as the copy itself (src/fileop/copy.ts and source.ts), played over the walk's entry list
+// instead of the disk, so a cache key can be computed before anything is copied.
+//
+//  - Sources are cleaned inside the context ("../../x" is "/x" of it); `--parents` keeps what follows
+//    a "/./" pivot.
+//  - A wildcard matches per path element with Go's filepath.Match (context/gopath.ts, the matcher
+//    fileop uses), descending only into real directories; what it matches is then followed.
+//  - A named or matched symlink is followed inside the context (an absolute target restarts at the
+//    context root, ".." stops there) through visible entries only: the copy reads its target.
+//  - A directory contributes its whole subtree; links inside it are copied as links, not followed.
+//  - `--exclude` patterns (context/patterns.ts, the matcher fileop uses) drop entries as the copier
+//    does: a wildcard match by its path below the wildcard's fixed part, everything below an item by
+//    its path relative to the item; a matched directory is still entered when an exception could
+//    re-include something below it.
+//  - Entries .dockerignore hides are not in the walk, so they are never selected: for COPY they do
+//    not exist.
+// test/cache/checksum-select.test.ts checks these rules against what fileop's copy() really copies.
+
+import { compareNames, type ContextEntry } from '../context/walk.js';
+import { cleanPath, compileGoMatch, hasWildcards } from '../context/gopath.js';
+import { PatternMatcher, type MatchInfo } from '../context/patterns.js';
+
+const MAX_LINKS = 255;
+
+export interface SelectOptions {
+  /** COPY --parents. */
+  parents?: boolean;
+  /** COPY --exclude patterns. */
+  exclude?: readonly string[];
+}
+
+/** One entry an item reads. */
+export interface SelectedEntry {
+  /** Context-relative path of what is read ("" is the context root). */
+  path: string;
+  /** Path relative to the item ("" for the item itself): where it lands below the item's target. */
+  rel: string;
+  /** False for the top directory of a directory item: the copy writes into it but keeps none of
+   * its metadata (fileop's TreeCopier applies a top directory's metadata only to one it creates,
+   * and the top target always exists by then). */
+  meta: boolean;
+}
+
+/** One thing the copy copies: a source as written, or one match of a wildcard. */
+export interface SelectedItem {
+  /** The source as written. */
+  source: string;
+  /** The path as named or matched, clean and context-relative ("" = the root): its base name is
+   * the name of a copied file, and with --parents it is the path recreated. */
+  named: string;
+  /** --parents: the part of `named` recreated below the destination. */
+  keep?: string;
+  /** Why the copy will fail on this source (not found, not a directory, bad pattern, link loop). */
+  error?: string;
+  /** --parents: directories (context-relative, followed) whose metadata the recreated parents take. */
+  parentDirs: string[];
+  /** What the item reads, in the order the copier reads it. */
+  entries: SelectedEntry[];
+}
+
+export interface Selection {
+  items: SelectedItem[];
+  /** Every context entry the copy reads, once each, in walk order. */
+  entries: ContextEntry[];
+  /** The walk the selection was made from. */
+  context: readonly ContextEntry[];
+}
+
+interface Index {
+  byPath: Map<string, ContextEntry>;
+  /** Visible names in each directory, byte-wise sorted (readdir of fileop's context view). */
+  children: Map<string, string[]>;
+}
+
+const indexes = new WeakMap<readonly ContextEntry[], Index>();
+
+function indexOf(entries: readonly ContextEntry[]): Index {
+  let idx = indexes.get(entries);
+  if (idx) return idx;
+  const byPath = new Map<string, ContextEntry>();
+  const children = new Map<string, string[]>();
+  for (const e of entries) {
+    byPath.set(e.path, e);
+    const slash = e.path.lastIndexOf('/');
+    const dir = slash === -1 ? '' : e.path.slice(0, slash);
+    const name = e.path.slice(slash + 1);
+    let list = children.get(dir);
+    if (!list) children.set(dir, (list = []));
+    list.push(name);
+  }
+  // The walk lists names sorted; sort only what is not (entries from elsewhere).
+  for (const list of children.values()) {
+    for (let i = 1; i < list.length; i++) {
+      if (compareNames(list[i - 1]!, list[i]!) > 0) {
+        list.sort(compareNames);
+        break;
+      }
+    }
+  }
+  idx = { byPath, children };
+  indexes.set(entries, idx);
+  return idx;
+}
+
+type Kind = ContextEntry['type'];
+
+/** fileop's ContextView, over the entry list: only walked (visible) entries exist. */
+class EntriesView {
+  constructor(private readonly idx: Index) {}
+
+  /** The entry type at a clean relative path ("" is the root directory); undefined when absent. */
+  type(rel: string): Kind | undefined {
+    if (rel === '') return 'dir';
+    return this.idx.byPath.get(rel)?.type;
+  }
+
+  readdir(rel: string): string[] {
+    return this.idx.children.get(rel) ?? [];
+  }
+
+  /** Follows symlinks in every component, the last too, never leaving the root. */
+  resolve(unsafe: string): string {
+    const resolved: string[] = [];
+    const pending = unsafe.split('/').filter((c) => c !== '').reverse();
+    let links = 0;
+    while (pending.length > 0) {
+      const comp = pending.pop()!;
+      if (comp === '.') continue;
+      if (comp === '..') {
+        resolved.pop();
+        continue;
+      }
+      const rel = [...resolved, comp].join('/');
+      const e = this.idx.byPath.get(rel);
+      if (e?.type === 'symlink') {
+        if (++links > MAX_LINKS) throw new Error(`too many levels of symbolic links resolving ${unsafe} in the build context`);
+        const target = e.linkTarget ?? '';
+        if (target.startsWith('/')) resolved.length = 0;
+        for (const c of target.split('/').filter((x) => x !== '').reverse()) pending.push(c);
+        continue;
+      }
+      resolved.push(comp);
+    }
+    return resolved.join('/');
+  }
+}
+
+// The three helpers below are fileop/copy.ts's source-path rules (not exported there).
+
+function splitWildcards(rel: string): { fixed: string[]; pattern: string[] } {
+  const parts = rel === '' ? [] : rel.split('/');
+  const i = parts.findIndex(hasWildcards);
+  return i === -1 ? { fixed: parts, pattern: [] } : { fixed: parts.slice(0, i), pattern: parts.slice(i) };
+}
+
+/** --parents: "a/./b/c" keeps "b/c" (the "/./" pivot); without a pivot the whole path is kept. */
+function splitPivot(raw: string): { base: string; rest: string } {
+  const s = raw.replace(/^(\.\/)+/, '');
+  const i = s.indexOf('/./');
+  if (i === -1) return { base: '', rest: s };
+  return { base: s.slice(0, i), rest: s.slice(i + 3) };
+}
+
+function relOf(p: string): string {
+  const c = cleanPath('/' + p);
+  return c === '/' ? '' : c.slice(1);
+}
+
+interface Expanded {
+  named: string;
+  resolved: string;
+  keep: string;
+  keepBase: string;
+  /** What --exclude matches the item itself against ("" = named by the user: never excluded). */
+  excludeRel: string;
+}
+
+/** One source as written -> what it names (fileop's expandSource). Throws where the copy fails. */
+function expand(view: EntriesView, raw: string, parents: boolean): Expanded[] {
+  const pivot = parents ? splitPivot(raw) : { base: '', rest: raw };
+  const keepBase = relOf(pivot.base);
+  const rel = relOf(pivot.base === '' ? pivot.rest : `${pivot.base}/${pivot.rest}`);
+  const keepOf = (r: string) => (keepBase === '' ? r : r.slice(keepBase.length + 1));
+  const { fixed, pattern } = splitWildcards(rel);
+
+  if (pattern.length === 0) {
+    const resolved = view.resolve(rel);
+    if (view.type(resolved) === undefined) throw new Error(`/${rel}: not found`);
+    return [{ named: rel, resolved, keep: keepOf(rel), keepBase, excludeRel: '' }];
+  }
+
+  const baseRel = view.resolve(fixed.join('/'));
+  const baseType = view.type(baseRel);
+  if (baseType === undefined) throw new Error(`/${fixed.join('/')}: not found`);
+  if (baseType !== 'dir') throw new Error(`/${rel}: ${fixed.join('/') || '/'} is not a directory`);
+
+  const regexps = pattern.map((p) => compileGoMatch(p));
+  const matches: string[] = [];
+  const walk = (dirRel: string, namedPrefix: string, depth: number): void => {
+    for (const name of view.readdir(dirRel)) {
+      if (!regexps[depth]!.test(name)) continue;
+      const childRel = dirRel === '' ? name : `${dirRel}/${name}`;
+      const childNamed = namedPrefix === '' ? name : `${namedPrefix}/${name}`;
+      if (depth === regexps.length - 1) {
+        matches.push(childNamed);
+        continue;
+      }
+      // Links are not followed while matching: only real directories are entered.
+      if (view.type(childRel) === 'dir') walk(childRel, childNamed, depth + 1);
+    }
+  };
+  walk(baseRel, fixed.join('/'), 0);
+
+  const fixedLen = fixed.length;
+  return matches.map((m) => {
+    const resolved = view.resolve(m);
+    if (view.type(resolved) === undefined) throw new Error(`/${m}: not found`); // a dangling link matched
+    return { named: m, resolved, keep: keepOf(m), keepBase, excludeRel: m.split('/').slice(fixedLen).join('/') };
+  });
+}
+
+/**
+ * The items and entries a COPY of `sources` from the context reads. Never throws for what makes the
+ * copy itself fail (a missing source, a bad pattern): such an item carries `error`, so the key still
+ * differs from a working one and the copy reports the failure with its Dockerfile location.
+ */
+export function selectEntries(entries: readonly ContextEntry[], sources: readonly string[], opts: SelectOptions = {}): Selection {
+  const view = new EntriesView(indexOf(entries));
+  const parents = opts.parents ?? false;
+  let exclude: PatternMatcher | undefined;
+  const items: SelectedItem[] = [];
+  try {
+    exclude = opts.exclude && opts.exclude.length > 0 ? new PatternMatcher(opts.exclude) : undefined;
+  } catch (err) {
+    // The copy refuses the step; the key only has to be distinct.
+    items.push({ source: '', named: '', error: `--exclude: ${(err as Error).message}`, parentDirs: [], entries: [] });
+  }
+
+  for (const raw of sources) {
+    let expanded: Expanded[];
+    try {
+      expanded = expand(view, raw, parents);
+    } catch (err) {
+      items.push({ source: raw, named: relOf(raw), error: (err as Error).message, parentDirs: [], entries: [] });
+      continue;
+    }
+    for (const x of expanded) {
+      const item: SelectedItem = { source: raw, named: x.named, parentDirs: [], entries: [] };
+      if (parents) item.keep = x.keep;
+      const isDir = view.type(x.resolved) === 'dir';
+      // A wildcard match is itself subject to --exclude; a source the user named never is.
+      if (exclude && x.excludeRel !== '') {
+        if (exclude.match(x.excludeRel).matched && !(isDir && exclude.mayIncludeBelow(x.excludeRel))) continue;
+      }
+      try {
+        if (parents) {
+          const comps = x.keep === '' ? [] : x.keep.split('/');
+          let srcDir = x.keepBase;
+          const upTo = isDir ? comps.length : comps.length - 1;
+          for (let i = 0; i < upTo; i++) {
+            srcDir = srcDir === '' ? comps[i]! : `${srcDir}/${comps[i]}`;
+            const dir = view.resolve(srcDir);
+            if (view.type(dir) !== 'dir') throw new Error(`${dir} is not a directory`);
+            item.parentDirs.push(dir);
+          }
+        }
+      } catch (err) {
+        item.error = (err as Error).message;
+      }
+      tree(view, exclude, x.resolved, x.resolved, '', undefined, true, item.entries);
+      items.push(item);
+    }
+  }
+
+  const read = new Set<string>();
+  for (const it of items) {
+    for (const d of it.parentDirs) read.add(d);
+    for (const e of it.entries) read.add(e.path);
+  }
+  return { items, entries: entries.filter((e) => read.has(e.path)), context: entries };
+}
+
+/** fileop's TreeCopier.copy, reading instead of writing. */
+function tree(
+  view: EntriesView,
+  exclude: PatternMatcher | undefined,
+  itemRoot: string,
+  srcRel: string,
+  excludeRel: string,
+  parentInfo: MatchInfo | undefined,
+  top: boolean,
+  out: SelectedEntry[],
+): void {
+  const type = view.type(srcRel);
+  if (type === undefined) return;
+  let info = parentInfo;
+  if (exclude && excludeRel !== '') {
+    const r = exclude.match(excludeRel, parentInfo);
+    if (r.matched && !(type === 'dir' && exclude.mayIncludeBelow(excludeRel))) return;
+    info = r.info;
+  }
+  const rel = srcRel === itemRoot ? '' : itemRoot === '' ? srcRel : srcRel.slice(itemRoot.length + 1);
+  out.push({ path: srcRel, rel, meta: type !== 'dir' || !top });
+  if (type !== 'dir') return;
+  for (const name of view.readdir(srcRel)) {
+    const child = srcRel === '' ? name : `${srcRel}/${name}`;
+    const childExclude = exclude ? (excludeRel === '' ? name : `${excludeRel}/${name}`) : '';
+    tree(view, exclude, itemRoot, child, childExclude, info, false, out);
+  }
+}
