@@ -12,6 +12,8 @@ Commands:
   images [options]          List the images in kiln's image store
   load -i PATH [-t NAME]    Load an OCI image layout (directory or tarball) into the store
   run IMAGE [COMMAND...]    Run an image from the store in a throw-away container
+  du [--verbose]            Show the disk usage of kiln's root
+  prune [options]           Remove build cache
   version                   Print the version
 
 Global options:
@@ -75,6 +77,14 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const { runCommand } = await import('./load-run.js');
       return runCommand(rest);
+    }
+    case 'du': {
+      const { duCommand } = await import('./du.js');
+      return duCommand(rest);
+    }
+    case 'prune': {
+      const { pruneCommand } = await import('./prune.js');
+      return pruneCommand(rest);
     }
     default:
       process.stderr.write(`kiln: unknown command "${command}"\n\n${USAGE}\n`);

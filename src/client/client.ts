@@ -3,13 +3,17 @@
 
 import { BuildServer } from '../server/server.js';
 import type { BuildRequest, BuildResult, ProgressEvent } from '../server/api.js';
-import type { ImageRecord, RunImageOptions } from '../server/server.js';
+import type { DiskUsage, ImageRecord, PruneOptions, PruneReport, RunImageOptions } from '../server/server.js';
 
 export interface KilnClient {
   build(req: BuildRequest, onProgress?: (event: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult>;
   listImages(): Promise<ImageRecord[]>;
   loadImages(source: string, tag?: string): Promise<ImageRecord[]>;
   runImage(name: string, opts: RunImageOptions): Promise<number>;
+  /** Disk usage of the root by record (`kiln du`). */
+  diskUsage(): Promise<DiskUsage>;
+  /** Removes build cache (`kiln prune`). */
+  prune(opts: PruneOptions): Promise<PruneReport>;
   close(): Promise<void>;
 }
 
@@ -21,10 +25,14 @@ export function embeddedClient(opts: { root?: string } = {}): KilnClient {
     listImages: () => server.listImages(),
     loadImages: (source, tag) => server.loadImages(source, tag),
     runImage: (name, opts) => server.runImage(name, opts),
+    diskUsage: () => server.diskUsage(),
+    prune: (opts) => server.prune(opts),
     close: () => server.close(),
   };
 }
 
 export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
+export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, UsageTotals } from '../server/server.js';
+export { parseDuration, parsePruneFilters, parseSize } from '../server/server.js';
 export type { BuildGraph, CacheFrom, CacheTo, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
 export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../server/api.js';

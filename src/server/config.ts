@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { RegistryConfig } from '../solver/index.js';
+import { parseSize, type GcPolicy } from '../solver/gc.js';
 
 export interface KilnConfig {
   registry: RegistryConfig;
@@ -10,6 +11,12 @@ export interface KilnConfig {
   maxParallelRuns: number;
   /** cgroup limits of every RUN container. */
   runLimits: { memoryBytes?: number; pids?: number };
+  /**
+   * Automatic build cache collection after builds: `gc-keep-storage` ("10GB", or bytes) turns it on,
+   * `gc-enabled: false` off. Docker's `builder.gc.{enabled,defaultKeepStorage}` is read too. Off
+   * when neither is set: a root's cache is only pruned when asked.
+   */
+  gc?: GcPolicy;
 }
 
 /** A fork bomb in one RUN must not take the machine (or a shared daemon) down with it. */
@@ -40,8 +47,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     return v;
   };
   return {
+    gc: gcPolicy(raw, file),
     registry: { mirrors: strings('registry-mirrors'), insecureRegistries: strings('insecure-registries') },
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
     runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
   };
+}
+
+function gcPolicy(raw: Record<string, unknown>, file: string): GcPolicy {
+  const builder = raw['builder'] as { gc?: Record<string, unknown> } | undefined;
+  const docker = builder && typeof builder === 'object' && builder.gc && typeof builder.gc === 'object' ? builder.gc : {};
+  const enabledRaw = raw['gc-enabled'] ?? docker['enabled'];
+  const keepRaw = raw['gc-keep-storage'] ?? docker['defaultKeepStorage'];
+  if (enabledRaw !== undefined && typeof enabledRaw !== 'boolean') throw new Error(`kiln config ${file}: "gc-enabled" must be true or false`);
+  let keepStorage = 0;
+  if (keepRaw !== undefined) {
+    if (typeof keepRaw === 'number' && Number.isSafeInteger(keepRaw) && keepRaw >= 0) keepStorage = keepRaw;
+    else if (typeof keepRaw === 'string') {
+      try {
+        keepStorage = parseSize(keepRaw);
+      } catch (err) {
+        throw new Error(`kiln config ${file}: "gc-keep-storage": ${(err as Error).message}`);
+      }
+    } else throw new Error(`kiln config ${file}: "gc-keep-storage" must be a size such as "10GB" or a number of bytes`);
+  }
+  return { enabled: (enabledRaw ?? true) && keepStorage > 0, keepStorage };
 }

@@ -18,10 +18,14 @@ import {
   type RunImageOptions,
   writeCache,
 } from '../solver/index.js';
+import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
 import type { BuildRequest, BuildResult, LayerCompression, OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
 
 export type { ImageRecord, RunImageOptions };
+export type { DiskUsage, PruneOptions, PruneReport };
+export type { CacheRecord, RecordType, UsageTotals } from '../solver/gc.js';
+export { parseDuration, parsePruneFilters, parseSize } from '../solver/gc.js';
 
 export interface ServerOptions {
   root?: string;
@@ -36,9 +40,11 @@ export class BuildServer {
     this.root = opts.root ?? defaultRoot();
   }
 
+  private config?: KilnConfig;
+
   private open(onWait?: (pid: number) => void): Promise<RootServices> {
     this.services ??= (async () => {
-      const config = this.opts.config ?? loadConfig();
+      const config = (this.config = this.opts.config ?? loadConfig());
       return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, runLimits: config.runLimits, onWait });
     })();
     // A failed open (bad config, unusable root) is retried by the next call rather than remembered.
@@ -83,6 +89,7 @@ export class BuildServer {
         throw err;
       }
     }
+    await this.collect(progress);
     return {
       graph: result.graph,
       warnings: result.graph.warnings,
@@ -108,6 +115,30 @@ export class BuildServer {
 
   async listImages(): Promise<ImageRecord[]> {
     return (await this.open()).images.list();
+  }
+
+  /** Every record on the root with its size (`kiln du`). */
+  async diskUsage(): Promise<DiskUsage> {
+    return diskUsage(await this.open());
+  }
+
+  /** Removes build cache (`kiln prune`); never what a running build holds. */
+  async prune(opts: PruneOptions): Promise<PruneReport> {
+    const s = await this.open();
+    return prune(s, opts, solverHeld(s));
+  }
+
+  /** The automatic policy (daemon.json gc-keep-storage): after a build, prune down to the limit. */
+  private async collect(progress: ProgressTracker): Promise<void> {
+    const policy = this.config?.gc;
+    if (!policy?.enabled) return;
+    const s = await this.open();
+    try {
+      await maybeCollect(s, solverHeld(s), policy);
+    } catch (err) {
+      // The build succeeded; a failed collection is reported, not turned into a build failure.
+      progress.message('warning', `build cache garbage collection failed: ${(err as Error).message}`);
+    }
   }
 
   /** Releases the root for other processes. */

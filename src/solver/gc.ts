@@ -269,7 +269,24 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   for (const k of heldNames(held)) mark(k);
   for (const i of snapshots) if (i.kind !== 'committed') mark(i.key);
   const building = inUse.size > 0;
+  // When a snapshot or anything built on it was last used: a base image is as recent as its builds.
+  const childrenOf = new Map<string, string[]>();
+  for (const i of snapshots) if (i.parent) childrenOf.set(i.parent, [...(childrenOf.get(i.parent) ?? []), i.key]);
+  const recent = new Map<string, number>();
+  const recentUse = (key: string): number => {
+    const memo = recent.get(key);
+    if (memo !== undefined) return memo;
+    recent.set(key, 0); // guards against a cycle in corrupt metadata
+    const i = known.get(key);
+    let t = i ? Date.parse(i.lastUsed ?? i.created) || 0 : 0;
+    for (const c of childrenOf.get(key) ?? []) t = Math.max(t, recentUse(c));
+    recent.set(key, t);
+    return t;
+  };
 
+  // Which records refer to each layer blob: an unnamed export's manifest stands on those steps.
+  const referrers = new Map<Digest, string[]>();
+  const refer = (d: Digest, id: string) => referrers.set(d, [...(referrers.get(d) ?? []), id]);
   const snapshotDirs = new Set<string>();
   const snapshotEntries: Entry[] = [];
   for (const info of snapshots) {
@@ -304,6 +321,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
       rec.size += await w.walk(f.file);
       if (!f.digest) continue;
       refs.push(f.digest);
+      refer(f.digest, rec.id);
       if (imageBlobs.has(f.digest)) rec.shared = true;
       else if (blobs.has(f.digest)) rec.size += await w.walk(s.store.blobPath(f.digest));
     }
@@ -320,6 +338,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
       rec.size += await w.walk(f.file);
       if (!f.digest) continue;
       refs.push(f.digest);
+      refer(f.digest, rec.id);
       if (!imageBlobs.has(f.digest) && blobs.has(f.digest)) rec.size += await w.walk(s.store.blobPath(f.digest));
     }
     entries.push({ record: rec, layerFiles: files.map((f) => f.file), refs });
@@ -335,34 +354,43 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
     const doc = docs.get(d);
     if (doc?.kind === 'index') for (const c of doc.children) listed.add(c);
   }
-  const roots = loose.filter((d) => docs.has(d) && !listed.has(d)).sort((a, b) => (docs.get(a)!.kind === 'index' ? 0 : 1) - (docs.get(b)!.kind === 'index' ? 0 : 1));
-  for (const root of roots) {
+  const groups: { root: Digest; group: Set<Digest>; manifests: Extract<Doc, { kind: 'manifest' }>[]; exported: boolean }[] = [];
+  for (const root of loose.filter((d) => docs.has(d) && !listed.has(d))) {
     const group = new Set<Digest>();
     await reach(root, group);
     const manifests = [...group].map((d) => docs.get(d)).filter((doc): doc is Extract<Doc, { kind: 'manifest' }> => doc?.kind === 'manifest');
-    const exported = manifests.some((m) => m.layers.some((l) => layerBlobs.has(l)));
-    // A base is as recently used as its unpacked layers.
+    groups.push({ root, group, manifests, exported: manifests.some((m) => m.layers.some((l) => layerBlobs.has(l))) });
+  }
+  // Pulled bases first: a base layer an export also lists is the base's to count, not the export's
+  // (removing the export would not free it).
+  groups.sort((a, b) => Number(a.exported) - Number(b.exported) || (a.root < b.root ? -1 : 1));
+  for (const { root, group, manifests, exported } of groups) {
     let used = blobs.get(root)!.createdAt.getTime();
-    for (const m of manifests) {
+    // A pulled base is as recently used as its unpacked layers and what was built on them; an
+    // export's age is its own (the steps it stands on carry theirs).
+    for (const m of exported ? [] : manifests) {
       const config = blobs.get(m.config) ? await readJSONIfSmall<ImageConfig>(s, m.config, blobs.get(m.config)!.size) : undefined;
       const diffIds = config?.rootfs?.diff_ids;
       if (!Array.isArray(diffIds)) continue;
-      for (const c of chainIds(diffIds)) {
-        const snap = known.get(layerSnapshotName(c));
-        const t = Date.parse(snap?.lastUsed ?? snap?.created ?? '');
-        if (!Number.isNaN(t)) used = Math.max(used, t);
-      }
+      for (const c of chainIds(diffIds)) used = Math.max(used, recentUse(layerSnapshotName(c)));
     }
     const kind = docs.get(root)!.kind;
+    // An exported manifest goes before the steps whose layers it lists: it refers to their blobs,
+    // so their removal frees those only once it is gone (and its age counts as their use).
+    const parents = new Set<string>();
+    for (const m of manifests) for (const l of m.layers) for (const id of referrers.get(l) ?? []) parents.add(id);
     const rec = newRecord(
       `${exported ? 'export' : 'pulled'}-${root.slice(7, 19)}`,
       exported ? 'regular' : 'internal',
       exported ? `unnamed exported image ${root}` : `pulled image ${kind} ${root}`,
-      { createdAt: new Date(used).toISOString() },
+      { createdAt: new Date(used).toISOString(), parents: [...parents].sort() },
     );
     for (const d of group) if (!claimed.has(d) && blobs.has(d)) rec.size += await w.walk(s.store.blobPath(d));
     for (const d of group) claimed.add(d);
-    if (building && now.getTime() - blobs.get(root)!.createdAt.getTime() < BLOB_GRACE_MS) rec.inUse = true;
+    // An export in progress writes its manifest before naming it: the steps it stands on are held
+    // then. A pull writes manifests before anything is unpacked from them: recent ones wait.
+    if (exported) rec.inUse = rec.parents.some((p) => inUse.has(p));
+    else if (building && now.getTime() - blobs.get(root)!.createdAt.getTime() < BLOB_GRACE_MS) rec.inUse = true;
     entries.push({ record: rec, layerFiles: [], refs: [...group] });
   }
 
