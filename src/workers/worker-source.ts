@@ -62,14 +62,13 @@ function typeOf(st) {
 }
 
 let xattr;
-function xattrDigest(fd) {
-  // Through the descriptor (its /proc/self/fd link names exactly the opened inode), so a path
-  // swapped for a symlink after the open cannot redirect the read.
+function xattrDigest(p) {
+  // @napi-rs/xattr uses the l*xattr calls: a path that became a symlink since the lstat gives the
+  // link's own (no) attributes, never those of what it points at.
   xattr ??= require('@napi-rs/xattr');
-  const at = '/proc/self/fd/' + fd;
   let names;
   try {
-    names = xattr.listAttributesSync(at);
+    names = xattr.listAttributesSync(p);
   } catch {
     return '';
   }
@@ -78,7 +77,7 @@ function xattrDigest(fd) {
   for (const name of [...names].sort()) {
     let value = null;
     try {
-      value = xattr.getAttributeSync(at, name);
+      value = xattr.getAttributeSync(p, name);
     } catch {}
     h.update(name + '\\0' + (value === null ? '-' : value.toString('hex')) + '\\n');
   }
@@ -112,7 +111,7 @@ function readInode(p, type) {
       const before = fs.fstatSync(fd, { bigint: true });
       if (typeOf(before) !== type) throw Object.assign(new Error(p + ' changed type while being read'), { code: 'ECHANGED' });
       const digest = type === 'file' ? digestFd(fd) : '';
-      const xattrs = xattrDigest(fd);
+      const xattrs = xattrDigest(p);
       const after = fs.fstatSync(fd, { bigint: true });
       last = { digest, xattrs, stamp: stampOf(after), nlink: Number(after.nlink) };
       if (stampOf(before) === last.stamp) return last;
