@@ -86,9 +86,15 @@ function getPool(): Piscina {
   if (pool) return pool;
   // A fresh private directory (mkdtemp: 0700, unique name), so nobody can plant code for the
   // workers to load. Removed on close and at exit.
-  workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
-  const filename = path.join(workerDir, 'tasks.mjs');
-  fs.writeFileSync(filename, workerSource(fileURLToPath(import.meta.url)), { mode: 0o600, flag: 'wx' });
+  let filename: string;
+  try {
+    workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
+    filename = path.join(workerDir, 'tasks.mjs');
+    fs.writeFileSync(filename, workerSource(fileURLToPath(import.meta.url)), { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    removeWorkerDir();
+    throw new Error(`cannot write the worker pool's module under ${os.tmpdir()} (set TMPDIR to a writable directory): ${(err as Error).message}`, { cause: err });
+  }
   process.once('exit', removeWorkerDir);
   const threads = Math.max(1, os.availableParallelism());
   pool = new Piscina({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
@@ -187,7 +193,15 @@ export async function hashFiles(files: readonly string[], sizes?: readonly numbe
  */
 export async function scanFiles(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
   const indexed = items.map((it, i) => ({ it, n: sizes?.[i] ?? 0 }));
-  const parts = await Promise.all(batches(indexed, (x) => x.n).map((b) => run('scanFiles', { items: b.map((x) => x.it) })));
+  const parts = await Promise.all(
+    batches(indexed, (x) => x.n).map(async (b) => {
+      try {
+        return await run('scanFiles', { items: b.map((x) => x.it) });
+      } catch (err) {
+        throw wrap(`scanning files (${b[0]!.it.path} ...)`, err);
+      }
+    }),
+  );
   const out = parts.flat();
   for (const r of out) if ('hashed' in r && r.hashed && r.type === 'file') counters.filesHashed++;
   return out;
