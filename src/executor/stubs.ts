@@ -5,6 +5,7 @@
 // The parent directory's times are put back when its entries are again what they were, so the layer
 // diff does not see a changed /etc just because /etc/hosts was mounted.
 
+import { lstatOrUndefined } from '../fsutil/stat.js';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { resolveInRoot } from '../fsutil/rootpath.js';
@@ -20,16 +21,6 @@ export interface StubRecord {
   /** Host paths that did not exist before the run, deepest last. */
   missing: string[];
   parents: ParentState[];
-}
-
-async function lstatOrUndefined(p: string) {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
 }
 
 /** Records which components of each destination are missing in `rootfs` now (call before the run). */

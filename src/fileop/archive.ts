@@ -20,7 +20,8 @@ import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { cleanPath } from '../context/gopath.js';
 import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
-import { applyMeta, clearForFile, lstatOrUndefined, makeNode } from './meta.js';
+import { applyMeta, clearForFile, makeNode } from './meta.js';
+import { lstatOrUndefined } from '../fsutil/stat.js';
 import type { Owner } from './owner.js';
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';

@@ -3,6 +3,7 @@
 // rootfs; these helpers never follow a symlink at the target itself (lchown/lutimes, no chmod on
 // links, unlink before create).
 
+import { lstatOrUndefined } from '../fsutil/stat.js';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -28,16 +29,6 @@ export async function applyMeta(target: string, isSymlink: boolean, m: Meta): Pr
   await fsp.lchown(target, m.uid, m.gid);
   if (!isSymlink) await fsp.chmod(target, m.mode & 0o7777);
   await fsp.lutimes(target, m.atime, m.mtime);
-}
-
-export async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
 }
 
 /** Device numbers from st_rdev (glibc's major/minor). */

@@ -2,6 +2,7 @@
 // only the entries the .dockerignore walk lets through exist, so an ignored file is as absent to
 // COPY as it is in BuildKit (where it is never transferred).
 
+import { lstatOrUndefined } from '../fsutil/stat.js';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -25,16 +26,6 @@ export interface SourceView {
   /** True when the path exists on disk but the ignore rules hide it (for a helpful error). */
   hidden(rel: string): Promise<boolean>;
   host(rel: string): string;
-}
-
-async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
 }
 
 function toRel(root: string, hostPath: string): string {

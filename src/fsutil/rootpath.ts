@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { lstatOrUndefined, lstatOrUndefinedSync } from './stat.js';
 
 /** Linux's own limit on symlinks followed in one lookup (MAXSYMLINKS is 40; be generous but bounded). */
 const MAX_LINKS = 255;
@@ -89,29 +90,6 @@ async function driveAsync(gen: ReturnType<typeof walk>): Promise<string> {
     next = gen.next(req.op === 'lstat' ? await lstatOrUndefined(req.p) : await fsp.readlink(req.p));
   }
   return next.value;
-}
-
-async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    if (isMissing(err)) return undefined;
-    throw err;
-  }
-}
-
-function lstatOrUndefinedSync(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch (err) {
-    if (isMissing(err)) return undefined;
-    throw err;
-  }
-}
-
-function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**
