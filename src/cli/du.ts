@@ -68,7 +68,7 @@ export function renderDiskUsage(du: DiskUsage, opts: { verbose: boolean; now: Da
         ['Last used:', lastAccessed(r, opts.now)],
         ['Type:', r.type],
       );
-      out += lines.map(([k, v]) => `${k.padEnd(16)}${v}\n`).join('') + '\n';
+      out += lines.filter(([, v]) => v !== '').map(([k, v]) => `${k.padEnd(16)}${v}\n`).join('') + '\n';
     }
   } else {
     out += formatTable(
@@ -79,7 +79,7 @@ export function renderDiskUsage(du: DiskUsage, opts: { verbose: boolean; now: Da
         humanSize(r.size) + (r.shared ? '*' : ''),
         lastAccessed(r, opts.now),
       ]),
-    );
+    ).replace(/ +$/gm, ''); // rows never used have an empty last column
   }
   const t = du.totals;
   out += [

@@ -95,3 +95,34 @@ describe('sizes and durations', () => {
     expect(() => parsePruneFilters(['until='])).toThrow(/needs a duration/);
   });
 });
+
+describe('the daemon policy keys (daemon.json)', () => {
+  const withConfig = async (doc: unknown) => {
+    const { loadConfig } = await import('../../src/server/config.js');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-gc-config-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(doc));
+      return loadConfig({ KILN_CONFIG: path.join(dir, 'daemon.json') });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('turns collection on with gc-keep-storage, off by default or with gc-enabled: false', async () => {
+    expect((await withConfig({})).gc).toEqual({ enabled: false, keepStorage: 0 });
+    expect((await withConfig({ 'gc-keep-storage': '10GB' })).gc).toEqual({ enabled: true, keepStorage: 10 * 1024 ** 3 });
+    expect((await withConfig({ 'gc-keep-storage': 5_000_000 })).gc).toEqual({ enabled: true, keepStorage: 5_000_000 });
+    expect((await withConfig({ 'gc-keep-storage': '10GB', 'gc-enabled': false })).gc).toEqual({ enabled: false, keepStorage: 10 * 1024 ** 3 });
+    // Docker's own daemon.json form is read too.
+    expect((await withConfig({ builder: { gc: { enabled: true, defaultKeepStorage: '512MB' } } })).gc).toEqual({ enabled: true, keepStorage: 512 * 1024 ** 2 });
+  });
+
+  it('says which key is wrong', async () => {
+    await expect(withConfig({ 'gc-keep-storage': 'lots' })).rejects.toThrow(/"gc-keep-storage".*invalid size/);
+    await expect(withConfig({ 'gc-enabled': 'yes' })).rejects.toThrow(/"gc-enabled" must be true or false/);
+    await expect(withConfig({ 'gc-keep-storage': [1] })).rejects.toThrow(/"gc-keep-storage" must be a size/);
+  });
+});
