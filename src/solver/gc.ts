@@ -163,10 +163,16 @@ export function solverHeld(s: RootServices): HeldSnapshots {
 async function readJSONIfSmall<T>(s: RootServices, digest: Digest, size: number): Promise<T | undefined> {
   if (size > MAX_DOCUMENT_BYTES) return undefined;
   try {
-    const buf = await s.store.readBuffer(digest);
-    const first = buf.subarray(0, 64).toString('utf8').trimStart()[0];
-    if (first !== '{') return undefined;
-    return JSON.parse(buf.toString('utf8')) as T;
+    // A look at the first bytes first: layers (gzip, zstd, tar) are never read whole.
+    const fh = await fsp.open(s.store.blobPath(digest), 'r');
+    try {
+      const head = Buffer.alloc(Math.min(size, 64));
+      await fh.read(head, 0, head.length, 0);
+      if (head.toString('utf8').trimStart()[0] !== '{') return undefined;
+    } finally {
+      await fh.close();
+    }
+    return JSON.parse((await s.store.readBuffer(digest)).toString('utf8')) as T;
   } catch {
     return undefined;
   }
