@@ -31,16 +31,23 @@ export function subSeed(seed: number, label: string): number {
 }
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789 _-=+(){};.\n';
+/** 6 random bits -> a character; the 16 indexes past the alphabet give spaces (text has many). */
+const CHARS = Uint8Array.from({ length: 64 }, (_, i) => (i < ALPHABET.length ? ALPHABET.charCodeAt(i) : 0x20));
 
-/** SIZE bytes of source-like printable text from RNG. */
+/** SIZE bytes of source-like printable text from RNG (four characters per draw). */
 export function textBytes(rng: Rng, size: number): Buffer {
   const buf = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i += 4) {
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
     const r = rng();
-    buf[i] = ALPHABET.charCodeAt(r & 0x3f) || 0x20;
-    if (i + 1 < size) buf[i + 1] = ALPHABET.charCodeAt((r >>> 8) & 0x3f) || 0x20;
-    if (i + 2 < size) buf[i + 2] = ALPHABET.charCodeAt((r >>> 16) & 0x3f) || 0x20;
-    if (i + 3 < size) buf[i + 3] = ALPHABET.charCodeAt((r >>> 24) & 0x3f) || 0x20;
+    buf[i] = CHARS[r & 0x3f]!;
+    buf[i + 1] = CHARS[(r >>> 8) & 0x3f]!;
+    buf[i + 2] = CHARS[(r >>> 16) & 0x3f]!;
+    buf[i + 3] = CHARS[(r >>> 24) & 0x3f]!;
+  }
+  if (i < size) {
+    const r = rng();
+    for (let k = 0; i < size; i++, k++) buf[i] = CHARS[(r >>> (8 * k)) & 0x3f]!;
   }
   return buf;
 }
