@@ -542,6 +542,8 @@ async function pruneNow(s: RootServices, opts: PruneOptions, held: HeldSnapshots
         throw err;
       }
     } else if (e.cacheDir) {
+      // A build that started since may have mounted it: cache mounts wait for a quiet moment.
+      if (heldNames(held).size > 0) continue;
       await fsp.mkdir(s.layout.tmp, { recursive: true });
       const doomedDir = path.join(s.layout.tmp, uniqueKey('gc-cachemount'));
       try {
