@@ -18,10 +18,11 @@
 // test/cache/checksum-select.test.ts checks these rules against what fileop's copy() really copies.
 
 import { compareNames, type ContextEntry } from '../context/walk.js';
-import { cleanPath, compileGoMatch, hasWildcards } from '../context/gopath.js';
+import { resolveRelative } from '../fsutil/rootpath.js';
+import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
+import { compileGoMatch } from '../context/gopath.js';
 import { PatternMatcher, type MatchInfo } from '../context/patterns.js';
 
-const MAX_LINKS = 255;
 
 export interface SelectOptions {
   /** COPY --parents. */
@@ -121,50 +122,11 @@ class EntriesView {
 
   /** Follows symlinks in every component, the last too, never leaving the root. */
   resolve(unsafe: string): string {
-    const resolved: string[] = [];
-    const pending = unsafe.split('/').filter((c) => c !== '').reverse();
-    let links = 0;
-    while (pending.length > 0) {
-      const comp = pending.pop()!;
-      if (comp === '.') continue;
-      if (comp === '..') {
-        resolved.pop();
-        continue;
-      }
-      const rel = [...resolved, comp].join('/');
+    return resolveRelative(unsafe, (rel) => {
       const e = this.idx.byPath.get(rel);
-      if (e?.type === 'symlink') {
-        if (++links > MAX_LINKS) throw new Error(`too many levels of symbolic links resolving ${unsafe} in the build context`);
-        const target = e.linkTarget ?? '';
-        if (target.startsWith('/')) resolved.length = 0;
-        for (const c of target.split('/').filter((x) => x !== '').reverse()) pending.push(c);
-        continue;
-      }
-      resolved.push(comp);
-    }
-    return resolved.join('/');
+      return e?.type === 'symlink' ? (e.linkTarget ?? '') : undefined;
+    }, { where: 'the build context' });
   }
-}
-
-// The three helpers below are fileop/copy.ts's source-path rules (not exported there).
-
-function splitWildcards(rel: string): { fixed: string[]; pattern: string[] } {
-  const parts = rel === '' ? [] : rel.split('/');
-  const i = parts.findIndex(hasWildcards);
-  return i === -1 ? { fixed: parts, pattern: [] } : { fixed: parts.slice(0, i), pattern: parts.slice(i) };
-}
-
-/** --parents: "a/./b/c" keeps "b/c" (the "/./" pivot); without a pivot the whole path is kept. */
-function splitPivot(raw: string): { base: string; rest: string } {
-  const s = raw.replace(/^(\.\/)+/, '');
-  const i = s.indexOf('/./');
-  if (i === -1) return { base: '', rest: s };
-  return { base: s.slice(0, i), rest: s.slice(i + 3) };
-}
-
-function relOf(p: string): string {
-  const c = cleanPath('/' + p);
-  return c === '/' ? '' : c.slice(1);
 }
 
 interface Expanded {

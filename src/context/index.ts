@@ -4,3 +4,4 @@ export type { ContextEntry, EntryType, WalkOptions } from './walk.js';
 export { PatternMatcher, parseIgnoreFile, IgnorePatternError } from './patterns.js';
 export type { Pattern, MatchInfo } from './patterns.js';
 export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';
+export { relOf, splitPivot, splitWildcards } from './source-paths.js';

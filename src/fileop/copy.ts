@@ -12,8 +12,9 @@
 // created (0755, owned by the --chown user or root).
 
 import * as fsp from 'node:fs/promises';
+import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
 import * as path from 'node:path';
-import { cleanPath, compileGoMatch, hasWildcards } from '../context/gopath.js';
+import { cleanPath, compileGoMatch } from '../context/gopath.js';
 import { PatternMatcher } from '../context/patterns.js';
 import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
 import { detectArchive, extractTar } from './archive.js';
@@ -42,25 +43,6 @@ type Item =
     }
   | { kind: 'inline'; name: string; content: string }
   | { kind: 'url'; url: string };
-
-function splitWildcards(rel: string): { fixed: string[]; pattern: string[] } {
-  const parts = rel === '' ? [] : rel.split('/');
-  const i = parts.findIndex(hasWildcards);
-  return i === -1 ? { fixed: parts, pattern: [] } : { fixed: parts.slice(0, i), pattern: parts.slice(i) };
-}
-
-/** --parents: "a/./b/c" keeps "b/c" (the "/./" pivot); without a pivot the whole path is kept. */
-function splitPivot(raw: string): { base: string; rest: string } {
-  const s = raw.replace(/^(\.\/)+/, '');
-  const i = s.indexOf('/./');
-  if (i === -1) return { base: '', rest: s };
-  return { base: s.slice(0, i), rest: s.slice(i + 3) };
-}
-
-function relOf(p: string): string {
-  const c = cleanPath('/' + p);
-  return c === '/' ? '' : c.slice(1);
-}
 
 export async function copy(op: CopyOp): Promise<CopySummary> {
   const { spec } = op;

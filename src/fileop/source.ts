@@ -2,6 +2,7 @@
 // only the entries the .dockerignore walk lets through exist, so an ignored file is as absent to
 // COPY as it is in BuildKit (where it is never transferred).
 
+import { resolveRelativeAsync } from '../fsutil/rootpath.js';
 import { lstatOrUndefined } from '../fsutil/stat.js';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -10,7 +11,6 @@ import { resolveInRoot } from '../fsutil/rootpath.js';
 import { compareNames, walkContext } from '../context/walk.js';
 import type { CopySource } from './types.js';
 
-const MAX_LINKS = 255;
 
 export interface SourceView {
   /** Host directory of the root. */
@@ -78,28 +78,9 @@ class ContextView implements SourceView {
     return names.filter((n) => this.visible.has(rel === '' ? n : `${rel}/${n}`)).sort(compareNames);
   }
   async resolve(unsafe: string): Promise<string> {
-    const resolved: string[] = [];
-    const pending = unsafe.split('/').filter((c) => c !== '').reverse();
-    let links = 0;
-    while (pending.length > 0) {
-      const comp = pending.pop()!;
-      if (comp === '.') continue;
-      if (comp === '..') {
-        resolved.pop();
-        continue;
-      }
-      const rel = [...resolved, comp].join('/');
-      const st = await this.lstat(rel);
-      if (st?.isSymbolicLink()) {
-        if (++links > MAX_LINKS) throw new Error(`too many levels of symbolic links resolving ${unsafe} in the build context`);
-        const target = await fsp.readlink(this.host(rel));
-        if (target.startsWith('/')) resolved.length = 0;
-        for (const c of target.split('/').filter((x) => x !== '').reverse()) pending.push(c);
-        continue;
-      }
-      resolved.push(comp);
-    }
-    return resolved.join('/');
+    return resolveRelativeAsync(unsafe, async (rel) => ((await this.lstat(rel))?.isSymbolicLink() ? fsp.readlink(this.host(rel)) : undefined), {
+      where: 'the build context',
+    });
   }
   async hidden(rel: string): Promise<boolean> {
     return rel !== '' && !this.visible.has(rel) && (await lstatOrUndefined(this.host(rel))) !== undefined;

@@ -34,16 +34,11 @@ export class RootPathError extends Error {
   }
 }
 
-type Lstat = (p: string) => fs.Stats | undefined;
-type Readlink = (p: string) => string;
-
-// The walk is written once over an abstract lstat/readlink so the sync and async forms cannot drift.
-function* walk(root: string, unsafePath: string, followFinal: boolean): Generator<
-  { op: 'lstat'; p: string } | { op: 'readlink'; p: string },
-  string,
-  unknown
-> {
-  if (unsafePath.includes('\0')) throw new RootPathError(`path contains a NUL byte: ${JSON.stringify(unsafePath)}`, root, unsafePath);
+// The walk is written once, over a question asked of each path it meets ("is this a link, and to
+// what?", relative to the root, "" being the root), so the file-system forms here and the views of
+// other rooms (a .dockerignore-filtered context, an in-memory index of one) cannot drift apart.
+function* walk(unsafePath: string, followFinal: boolean, where: string): Generator<string, string, string | undefined> {
+  if (unsafePath.includes('\0')) throw new RootPathError(`path contains a NUL byte: ${JSON.stringify(unsafePath)}`, where, unsafePath);
   const resolved: string[] = [];
   // Components still to walk, first at the end (so we can push a link target's components).
   const pending = splitPath(unsafePath).reverse();
@@ -55,40 +50,43 @@ function* walk(root: string, unsafePath: string, followFinal: boolean): Generato
       resolved.pop();
       continue;
     }
-    const candidate = path.join(root, ...resolved, comp);
+    const candidate = [...resolved, comp].join('/');
     const isFinal = pending.every((c) => c === '.' || c === '');
-    const st = (yield { op: 'lstat', p: candidate }) as fs.Stats | undefined;
-    if (st?.isSymbolicLink() && (!isFinal || followFinal)) {
-      if (++links > MAX_LINKS) throw new RootPathError(`too many levels of symbolic links resolving ${unsafePath} in ${root}`, root, unsafePath);
-      const target = (yield { op: 'readlink', p: candidate }) as string;
+    const target = !isFinal || followFinal ? yield candidate : undefined;
+    if (target !== undefined) {
+      if (++links > MAX_LINKS) throw new RootPathError(`too many levels of symbolic links resolving ${unsafePath} in ${where}`, where, unsafePath);
       if (target.startsWith('/')) resolved.length = 0;
       for (const c of splitPath(target).reverse()) pending.push(c);
       continue;
     }
     resolved.push(comp);
   }
-  return path.join(root, ...resolved);
+  return resolved.join('/');
 }
 
 function splitPath(p: string): string[] {
   return p.split('/').filter((c) => c !== '');
 }
 
-function drive(gen: ReturnType<typeof walk>, lstat: Lstat, readlink: Readlink): string {
+/** Says whether `rel` (relative to the root) is a symlink: its target if so, else undefined. */
+export type LinkLookup = (rel: string) => string | undefined;
+export type AsyncLinkLookup = (rel: string) => Promise<string | undefined>;
+
+/**
+ * The resolution walk over any view of a tree: returns the resolved path relative to the root ("" for
+ * the root). `where` names the tree in errors.
+ */
+export function resolveRelative(unsafePath: string, readLink: LinkLookup, opts: ResolveOptions & { where?: string } = {}): string {
+  const gen = walk(unsafePath, opts.followFinal ?? true, opts.where ?? 'the root');
   let next = gen.next();
-  while (!next.done) {
-    const req = next.value;
-    next = gen.next(req.op === 'lstat' ? lstat(req.p) : readlink(req.p));
-  }
+  while (!next.done) next = gen.next(readLink(next.value));
   return next.value;
 }
 
-async function driveAsync(gen: ReturnType<typeof walk>): Promise<string> {
+export async function resolveRelativeAsync(unsafePath: string, readLink: AsyncLinkLookup, opts: ResolveOptions & { where?: string } = {}): Promise<string> {
+  const gen = walk(unsafePath, opts.followFinal ?? true, opts.where ?? 'the root');
   let next = gen.next();
-  while (!next.done) {
-    const req = next.value;
-    next = gen.next(req.op === 'lstat' ? await lstatOrUndefined(req.p) : await fsp.readlink(req.p));
-  }
+  while (!next.done) next = gen.next(await readLink(next.value));
   return next.value;
 }
 
@@ -97,11 +95,22 @@ async function driveAsync(gen: ReturnType<typeof walk>): Promise<string> {
  * never leaving root. Components that do not exist are taken as written. Returns a host path under root.
  */
 export async function resolveInRoot(root: string, unsafePath: string, opts: ResolveOptions = {}): Promise<string> {
-  return driveAsync(walk(path.resolve(root), unsafePath, opts.followFinal ?? true));
+  const abs = path.resolve(root);
+  const rel = await resolveRelativeAsync(
+    unsafePath,
+    async (r) => ((await lstatOrUndefined(path.join(abs, r)))?.isSymbolicLink() ? fsp.readlink(path.join(abs, r)) : undefined),
+    { ...opts, where: abs },
+  );
+  return path.join(abs, rel);
 }
 
 export function resolveInRootSync(root: string, unsafePath: string, opts: ResolveOptions = {}): string {
-  return drive(walk(path.resolve(root), unsafePath, opts.followFinal ?? true), lstatOrUndefinedSync, (p) => fs.readlinkSync(p));
+  const abs = path.resolve(root);
+  const rel = resolveRelative(unsafePath, (r) => (lstatOrUndefinedSync(path.join(abs, r))?.isSymbolicLink() ? fs.readlinkSync(path.join(abs, r)) : undefined), {
+    ...opts,
+    where: abs,
+  });
+  return path.join(abs, rel);
 }
 
 /** True when `hostPath` is `root` itself or lies below it (lexically). */

@@ -5,7 +5,7 @@
 
 import * as path from 'node:path';
 import PQueue from 'p-queue';
-import { checksumEntries, selectEntries } from '../cache/checksum.js';
+import { checksumEntries, selectEntries, type SelectOptions } from '../cache/checksum.js';
 import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
 import { walkContext, type ContextEntry } from '../context/index.js';
@@ -329,7 +329,7 @@ class BuildRun {
       }
       case 'copy': {
         const def = definitionOf(step);
-        const from = await this.sourceKey(step.from, step.sources);
+        const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude });
         const { env, ...rest } = def;
         return { material: { ...def, from }, inputs: { env, buildArgs: [], definition: stableStringify(rest), sources: { [describeFrom(step.from)]: from } } };
       }
@@ -351,12 +351,14 @@ class BuildRun {
     }
   }
 
-  private async sourceKey(from: MountFrom, sources: string[]): Promise<string> {
+  private async sourceKey(from: MountFrom, sources: string[], select: SelectOptions = {}): Promise<string> {
     switch (from.kind) {
       case 'context': {
         if (sources.length === 0) return 'context:none';
         const entries = await this.contextEntries();
-        return `context:${await checksumEntries(this.req.contextDir, selectEntries(entries, sources))}`;
+        // Exactly what the copy reads; file digests are memoised under the root across builds.
+        const selection = selectEntries(entries, sources, select);
+        return `context:${await checksumEntries(this.req.contextDir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums') })}`;
       }
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
