@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE, UsageError, type BenchArgs } from './args.js';
 import { BUILDER_LABELS, BuildahBuilder, DockerBuilder, KilnBuilder, removeTree, type Builder } from './builders.js';
-import { killRunning } from './proc.js';
+import { killRunning, run } from './proc.js';
 import { formatBuilders, formatTable, summarizeCells, type BenchResults, type BuilderStatus, type Cell, type Machine } from './report.js';
 import { Interrupted, runWorkload } from './runner.js';
 import { testEnvUp, type TestEnvHandle } from './testenv.js';
@@ -48,6 +48,29 @@ function machine(): Machine {
   };
 }
 
+/**
+ * A private copy of kiln's compiled code (dist/ without the harness, package.json, a link to
+ * node_modules): other developers rebuild dist/ while they work, and a benchmark must measure one
+ * kiln from its first run to its last.
+ */
+async function snapshotKiln(repo: string, dest: string): Promise<string> {
+  const dist = path.join(repo, 'dist');
+  const skip = path.join(dist, 'bench');
+  await fsp.cp(dist, path.join(dest, 'dist'), { recursive: true, filter: (src) => src !== skip && !src.endsWith('.map') });
+  await fsp.copyFile(path.join(repo, 'package.json'), path.join(dest, 'package.json'));
+  await fsp.symlink(path.join(repo, 'node_modules'), path.join(dest, 'node_modules'));
+  return path.join(dest, 'dist', 'cli', 'main.js');
+}
+
+/** The commit kiln was built from, and how many files under src/ differ from it. */
+async function kilnRevision(repo: string): Promise<string> {
+  const head = await run(['git', '-C', repo, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 30_000 });
+  const dirty = await run(['git', '-C', repo, 'status', '--porcelain', '--', 'src'], { timeoutMs: 30_000 });
+  if (head.code !== 0) return 'unknown';
+  const n = dirty.output.split('\n').filter((l) => l.trim() !== '').length;
+  return `${head.output.trim()}${n > 0 ? ` + ${n} uncommitted file${n === 1 ? '' : 's'} under src/` : ''}`;
+}
+
 const NOTES = [
   'Times are wall clock from starting the client command to its exit; dockerd runs all along, kiln (embedded) starts a Node process per build.',
   'cold: kiln gets a fresh --root into which a throw-away build (FROM base + RUN true) pulled and unpacked the base; Docker gets `docker builder prune -af` and the previous image removed; buildah gets every image but the bases removed. Base images stay in all three.',
@@ -77,8 +100,11 @@ async function main(args: BenchArgs): Promise<number> {
   const builders: Builder[] = [];
   try {
     env = await testEnvUp(repo, log);
+    // After `up`, which compiles dist/.
+    const kilnCli = await snapshotKiln(repo, path.join(work, 'kiln-app'));
+    const revision = await kilnRevision(repo);
     const all: Builder[] = [
-      new KilnBuilder({ cli: path.join(repo, 'dist', 'cli', 'main.js'), work: path.join(work, 'kiln'), registry: env.registry }),
+      new KilnBuilder({ cli: kilnCli, work: path.join(work, 'kiln'), registry: env.registry }),
       new DockerBuilder({ docker: env.docker, host: env.dockerHost }),
       new BuildahBuilder({ buildah: '/usr/bin/buildah', runc: '/usr/sbin/runc', work: path.join(work, 'buildah'), registry: env.registry }),
     ];
@@ -91,7 +117,7 @@ async function main(args: BenchArgs): Promise<number> {
       }
       const p = await b.probe();
       if (p.ok) {
-        statuses.push({ id: b.id, label, available: true, version: p.version });
+        statuses.push({ id: b.id, label, available: true, version: b.id === 'kiln' ? `${p.version} (${revision})` : p.version });
         builders.push(b);
       } else {
         statuses.push({ id: b.id, label, available: false, reason: `missing: ${p.reason}` });
