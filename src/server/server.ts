@@ -12,9 +12,11 @@ import {
   runImage,
   type Compression,
   type ExportOutput,
+  type ExportResult,
   type ImageRecord,
   type ProgressSink,
   type RootServices,
+  type SolveResult,
   type RunImageOptions,
   writeCache,
 } from '../solver/index.js';
@@ -75,6 +77,29 @@ export class BuildServer {
       progress,
       signal,
     );
+    // Until its exports are written, GC must leave alone what this build made and used.
+    let exported: ExportResult;
+    try {
+      exported = await this.exportAll(req, result, s, progress, signal);
+    } finally {
+      result.release();
+    }
+    await this.collect(progress);
+    return {
+      graph: result.graph,
+      warnings: result.graph.warnings,
+      image: {
+        id: exported.configDigest,
+        configDigest: exported.configDigest,
+        manifestDigest: exported.manifestDigest,
+        pushed: exported.pushed,
+        names: exported.names,
+      },
+    };
+  }
+
+  /** The image outputs, then the cache exports (inline cache rides in the image config). */
+  private async exportAll(req: BuildRequest, result: SolveResult, s: RootServices, progress: ProgressTracker, signal?: AbortSignal): Promise<ExportResult> {
     const cacheDeps = { ...s, layers: result.layers };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps) : undefined;
     const exported = await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
@@ -89,18 +114,7 @@ export class BuildServer {
         throw err;
       }
     }
-    await this.collect(progress);
-    return {
-      graph: result.graph,
-      warnings: result.graph.warnings,
-      image: {
-        id: exported.configDigest,
-        configDigest: exported.configDigest,
-        manifestDigest: exported.manifestDigest,
-        pushed: exported.pushed,
-        names: exported.names,
-      },
-    };
+    return exported;
   }
 
   /** Loads the images of an OCI layout (directory or tarball) into the root's image store. */

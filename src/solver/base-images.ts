@@ -162,7 +162,9 @@ export class BaseImages {
     let parent: string | undefined;
     for (let i = 0; i < chain.length; i++) {
       const name = layerSnapshotName(chain[i]!);
-      if (!(await snapshotExists(snapshotter, name))) {
+      if (await snapshotExists(snapshotter, name)) {
+        if (i === chain.length - 1) await snapshotter.touch(name).catch(() => undefined); // recency for GC
+      } else {
         await this.ensureBlobs(image);
         const key = uniqueKey('unpack');
         await snapshotter.prepare(key, parent);

@@ -154,10 +154,9 @@ function heldNames(held: HeldSnapshots | undefined): Set<string> {
   return new Set(typeof held === 'function' ? held() : held);
 }
 
-/** What a running solver holds, once it can tell (`Solver.held()`); nothing before that. */
+/** What the solver's builds in progress hold (`Solver.held()`). */
 export function solverHeld(s: RootServices): HeldSnapshots {
-  const solver = s.solver as unknown as { held?: () => Iterable<string> };
-  return () => (typeof solver.held === 'function' ? solver.held() : []);
+  return () => s.solver.held();
 }
 
 async function readJSONIfSmall<T>(s: RootServices, digest: Digest, size: number): Promise<T | undefined> {
@@ -559,8 +558,7 @@ async function pruneNow(s: RootServices, opts: PruneOptions, held: HeldSnapshots
   return { deleted, reclaimed: deleted.reduce((n, r) => n + r.size, 0) };
 }
 
-/** Drops the solver's memory of a snapshot's layers (`LayerRecords.forget`, once it exists). */
+/** Drops the solver's memory of a snapshot's layers, so a rebuild diffs it anew. */
 function forgetLayers(s: RootServices, snapshot: string): void {
-  const layers = s.solver.layers as unknown as { forget?: (snapshot: string) => void };
-  if (typeof layers.forget === 'function') layers.forget(snapshot);
+  s.solver.layers.forget(snapshot);
 }

@@ -3,6 +3,7 @@ export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
 export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } from './export.js';
 export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';
 export { planBuild } from './plan.js';
+export type { SolveResult } from './solver.js';
 export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
 export { defaultRoot } from './state-root.js';
 export type { Compression } from '../snapshotter/index.js';

@@ -33,6 +33,11 @@ export class LayerRecords {
     return p;
   }
 
+  /** Forgets what it remembered of a snapshot's layers (GC removed the snapshot or its blobs). */
+  forget(snapshot: string): void {
+    for (const c of ['gzip', 'zstd', 'none']) this.inflight.delete(`${snapshot}.${c}`);
+  }
+
   /** Records a layer known by other means (imported cache), so exports reuse that very blob. */
   async remember(snapshot: string, compression: Compression, rec: LayerRecord): Promise<void> {
     const id = `${snapshot}.${compression}`;

@@ -76,11 +76,15 @@ export interface SolveResult {
   baseImages: BaseImages;
   layers: LayerRecords;
   started: Date;
+  /** Lets GC have what this build used; call when its exports are done. */
+  release(): void;
 }
 
 export class Solver {
   /** Steps being built in this process, by snapshot name: a second asker waits for the first. */
   private readonly building = new Map<string, Promise<unknown>>();
+  /** Builds in progress, for what they hold (GC must not remove it). */
+  private readonly running = new Set<BuildRun>();
   /** Containers running at once, across builds. */
   private readonly runQueue: PQueue;
   readonly layers: LayerRecords;
@@ -95,6 +99,11 @@ export class Solver {
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
     this.inputsLog = new InputsLog(path.join(deps.layout.records, 'steps'));
+  }
+
+  /** Snapshots the builds in progress use (until their result is released): GC leaves them alone. */
+  *held(): Iterable<string> {
+    for (const r of this.running) yield* r.held;
   }
 
   async solve(req: SolveRequest, progress: ProgressTracker, signal?: AbortSignal): Promise<SolveResult> {
@@ -161,8 +170,14 @@ export class Solver {
       }
       return entries;
     });
-    const target = await run.stage(graph.target);
-    return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started };
+    this.running.add(run);
+    try {
+      const target = await run.stage(graph.target);
+      return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started, release: () => void this.running.delete(run) };
+    } catch (err) {
+      this.running.delete(run);
+      throw err;
+    }
   }
 
   /**
@@ -199,6 +214,8 @@ function displayRef(ref: string): string {
 /** The state of one build: its stages, memoised so each runs once however many stages need it. */
 class BuildRun {
   private readonly stages = new Map<number, Promise<StageResult>>();
+  /** Every snapshot this build made, found or read: what GC must not take while it runs. */
+  readonly held = new Set<string>();
 
   constructor(
     private readonly solver: Solver,
@@ -264,7 +281,7 @@ class BuildRun {
         key = cacheKey('', { from: image.manifestDigest });
         parentWhat = `base image ${image.name}@${image.manifestDigest}`;
         let unpacked: Promise<string | undefined> | undefined;
-        snapshot = () => (unpacked ??= this.baseImages.unpack(image));
+        snapshot = () => (unpacked ??= this.baseImages.unpack(image).then((s) => (s && this.held.add(s), s)));
         links.push({ kind: 'base', image });
       }
       fromVertex.done();
@@ -290,6 +307,7 @@ class BuildRun {
       const place = InputsLog.place(this.req.contextDir, this.req.dockerfile.name, stage.name ?? String(stage.index), n);
       const current: StepInputs = { key: stepKey, parentKey: key, parent: n === 2 ? parentWhat : 'step', instruction: step.original, ...inputs };
       const parentSnapshot = snapshot;
+      this.held.add(name);
       const vertex = this.progress.start(`${this.label(stage, n, total)} ${step.original}`);
       try {
         const outcome = await this.solver.once(name, async () => {
@@ -298,6 +316,8 @@ class BuildRun {
           await this.execute(step, parent, name, vertex);
           return 'built';
         });
+        // Recency for GC's least-recently-used order.
+        if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
         const previous = await this.solver.inputsLog.load(place);
         if (outcome !== 'built') vertex.cached();
         else vertex.done(explainMiss(previous, current, noCache));
@@ -375,8 +395,9 @@ class BuildRun {
       dockerfilePath: this.req.dockerfile.path,
       contextEntries: this.contextEntries,
       sourceSnapshot: async (from) => {
-        if (from.kind === 'stage') return (await this.stage(from.index)).snapshot();
-        return this.baseImages.unpack(await this.baseImages.resolve(from.ref));
+        const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref));
+        if (snap) this.held.add(snap);
+        return snap;
       },
       network: this.req.network,
       limits: this.solver.runLimits,

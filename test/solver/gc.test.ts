@@ -321,3 +321,37 @@ describe('kiln prune on a real root', () => {
     await checkConsistent(root);
   });
 });
+
+describe('gc and a build in progress', () => {
+  // A stage that finished early and is read later (COPY --from after a long RUN) is in no mount while
+  // the RUN goes on: only the solver's held set keeps a prune from taking it.
+  it('prune --all while a build runs leaves what the build will still read, and the build succeeds', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(
+      makeContext({ Dockerfile: 'FROM busybox AS dep\nRUN echo from-dep > /dep\nFROM busybox\nRUN echo started-sleep && sleep 2\nCOPY --from=dep /dep /dep\nRUN cat /dep\n' }),
+    );
+    const srv = server(root);
+    try {
+      // Something prunable besides the running build: an older, finished one.
+      await build(srv, tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo old > /old\n' })));
+      const running = build(srv, ctx);
+      // Prune while the long RUN runs (the dep stage has finished by then).
+      const bundles = path.join(root, 'executor', 'bundles');
+      await new Promise<void>((resolve) => {
+        const tick = setInterval(() => {
+          if (fs.existsSync(bundles) && fs.readdirSync(bundles).length > 0) {
+            clearInterval(tick);
+            setTimeout(resolve, 300);
+          }
+        }, 20);
+      });
+      const pruned = await srv.prune({ all: true });
+      const b = await running;
+      expect(b.logs).toContain('from-dep');
+      // The finished build's step was prunable and went.
+      expect(pruned.deleted.some((r) => r.id.startsWith('step-'))).toBe(true);
+    } finally {
+      await srv.close();
+    }
+  });
+});

@@ -96,6 +96,9 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
         }
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
+      // A cache mount's last use is its directory's time (GC evicts least recently used first).
+      const now = new Date();
+      await fsp.utimes(dir, now, now).catch(() => undefined);
       return { type: 'bind', source: dir, target: m.target, readonly: m.readonly };
     }
     case 'secret':
