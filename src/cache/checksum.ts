@@ -32,6 +32,11 @@ export interface ChecksumOptions {
    * process re-reads nothing unchanged. Without it they are memoised for this process only.
    */
   cacheDir?: string;
+  /**
+   * Filled with one short digest per selected path (as the key sees it), so a cache miss can name
+   * the files that changed.
+   */
+  perPath?: Record<string, string>;
 }
 
 const pathSets = new WeakMap<readonly ContextEntry[], Set<string>>();
@@ -95,7 +100,9 @@ export async function checksumEntries(contextDir: string, selection: Selection, 
           else inodes.set(s.inode, n);
         }
       }
-      put(['entry', e.rel, ...describe(s, e.meta), link]);
+      const rec = ['entry', e.rel, ...describe(s, e.meta), link];
+      put(rec);
+      if (opts.perPath && e.path !== '') opts.perPath[e.path] = createHash('sha256').update(JSON.stringify(rec)).digest('hex').slice(0, 16);
     }
   }
   return h.digest('hex');

@@ -43,7 +43,7 @@ export function explainMiss(prev: StepInputs | undefined, cur: StepInputs, noCac
   if (env.length) return `ENV ${env.slice(0, MAX_NAMED).join(', ')} changed${more(env)}`;
   if (prev.files && cur.files) {
     const changed = diffRecords(prev.files, cur.files);
-    if (changed.length) return `${cur.instruction}: ${changed.slice(0, MAX_NAMED).join(', ')}${more(changed)}`;
+    if (changed.length) return `${cur.instruction.split(' ')[0]}: ${changed.slice(0, MAX_NAMED).join(', ')}${more(changed)}`;
   }
   if (prev.sources && cur.sources) {
     const changed = Object.keys({ ...prev.sources, ...cur.sources }).filter((k) => prev.sources![k] !== cur.sources![k]);

@@ -349,9 +349,12 @@ class BuildRun {
       }
       case 'copy': {
         const def = definitionOf(step);
-        const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude });
+        const files: Record<string, string> = {};
+        const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
         const { env, ...rest } = def;
-        return { material: { ...def, from }, inputs: { env, buildArgs: [], definition: stableStringify(rest), sources: { [describeFrom(step.from)]: from } } };
+        const inputs = { env, buildArgs: [], definition: stableStringify(rest), sources: { [describeFrom(step.from)]: from } };
+        // From the context, a miss can name the files: "COPY: src/app.js changed".
+        return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
       }
       case 'run': {
         const { proxyEnv: _proxy, ...rest } = definitionOf(step);
@@ -371,14 +374,14 @@ class BuildRun {
     }
   }
 
-  private async sourceKey(from: MountFrom, sources: string[], select: SelectOptions = {}): Promise<string> {
+  private async sourceKey(from: MountFrom, sources: string[], select: SelectOptions = {}, perPath?: Record<string, string>): Promise<string> {
     switch (from.kind) {
       case 'context': {
         if (sources.length === 0) return 'context:none';
         const entries = await this.contextEntries();
         // Exactly what the copy reads; file digests are memoised under the root across builds.
         const selection = selectEntries(entries, sources, select);
-        return `context:${await checksumEntries(this.req.contextDir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums') })}`;
+        return `context:${await checksumEntries(this.req.contextDir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
       }
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
