@@ -106,8 +106,23 @@ export class Solver {
     for (const r of this.running) yield* r.held;
   }
 
-  async solve(req: SolveRequest, progress: ProgressTracker, signal?: AbortSignal): Promise<SolveResult> {
+  async solve(req: SolveRequest, progress: ProgressTracker, callerSignal?: AbortSignal): Promise<SolveResult> {
     const started = new Date();
+    // One signal for the whole build: the caller's cancel, or the first failing step, stops every
+    // other stage still running (their containers are killed), as BuildKit does.
+    const cancel = new AbortController();
+    const onCallerAbort = () => cancel.abort(callerSignal!.reason);
+    if (callerSignal?.aborted) cancel.abort(callerSignal.reason);
+    callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+    try {
+      return await this.solveWith(req, progress, cancel, started);
+    } finally {
+      callerSignal?.removeEventListener('abort', onCallerAbort);
+    }
+  }
+
+  private async solveWith(req: SolveRequest, progress: ProgressTracker, cancel: AbortController, started: Date): Promise<SolveResult> {
+    const signal = cancel.signal;
     const platform = req.platform ?? hostPlatform();
     const baseImages = new BaseImages(this.deps, platform, req.pull, signal);
     const plan = (resolved?: Record<string, BaseImageConfig>) =>
@@ -169,14 +184,19 @@ export class Solver {
         );
       }
       return entries;
-    });
+    }, (reason) => cancel.abort(reason));
     this.running.add(run);
     try {
       const target = await run.stage(graph.target);
       return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started, release: () => void this.running.delete(run) };
     } catch (err) {
+      // Nothing of a failed build may go on behind the caller's back: stop the other stages and wait
+      // until each has unwound (containers gone, mounts released) before reporting the failure,
+      // which is the first one (the others are mostly "cancelled" because of it).
+      cancel.abort(err);
+      await run.settle();
       this.running.delete(run);
-      throw err;
+      throw run.firstError ?? err;
     }
   }
 
@@ -228,11 +248,21 @@ class BuildRun {
     private readonly signal: AbortSignal | undefined,
     private readonly imported: CacheImport | undefined,
     private readonly contextEntries: () => Promise<ContextEntry[]>,
+    private readonly cancel: (reason: unknown) => void,
   ) {}
 
   /** Results of every stage started so far. */
   allStages(): Promise<StageResult[]> {
     return Promise.all(this.stages.values());
+  }
+
+  /** Resolves when every stage started so far has finished, one way or the other. */
+  async settle(): Promise<void> {
+    // Stages can start others while settling (their dependencies): wait until the set stops growing.
+    for (let seen = -1; seen !== this.stages.size; ) {
+      seen = this.stages.size;
+      await Promise.allSettled(this.stages.values());
+    }
   }
 
   stage(index: number): Promise<StageResult> {
@@ -241,9 +271,20 @@ class BuildRun {
       const stage = this.graph.stages.find((s) => s.index === index);
       if (!stage) return Promise.reject(new Error(`internal error: stage ${index} is not in the build graph`));
       p = this.runStage(stage);
+      // A stage that fails fails the build now, even while the stages that need it wait on others.
+      p.catch((err: unknown) => this.fail(err));
       this.stages.set(index, p);
     }
     return p;
+  }
+
+  /** The failure that ended the build, when one did. */
+  firstError: unknown;
+
+  private fail(err: unknown): void {
+    if (this.firstError !== undefined || this.signal?.aborted) return;
+    this.firstError = err;
+    this.cancel(err);
   }
 
   private label(stage: Stage, n: number, total: number): string {

@@ -156,10 +156,10 @@ describe('solver: why a step ran', () => {
 
 describe('solver: scheduling', () => {
   it('independent stages run at the same time, and a stage two stages need runs once', async () => {
-    const stages = ['a', 'b', 'c'].map((n) => `FROM busybox AS ${n}\nRUN sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`).join('');
+    const stages = ['a', 'b', 'c'].map((n) => `FROM busybox AS ${n}\nRUN cut -d" " -f1 /proc/uptime > /s-${n} && sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`).join('');
     const ctx = tracked(
       makeContext({
-        Dockerfile: `FROM busybox AS shared\nRUN echo shared-ran && cat /proc/uptime > /s\n${stages}FROM busybox AS d1\nCOPY --from=shared /s /s\nFROM busybox AS d2\nCOPY --from=shared /s /s\nFROM busybox\nCOPY --from=a /t-a /\nCOPY --from=b /t-b /\nCOPY --from=c /t-c /\nCOPY --from=d1 /s /s1\nCOPY --from=d2 /s /s2\n`,
+        Dockerfile: `FROM busybox AS shared\nRUN echo shared-ran && cat /proc/uptime > /s\n${stages}FROM busybox AS d1\nCOPY --from=shared /s /s\nFROM busybox AS d2\nCOPY --from=shared /s /s\nFROM busybox\nCOPY --from=a /s-a /t-a /\nCOPY --from=b /s-b /t-b /\nCOPY --from=c /s-c /t-c /\nCOPY --from=d1 /s /s1\nCOPY --from=d2 /s /s2\n`,
       }),
     );
     const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-par-')));
@@ -170,10 +170,12 @@ describe('solver: scheduling', () => {
     } finally {
       await srv.close();
     }
-    // Each sleeping stage wrote when it finished: run in parallel, they finish within ~1 s of each
-    // other; in sequence they would be 2 s apart.
-    const ends = ['a', 'b', 'c'].map((n) => 1000 * Number(fs.readFileSync(path.join(out, `t-${n}`), 'utf8').trim()));
-    expect(Math.max(...ends) - Math.min(...ends)).toBeLessThan(1500);
+    // Each sleeping stage wrote when it started and ended (the host's uptime clock): they ran at the
+    // same time when every one started before any one ended. In sequence, none would overlap.
+    const at = (f: string) => Number(fs.readFileSync(path.join(out, f), 'utf8').trim());
+    const starts = ['a', 'b', 'c'].map((n) => at(`s-${n}`));
+    const ends = ['a', 'b', 'c'].map((n) => at(`t-${n}`));
+    expect(Math.max(...starts)).toBeLessThan(Math.min(...ends));
   });
 });
 
@@ -227,6 +229,31 @@ describe('solver: failures leave a usable root', () => {
       await srv.close();
     }
     expect(mountsUnder(root)).toEqual([]);
+  });
+
+  it('a failing stage stops the others: no container or mount outlives the failed build', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: 'FROM busybox AS slow\nRUN echo slow-started && sleep 60\nFROM busybox AS bad\nRUN sleep 1 && exit 9\nFROM busybox\nCOPY --from=slow /etc/passwd /a\nCOPY --from=bad /etc/passwd /b\n',
+      }),
+    );
+    const srv = server(root);
+    try {
+      const t0 = Date.now();
+      const err = await build(srv, ctx).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(/^Dockerfile:4: .*exit code: 9/);
+      // The 60 s sleep was killed, not waited for.
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(mountsUnder(root)).toEqual([]);
+      const bundles = path.join(root, 'executor', 'bundles');
+      expect(fs.existsSync(bundles) ? fs.readdirSync(bundles) : []).toEqual([]);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('a build killed with SIGKILL mid-RUN leaves a root the next build uses', async () => {
