@@ -108,6 +108,26 @@ describe('isolation through the pipeline', () => {
     }
   });
 
+  it('a device node made in RUN (or shipped in an image) cannot open the host disk', async () => {
+    // The machine's root disk, whatever it is here; a build must not be able to read it raw.
+    const rootDev = fs.statSync('/').dev;
+    const major = Math.floor(rootDev / 256) & 0xfff;
+    const minor = (rootDev & 0xff) | ((rootDev >> 12) & 0xfff00);
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: `FROM busybox\nRUN mknod /disk b ${major} ${minor} && echo made-node && ! head -c 512 /disk > /dev/null 2>&1 && echo denied-by-cgroup\n`,
+      }),
+    );
+    const srv = server(tracked(kilnRoot()));
+    try {
+      const b = await build(srv, ctx);
+      expect(b.logs).toContain('made-node'); // CAP_MKNOD is in Docker's set...
+      expect(b.logs).toContain('denied-by-cgroup'); // ...but the device cgroup allows no such device
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('/etc/hosts, /etc/resolv.conf and /etc/hostname made for RUN never reach the image', async () => {
     const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-etc-out-')));
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN cat /etc/hosts >/dev/null && touch /made-by-run\n' }));
