@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { buildahRegistriesConf, imageName } from '../../bench/builders.js';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BuildahBuilder, buildahRegistriesConf, DockerBuilder, imageName, KilnBuilder } from '../../bench/builders.js';
 import { parseStatus } from '../../bench/testenv.js';
 import { WORKLOADS } from '../../bench/workloads.js';
 
@@ -27,5 +31,34 @@ describe('builder settings', () => {
 
   it('one image name per workload, the same in every builder', () => {
     expect(imageName(WORKLOADS.bigctx)).toBe('kiln-bench/bigctx:latest');
+  });
+});
+
+describe('a builder that is not there is reported missing, with the reason', () => {
+  let dir = '';
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('kiln without its compiled CLI', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bench-probe-'));
+    const p = await new KilnBuilder({ cli: join(dir, 'nope', 'main.js'), work: join(dir, 'kiln'), registry: '127.0.0.1:1' }).probe();
+    expect(p).toEqual({ ok: false, reason: expect.stringMatching(/nope\/main\.js is missing/) });
+  });
+
+  it('docker without a daemon on its socket, or without a client', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bench-probe-'));
+    if (existsSync('/usr/bin/docker')) {
+      const p = await new DockerBuilder({ docker: '/usr/bin/docker', host: `unix://${join(dir, 'none.sock')}` }).probe();
+      expect(p).toEqual({ ok: false, reason: expect.stringMatching(/^no daemon on unix:\/\//) });
+    }
+    const q = await new DockerBuilder({ docker: join(dir, 'docker'), host: 'unix:///x' }).probe();
+    expect(q).toEqual({ ok: false, reason: expect.stringMatching(/is not installed/) });
+  });
+
+  it('buildah that does not run', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bench-probe-'));
+    const p = await new BuildahBuilder({ buildah: join(dir, 'buildah'), runc: '/usr/sbin/runc', work: join(dir, 'b'), registry: '127.0.0.1:1' }).probe();
+    expect(p).toEqual({ ok: false, reason: expect.stringMatching(/--version failed/) });
   });
 });
