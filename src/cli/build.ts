@@ -280,6 +280,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };
+  // These report the image ID, which exists only once the image is assembled.
+  if (quiet || v.iidfile !== undefined || v['metadata-file'] !== undefined) request.imageId = true;
   const file = empty('-f, --file', v.file);
   if (file !== undefined) inv.file = file;
   const iidfile = empty('--iidfile', v.iidfile);
@@ -418,6 +420,10 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     }
     if (stdoutOutput.file) await pipeline(createReadStream(stdoutOutput.file), io.stdout, { end: false });
     const image = result.image;
+    if (request.outputs.length === 0 && (display instanceof PlainDisplay || display instanceof TtyDisplay)) {
+      // As buildx: nothing was asked for, so nothing was exported; say where the result went.
+      io.stderr.write('WARNING: No output specified: the build result is only in the build cache. Use -t NAME to keep it as an image, or -o to export it.\n');
+    }
     if (inv.iidfile !== undefined) {
       if (image) await fsp.writeFile(inv.iidfile, image.id);
       else io.stderr.write(`WARNING: --iidfile ${inv.iidfile}: the build produced no image, nothing written\n`);

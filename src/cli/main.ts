@@ -23,6 +23,10 @@ Global options:
 
 Run 'kiln COMMAND --help' for a command's options.`;
 
+// COPY, layer diffs and checksums are many small file-system calls, which Node runs on libuv's
+// thread pool (4 threads unless told otherwise). It is sized once, on first use, so set it here.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 export function kilnVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
   return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;

@@ -10,10 +10,16 @@
 //    goes, or a directory where a file goes, is an error.
 // Targets are built from a resolved directory plus names read from the source, and nothing at a
 // target is followed: a symlink found there is replaced (file) or refused (directory).
+//
+// Entries are copied concurrently (a bounded number of file-system operations in flight; a directory
+// never holds a slot while its children are copied), since a COPY of a large tree is dominated by
+// per-file system calls that Node runs on its thread pool. A directory's own metadata is applied
+// after all its children, so their creation cannot change its times.
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import PQueue from 'p-queue';
 import type { MatchInfo, PatternMatcher } from '../context/patterns.js';
 import { applyMeta, clearForFile, copyXattrs, devNumbers, makeNode } from './meta.js';
 import { lstatOrUndefined } from '../fsutil/stat.js';
@@ -29,8 +35,13 @@ export interface TreeOptions {
   show: (host: string) => string;
 }
 
+/** File-system operations in flight at once during one copy. */
+const CONCURRENCY = 32;
+
 export class TreeCopier {
-  private readonly inodes = new Map<string, string>();
+  /** Source inode -> the target its first copy went to, once that copy is done (hard links). */
+  private readonly inodes = new Map<string, Promise<string>>();
+  private readonly slots = new PQueue({ concurrency: CONCURRENCY });
 
   constructor(
     private readonly view: SourceView,
@@ -69,40 +80,74 @@ export class TreeCopier {
    * --exclude patterns are matched against ("" = never excluded).
    */
   async copy(srcRel: string, target: string, top: boolean, excludeRel = '', parentInfo?: MatchInfo): Promise<void> {
-    const st = await this.view.lstat(srcRel);
+    const st = await this.slot(() => this.view.lstat(srcRel));
     if (st === undefined) throw new Error(`source ${srcRel || '/'} disappeared during the copy`);
     const info = this.excluded(excludeRel, st.isDirectory(), parentInfo);
     if (info === 'skip') return;
 
     if (st.isDirectory()) {
-      const existing = await lstatOrUndefined(target);
-      let created = false;
-      if (existing === undefined) {
-        await fsp.mkdir(target, { mode: 0o700 });
-        created = true;
-        this.summary.directories++;
-      } else if (!existing.isDirectory()) {
-        throw new Error(`cannot copy to non-directory: ${this.opts.show(target)}`);
-      }
-      for (const name of await this.view.readdir(srcRel)) {
-        const childRel = srcRel === '' ? name : `${srcRel}/${name}`;
-        const childExclude = excludeRel === '' ? name : `${excludeRel}/${name}`;
-        await this.copy(childRel, path.join(target, name), false, this.opts.exclude ? childExclude : '', info);
-      }
-      if (created || !top) await this.meta(srcRel, st, target);
+      const created = await this.slot(async () => {
+        const existing = await lstatOrUndefined(target);
+        if (existing === undefined) {
+          await fsp.mkdir(target, { mode: 0o700 });
+          this.summary.directories++;
+          return true;
+        }
+        if (!existing.isDirectory()) throw new Error(`cannot copy to non-directory: ${this.opts.show(target)}`);
+        return false;
+      });
+      const names = await this.slot(() => this.view.readdir(srcRel));
+      // All children, concurrently; every one is waited for (no work may go on after a failure is
+      // reported), then the first failure in name order is the one reported.
+      const results = await Promise.allSettled(
+        names.map((name) => {
+          const childRel = srcRel === '' ? name : `${srcRel}/${name}`;
+          const childExclude = excludeRel === '' ? name : `${excludeRel}/${name}`;
+          return this.copy(childRel, path.join(target, name), false, this.opts.exclude ? childExclude : '', info);
+        }),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      if (created || !top) await this.slot(() => this.meta(srcRel, st, target));
       return;
     }
 
+    // A file that shares its inode with one copied before becomes a link to that copy. The first
+    // of them claims the inode before it copies, so the others wait for it instead of copying too.
+    let claim: { resolve: (t: string) => void; reject: (e: unknown) => void } | undefined;
+    let first: Promise<string> | undefined;
+    if (st.isFile() && st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      first = this.inodes.get(key);
+      if (!first) {
+        const p = new Promise<string>((resolve, reject) => (claim = { resolve, reject }));
+        p.catch(() => undefined); // a failed first copy is reported by itself
+        this.inodes.set(key, p);
+      }
+    }
+    const linkTo = first ? await first : undefined;
+    try {
+      await this.slot(() => this.copyEntry(srcRel, st, target, linkTo));
+      claim?.resolve(target);
+    } catch (err) {
+      claim?.reject(err);
+      throw err;
+    }
+  }
+
+  private slot<T>(fn: () => Promise<T>): Promise<T> {
+    return this.slots.add(fn) as Promise<T>;
+  }
+
+  /** One non-directory entry: created at `target` (as a hard link to `linkTo` when given), then its metadata. */
+  private async copyEntry(srcRel: string, st: fs.Stats, target: string, linkTo: string | undefined): Promise<void> {
     await clearForFile(target, this.opts.show(target));
     if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? this.inodes.get(key) : undefined;
-      if (first !== undefined) {
-        await fsp.link(first, target);
+      if (linkTo !== undefined) {
+        await fsp.link(linkTo, target);
         this.summary.hardlinks++;
       } else {
         await fsp.copyFile(this.view.host(srcRel), target, fs.constants.COPYFILE_EXCL);
-        if (st.nlink > 1) this.inodes.set(key, target);
         this.summary.files++;
         this.summary.bytes += st.size;
       }

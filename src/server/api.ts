@@ -32,6 +32,11 @@ export interface BuildRequest {
   /** Translate only: return the step graph, run nothing. */
   dryRun: boolean;
   outputs: OutputSpec[];
+  /**
+   * Assemble the image (layers, config) even when no output asks for it, to report its ID. Without
+   * it, a build with no outputs leaves its result in the cache only, as buildx does.
+   */
+  imageId?: boolean;
   /** Extra labels on the final image (--label). */
   labels: Record<string, string>;
   /** Network for RUN steps without --network: the host's (default, as docker build) or none. */

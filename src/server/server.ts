@@ -78,13 +78,15 @@ export class BuildServer {
       signal,
     );
     // Until its exports are written, GC must leave alone what this build made and used.
-    let exported: ExportResult;
+    let exported: ExportResult | undefined;
     try {
       exported = await this.exportAll(req, result, s, progress, signal);
     } finally {
       result.release();
     }
     await this.collect(progress);
+    // No output asked for: the result stays in the build cache, and there is no image to report.
+    if (!exported) return { graph: result.graph, warnings: result.graph.warnings };
     return {
       graph: result.graph,
       warnings: result.graph.warnings,
@@ -99,10 +101,11 @@ export class BuildServer {
   }
 
   /** The image outputs, then the cache exports (inline cache rides in the image config). */
-  private async exportAll(req: BuildRequest, result: SolveResult, s: RootServices, progress: ProgressTracker, signal?: AbortSignal): Promise<ExportResult> {
+  private async exportAll(req: BuildRequest, result: SolveResult, s: RootServices, progress: ProgressTracker, signal?: AbortSignal): Promise<ExportResult | undefined> {
     const cacheDeps = { ...s, layers: result.layers };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps) : undefined;
-    const exported = await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
+    const exported =
+      req.outputs.length === 0 && !req.imageId && !inline ? undefined : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
     for (const to of req.cacheTo ?? []) {
       if (to.type === 'inline') continue;
       const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);

@@ -49,6 +49,8 @@ export async function build(
       buildArgs: {},
       dryRun: false,
       outputs: [],
+      // The tests compare image IDs and inspect layers, which need the image assembled.
+      imageId: true,
       labels: {},
       network: 'host',
       noCache: false,
