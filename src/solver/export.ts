@@ -148,7 +148,16 @@ export async function exportResult(
   };
 
   // Even with no output asked for, the image is assembled: its ID is what `kiln build` prints.
-  const primary = await imageFor(compressionOf(outputs), 'oci');
+  // Making the layers (diff, tar, compress) is most of an export's time: show it as its own step.
+  const layersVertex = progress.start('exporting layers');
+  let primary: StoredImage;
+  try {
+    primary = await imageFor(compressionOf(outputs), 'oci');
+    layersVertex.done();
+  } catch (err) {
+    layersVertex.fail(err);
+    throw err;
+  }
   const pushed: Record<string, string> = {};
   const allNames: string[] = [];
 

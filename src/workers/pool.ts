@@ -7,6 +7,7 @@
 //    so a CLI run ends as soon as its own work does. closePool() ends it explicitly.
 //  - Task inputs and outputs are plain data; the types below are the contract with the worker code.
 
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -82,20 +83,58 @@ function removeWorkerDir(): void {
   workerDir = undefined;
 }
 
+/**
+ * The workers' module on disk. It is written once per version of its code and user, under a name
+ * derived from both, and reused: a process killed with SIGKILL (no exit handler runs) then leaves
+ * nothing new behind. A directory found there is trusted only if it is a real directory owned by us
+ * and closed to others, and the file only if its content is exactly ours; otherwise a private
+ * directory of this process is used and removed at exit.
+ */
+function workerModule(): string {
+  const source = workerSource(fileURLToPath(import.meta.url));
+  const uid = process.getuid?.() ?? -1;
+  const dir = path.join(os.tmpdir(), `kiln-workers-${uid}-${createHash('sha256').update(source).digest('hex').slice(0, 16)}`);
+  try {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) throw new Error(`${dir} is not a private directory of ours`);
+    const file = path.join(dir, 'tasks.mjs');
+    let current: string | undefined;
+    try {
+      current = fs.readFileSync(file, 'utf8');
+    } catch {
+      current = undefined;
+    }
+    if (current !== source) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, source, { mode: 0o600 });
+      fs.renameSync(tmp, file);
+    }
+    return file;
+  } catch {
+    workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
+    const file = path.join(workerDir, 'tasks.mjs');
+    fs.writeFileSync(file, source, { mode: 0o600, flag: 'wx' });
+    process.once('exit', removeWorkerDir);
+    return file;
+  }
+}
+
+let modulePath: string | undefined;
+
 function getPool(): Piscina {
   if (pool) return pool;
-  // A fresh private directory (mkdtemp: 0700, unique name), so nobody can plant code for the
-  // workers to load. Removed on close and at exit.
   let filename: string;
   try {
-    workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
-    filename = path.join(workerDir, 'tasks.mjs');
-    fs.writeFileSync(filename, workerSource(fileURLToPath(import.meta.url)), { mode: 0o600, flag: 'wx' });
+    filename = modulePath = workerModule();
   } catch (err) {
     removeWorkerDir();
     throw new Error(`cannot write the worker pool's module under ${os.tmpdir()} (set TMPDIR to a writable directory): ${(err as Error).message}`, { cause: err });
   }
-  process.once('exit', removeWorkerDir);
   const threads = Math.max(1, os.availableParallelism());
   pool = new Piscina({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
   return pool;
@@ -124,9 +163,9 @@ export function resetPoolCounters(): void {
   counters = zeroCounters();
 }
 
-/** Path of the worker module while a pool exists (for tests: it must go away on close). */
+/** Path of the worker module the current pool loads (undefined when no pool exists). */
 export function workerModulePath(): string | undefined {
-  return workerDir === undefined ? undefined : path.join(workerDir, 'tasks.mjs');
+  return pool ? modulePath : undefined;
 }
 
 /** The maximum number of threads the pool runs. */

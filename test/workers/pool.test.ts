@@ -84,16 +84,33 @@ describe('worker pool', () => {
     await expect(compressFile(path.join(dir, 'missing'), path.join(dir, 'x'), 'gzip')).rejects.toThrow(/compressing .*missing \(gzip\)/);
   });
 
-  it('closes (removing its worker module) and starts again on the next task', async () => {
+  it('closes and starts again on the next task, reusing one private worker module per code version', async () => {
     await whoami();
     const module = workerModulePath()!;
     expect(fs.statSync(module).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.dirname(module)).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.dirname(module)).uid).toBe(process.getuid!());
     await closePool();
     expect(workerModulePath()).toBeUndefined();
-    expect(fs.existsSync(path.dirname(module))).toBe(false);
     expect((await whoami()).isMainThread).toBe(false);
-    expect(workerModulePath()).not.toBe(module);
+    // The same module again: processes (even SIGKILLed ones) leave no directory each behind.
+    expect(workerModulePath()).toBe(module);
+  });
+
+  it('does not trust a module directory someone else could write to', async () => {
+    await closePool();
+    const shared = path.dirname((await whoami(), workerModulePath()!));
+    await closePool();
+    fs.chmodSync(shared, 0o777);
+    try {
+      await whoami();
+      const used = workerModulePath()!;
+      expect(path.dirname(used)).not.toBe(shared);
+      expect(fs.statSync(path.dirname(used)).mode & 0o777).toBe(0o700);
+      await closePool();
+    } finally {
+      fs.chmodSync(shared, 0o700);
+    }
   });
 });
 
