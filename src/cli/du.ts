@@ -4,6 +4,7 @@
 // too), so Total is what the root takes on disk.
 
 import * as path from 'node:path';
+import { humanSize as humanSizeWithPrecision } from './units.js';
 import { parseArgs } from 'node:util';
 import { embeddedClient, type CacheRecord, type DiskUsage } from '../client/client.js';
 import { formatTable, humanDuration } from './images.js';
@@ -20,17 +21,9 @@ Options:
   -h, --help            This help
 `;
 
-const SIZE_UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
-
 /** go-units' HumanSize, which buildx du and docker builder prune print: decimal, 4 significant digits. */
 export function humanSize(bytes: number): string {
-  let size = bytes;
-  let i = 0;
-  while (size >= 1000 && i < SIZE_UNITS.length - 1) {
-    size /= 1000;
-    i++;
-  }
-  return `${Number(size.toPrecision(4))}${SIZE_UNITS[i]}`;
+  return humanSizeWithPrecision(bytes, 4);
 }
 
 function lastAccessed(r: CacheRecord, now: Date): string {

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { embeddedClient, type ImageRecord } from '../client/client.js';
 import { familiarName, parseReference } from '../client/client.js';
 import type { OutStream } from './progress/types.js';
+import { humanSize as humanSizeWithPrecision } from './units.js';
 import { UsageError } from './usage.js';
 
 export const IMAGES_HELP = `Usage: kiln images [OPTIONS] [REPOSITORY[:TAG]]
@@ -70,28 +71,9 @@ export function humanDuration(ms: number): string {
   return `${Math.floor(ms / 3_600_000 / 24 / 365)} years`;
 }
 
-const SIZE_UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
-
-/** go-units' HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits ("4.26MB"). */
+/** go-units' HumanSizeWithPrecision(size, 3), as `docker images` prints sizes ("4.26MB"). */
 export function humanSize(bytes: number): string {
-  let size = bytes;
-  let i = 0;
-  while (size >= 1000 && i < SIZE_UNITS.length - 1) {
-    size /= 1000;
-    i++;
-  }
-  return formatG3(size) + SIZE_UNITS[i];
-}
-
-/** Go's %.3g for 0 <= x < 1000: three significant digits, trailing zeros dropped. */
-function formatG3(x: number): string {
-  const p = x.toPrecision(3);
-  const m = /^(\d+(?:\.\d+)?)e\+?(-?\d+)$/.exec(p);
-  if (m) {
-    const exp = Number(m[2]);
-    return `${String(Number(m[1]))}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  }
-  return String(Number(p));
+  return humanSizeWithPrecision(bytes, 3);
 }
 
 /** "2006-01-02 15:04:05 -0700 MST", in UTC: docker's CreatedAt. */
