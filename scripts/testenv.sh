@@ -26,6 +26,8 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/testenv-common.sh"
 KILN_PACKAGES=(
   runc containerd docker.io tini docker-registry busybox-static debootstrap skopeo umoci buildah
   debian-archive-keyring gpgv wget curl ca-certificates jq tar gzip xz-utils iptables util-linux
+  # tools the tests call: ADD archives (bzip2, zstd), registry auth (htpasswd, openssl), tty progress (tmux)
+  bzip2 zstd apache2-utils openssl tmux
 )
 
 ensure_packages() {
