@@ -100,7 +100,9 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
   await wrap(`destination ${dest}`, () => mkdirAllInRoot(destRoot, spec.destIsDir ? dest : path.posix.dirname(dest), 0o755, created));
 
   const show = (host: string) => '/' + path.relative(destRoot, host).split(path.sep).join('/');
-  const tree = view ? new TreeCopier(view, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show }, summary) : undefined;
+  const tree = view
+    ? new TreeCopier(view, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), ...(op.reuse ? { reuse: op.reuse } : {}), show }, summary)
+    : undefined;
 
   for (const item of items) {
     const destHost = await wrap(`destination ${dest}`, () => resolveInRoot(destRoot, dest));

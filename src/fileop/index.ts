@@ -1,7 +1,7 @@
 // COPY/ADD: the file operation the solver runs for a CopyStep.
 export { copy } from './copy.js';
 export { CopyError, emptySummary } from './types.js';
-export type { CopyOp, CopySpec, CopySource, CopySummary } from './types.js';
+export type { CopyOp, CopySpec, CopySource, CopySummary, WrittenEntry } from './types.js';
 export { detectArchive, detectCompression, extractTar, ArchiveError } from './archive.js';
 export type { Compression, ExtractResult } from './archive.js';
 export { download, urlFilename, isGitUrl, parseChecksum, DownloadError } from './download.js';

@@ -33,6 +33,8 @@ export interface TreeOptions {
   exclude?: PatternMatcher;
   /** How to show a host target in errors (rootfs-absolute). */
   show: (host: string) => string;
+  /** See CopyOp.reuse. */
+  reuse?: (srcRel: string) => boolean;
 }
 
 /** File-system operations in flight at once during one copy. */
@@ -109,7 +111,19 @@ export class TreeCopier {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       if (created || !top) await this.slot(() => this.meta(srcRel, st, target));
+      this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: 'dir' });
       return;
+    }
+
+    // An incremental copy: this entry's earlier copy is in place already (a hard link into the
+    // previous result, which nothing writes through), so there is nothing to do.
+    if (this.opts.reuse?.(srcRel)) {
+      const there = await this.slot(() => lstatOrUndefined(target));
+      if (there !== undefined && !there.isDirectory()) {
+        this.summary.reused++;
+        this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
+        return;
+      }
     }
 
     // A file that shares its inode with one copied before becomes a link to that copy. The first
@@ -128,6 +142,7 @@ export class TreeCopier {
     const linkTo = first ? await first : undefined;
     try {
       await this.slot(() => this.copyEntry(srcRel, st, target, linkTo));
+      this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
       claim?.resolve(target);
     } catch (err) {
       claim?.reject(err);

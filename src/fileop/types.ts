@@ -47,6 +47,18 @@ export interface CopyOp {
   destRoot: string;
   /** Limits for ADD <url> downloads. */
   http?: { timeoutMs?: number; maxBytes?: number };
+  /**
+   * Sources (source-root-relative paths) whose copy from an earlier run of this same COPY is already
+   * at the target (an incremental COPY): such a non-directory is left as it is.
+   */
+  reuse?: (srcRel: string) => boolean;
+}
+
+/** One thing a copy wrote: its source, its target (rootfs-absolute) and what kind it is. */
+export interface WrittenEntry {
+  src: string;
+  target: string;
+  type: 'dir' | 'file' | 'other';
 }
 
 export interface CopySummary {
@@ -62,10 +74,14 @@ export interface CopySummary {
   downloaded: string[];
   /** Destination paths (rootfs-absolute) of the top-level items, in order, for progress output. */
   targets: string[];
+  /** Entries left in place because `reuse` said their earlier copy stands. */
+  reused: number;
+  /** Every entry copied from the source tree (not archives, URLs or heredocs), for a later incremental copy. */
+  written: WrittenEntry[];
 }
 
 export function emptySummary(): CopySummary {
-  return { files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0, extracted: 0, downloaded: [], targets: [] };
+  return { files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0, extracted: 0, downloaded: [], targets: [], reused: 0, written: [] };
 }
 
 /** A COPY/ADD failure; the message starts with the Dockerfile location when it is known. */

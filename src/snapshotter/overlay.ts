@@ -10,8 +10,9 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { applyLayer } from './apply.js';
-import { BaseSnapshotter, treeUsage, type Resolved } from './base.js';
+import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base.js';
 import { overlayChanges, writeLayer } from './diff.js';
+import { cloneTree } from './clone.js';
 import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
 import { tarBytes } from './tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
@@ -93,6 +94,16 @@ export class OverlaySnapshotter extends BaseSnapshotter {
       this.flattening.set(dest, p);
     }
     return p;
+  }
+
+  async cloneChanges(from: string, key: string): Promise<string> {
+    const src = path.join(await this.location(from), 'fs');
+    const info = await this.stat(key);
+    if (info.kind !== 'active') throw new SnapshotError(key, 'changes can only be cloned into an active snapshot');
+    const dest = path.join(await this.location(key), 'fs');
+    if ((await fsp.readdir(dest)).length > 0) throw new SnapshotError(key, 'cloning changes needs an empty snapshot');
+    await cloneTree(src, dest);
+    return dest;
   }
 
   protected applyInto(r: Resolved, layer: Readable, mediaType?: string): Promise<ApplyResult> {

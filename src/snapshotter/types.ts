@@ -112,6 +112,14 @@ export interface Snapshotter {
    * flattened lower chain), for disk accounting only: never write into it.
    */
   location(key: string): Promise<string>;
+  /**
+   * Overlay only: fills the (unmounted, empty) active snapshot `key` with the changes of committed
+   * snapshot `from`, files as hard links (committed snapshots never change, and a later write to
+   * the active one through overlay replaces an entry instead of writing into it). What `from` adds
+   * is then there without copying a byte; the caller removes what must not be. Returns the active
+   * snapshot's change directory (its overlay upper dir) for that.
+   */
+  cloneChanges?(from: string, key: string): Promise<string>;
   /** Removes what a killed process left behind: stale active snapshots/views and orphaned dirs. */
   cleanup(): Promise<CleanupReport>;
 

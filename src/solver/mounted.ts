@@ -70,11 +70,13 @@ export async function withActive(
   parent: string | undefined,
   name: string,
   fn: (rootfs: string, scope: Scope) => Promise<void>,
+  beforeMount?: (key: string) => Promise<void>,
 ): Promise<void> {
   const key = uniqueKey('active');
   const mounts = await snapshotter.prepare(key, parent);
   let committed = false;
   try {
+    await beforeMount?.(key);
     await withScope(async (scope) => fn(await mountDir(scope, tmpDir, mounts), scope));
     try {
       await snapshotter.commit(name, key);

@@ -18,6 +18,7 @@ import { hostPlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
+import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
@@ -90,6 +91,7 @@ export class Solver {
   readonly layers: LayerRecords;
   readonly runLimits: ExecLimits;
   readonly inputsLog: InputsLog;
+  readonly copyManifests: CopyManifests;
 
   constructor(
     private readonly deps: SolverDeps,
@@ -99,6 +101,7 @@ export class Solver {
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
     this.inputsLog = new InputsLog(path.join(deps.layout.records, 'steps'));
+    this.copyManifests = new CopyManifests(path.join(deps.layout.records, 'copies'));
   }
 
   /** Snapshots the builds in progress use (until their result is released): GC leaves them alone. */
@@ -351,15 +354,15 @@ class BuildRun {
       this.held.add(name);
       const vertex = this.progress.start(`${this.label(stage, n, total)} ${step.original}`);
       try {
+        const previous = await this.solver.inputsLog.load(place);
         const outcome = await this.solver.once(name, async () => {
           const parent = await parentSnapshot();
           if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
-          await this.execute(step, parent, name, vertex);
+          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current });
           return 'built';
         });
         // Recency for GC's least-recently-used order.
         if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
-        const previous = await this.solver.inputsLog.load(place);
         if (outcome !== 'built') vertex.cached();
         else vertex.done(explainMiss(previous, current, noCache));
         if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
@@ -431,7 +434,7 @@ class BuildRun {
     }
   }
 
-  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle): Promise<void> {
+  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle, history?: { previous?: StepInputs; current: StepInputs }): Promise<void> {
     const ctx: OpContext = {
       snapshotter: this.deps.snapshotter,
       layout: this.deps.layout,
@@ -454,9 +457,15 @@ class BuildRun {
         case 'run':
           await this.solver.queueRun(() => runStep(step, ctx, parent, name));
           return;
-        case 'copy':
-          await copyStep(step, ctx, parent, name);
+        case 'copy': {
+          const incremental = history
+            ? await planIncrementalCopy(step, history.previous, history.current, await this.contextEntries(), this.deps.snapshotter, this.solver.copyManifests)
+            : undefined;
+          const summary = await copyStep(step, ctx, parent, name, incremental);
+          if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
+          await this.solver.copyManifests.save(name, summary.written);
           return;
+        }
         case 'workdir':
           await workdirStep(step, ctx, parent, name);
           return;

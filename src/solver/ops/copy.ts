@@ -1,13 +1,18 @@
 // COPY and ADD: the file operation runs on the mounted destination; sources come from the context,
 // an earlier stage, or an image, each mounted read-only for the duration.
 
-import { copy, type CopySource } from '../../fileop/index.js';
+import { copy, type CopySource, type CopySummary } from '../../fileop/index.js';
+import { dropFromClone, type IncrementalCopy } from '../incremental-copy.js';
 import type { CopyStep } from '../../frontend/types.js';
 import { mountView, withActive } from '../mounted.js';
 import type { OpContext } from './types.js';
 
-export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string): Promise<string> {
-  let summary = '';
+export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string, incremental?: IncrementalCopy): Promise<CopySummary> {
+  let summary!: CopySummary;
+  // Incremental: start from the previous result's changes and take out what may have changed.
+  const beforeMount = incremental
+    ? async (key: string) => dropFromClone(await ctx.snapshotter.cloneChanges!(incremental.from, key), incremental.drop)
+    : undefined;
   await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (destRoot, scope) => {
     let source: CopySource | undefined;
     if (step.sources.length > 0) {
@@ -18,8 +23,7 @@ export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | 
         source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
       }
     }
-    const s = await copy({ spec: { ...step, location: step.location }, source, destRoot });
-    summary = `${s.files} files, ${s.directories} directories, ${s.bytes} bytes`;
-  });
+    summary = await copy({ spec: { ...step, location: step.location }, source, destRoot, ...(incremental ? { reuse: incremental.reuse } : {}) });
+  }, beforeMount);
   return summary;
 }
