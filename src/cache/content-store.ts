@@ -5,6 +5,7 @@
 // mid-write leaves only a temporary file, which cleanupIngest() removes later.
 
 import { createReadStream } from 'node:fs';
+import { processAlive } from '../fsutil/process.js';
 import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -229,7 +230,7 @@ export class ContentStore {
     for (const name of await fsp.readdir(this.ingestDir)) {
       const p = path.join(this.ingestDir, name);
       const pid = Number(/^(\d+)\./.exec(name)?.[1]);
-      let stale = !(pid > 0) || !pidAlive(pid);
+      let stale = !(pid > 0) || !processAlive(pid);
       if (!stale) {
         try {
           stale = now - (await fsp.stat(p)).mtimeMs > olderThanMs;
@@ -280,13 +281,3 @@ async function syncDir(dir: string): Promise<void> {
     await fh.close();
   }
 }
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-

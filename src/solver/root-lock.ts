@@ -3,15 +3,7 @@
 
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { processAlive } from '../fsutil/process.js';
 
 export async function acquireRootLock(root: string, onWait?: (holder: number) => void): Promise<() => Promise<void>> {
   await fsp.mkdir(root, { recursive: true });
@@ -34,7 +26,7 @@ export async function acquireRootLock(root: string, onWait?: (holder: number) =>
     const holder = Number(text);
     // An empty file is a lock being written right now, unless it has been empty for a while.
     const beingWritten = text === '' && Date.now() - ((await fsp.stat(file).catch(() => undefined))?.mtimeMs ?? 0) < 5000;
-    if (!beingWritten && (!Number.isInteger(holder) || holder <= 0 || !alive(holder))) {
+    if (!beingWritten && (!Number.isInteger(holder) || holder <= 0 || !processAlive(holder))) {
       // Left by a killed process (or torn while being written): remove it and compete again through
       // the exclusive create above. Two processes taking over the same stale lock in the same
       // instant is the one window this leaves open; Node has no flock(2) to close it.
