@@ -11,9 +11,9 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import {
+  BuildFailure,
   embeddedClient,
   hostPlatform,
-  OUTPUT_TAIL_MARKER,
   parsePlatform,
   type BuildRequest,
   type BuildResult,
@@ -79,7 +79,7 @@ export interface BuildInvocation {
   /** -f as given ("-" is stdin); undefined means CONTEXT/Dockerfile. */
   file?: string;
   /** The request minus what loadRequest reads (context directory, Dockerfile text). */
-  request: Omit<BuildRequest, 'contextDir' | 'dockerfile'>;
+  request: Omit<BuildRequest, 'context' | 'dockerfile'>;
   /** -t names, normalised ("app" -> "docker.io/library/app:latest"). */
   tags: string[];
   progress: ProgressMode;
@@ -303,18 +303,28 @@ export function loadRequest(inv: BuildInvocation, readStdin = () => readFileSync
     throw new UsageError(`unable to prepare context: path ${JSON.stringify(inv.context)} not found`);
   }
   if (!st.isDirectory()) throw new UsageError(`unable to prepare context: ${JSON.stringify(inv.context)} is not a directory`);
-  return { ...inv.request, contextDir, dockerfile: readDockerfile(inv.file, contextDir, readStdin) };
+  return { ...inv.request, context: { type: 'dir', path: contextDir }, dockerfile: readDockerfile(inv.file, contextDir, readStdin) };
 }
 
-function readDockerfile(file: string | undefined, contextDir: string, readStdin: () => string): { name: string; text: string } {
+function readDockerfile(file: string | undefined, contextDir: string, readStdin: () => string): BuildRequest['dockerfile'] {
   if (file === '-') return { name: 'Dockerfile', text: readStdin() };
   const p = file === undefined ? path.join(contextDir, 'Dockerfile') : path.resolve(file);
   try {
-    return { name: file ?? 'Dockerfile', text: readFileSync(p, 'utf8') };
+    return { name: file ?? 'Dockerfile', text: readFileSync(p, 'utf8'), path: p };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(code === 'ENOENT' ? `failed to read Dockerfile: open ${p}: no such file or directory` : `failed to read Dockerfile ${p}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * A failed build's message. A failed RUN's last lines of output are quoted after it unless the
+ * display already showed them in BuildKit's error block (plain, tty).
+ */
+export function formatBuildError(err: unknown, outputShown: boolean): string {
+  if (!(err instanceof BuildFailure)) return err instanceof Error ? err.message : String(err);
+  const { message, outputTail } = err.info;
+  return outputTail && !outputShown ? `${message}\n--- last lines of output ---\n${outputTail}` : message;
 }
 
 export function formatFinding(f: LintFinding): string {
@@ -435,11 +445,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     return 0;
   } catch (err) {
     display.finish();
-    // A failed RUN's error carries the last lines of its output for API callers; the plain and tty
-    // displays have just shown them in BuildKit's block, so they are not repeated here.
-    let message = (err as Error).message;
-    if (display instanceof PlainDisplay || display instanceof TtyDisplay) message = message.split(OUTPUT_TAIL_MARKER)[0]!;
-    io.stderr.write(`ERROR: ${message}\n`);
+    io.stderr.write(`ERROR: ${formatBuildError(err, display instanceof PlainDisplay || display instanceof TtyDisplay)}\n`);
     return abort.signal.aborted ? 130 : 1;
   } finally {
     process.off('SIGINT', onSigint);

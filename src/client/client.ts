@@ -34,5 +34,5 @@ export function embeddedClient(opts: { root?: string } = {}): KilnClient {
 export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
 export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, UsageTotals } from '../server/server.js';
 export { parseDuration, parsePruneFilters, parseSize } from '../server/server.js';
-export type { BuildGraph, CacheFrom, CacheTo, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
-export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../server/api.js';
+export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
+export { BuildFailure, familiarName, familiarString, formatReference, hostPlatform, parsePlatform, parseReference } from '../server/api.js';

@@ -5,3 +5,4 @@ export { PatternMatcher, parseIgnoreFile, IgnorePatternError } from './patterns.
 export type { Pattern, MatchInfo } from './patterns.js';
 export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { relOf, splitPivot, splitWildcards } from './source-paths.js';
+export { directoryContext, preparedContext, type ContextSource } from './source.js';

@@ -1,9 +1,27 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
+import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
 
-export { familiarName, familiarString, formatReference, hostPlatform, OUTPUT_TAIL_MARKER, parsePlatform, parseReference } from '../solver/index.js';
+export { familiarName, familiarString, formatReference, hostPlatform, parsePlatform, parseReference } from '../solver/index.js';
+
+/**
+ * Where the build context comes from. A daemon takes only `synced` from its clients: a `dir` names a
+ * path on the server's host, which only an in-process (embedded) caller may do.
+ */
+export type ContextSpec =
+  /** A directory read in place, its .dockerignore applied (embedded mode). */
+  | { type: 'dir'; path: string }
+  /** A context the client synced to the daemon (already filtered), by identity and upload session. */
+  | { type: 'synced'; id: string; session: string };
+
+/** A failed build, with its details as fields (BuildErrorInfo), so a daemon can send it whole. */
+export class BuildFailure extends Error {
+  constructor(readonly info: BuildErrorInfo) {
+    super(info.message);
+    this.name = 'BuildFailure';
+  }
+}
 
 export type LayerCompression = 'gzip' | 'zstd' | 'uncompressed';
 
@@ -21,8 +39,8 @@ export type OutputSpec =
   | { type: 'tar'; dest: string };
 
 export interface BuildRequest {
-  /** Context directory (embedded mode reads it in place). */
-  contextDir: string;
+  /** The build context (a directory in embedded mode, a synced upload through a daemon). */
+  context: ContextSpec;
   /** The Dockerfile: its display name (for errors), its text, and its host path when it is a file
    * (a `<Dockerfile>.dockerignore` beside it wins over the context's .dockerignore). */
   dockerfile: { name: string; text: string; path?: string };
@@ -67,4 +85,4 @@ export interface BuildResult {
   };
 }
 
-export type { BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent };
+export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent };

@@ -2,8 +2,10 @@
 // It owns one kiln root: the content store, snapshots, image names and the solver that uses them.
 
 import {
+  buildErrorInfo,
   cacheConfigFor,
   defaultRoot,
+  directoryContext,
   exportResult,
   loadImages,
   openRoot,
@@ -11,6 +13,7 @@ import {
   ProgressTracker,
   runImage,
   type Compression,
+  type ContextSource,
   type ExportOutput,
   type ExportResult,
   type ImageRecord,
@@ -21,7 +24,7 @@ import {
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
-import type { BuildRequest, BuildResult, LayerCompression, OutputSpec } from './api.js';
+import { BuildFailure, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
 
 export type { ImageRecord, RunImageOptions };
@@ -54,7 +57,20 @@ export class BuildServer {
     return this.services;
   }
 
-  async build(req: BuildRequest, onProgress: ProgressSink = () => undefined, signal?: AbortSignal): Promise<BuildResult> {
+  /**
+   * Runs one build. Failures reject with a BuildFailure (its details as data). `context` overrides
+   * `req.context` with a source the caller prepared (the daemon's leased copy of a synced upload).
+   */
+  async build(req: BuildRequest, onProgress: ProgressSink = () => undefined, signal?: AbortSignal, opts: { context?: ContextSource } = {}): Promise<BuildResult> {
+    try {
+      return await this.buildOrThrow(req, onProgress, signal, opts.context);
+    } catch (err) {
+      if (err instanceof BuildFailure) throw err;
+      throw new BuildFailure(buildErrorInfo(err, signal?.aborted === true));
+    }
+  }
+
+  private async buildOrThrow(req: BuildRequest, onProgress: ProgressSink, signal: AbortSignal | undefined, source: ContextSource | undefined): Promise<BuildResult> {
     if (req.dryRun) {
       const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
       return { graph, warnings: graph.warnings };
@@ -63,8 +79,8 @@ export class BuildServer {
     const s = await this.open((pid) => progress.message('info', `waiting for another kiln process (pid ${pid}) using ${this.root}`));
     const result = await s.solver.solve(
       {
-        contextDir: req.contextDir,
-        dockerfile: req.dockerfile,
+        context: source ?? contextSource(req),
+        dockerfile: { name: req.dockerfile.name, text: req.dockerfile.text },
         buildArgs: req.buildArgs,
         target: req.target,
         platform: req.platform,
@@ -165,6 +181,12 @@ export class BuildServer {
     this.services = undefined;
     await s?.release();
   }
+}
+
+/** The context a request names, when the caller prepared none: only a directory can be opened here. */
+function contextSource(req: BuildRequest): ContextSource {
+  if (req.context.type !== 'dir') throw new Error(`a ${req.context.type} build context needs the daemon that received it`);
+  return directoryContext(req.context.path, req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {});
 }
 
 function compression(c: LayerCompression | undefined): Compression | undefined {

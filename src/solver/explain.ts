@@ -79,8 +79,8 @@ export class InputsLog {
   constructor(private readonly dir: string) {}
 
   /** A place in a Dockerfile: the context and file, the stage (by name or position) and the step's position in it. */
-  static place(contextDir: string, dockerfile: string, stage: string, position: number): string {
-    return createHash('sha256').update(stableStringify([contextDir, dockerfile, stage, position])).digest('hex');
+  static place(contextIdentity: string, dockerfile: string, stage: string, position: number): string {
+    return createHash('sha256').update(stableStringify([contextIdentity, dockerfile, stage, position])).digest('hex');
   }
 
   async load(place: string): Promise<StepInputs | undefined> {

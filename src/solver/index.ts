@@ -11,7 +11,9 @@ export type { ImageRecord } from '../image/store.js';
 export type { RegistryConfig } from '../image/registry/index.js';
 export { loadImages, runImage, type RunImageOptions } from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
-export { OUTPUT_TAIL_MARKER } from './ops/run.js';
+export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
+export type { ContextSource } from '../context/index.js';
+export { directoryContext, preparedContext } from '../context/index.js';
 export { parsePlatform } from '../frontend/platform.js';
 export type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
 export { hostPlatform } from '../oci/index.js';

@@ -8,7 +8,8 @@ import PQueue from 'p-queue';
 import { checksumEntries, selectEntries, type SelectOptions } from '../cache/checksum.js';
 import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
-import { walkContext, type ContextEntry } from '../context/index.js';
+import type { ContextEntry, ContextSource } from '../context/index.js';
+import { CopyError } from '../fileop/index.js';
 import { DockerfileError } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
@@ -40,8 +41,9 @@ export interface SolverDeps {
 }
 
 export interface SolveRequest {
-  contextDir: string;
-  dockerfile: { name: string; text: string; path?: string };
+  /** Where COPY and bind mounts read the build context (a directory in place, a synced copy...). */
+  context: ContextSource;
+  dockerfile: { name: string; text: string };
   buildArgs: Record<string, string | undefined>;
   target?: string;
   platform?: Platform;
@@ -181,7 +183,7 @@ export class Solver {
     const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, () => {
       if (!entries) {
         const v = progress.start('[internal] load build context');
-        entries = walkContext(req.contextDir, { dockerfile: req.dockerfile.path }).then(
+        entries = req.context.entries().then(
           (e) => (v.done(), e),
           (err) => (v.fail(err), Promise.reject(err)),
         );
@@ -348,7 +350,7 @@ class BuildRun {
       // Without the cache a step gets a fresh name, so it runs and nothing older is reused; what
       // follows gets a fresh key too, since this step's result may now differ from the cached one.
       const name = noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
-      const place = InputsLog.place(this.req.contextDir, this.req.dockerfile.name, stage.name ?? String(stage.index), n);
+      const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stage.name ?? String(stage.index), n);
       const current: StepInputs = { key: stepKey, parentKey: key, parent: n === 2 ? parentWhat : 'step', instruction: step.original, ...inputs };
       const parentSnapshot = snapshot;
       this.held.add(name);
@@ -425,7 +427,7 @@ class BuildRun {
         const entries = await this.contextEntries();
         // Exactly what the copy reads; file digests are memoised under the root across builds.
         const selection = selectEntries(entries, sources, select);
-        return `context:${await checksumEntries(this.req.contextDir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
+        return `context:${await checksumEntries(this.req.context.dir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
       }
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
@@ -438,8 +440,7 @@ class BuildRun {
     const ctx: OpContext = {
       snapshotter: this.deps.snapshotter,
       layout: this.deps.layout,
-      contextDir: this.req.contextDir,
-      dockerfilePath: this.req.dockerfile.path,
+      contextDir: this.req.context.dir,
       contextEntries: this.contextEntries,
       sourceSnapshot: async (from) => {
         const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref));
@@ -471,7 +472,7 @@ class BuildRun {
           return;
       }
     } catch (err) {
-      if (err instanceof StepError || (err as Error).message?.startsWith(`${step.location.file}:`)) throw err;
+      if (err instanceof StepError || (err instanceof CopyError && err.location)) throw err;
       throw new StepError(step.location, `${step.original}: ${(err as Error).message}`, { cause: err });
     }
   }

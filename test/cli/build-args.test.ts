@@ -188,8 +188,8 @@ describe('loadRequest', () => {
 
   it('reads CONTEXT/Dockerfile by default and resolves the context', () => {
     const req = loadRequest(parseBuildArgs([path.join(dir, 'ctx')], {}));
-    expect(req.contextDir).toBe(path.join(dir, 'ctx'));
-    expect(req.dockerfile).toEqual({ name: 'Dockerfile', text: 'FROM scratch\n' });
+    expect(req.context).toEqual({ type: 'dir', path: path.join(dir, 'ctx') });
+    expect(req.dockerfile).toEqual({ name: 'Dockerfile', text: 'FROM scratch\n', path: path.join(dir, 'ctx', 'Dockerfile') });
   });
 
   it('-f reads the named file; -f - reads stdin', () => {

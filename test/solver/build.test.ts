@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BuildFailure } from '../../src/server/api.js';
 import { build, cachedSteps, kilnRoot, makeContext, mountsUnder, ranSteps, server } from './helpers.js';
 
 const cleanup: string[] = [];
@@ -186,7 +187,7 @@ describe('solver: cgroup limits on RUN', () => {
     );
     const srv = server(tracked(kilnRoot()), { pids: 30 });
     try {
-      const b = await build(srv, ctx).catch((e: Error) => ({ logs: e.message }));
+      const b = await build(srv, ctx).catch((e: BuildFailure) => ({ logs: `${e.message}\n${e.info.outputTail ?? ''}` }));
       const forked = Number(/forked=(\d+)/.exec(b.logs)?.[1] ?? '0');
       expect(b.logs).toMatch(/can't fork|Resource temporarily unavailable|forked=/);
       expect(forked).toBeLessThan(30);
@@ -214,11 +215,16 @@ describe('solver: failures leave a usable root', () => {
     try {
       const err = await build(srv, ctx).then(
         () => undefined,
-        (e: Error) => e,
+        (e: unknown) => e,
       );
-      expect(err?.message).toMatch(/^Dockerfile:3: RUN echo about to fail/);
-      expect(err?.message).toContain('exit code: 3');
-      expect(err?.message).toContain('on-stderr');
+      // The details are data (what a daemon sends), not text to parse back out of the message.
+      expect(err).toBeInstanceOf(BuildFailure);
+      const info = (err as BuildFailure).info;
+      expect(info.message).toMatch(/^Dockerfile:3: RUN echo about to fail/);
+      expect(info.message).toContain('exit code: 3');
+      expect(info).toMatchObject({ location: { file: 'Dockerfile', line: 3 }, exitCode: 3 });
+      expect(info.outputTail?.split('\n')).toEqual(['about to fail', 'on-stderr']);
+      expect(info.cancelled).toBeUndefined();
       expect(mountsUnder(root)).toEqual([]);
 
       fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo fine\nRUN echo now it works\n');
@@ -267,7 +273,7 @@ describe('solver: failures leave a usable root', () => {
     const script = `
       import { BuildServer } from ${JSON.stringify(path.resolve('dist/server/server.js'))};
       const s = new BuildServer({ root: ${JSON.stringify(root)} });
-      await s.build({ contextDir: ${JSON.stringify(ctx)}, dockerfile: { name: 'Dockerfile', text: ${JSON.stringify(fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8'))} },
+      await s.build({ context: { type: "dir", path: ${JSON.stringify(ctx)} }, dockerfile: { name: 'Dockerfile', text: ${JSON.stringify(fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8'))} },
         buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false },
         (e) => { if (e.type === 'log') process.stdout.write(e.data); });
     `;

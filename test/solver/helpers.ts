@@ -44,7 +44,7 @@ export async function build(
   const events: ProgressEvent[] = [];
   const result = await srv.build(
     {
-      contextDir,
+      context: { type: 'dir', path: contextDir },
       dockerfile: { name: 'Dockerfile', text },
       buildArgs: {},
       dryRun: false,

@@ -17,7 +17,7 @@ export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | 
     let source: CopySource | undefined;
     if (step.sources.length > 0) {
       if (step.from.kind === 'context') {
-        source = { kind: 'context', dir: ctx.contextDir, entries: await ctx.contextEntries(), dockerfile: ctx.dockerfilePath };
+        source = { kind: 'context', dir: ctx.contextDir, entries: await ctx.contextEntries() };
       } else {
         const snap = await ctx.sourceSnapshot(step.from);
         source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };

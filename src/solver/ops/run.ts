@@ -13,9 +13,6 @@ import { StepError, type OpContext } from './types.js';
 /** Lines of output quoted in the error of a failed RUN. */
 const ERROR_TAIL_LINES = 12;
 
-/** Separates a failed RUN's error from the output it quotes, so a display that showed the output can cut it. */
-export const OUTPUT_TAIL_MARKER = '\n--- last lines of output ---\n';
-
 export async function runStep(step: RunStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
   if (step.security === 'insecure') {
     throw new StepError(step.location, 'RUN --security=insecure is not allowed: kiln grants no security.insecure entitlement');
@@ -47,10 +44,10 @@ export async function runStep(step: RunStep, ctx: OpContext, parent: string | un
     if (result.exitCode !== 0) {
       const tail = result.outputTail.trimEnd().split('\n').slice(-ERROR_TAIL_LINES).join('\n');
       const shown = step.shellForm ? JSON.stringify(step.args.join(' ')) : JSON.stringify(step.args);
-      throw new StepError(
-        step.location,
-        `${step.original}: process ${shown} did not complete successfully: exit code: ${result.exitCode}` + (tail ? `${OUTPUT_TAIL_MARKER}${tail}` : ''),
-      );
+      throw new StepError(step.location, `${step.original}: process ${shown} did not complete successfully: exit code: ${result.exitCode}`, {
+        exitCode: result.exitCode,
+        outputTail: tail || undefined,
+      });
     }
   });
 }

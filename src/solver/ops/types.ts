@@ -9,9 +9,8 @@ import type { RootLayout } from '../state-root.js';
 export interface OpContext {
   snapshotter: Snapshotter;
   layout: RootLayout;
+  /** Host directory of the build context (see ContextSource). */
   contextDir: string;
-  /** Host path of the Dockerfile when it is a file (it may name a <Dockerfile>.dockerignore). */
-  dockerfilePath?: string;
   /** The context as the .dockerignore lets it through; walked once per build. */
   contextEntries(): Promise<ContextEntry[]>;
   /** Committed snapshot for a `--from` / `from=` source (undefined: empty, e.g. scratch). */
@@ -26,14 +25,23 @@ export interface OpContext {
   log(stream: 'stdout' | 'stderr', chunk: Buffer): void;
 }
 
-/** A step that failed; the message starts with the Dockerfile location, as every kiln build error does. */
+/**
+ * A step that failed; the message starts with the Dockerfile location, as every kiln build error
+ * does. What a caller may want to show separately (a RUN's exit code and last lines of output) are
+ * fields, never text to parse back out of the message.
+ */
 export class StepError extends Error {
+  readonly exitCode?: number;
+  readonly outputTail?: string;
+
   constructor(
     readonly location: SourceLocation,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; exitCode?: number; outputTail?: string },
   ) {
-    super(`${location.file}:${location.line}: ${message}`, options);
+    super(`${location.file}:${location.line}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StepError';
+    if (options?.exitCode !== undefined) this.exitCode = options.exitCode;
+    if (options?.outputTail) this.outputTail = options.outputTail;
   }
 }

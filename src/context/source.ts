@@ -1,0 +1,39 @@
+// A build context as the solver reads it: a directory on this host and the entries a COPY may see.
+// Embedded mode reads the user's directory in place (its .dockerignore applied by the walk); the
+// daemon reads the copy a client synced (already filtered on the client's side) or a tar it
+// extracted. The solver sees only this interface, never where the files came from, as BuildKit's
+// solver reads its context through a source rather than a host path.
+
+import { walkContext, type ContextEntry } from './walk.js';
+
+export interface ContextSource {
+  /** Directory on this host holding the context's files, read in place. */
+  readonly dir: string;
+  /**
+   * Stable name of the context across builds (per-context records such as the inputs a step saw
+   * last time are keyed by it): the directory in embedded mode, the client's identity in a daemon.
+   */
+  readonly identity: string;
+  /** The entries a COPY may see, in walk order. Walks on every call: callers memoise per build. */
+  entries(): Promise<ContextEntry[]>;
+}
+
+/**
+ * A directory read in place, with its .dockerignore (or `<Dockerfile>.dockerignore` beside the
+ * Dockerfile at `dockerfile`) applied.
+ */
+export function directoryContext(dir: string, opts: { dockerfile?: string; identity?: string } = {}): ContextSource {
+  return {
+    dir,
+    identity: opts.identity ?? dir,
+    entries: () => walkContext(dir, opts.dockerfile ? { dockerfile: opts.dockerfile } : {}),
+  };
+}
+
+/**
+ * A directory whose content was already filtered where it came from (a client's synced upload):
+ * every file in it is part of the context, its .dockerignore included, so no ignore rules apply.
+ */
+export function preparedContext(dir: string, identity: string): ContextSource {
+  return { dir, identity, entries: () => walkContext(dir, { excludes: [] }) };
+}
