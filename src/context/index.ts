@@ -6,4 +6,5 @@ export type { Pattern, MatchInfo } from './patterns.js';
 export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { relOf, splitPivot, splitWildcards } from './source-paths.js';
 export { directoryContext, preparedContext, type ContextSource } from './source.js';
+export { syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
 export { extractContextTar, cleanEntryPath, safeTreePath, writeNewFile, setDirMeta, type TarContextLimits } from './tar-extract.js';

@@ -1,0 +1,168 @@
+// The client half of the incremental context upload. The protocol, in two steps:
+//
+//  1. The client sends the list of the context's entries (syncEntries): paths, types, modes, sizes,
+//     mtimes, link targets, hard links, and for each file a change stamp. The daemon compares it with
+//     the list it kept from the previous upload and answers with the files it wants
+//     (server/contexts.ts, KeptContexts lease.plan()).
+//  2. The client sends a tar holding exactly those files (writeWantedTar); the daemon applies the
+//     whole list to its kept copy (lease.receive()).
+//
+// Hard links travel only in the list: their content is never sent, the daemon links them to their
+// target after the target is in place. Symlinks travel in the list as their target text. Owners are
+// not sent (a build context has none, as in BuildKit).
+
+import { constants as fsc, type BigIntStats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { ContextError, type ContextEntry } from './walk.js';
+
+export interface SyncEntry {
+  /** Slash-separated, relative, as ContextEntry.path. */
+  path: string;
+  type: 'file' | 'dir' | 'symlink';
+  /** st_mode & 07777. */
+  mode: number;
+  /** Bytes for files, 0 otherwise. */
+  size: number;
+  /** Kept on the daemon's copy (files keep the client's mtime). */
+  mtimeMs: number;
+  /**
+   * The client's change stamp for files: `${dev}:${ino}:${ctimeNs}:${mtimeNs}:${size}` from a bigint
+   * lstat. A file whose stamp differs from the kept one is sent again: ctime and inode catch a
+   * same-size rewrite whose mtime was put back, which size+mtime alone would miss.
+   */
+  stamp?: string;
+  /** Symlinks travel as links, target text unresolved. */
+  linkTarget?: string;
+  /** An earlier entry's path with the same inode (created as a hard link, content never sent). */
+  hardlinkTo?: string;
+}
+
+/** Milliseconds with the fraction kept, from nanoseconds, without losing precision in a double first. */
+function nsToMs(ns: bigint): number {
+  return Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6;
+}
+
+/**
+ * From walked ContextEntry[] (already filtered, maybe narrowed further by the caller) to the list
+ * sent first. Files are lstat'ed again with bigint precision for their stamp (size and mtime come
+ * from that same lstat, so the three agree). Hard links are recomputed here from the inodes rather
+ * than taken from the walk, so a link whose first name the caller narrowed away is sent as content.
+ */
+export async function syncEntries(contextDir: string, entries: ContextEntry[]): Promise<SyncEntry[]> {
+  const out: SyncEntry[] = [];
+  const firstOfInode = new Map<string, string>();
+  for (const e of entries) {
+    if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink') {
+      throw new ContextError(`build context: ${e.path} is a ${e.type}: special files cannot be sent`, e.path);
+    }
+    if (e.type !== 'file') {
+      const s: SyncEntry = { path: e.path, type: e.type, mode: e.mode, size: 0, mtimeMs: e.mtimeMs };
+      if (e.type === 'symlink') s.linkTarget = e.linkTarget ?? '';
+      out.push(s);
+      continue;
+    }
+    let st: BigIntStats;
+    try {
+      st = await fsp.lstat(path.join(contextDir, e.path), { bigint: true });
+    } catch (err) {
+      throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
+    }
+    if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being read: it is no longer a file`, e.path);
+    const s: SyncEntry = { path: e.path, type: 'file', mode: Number(st.mode & 0o7777n), size: Number(st.size), mtimeMs: nsToMs(st.mtimeNs) };
+    const inode = `${st.dev}:${st.ino}`;
+    const first = st.nlink > 1n ? firstOfInode.get(inode) : undefined;
+    if (first !== undefined) {
+      s.hardlinkTo = first;
+    } else {
+      if (st.nlink > 1n) firstOfInode.set(inode, e.path);
+      s.stamp = `${st.dev}:${st.ino}:${st.ctimeNs}:${st.mtimeNs}:${st.size}`;
+    }
+    out.push(s);
+  }
+  return out;
+}
+
+/**
+ * Writes a tar of exactly the `wanted` files to `out` (and ends it). Contents are streamed from disk
+ * with backpressure, so memory stays flat whatever the file sizes. A file whose size differs from
+ * the list (it changed since syncEntries) fails the upload naming it: the daemon checks each entry
+ * against the size it planned, and a silently different file would be a wrong build.
+ */
+export async function writeWantedTar(contextDir: string, entries: SyncEntry[], wanted: string[], out: NodeJS.WritableStream): Promise<{ files: number; bytes: number }> {
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+  const pack = tar.pack();
+  // tar-stream's pack is a streamx stream; Readable.from makes it a plain Node one for pipeline.
+  const sending = pipeline(Readable.from(pack, { objectMode: false }), out as NodeJS.WritableStream & NodeJS.EventEmitter);
+  // When the receiver goes away, stop waiting for 'drain' on the entry being written.
+  const stop = new AbortController();
+  sending.catch(() => stop.abort());
+
+  let files = 0;
+  let bytes = 0;
+  const adding = (async () => {
+    for (const p of wanted) {
+      const e = byPath.get(p);
+      if (e === undefined || e.type !== 'file' || e.hardlinkTo !== undefined) {
+        throw new ContextError(`build context: ${p} was asked for, but it is not a file whose content the list carries`, p);
+      }
+      bytes += await addFile(pack, contextDir, e, stop.signal);
+      files++;
+    }
+    pack.finalize();
+  })();
+  try {
+    await adding;
+  } catch (err) {
+    pack.destroy(err as Error); // ends `out` with an error, so the receiver sees a broken upload
+    const sendErr = await sending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // When the receiver failed first, its error is the cause; our abort is only the consequence.
+    throw stop.signal.aborted && sendErr !== undefined ? sendErr : err;
+  }
+  await sending;
+  return { files, bytes };
+}
+
+async function addFile(pack: tar.Pack, contextDir: string, e: SyncEntry, signal: AbortSignal): Promise<number> {
+  const changed = (read: number | string) =>
+    new ContextError(`build context: ${e.path} changed size while being sent (listed as ${e.size} bytes, found ${read})`, e.path);
+  let fh: fsp.FileHandle;
+  try {
+    // O_NOFOLLOW: if the file was replaced by a link since the walk, do not send what it points at.
+    fh = await fsp.open(path.join(contextDir, e.path), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    throw new ContextError(`build context: cannot open ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being sent: it is no longer a file`, e.path);
+    if (st.size !== e.size) throw changed(st.size);
+
+    let settle!: (err?: Error | null) => void;
+    const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+    done.catch(() => {}); // observed below; do not let an early rejection go unhandled
+    const entry = pack.entry({ name: e.path, type: 'file', size: e.size, mode: e.mode, mtime: new Date(e.mtimeMs) }, (err) => settle(err));
+    // A destroyed pack destroys the entry with the receiver's error; `done` reports it, and an unheard
+    // 'error' event would crash the process.
+    entry.on('error', () => {});
+    let read = 0;
+    for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 256 * 1024 })) {
+      read += (chunk as Buffer).length;
+      if (read > e.size) throw changed(`at least ${read}`);
+      if (!entry.write(chunk)) await once(entry as unknown as NodeJS.EventEmitter, 'drain', { signal });
+    }
+    if (read !== e.size) throw changed(read);
+    (entry as unknown as NodeJS.WritableStream).end();
+    await done;
+    return read;
+  } finally {
+    await fh.close();
+  }
+}
