@@ -19,7 +19,8 @@
  * --mount=type=cache directories; `image` (content of named images), `metadata` and `tmp` are
  * counted so the totals add up to the disk used, but are never build cache to prune.
  */
-export type RecordType = 'regular' | 'internal' | 'exec.cachemount' | 'image' | 'metadata' | 'tmp';
+/** BuildKit's record types; `source.local` is a build context a daemon keeps for incremental uploads. */
+export type RecordType = 'regular' | 'internal' | 'exec.cachemount' | 'image' | 'metadata' | 'tmp' | 'source.local';
 
 export interface CacheRecord {
   id: string;

@@ -12,7 +12,6 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import {
   BuildFailure,
-  embeddedClient,
   hostPlatform,
   parsePlatform,
   type BuildRequest,
@@ -24,6 +23,7 @@ import {
   type Platform,
   type ProgressEvent,
 } from '../client/client.js';
+import { connect } from '../client/connect.js';
 import { normalizeImageName, resolveOutputs, splitCsv, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
@@ -68,6 +68,10 @@ Options:
       --progress MODE        auto, tty, plain, rawjson or quiet (default: auto, or $BUILDKIT_PROGRESS)
       --dry-run              Print the step graph as JSON and exit; run nothing
       --root DIR             kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
+      --addr ADDR            Build on this kiln daemon: unix:///path.sock or tcp://HOST:PORT
+                             (default: $KILN_HOST; else the daemon on unix:///run/kiln/kiln.sock
+                             when one answers; else in this process)
+      --tlscacert, --tlscert, --tlskey FILE   TLS for a tcp:// daemon
   -h, --help                 This help
 `;
 
@@ -410,7 +414,15 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
   };
   process.on('SIGINT', onSigint);
 
-  const client: BuildClient = io.client ? io.client() : embeddedClient(inv.root !== undefined ? { root: path.resolve(inv.root) } : {});
+  let client: BuildClient;
+  try {
+    client = io.client ? io.client() : await connect({ root: inv.root !== undefined ? path.resolve(inv.root) : undefined, env: io.env });
+  } catch (err) {
+    process.off('SIGINT', onSigint);
+    await stdoutOutput.cleanup();
+    io.stderr.write(`kiln build: ${(err as Error).message}\n`);
+    return 1;
+  }
   try {
     const result = await client.build(request, (e) => display.event(e), abort.signal);
     display.finish();

@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import { humanSize as humanSizeWithPrecision } from './units.js';
 import { parseArgs } from 'node:util';
-import { embeddedClient, type CacheRecord, type DiskUsage } from '../client/client.js';
+import { type CacheRecord, type DiskUsage } from '../client/client.js';
+import { connect } from '../client/connect.js';
 import { formatTable, humanDuration } from './images.js';
 import type { OutStream } from './progress/types.js';
 
@@ -89,6 +90,7 @@ export function renderDiskUsage(du: DiskUsage, opts: { verbose: boolean; now: Da
 interface Io {
   stdout: OutStream;
   stderr: OutStream;
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function duCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
@@ -111,7 +113,7 @@ export async function duCommand(argv: string[], io: Io = { stdout: process.stdou
     io.stderr.write(`kiln du: invalid argument "" for "--root" flag: empty value\nSee 'kiln du --help'.\n`);
     return 1;
   }
-  const client = embeddedClient(values.root !== undefined ? { root: path.resolve(values.root) } : {});
+  const client = await connect({ root: values.root !== undefined ? path.resolve(values.root) : undefined, env: io.env ?? process.env });
   try {
     io.stdout.write(renderDiskUsage(await client.diskUsage(), { verbose: values.verbose ?? false, now: new Date() }));
     return 0;

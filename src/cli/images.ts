@@ -3,7 +3,8 @@
 
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { embeddedClient, type ImageRecord } from '../client/client.js';
+import { type ImageRecord } from '../client/client.js';
+import { connect } from '../client/connect.js';
 import { familiarName, parseReference } from '../client/client.js';
 import type { OutStream } from './progress/types.js';
 import { humanSize as humanSizeWithPrecision } from './units.js';
@@ -184,7 +185,7 @@ export async function imagesCommand(argv: string[], io: { stdout: OutStream; std
     return 0;
   }
   if (opts.root !== undefined) io.env.KILN_ROOT = path.resolve(opts.root);
-  const client = embeddedClient(opts.root !== undefined ? { root: path.resolve(opts.root) } : {});
+  const client = await connect({ root: opts.root !== undefined ? path.resolve(opts.root) : undefined, env: io.env });
   try {
     const records = await client.listImages();
     io.stdout.write(renderImages(records, { ...opts, now: new Date() }));

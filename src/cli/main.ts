@@ -2,8 +2,7 @@
 // kiln's command line. Kept import-light at the top so `kiln --version` starts fast: every command
 // loads what it needs with a dynamic import.
 
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { kilnVersion } from './version.js';
 
 const USAGE = `Usage: kiln [--root DIR] [--version] <command> [options]
 
@@ -12,12 +11,16 @@ Commands:
   images [options]          List the images in kiln's image store
   load -i PATH [-t NAME]    Load an OCI image layout (directory or tarball) into the store
   run IMAGE [COMMAND...]    Run an image from the store in a throw-away container
+  daemon [options]          Serve builds to clients (kiln build --addr, KILN_HOST, the default socket)
   du [--verbose]            Show the disk usage of kiln's root
   prune [options]           Remove build cache
   version                   Print the version
 
 Global options:
   --root DIR                kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
+  --addr ADDR               The kiln daemon to use (default: $KILN_HOST, else the daemon on
+                            unix:///run/kiln/kiln.sock when one answers, else none: embedded)
+  --tlscacert/--tlscert/--tlskey FILE   TLS to a tcp:// daemon (or $KILN_TLS_CACERT, ...)
   -v, --version             Print the version
   -h, --help                This help
 
@@ -27,9 +30,37 @@ Run 'kiln COMMAND --help' for a command's options.`;
 // thread pool (4 threads unless told otherwise). It is sized once, on first use, so set it here.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-export function kilnVersion(): string {
-  const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
-  return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
+export { kilnVersion };
+
+/** Flags that say which daemon to talk to, and the environment variables they set. */
+const CONNECTION_FLAGS: Record<string, string> = { '--addr': 'KILN_HOST', '--tlscacert': 'KILN_TLS_CACERT', '--tlscert': 'KILN_TLS_CERT', '--tlskey': 'KILN_TLS_KEY' };
+/** Commands that talk to a daemon when one is named; they take the connection flags anywhere. */
+const CLIENT_COMMANDS = new Set(['build', 'images', 'du', 'prune']);
+
+/**
+ * Takes the connection flags (`--addr ADDR`, `--addr=ADDR`, TLS files) out of a client command's
+ * arguments, before any "--", and puts them in the environment as KILN_HOST and friends.
+ */
+function takeConnectionFlags(args: string[]): string[] | string {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const eq = a.indexOf('=');
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const variable = CONNECTION_FLAGS[flag];
+    if (!variable) {
+      out.push(a);
+      continue;
+    }
+    const value = eq > 0 ? a.slice(eq + 1) : args[++i];
+    if (value === undefined || value === '') return `flag needs an argument: ${flag}`;
+    process.env[variable] = value;
+  }
+  return out;
 }
 
 /** `--root DIR` / `--root=DIR` before the command: the state root for whatever command follows. */
@@ -53,7 +84,25 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`kiln: ${args}\n\n${USAGE}\n`);
     return 1;
   }
-  const [command, ...rest] = args;
+  let [command, ...rest] = args;
+  // Connection flags may also come before the command: `kiln --addr tcp://h:1234 build .`.
+  while (command !== undefined && CONNECTION_FLAGS[command.split('=')[0]!]) {
+    const taken = takeConnectionFlags(args.slice(0, command.includes('=') ? 1 : 2));
+    if (typeof taken === 'string') {
+      process.stderr.write(`kiln: ${taken}\n\n${USAGE}\n`);
+      return 1;
+    }
+    args.splice(0, command.includes('=') ? 1 : 2);
+    [command, ...rest] = args;
+  }
+  if (command !== undefined && CLIENT_COMMANDS.has(command)) {
+    const taken = takeConnectionFlags(rest);
+    if (typeof taken === 'string') {
+      process.stderr.write(`kiln ${command}: ${taken}\n`);
+      return 1;
+    }
+    rest = taken;
+  }
   switch (command) {
     case '--version':
     case '-v':
@@ -81,6 +130,10 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const { runCommand } = await import('./load-run.js');
       return runCommand(rest);
+    }
+    case 'daemon': {
+      const { daemonCommand } = await import('./daemon.js');
+      return daemonCommand(rest);
     }
     case 'du': {
       const { duCommand } = await import('./du.js');

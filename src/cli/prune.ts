@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { embeddedClient, parsePruneFilters, parseSize, type PruneOptions, type PruneReport } from '../client/client.js';
+import { parsePruneFilters, parseSize, type PruneOptions, type PruneReport } from '../client/client.js';
+import { connect } from '../client/connect.js';
 import { humanSize } from './du.js';
 import type { OutStream } from './progress/types.js';
 
@@ -32,6 +33,7 @@ interface Io {
   stdout: OutStream;
   stderr: OutStream;
   stdin: NodeJS.ReadableStream;
+  env?: NodeJS.ProcessEnv;
 }
 
 export function parsePruneArgs(argv: string[]): PruneOptions & { force: boolean; root?: string; help: boolean } {
@@ -101,7 +103,7 @@ export async function pruneCommand(argv: string[], io: Io = { stdout: process.st
     return 0;
   }
   const { force: _f, root, help: _h, ...pruneOpts } = opts;
-  const client = embeddedClient(root !== undefined ? { root: path.resolve(root) } : {});
+  const client = await connect({ root: root !== undefined ? path.resolve(root) : undefined, env: io.env ?? process.env });
   try {
     io.stdout.write(renderPruneReport(await client.prune(pruneOpts)));
     return 0;

@@ -16,6 +16,11 @@ export interface ContextSource {
   readonly identity: string;
   /** The entries a COPY may see, in walk order. Walks on every call: callers memoise per build. */
   entries(): Promise<ContextEntry[]>;
+  /**
+   * Whether loading it is worth a progress line of its own. A synced copy's client already showed
+   * "[internal] load build context" with what it transferred; a second one would only confuse.
+   */
+  readonly quiet?: boolean;
 }
 
 /**
@@ -35,5 +40,5 @@ export function directoryContext(dir: string, opts: { dockerfile?: string; ident
  * every file in it is part of the context, its .dockerignore included, so no ignore rules apply.
  */
 export function preparedContext(dir: string, identity: string): ContextSource {
-  return { dir, identity, entries: () => walkContext(dir, { excludes: [] }) };
+  return { dir, identity, quiet: true, entries: () => walkContext(dir, { excludes: [] }) };
 }

@@ -4,6 +4,9 @@
 import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
 
 export { familiarName, familiarString, formatReference, hostPlatform, parsePlatform, parseReference } from '../solver/index.js';
+// The client's half of a daemon build: plan locally to know what of the context to send, then
+// write the outputs that come back.
+export { buildErrorInfo, contextUsage, extractArchive, loadIntoDocker, planBuild, walkContext } from '../solver/index.js';
 
 /**
  * Where the build context comes from. A daemon takes only `synced` from its clients: a `dir` names a
@@ -86,3 +89,33 @@ export interface BuildResult {
 }
 
 export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent };
+
+/**
+ * The outputs a daemon hands back to its client, in the order it numbers them: a file for each
+ * `dest` (written there as is), a directory export (sent as a tarball, unpacked at `dest`), and a
+ * docker archive for each --load (loaded into the client's Docker). Both sides derive the numbering
+ * from the request with this one function.
+ */
+export type ClientOutputTarget = { kind: 'file'; dest: string } | { kind: 'local'; dest: string } | { kind: 'load' };
+
+export function clientOutputTargets(outputs: readonly OutputSpec[]): { target: ClientOutputTarget; output: OutputSpec }[] {
+  const out: { target: ClientOutputTarget; output: OutputSpec }[] = [];
+  for (const o of outputs) {
+    switch (o.type) {
+      case 'image':
+        break;
+      case 'docker':
+        if (o.dest !== undefined) out.push({ target: { kind: 'file', dest: o.dest }, output: o });
+        if (o.load) out.push({ target: { kind: 'load' }, output: o });
+        break;
+      case 'oci':
+      case 'tar':
+        out.push({ target: { kind: 'file', dest: o.dest }, output: o });
+        break;
+      case 'local':
+        out.push({ target: { kind: 'local', dest: o.dest }, output: o });
+        break;
+    }
+  }
+  return out;
+}

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { RegistryConfig } from '../solver/index.js';
-import { parseSize, type GcPolicy } from '../solver/gc.js';
+import { parseDuration, parseSize, type GcPolicy } from '../solver/gc.js';
 
 export interface KilnConfig {
   registry: RegistryConfig;
@@ -17,7 +17,37 @@ export interface KilnConfig {
    * when neither is set: a root's cache is only pruned when asked.
    */
   gc?: GcPolicy;
+  /** What `kiln daemon` enforces; embedded mode ignores it. */
+  daemon: DaemonLimits;
 }
+
+/** The limits a shared service needs; every one is a key of daemon.json. */
+export interface DaemonLimits {
+  /** Builds that run at once; the rest wait in line, first in first out per client. */
+  maxConcurrentBuilds: number;
+  /** Bytes of files one build context may hold. */
+  maxContextBytes: number;
+  /** Bytes of a JSON request body (a build request, a context's file list). */
+  maxRequestBodyBytes: number;
+  /** Bytes of a request's headers (Node's http maxHeaderSize). */
+  maxHeaderBytes: number;
+  /** Context uploads received at once; more are refused with 429 until one ends. */
+  maxConcurrentUploads: number;
+  /** A build running longer than this is cancelled (0: no limit). */
+  buildTimeoutMs: number;
+  /** On SIGTERM, how long running builds may go on before they are cancelled. */
+  shutdownGraceMs: number;
+}
+
+const DEFAULT_DAEMON: DaemonLimits = {
+  maxConcurrentBuilds: 8,
+  maxContextBytes: 8 * 1024 ** 3,
+  maxRequestBodyBytes: 64 * 1024 ** 2,
+  maxHeaderBytes: 16 * 1024,
+  maxConcurrentUploads: 8,
+  buildTimeoutMs: 0,
+  shutdownGraceMs: 30_000,
+};
 
 /** A fork bomb in one RUN must not take the machine (or a shared daemon) down with it. */
 const DEFAULT_PIDS_LIMIT = 16384;
@@ -51,6 +81,47 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     registry: { mirrors: strings('registry-mirrors'), insecureRegistries: strings('insecure-registries') },
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
     runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
+    daemon: daemonLimits(raw, file, positive),
+  };
+}
+
+function daemonLimits(raw: Record<string, unknown>, file: string, positive: (key: string) => number | undefined): DaemonLimits {
+  // Sizes as "8GB" or bytes, durations as "30s"/"1h" or milliseconds, as the gc keys take them.
+  const size = (key: string): number | undefined => {
+    const v = raw[key];
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+    if (typeof v === 'string') {
+      try {
+        const n = parseSize(v);
+        if (n > 0) return n;
+      } catch {
+        /* reported below */
+      }
+    }
+    throw new Error(`kiln config ${file}: "${key}" must be a size such as "8GB" or a positive number of bytes`);
+  };
+  const duration = (key: string): number | undefined => {
+    const v = raw[key];
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+    if (typeof v === 'string') {
+      try {
+        return parseDuration(v);
+      } catch {
+        /* reported below */
+      }
+    }
+    throw new Error(`kiln config ${file}: "${key}" must be a duration such as "30s" or "1h", or milliseconds`);
+  };
+  return {
+    maxConcurrentBuilds: positive('max-concurrent-builds') ?? DEFAULT_DAEMON.maxConcurrentBuilds,
+    maxContextBytes: size('max-context-size') ?? DEFAULT_DAEMON.maxContextBytes,
+    maxRequestBodyBytes: size('max-request-body-size') ?? DEFAULT_DAEMON.maxRequestBodyBytes,
+    maxHeaderBytes: size('max-header-size') ?? DEFAULT_DAEMON.maxHeaderBytes,
+    maxConcurrentUploads: positive('max-concurrent-uploads') ?? DEFAULT_DAEMON.maxConcurrentUploads,
+    buildTimeoutMs: duration('build-timeout') ?? DEFAULT_DAEMON.buildTimeoutMs,
+    shutdownGraceMs: duration('shutdown-grace') ?? DEFAULT_DAEMON.shutdownGraceMs,
   };
 }
 

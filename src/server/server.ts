@@ -30,7 +30,7 @@ import { loadConfig, type KilnConfig } from './config.js';
 export type { ImageRecord, RunImageOptions };
 export type { DiskUsage, PruneOptions, PruneReport };
 export type { CacheRecord, RecordType, UsageTotals } from '../solver/gc.js';
-export { parseDuration, parsePruneFilters, parseSize } from '../solver/gc.js';
+export { parseDuration, parsePruneFilters, parseSize, summarize } from '../solver/gc.js';
 
 export interface ServerOptions {
   root?: string;
@@ -47,10 +47,18 @@ export class BuildServer {
 
   private config?: KilnConfig;
 
-  private open(onWait?: (pid: number) => void): Promise<RootServices> {
+  /**
+   * Opens the root now rather than on first use, failing at once (RootBusyError) when another
+   * process holds it: what a daemon does at start, so a second daemon on a root refuses to start.
+   */
+  async start(): Promise<void> {
+    await this.open(undefined, true);
+  }
+
+  private open(onWait?: (pid: number) => void, noWait = false): Promise<RootServices> {
     this.services ??= (async () => {
       const config = (this.config = this.opts.config ?? loadConfig());
-      return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, runLimits: config.runLimits, onWait });
+      return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, runLimits: config.runLimits, onWait, noWait });
     })();
     // A failed open (bad config, unusable root) is retried by the next call rather than remembered.
     this.services.catch(() => (this.services = undefined));

@@ -1,8 +1,10 @@
 // The solver room's face to the server: opening a root, solving, exporting, and the types they take.
 export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
+export { RootBusyError } from './root-lock.js';
 export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } from './export.js';
 export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';
 export { planBuild } from './plan.js';
+export { contextUsage } from './context-usage.js';
 export type { SolveResult } from './solver.js';
 export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
 export { defaultRoot } from './state-root.js';
@@ -12,8 +14,11 @@ export type { RegistryConfig } from '../image/registry/index.js';
 export { loadImages, runImage, type RunImageOptions } from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
 export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
-export type { ContextSource } from '../context/index.js';
-export { directoryContext, preparedContext } from '../context/index.js';
+export type { ContextEntry, ContextSource } from '../context/index.js';
+export { directoryContext, preparedContext, walkContext } from '../context/index.js';
+// What a daemon's client does on its own side with what comes back: unpack a directory export, --load.
+export { extractTar as extractArchive } from '../fileop/index.js';
+export { loadIntoDocker } from '../image/exporter/docker-load.js';
 export { parsePlatform } from '../frontend/platform.js';
 export type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
 export { hostPlatform } from '../oci/index.js';

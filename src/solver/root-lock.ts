@@ -5,7 +5,22 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { processAlive } from '../fsutil/process.js';
 
-export async function acquireRootLock(root: string, onWait?: (holder: number) => void): Promise<() => Promise<void>> {
+/** The root is held by another live kiln process and the caller chose not to wait (a daemon). */
+export class RootBusyError extends Error {
+  constructor(
+    readonly root: string,
+    readonly holder: number,
+  ) {
+    super(`kiln root ${root} is in use by another kiln process (pid ${holder}); one daemon or build owns a root at a time`);
+    this.name = 'RootBusyError';
+  }
+}
+
+/**
+ * Takes the root's lock. With `onWait` a live holder is waited for (embedded builds queue behind each
+ * other); with `wait: false` it is an immediate RootBusyError (a second daemon must not wait forever).
+ */
+export async function acquireRootLock(root: string, onWait?: ((holder: number) => void) | { wait: false }): Promise<() => Promise<void>> {
   await fsp.mkdir(root, { recursive: true });
   const file = path.join(root, 'kiln.lock');
   let told = false;
@@ -33,6 +48,7 @@ export async function acquireRootLock(root: string, onWait?: (holder: number) =>
       await fsp.rm(file, { force: true });
       continue;
     }
+    if (typeof onWait === 'object') throw new RootBusyError(root, holder);
     if (!told) {
       onWait?.(holder);
       told = true;

@@ -29,11 +29,13 @@ export interface OpenRootOptions {
   runLimits?: ExecLimits;
   /** Called once when another live process holds the root and we wait for it. */
   onWait?: (pid: number) => void;
+  /** Fail with RootBusyError instead of waiting when another live process holds the root. */
+  noWait?: boolean;
 }
 
 export async function openRoot(root: string, opts: OpenRootOptions): Promise<RootServices> {
   const layout = rootLayout(root);
-  const release = await acquireRootLock(layout.root, opts.onWait);
+  const release = await acquireRootLock(layout.root, opts.noWait ? { wait: false } : opts.onWait);
   try {
     await fsp.mkdir(layout.tmp, { recursive: true });
     // Order matters: containers hold mounts, mounts hold snapshots.

@@ -182,10 +182,10 @@ export class Solver {
     let entries: Promise<ContextEntry[]> | undefined;
     const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, () => {
       if (!entries) {
-        const v = progress.start('[internal] load build context');
+        const v = req.context.quiet ? undefined : progress.start('[internal] load build context');
         entries = req.context.entries().then(
-          (e) => (v.done(), e),
-          (err) => (v.fail(err), Promise.reject(err)),
+          (e) => (v?.done(), e),
+          (err) => (v?.fail(err), Promise.reject(err)),
         );
       }
       return entries;

@@ -1,0 +1,200 @@
+// The second KilnClient: a kiln daemon over HTTP (docs/api.md). A build syncs the context first
+// (only what the build's stages can read, only what the daemon lacks), then streams the build's
+// progress, and writes the outputs that have a destination here, on the client's side, as buildx does.
+
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { syncEntries, writeWantedTar } from '../context/sync.js';
+import {
+  BuildFailure,
+  buildErrorInfo,
+  clientOutputTargets,
+  contextUsage,
+  extractArchive,
+  loadIntoDocker,
+  planBuild,
+  walkContext,
+  type BuildErrorInfo,
+  type BuildRequest,
+  type BuildResult,
+  type ProgressEvent,
+} from '../server/api.js';
+import { BuildServer, type DiskUsage, type ImageRecord, type PruneOptions, type PruneReport } from '../server/server.js';
+import type { KilnClient } from './client.js';
+import { call, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
+
+type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
+type StreamLine = ProgressEvent | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
+
+export function remoteClient(ep: Endpoint): KilnClient {
+  return {
+    build: (req, onProgress = () => undefined, signal) => remoteBuild(ep, req, onProgress, signal),
+    listImages: async () => (await call<{ images: ImageRecord[] }>(ep, 'GET', '/v1/images')).images,
+    loadImages: async () => {
+      throw new Error(`kiln load is not available through a daemon (${ep.text}) yet: run it on the daemon's host with --root`);
+    },
+    runImage: async () => {
+      throw new Error(`kiln run is not available through a daemon (${ep.text}) yet: run it on the daemon's host with --root`);
+    },
+    diskUsage: () => call<DiskUsage>(ep, 'GET', '/v1/du'),
+    prune: (opts: PruneOptions) => call<PruneReport>(ep, 'POST', '/v1/prune', { all: opts.all, keepStorage: opts.keepStorage, unusedForMs: opts.unusedForMs }),
+    close: async () => undefined,
+  };
+}
+
+async function remoteBuild(ep: Endpoint, req: BuildRequest, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult> {
+  // Translating needs no daemon: a dry run is answered here, as embedded mode would.
+  if (req.dryRun) return new BuildServer().build(req, onProgress, signal);
+  if (req.context.type !== 'dir') throw new Error('a remote build reads its context from a directory on this host');
+  // Vertex numbers: the client's own first, then the daemon's, shifted past them.
+  const shift = 1;
+  const session = await syncContext(ep, req, req.context.path, onProgress, signal);
+  const { path: _hostPath, ...dockerfile } = req.dockerfile;
+  const body = { ...req, dockerfile, context: { type: 'synced', id: session.id, session: session.session } };
+  let res;
+  try {
+    res = await send(ep, 'POST', '/v1/builds', { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', signal });
+  } catch (err) {
+    await dropSession(ep, session);
+    throw err;
+  }
+  if ((res.statusCode ?? 500) >= 400) {
+    await dropSession(ep, session);
+    throw daemonError(res.statusCode ?? 500, (await readAll(res)).toString('utf8'));
+  }
+  let outcome: StreamLine | undefined;
+  try {
+    for await (const raw of jsonLines(res)) {
+      const line = raw as StreamLine;
+      if (line.type === 'vertex' || line.type === 'log') onProgress({ ...line, id: line.id + shift });
+      else if (line.type === 'message') onProgress(line);
+      else if (line.type === 'result' || line.type === 'error') outcome = line;
+    }
+  } catch (err) {
+    if (signal?.aborted) throw new BuildFailure({ message: (signal.reason as Error)?.message ?? 'build cancelled', cancelled: true });
+    throw err;
+  }
+  if (!outcome) throw new BuildFailure({ message: `the kiln daemon at ${ep.text} closed the build's stream before its result`, cancelled: signal?.aborted || undefined });
+  if (outcome.type === 'error') throw new BuildFailure(outcome.error);
+  if (outcome.type !== 'result') throw new Error('unexpected reply from the kiln daemon');
+  await writeOutputs(ep, outcome.id, req, outcome.outputs, signal);
+  return outcome.result;
+}
+
+interface Session {
+  id: string;
+  session: string;
+}
+
+/**
+ * The context's identity on the daemon: this host and the context's real path, so the same
+ * checkout keeps landing on the same kept copy (BuildKit's shared key does the same).
+ */
+async function contextIdentity(dir: string): Promise<string> {
+  const real = await fsp.realpath(dir);
+  return createHash('sha256').update(`${os.hostname()}\0${real}`).digest('hex').slice(0, 32);
+}
+
+async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<Session> {
+  const started = Date.now();
+  const name = '[internal] load build context';
+  onProgress({ type: 'vertex', id: 1, name, status: 'started' });
+  try {
+    const all = await walkContext(dir, req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {});
+    let graph;
+    try {
+      graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
+    } catch (err) {
+      throw new BuildFailure(buildErrorInfo(err));
+    }
+    // Only what the build's stages can read travels.
+    const entries = await syncEntries(dir, contextUsage(graph, all));
+    const id = await contextIdentity(dir);
+    const plan = await call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal);
+    const session = { id, session: plan.session };
+    try {
+      const body = new PassThrough();
+      const upload = send(ep, 'PUT', `/v1/contexts/${id}/sessions/${plan.session}`, { body, contentType: 'application/x-tar', signal });
+      const [sent, res] = await Promise.all([writeWantedTar(dir, entries, plan.wanted, body), upload]);
+      const got = await (async () => {
+        const text = (await readAll(res)).toString('utf8');
+        if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
+        return sent;
+      })();
+      onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanBytes(got.bytes)}\n` });
+    } catch (err) {
+      await dropSession(ep, session);
+      throw err;
+    }
+    onProgress({ type: 'vertex', id: 1, name, status: 'done', durationMs: Date.now() - started });
+    return session;
+  } catch (err) {
+    onProgress({ type: 'vertex', id: 1, name, status: 'error', durationMs: Date.now() - started, error: (err as Error).message });
+    throw err;
+  }
+}
+
+async function dropSession(ep: Endpoint, s: Session): Promise<void> {
+  await send(ep, 'DELETE', `/v1/contexts/${s.id}/sessions/${s.session}`)
+    .then((res) => readAll(res))
+    .catch(() => undefined);
+}
+
+/** Writes each output with a destination here: a file as is, a directory export unpacked, --load into Docker. */
+async function writeOutputs(ep: Endpoint, buildId: string, req: BuildRequest, outputs: ClientOutput[], signal?: AbortSignal): Promise<void> {
+  const targets = clientOutputTargets(req.outputs);
+  for (const o of outputs) {
+    const target = targets[o.index]?.target;
+    if (!target) throw new Error(`the kiln daemon sent output ${o.index}, which the request does not have`);
+    const res = await send(ep, 'GET', `/v1/builds/${buildId}/outputs/${o.index}`, { signal });
+    if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, (await readAll(res)).toString('utf8'));
+    if (target.kind === 'load') {
+      await loadIntoDocker(res);
+      continue;
+    }
+    if (target.kind === 'file') {
+      await writeAtomic(target.dest, res);
+      continue;
+    }
+    // A directory export comes as a tarball: unpack it at dest with the same extractor ADD uses
+    // (nothing lands outside dest, owners kept).
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-output-'));
+    try {
+      const file = path.join(tmp, 'rootfs.tar');
+      await pipeline(res, createWriteStream(file));
+      await fsp.mkdir(target.dest, { recursive: true });
+      await extractArchive(file, 'none', target.dest, '/');
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+  }
+}
+
+async function writeAtomic(dest: string, data: NodeJS.ReadableStream): Promise<void> {
+  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.kiln-${process.pid}`);
+  try {
+    await pipeline(data, createWriteStream(tmp));
+    await fsp.rename(tmp, dest);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** BuildKit's progress sizes: "48.2kB", "1.05MB". */
+function humanBytes(n: number): string {
+  if (n < 1000) return `${n}B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1000;
+    i++;
+  } while (v >= 1000 && i < units.length - 1);
+  return `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)}${units[i]}`;
+}

@@ -1,0 +1,158 @@
+// kiln's HTTP API, version 1: a thin translation of HTTP requests onto the Daemon (and through it the
+// same BuildServer embedded mode calls). docs/api.md describes it for clients.
+//
+// HTTP/1.1, with a build's progress as a chunked stream of JSON lines: it works over a unix socket
+// and through every proxy, curl can read it, and a client's disconnect is the connection closing,
+// which cancels its build. (HTTP/2 would multiplex, but each build is one long stream anyway and
+// uploads are single bodies; see docs/api.md.)
+//
+// fastify does the routing, JSON bodies with a size limit, and the error replies for malformed
+// requests (bad JSON, wrong content type, unknown paths and methods), so none of them can throw
+// past the door.
+
+import { createReadStream } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { PruneOptions } from './server.js';
+import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
+
+export const API_VERSION = 'v1';
+
+export interface ApiOptions {
+  daemon: Daemon;
+  log: DaemonLog;
+  /** Makes the node server (http, https with client certificates...) that fastify routes on. */
+  serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
+  version: string;
+}
+
+export function createApi(opts: ApiOptions): FastifyInstance {
+  const { daemon, log } = opts;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: daemon.limits.maxRequestBodyBytes,
+    serverFactory: opts.serverFactory,
+    return503OnClosing: true,
+    // Context ids and build ids are short; anything longer is not ours.
+    routerOptions: { maxParamLength: 200 },
+  });
+
+  // A tar body is handed on as the raw stream (never buffered): the upload streams to disk.
+  app.addContentTypeParser(['application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
+
+  app.addHook('onResponse', async (req, reply) => {
+    log({ msg: 'request', method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const status = err instanceof ApiError ? err.status : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500 && !(err instanceof ApiError)) log({ msg: 'internal error', error: err.message, stack: err.stack });
+    void reply.code(status).send({ message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ message: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` });
+  });
+
+  app.get('/_ping', async (_req, reply) => reply.type('text/plain').send(daemon.accepting ? 'OK' : 'shutting down'));
+  app.get(`/${API_VERSION}/version`, async () => ({ version: opts.version, api: API_VERSION }));
+
+  // --- context uploads ---
+  app.post<{ Params: { id: string }; Body: { entries?: unknown } }>(`/${API_VERSION}/contexts/:id/sessions`, async (req, reply) => {
+    const body = req.body as { entries?: unknown } | undefined;
+    const plan = await daemon.planUpload(req.params.id, body?.entries, disconnectSignal(req, reply));
+    return reply.code(201).send(plan);
+  });
+  app.put<{ Params: { id: string; session: string } }>(`/${API_VERSION}/contexts/:id/sessions/:session`, async (req, reply) => {
+    if (!isStream(req.body)) throw new ApiError(415, 'the files of an upload are sent as a tar stream (Content-Type: application/x-tar)');
+    return reply.send(await daemon.receiveUpload(req.params.id, req.params.session, req.body));
+  });
+  app.delete<{ Params: { id: string; session: string } }>(`/${API_VERSION}/contexts/:id/sessions/:session`, async (req, reply) => {
+    await daemon.dropSession(req.params.session);
+    return reply.code(204).send();
+  });
+
+  // --- builds ---
+  app.post(`/${API_VERSION}/builds`, async (req, reply) => {
+    const client = String(req.headers['x-kiln-client'] ?? '').slice(0, 200) || 'anonymous';
+    const signal = disconnectSignal(req, reply);
+    // Checks that fail before the stream starts get a plain error status.
+    let started = false;
+    const write = (obj: unknown) => {
+      if (!started) {
+        started = true;
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      }
+      if (!reply.raw.destroyed) reply.raw.write(JSON.stringify(obj) + '\n');
+    };
+    try {
+      const outcome = await daemon.build(req.body, client, write, signal);
+      write(outcome);
+    } catch (err) {
+      if (!started) throw err;
+      write({ type: 'error', error: { message: (err as Error).message } });
+    }
+    if (started) reply.raw.end();
+  });
+  app.get(`/${API_VERSION}/builds`, async () => ({ builds: daemon.history.list() }));
+  app.get<{ Params: { id: string } }>(`/${API_VERSION}/builds/:id`, async (req) => {
+    const r = daemon.history.get(req.params.id);
+    if (!r) throw new ApiError(404, `no build ${req.params.id}`);
+    return r;
+  });
+  app.post<{ Params: { id: string } }>(`/${API_VERSION}/builds/:id/cancel`, async (req, reply) => {
+    if (!daemon.cancel(req.params.id)) throw new ApiError(404, `no running build ${req.params.id}`);
+    return reply.code(202).send({ cancelled: req.params.id });
+  });
+  app.get<{ Params: { id: string; n: string } }>(`/${API_VERSION}/builds/:id/outputs/:n`, async (req, reply) => {
+    const out = await daemon.outputFile(req.params.id, req.params.n);
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(out.size) });
+    try {
+      await pipeline(createReadStream(out.file), reply.raw);
+      await out.remove();
+    } catch {
+      reply.raw.destroy();
+    }
+  });
+
+  // --- the store ---
+  app.get(`/${API_VERSION}/images`, async () => ({ images: await daemon.server.listImages() }));
+  app.get(`/${API_VERSION}/du`, async () => daemon.diskUsage());
+  app.post(`/${API_VERSION}/prune`, async (req) => daemon.prune(pruneOptions(req.body)));
+
+  return app;
+}
+
+/** Aborts when the client goes away before its response is complete (the build's cancel). */
+function disconnectSignal(req: FastifyRequest, reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) ac.abort(new Error('the client disconnected'));
+  };
+  reply.raw.once('close', onClose);
+  req.raw.once('aborted', onClose);
+  return ac.signal;
+}
+
+function isStream(v: unknown): v is NodeJS.ReadableStream {
+  return typeof v === 'object' && v !== null && typeof (v as NodeJS.ReadableStream).pipe === 'function';
+}
+
+function pruneOptions(body: unknown): PruneOptions {
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (typeof b !== 'object' || Array.isArray(b)) throw new ApiError(400, 'the body must be a JSON object');
+  const opts: PruneOptions = {};
+  if (b.all !== undefined) {
+    if (typeof b.all !== 'boolean') throw new ApiError(400, '"all" must be true or false');
+    opts.all = b.all;
+  }
+  for (const k of ['keepStorage', 'unusedForMs'] as const) {
+    const v = b[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ApiError(400, `"${k}" must be a non-negative integer`);
+    opts[k] = v;
+  }
+  return opts;
+}

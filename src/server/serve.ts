@@ -1,0 +1,99 @@
+// `kiln daemon`: starts the Daemon on its root, serves the HTTP API on every address, and stops
+// cleanly on SIGTERM/SIGINT (no new work, running builds get a grace period, then are cancelled;
+// the root is released consistent). A SIGKILLed daemon leaves what the next start reaps.
+
+import type { FastifyInstance } from 'fastify';
+import { createApi } from './http-api.js';
+import { Daemon, type DaemonLog, type LogLine } from './daemon.js';
+import { loadConfig, type KilnConfig } from './config.js';
+import { checkAddress, formatAddress, parseAddress, prepareSocketPath, readTls, secureSocket, serverFactory, type TlsFiles } from './listen.js';
+
+export interface ServeOptions {
+  root: string;
+  addresses: string[];
+  /** The daemon.json to read (flags below win over it). */
+  configFile?: string;
+  group?: string;
+  tls: TlsFiles;
+  insecureTcp: boolean;
+  logFormat: 'text' | 'json';
+  version: string;
+  /** Overrides of daemon.json keys given as flags. */
+  overrides?: Partial<KilnConfig['daemon']>;
+  /** Where log lines go (default stderr). */
+  out?: NodeJS.WritableStream;
+}
+
+export interface RunningDaemon {
+  daemon: Daemon;
+  addresses: string[];
+  /** Stops as SIGTERM does; resolves when the root is released. */
+  stop(): Promise<void>;
+}
+
+export function makeLogger(format: 'text' | 'json', out: NodeJS.WritableStream = process.stderr): DaemonLog {
+  return (line: LogLine) => {
+    const time = new Date().toISOString();
+    if (format === 'json') {
+      out.write(JSON.stringify({ time, level: line.msg === 'internal error' ? 'error' : 'info', ...line }) + '\n');
+      return;
+    }
+    const { msg, ...fields } = line;
+    const kv = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === 'string' && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`);
+    out.write(`${time} ${msg}${kv.length ? ' ' + kv.join(' ') : ''}\n`);
+  };
+}
+
+export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
+  const log = makeLogger(opts.logFormat, opts.out);
+  const env = opts.configFile !== undefined ? { ...process.env, KILN_CONFIG: opts.configFile } : process.env;
+  const config = loadConfig(env);
+  config.daemon = { ...config.daemon, ...opts.overrides };
+  const settings = { tls: readTls(opts.tls), insecureTcp: opts.insecureTcp, maxHeaderBytes: config.daemon.maxHeaderBytes };
+  const addresses = opts.addresses.map(parseAddress);
+  if (addresses.length === 0) throw new Error('no address to listen on');
+  // Every address is checked before the root is taken, so a bad flag changes nothing.
+  for (const a of addresses) checkAddress(a, settings);
+
+  const daemon = await Daemon.start({ root: opts.root, config, log });
+  const apps: FastifyInstance[] = [];
+  try {
+    for (const a of addresses) {
+      const app = createApi({ daemon, log, serverFactory: serverFactory(a, settings), version: opts.version });
+      if (a.kind === 'unix') {
+        await prepareSocketPath(a.path);
+        await app.listen({ path: a.path });
+        await secureSocket(a.path, opts.group);
+      } else {
+        await app.listen({ host: a.host, port: a.port });
+      }
+      apps.push(app);
+    }
+  } catch (err) {
+    await Promise.all(apps.map((a) => a.close()));
+    await daemon.shutdown(0);
+    throw err;
+  }
+  const shown = addresses.map((a, i) => {
+    if (a.kind === 'unix') return formatAddress(a);
+    const bound = apps[i]!.server.address();
+    return formatAddress({ ...a, port: typeof bound === 'object' && bound ? bound.port : a.port });
+  });
+  log({ msg: 'kiln daemon serving', root: opts.root, addresses: shown, version: opts.version, pid: process.pid });
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log({ msg: 'kiln daemon stopping' });
+      // Stop accepting connections; running builds keep theirs until they end or are cancelled.
+      const closed = apps.map((app) => app.close());
+      for (const app of apps) app.server.closeIdleConnections();
+      await daemon.shutdown(config.daemon.shutdownGraceMs);
+      for (const app of apps) app.server.closeAllConnections();
+      await Promise.all(closed);
+      log({ msg: 'kiln daemon stopped' });
+    })());
+  return { daemon, addresses: shown, stop };
+}

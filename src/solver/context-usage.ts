@@ -1,0 +1,59 @@
+// Which files of the build context a build can read, so a client sends only those to a daemon (what
+// BuildKit's include patterns achieve). It is computed with the very selection rules COPY's cache key
+// uses (cache/checksum-select), so what travels is exactly what a COPY or bind mount may read: a
+// file left out can never change a step, and a file a step reads is never left out.
+
+import { selectEntries } from '../cache/checksum.js';
+import type { ContextEntry } from '../context/index.js';
+import type { BuildGraph, Stage } from '../frontend/types.js';
+
+/**
+ * The entries of `entries` (a .dockerignore-filtered walk, in walk order) that the stages the target
+ * reaches can read through COPY/ADD from the context and bind mounts of it, with every directory
+ * above them (the receiver needs a file's parents). Base images' ONBUILD triggers are not known to a
+ * graph planned without them, so a caller that plans on its own sees only the Dockerfile's steps.
+ */
+export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]): ContextEntry[] {
+  const used = new Set<string>();
+  const read = (sources: readonly string[], opts: { parents?: boolean; exclude?: readonly string[] } = {}) => {
+    if (sources.length === 0) return;
+    for (const e of selectEntries(entries, sources, opts).entries) {
+      // "" is the context root itself (COPY . .): everything below it is in the selection too.
+      for (let p = e.path; p !== '' && !used.has(p); p = parentOf(p)) used.add(p);
+    }
+  };
+  for (const stage of reachableStages(graph)) {
+    for (const step of stage.steps) {
+      if (step.kind === 'copy' && step.from.kind === 'context') read(step.sources, { parents: step.parents, exclude: step.exclude });
+      if (step.kind === 'run') {
+        for (const m of step.mounts) {
+          if ((m.type === 'bind' || m.type === 'cache') && m.from?.kind === 'context') read([m.source]);
+        }
+      }
+    }
+  }
+  return entries.filter((e) => used.has(e.path));
+}
+
+function parentOf(p: string): string {
+  const slash = p.lastIndexOf('/');
+  return slash < 0 ? '' : p.slice(0, slash);
+}
+
+/** The target stage and every stage it needs, directly or through others. */
+function reachableStages(graph: BuildGraph): Stage[] {
+  const byIndex = new Map(graph.stages.map((s) => [s.index, s]));
+  const seen = new Set<number>();
+  const out: Stage[] = [];
+  const visit = (index: number) => {
+    if (seen.has(index)) return;
+    seen.add(index);
+    const stage = byIndex.get(index);
+    if (!stage) return;
+    out.push(stage);
+    if (stage.base.kind === 'stage') visit(stage.base.index);
+    for (const dep of stage.dependsOn) visit(dep);
+  };
+  visit(graph.target);
+  return out;
+}
