@@ -1,0 +1,505 @@
+// The daemon half of the incremental context upload (the client half is context/sync.ts).
+//
+// Each context a client sent is kept under `<dir>/<id>/`, keyed by an identity the client chooses
+// (typically one per CI job and context directory):
+//
+//   <dir>/<id>/tree/          the files; the build reads this directory
+//   <dir>/<id>/index.json     the SyncEntry list last applied to tree/, and when it was last used
+//   <dir>/<id>/staging-*/     files of an upload in progress (renamed into tree/ when complete)
+//
+// One upload is plan() (compare the client's list with index.json: which files to send) then
+// receive() (take those files into staging/, then make tree/ equal the list). Files that did not
+// change keep their inode, mtime and ctime, so caches keyed by them on this side stay valid.
+//
+// Crash safety: receive() does not touch tree/ until every wanted file is in staging/. Before it
+// changes tree/ it deletes index.json, and writes it again (temp + rename) only when tree/ equals the
+// list: a daemon killed half way leaves no index, so the next upload is a full one, and the apply
+// below (which walks tree/ itself rather than trusting the index) repairs whatever was left.
+//
+// Safety: a previous upload may have left `a -> /etc` in tree/. Every path operation checks its parent
+// components with lstat and refuses a link (context/tar-extract.ts's safeTreePath), names from the
+// client never reach the file system before validation, and tar names are only matched against the
+// planned list (staged files get numbered names). Check-then-use is sound here because a lease gives
+// exclusive use of the tree while it is written.
+
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { ContextError, safeTreePath, setDirMeta, writeNewFile, type SyncEntry } from '../context/index.js';
+import { processAlive } from '../fsutil/process.js';
+import { isMissing, lstatOrUndefined } from '../fsutil/stat.js';
+
+const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const STAGING_PREFIX = 'staging-';
+const INDEX = 'index.json';
+
+interface IndexFile {
+  version: 1;
+  lastUsed: string;
+  entries: SyncEntry[];
+}
+
+export interface ContextLease {
+  readonly id: string;
+  /** The directory the build reads (the tree). */
+  readonly dir: string;
+  /** Validates the client's list and says which files to send. Modifies nothing. */
+  plan(entries: SyncEntry[]): Promise<{ wanted: string[]; bytes: number }>;
+  /** Reads the tar of the planned files, then makes the tree equal the planned list. */
+  receive(tar: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }>;
+  /** Touches lastUsed and releases the lease. Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface KeptContextInfo {
+  id: string;
+  /** Disk usage of the tree in bytes (blocks, each inode once), as `du` would say. */
+  size: number;
+  lastUsed: Date;
+  inUse: boolean;
+}
+
+function checkId(id: string): void {
+  if (typeof id !== 'string' || !ID_RE.test(id)) {
+    throw new ContextError(`invalid build context identity ${JSON.stringify(id)}: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`, String(id));
+  }
+}
+
+export class KeptContexts {
+  // Present while an id is leased (or being removed); the queue holds the waiting leases, FIFO.
+  private readonly slots = new Map<string, (() => void)[]>();
+  private readonly maxContextBytes: number | undefined;
+
+  constructor(
+    private readonly dir: string,
+    opts: { maxContextBytes?: number } = {},
+  ) {
+    this.maxContextBytes = opts.maxContextBytes;
+  }
+
+  async lease(id: string, signal?: AbortSignal): Promise<ContextLease> {
+    checkId(id);
+    await this.acquire(id, signal);
+    try {
+      const base = path.join(this.dir, id);
+      // The contexts hold other people's files: keep the directory private to the daemon.
+      await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await fsp.mkdir(path.join(base, 'tree'), { recursive: true, mode: 0o700 });
+      return new Lease(id, base, this.maxContextBytes, () => this.handOff(id));
+    } catch (err) {
+      this.handOff(id);
+      throw err;
+    }
+  }
+
+  async list(): Promise<KeptContextInfo[]> {
+    const out: KeptContextInfo[] = [];
+    for (const id of await this.ids()) {
+      const base = path.join(this.dir, id);
+      const st = await lstatOrUndefined(base);
+      if (!st?.isDirectory()) continue;
+      const index = await readIndex(base);
+      out.push({
+        id,
+        size: await diskUsage(path.join(base, 'tree')),
+        lastUsed: index ? new Date(index.lastUsed) : st.mtime,
+        inUse: this.slots.has(id),
+      });
+    }
+    return out;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    checkId(id);
+    if (this.slots.has(id)) return false;
+    this.slots.set(id, []); // hold it while removing: a lease asked for meanwhile waits, then starts empty
+    try {
+      await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
+      return true;
+    } finally {
+      this.handOff(id);
+    }
+  }
+
+  /** Removes staging dirs and index temp files that a killed daemon left (not those of live leases). */
+  async cleanup(): Promise<void> {
+    for (const id of await this.ids()) {
+      if (this.slots.has(id)) continue;
+      const base = path.join(this.dir, id);
+      let names: string[];
+      try {
+        names = await fsp.readdir(base);
+      } catch (err) {
+        if (isMissing(err)) continue;
+        throw err;
+      }
+      for (const name of names) {
+        const pid = leftoverPid(name);
+        if (pid === undefined) continue;
+        // Another live process (an embedded kiln sharing the root) may still be writing it.
+        if (pid !== process.pid && processAlive(pid)) continue;
+        await fsp.rm(path.join(base, name), { recursive: true, force: true });
+      }
+    }
+  }
+
+  private async ids(): Promise<string[]> {
+    try {
+      return (await fsp.readdir(this.dir)).filter((n) => ID_RE.test(n)).sort();
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw err;
+    }
+  }
+
+  private async acquire(id: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const queue = this.slots.get(id);
+    if (queue === undefined) {
+      this.slots.set(id, []);
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const i = queue.indexOf(grant);
+        if (i >= 0) queue.splice(i, 1);
+        reject(signal!.reason);
+      };
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      queue.push(grant);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private handOff(id: string): void {
+    const queue = this.slots.get(id);
+    const next = queue?.shift();
+    if (next) next(); // the slot stays taken, now by the next lease
+    else this.slots.delete(id);
+  }
+}
+
+/** `staging-<pid>-<rand>` or `index.json.tmp-<pid>-<rand>` -> pid; anything else -> undefined. */
+function leftoverPid(name: string): number | undefined {
+  const m = /^(?:staging-|index\.json\.tmp-)(\d+)-[0-9a-f]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+async function readIndex(base: string): Promise<IndexFile | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(base, INDEX), 'utf8');
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+  try {
+    const parsed = JSON.parse(text) as IndexFile;
+    if (parsed.version !== 1 || !Array.isArray(parsed.entries)) return undefined;
+    return parsed;
+  } catch {
+    return undefined; // unreadable: treated as absent, so the next upload is a full one
+  }
+}
+
+async function writeIndex(base: string, entries: SyncEntry[], lastUsed: Date): Promise<void> {
+  const body: IndexFile = { version: 1, lastUsed: lastUsed.toISOString(), entries };
+  const tmp = path.join(base, `${INDEX}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(body));
+    await fh.sync(); // the rename below must not publish an empty index after a power cut
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, path.join(base, INDEX));
+}
+
+async function removeIndex(base: string): Promise<void> {
+  await fsp.rm(path.join(base, INDEX), { force: true });
+}
+
+/** Disk usage of a tree: allocated blocks, each inode once (hard links), never following links. */
+async function diskUsage(root: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const visit = async (host: string): Promise<void> => {
+    const st = await lstatOrUndefined(host);
+    if (st === undefined) return;
+    const key = `${st.dev}:${st.ino}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      total += st.blocks * 512;
+    }
+    if (st.isDirectory()) for (const name of await fsp.readdir(host)) await visit(path.join(host, name));
+  };
+  await visit(root);
+  return total;
+}
+
+// ---- validation of the client's list ----
+
+function bad(p: unknown, reason: string): ContextError {
+  return new ContextError(`build context list: entry ${JSON.stringify(p)}: ${reason}`, typeof p === 'string' ? p : '');
+}
+
+function isCleanPath(p: string): boolean {
+  if (p === '' || p.includes('\0') || p.startsWith('/')) return false;
+  return p.split('/').every((c) => c !== '' && c !== '.' && c !== '..');
+}
+
+/** Checks the list as untrusted input (it came over the network); returns it by path. */
+function validateList(entries: unknown): Map<string, SyncEntry> {
+  if (!Array.isArray(entries)) throw new ContextError('build context list: not an array', '');
+  const byPath = new Map<string, SyncEntry>();
+  for (const raw of entries as unknown[]) {
+    const e = raw as SyncEntry;
+    if (typeof e !== 'object' || e === null || typeof e.path !== 'string') throw bad(e?.path, 'not an entry with a path');
+    const p = e.path;
+    if (!isCleanPath(p)) throw bad(p, 'not a clean relative path');
+    if (byPath.has(p)) throw bad(p, 'listed twice');
+    const slash = p.lastIndexOf('/');
+    if (slash >= 0 && byPath.get(p.slice(0, slash))?.type !== 'dir') throw bad(p, `its parent ${p.slice(0, slash)} is not listed before it as a directory`);
+    if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink') throw bad(p, `unknown type ${JSON.stringify(e.type)}`);
+    if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) throw bad(p, `invalid mode ${JSON.stringify(e.mode)}`);
+    if (!Number.isSafeInteger(e.size) || e.size < 0) throw bad(p, `invalid size ${JSON.stringify(e.size)}`);
+    if (typeof e.mtimeMs !== 'number' || !Number.isFinite(e.mtimeMs)) throw bad(p, `invalid mtime ${JSON.stringify(e.mtimeMs)}`);
+    if (e.stamp !== undefined && typeof e.stamp !== 'string') throw bad(p, 'invalid stamp');
+    if (e.type === 'symlink') {
+      if (typeof e.linkTarget !== 'string' || e.linkTarget === '' || e.linkTarget.includes('\0')) throw bad(p, 'a symlink needs a target without NUL bytes');
+    } else if (e.linkTarget !== undefined) {
+      throw bad(p, 'only symlinks have a link target');
+    }
+    if (e.hardlinkTo !== undefined) {
+      const target = typeof e.hardlinkTo === 'string' ? byPath.get(e.hardlinkTo) : undefined;
+      if (e.type !== 'file') throw bad(p, 'only files can be hard links');
+      if (target === undefined || target.type !== 'file' || target.hardlinkTo !== undefined) {
+        throw bad(p, `hard link to ${JSON.stringify(e.hardlinkTo)}, which is not an earlier file of the list`);
+      }
+    }
+    // Keep only the known fields: the list is stored in index.json as the next upload's reference.
+    const clean: SyncEntry = { path: p, type: e.type, mode: e.mode, size: e.type === 'file' ? e.size : 0, mtimeMs: e.mtimeMs };
+    if (e.stamp !== undefined) clean.stamp = e.stamp;
+    if (e.linkTarget !== undefined) clean.linkTarget = e.linkTarget;
+    if (e.hardlinkTo !== undefined) clean.hardlinkTo = e.hardlinkTo;
+    byPath.set(p, clean);
+  }
+  return byPath;
+}
+
+/** A file whose content must be sent: new, of another kind before, or changed by its stamp. */
+function needsContent(e: SyncEntry, kept: SyncEntry | undefined): boolean {
+  if (e.type !== 'file' || e.hardlinkTo !== undefined) return false;
+  return kept === undefined || kept.type !== 'file' || kept.hardlinkTo !== undefined || kept.stamp !== e.stamp || kept.size !== e.size || kept.mtimeMs !== e.mtimeMs;
+}
+
+interface Plan {
+  entries: SyncEntry[];
+  byPath: Map<string, SyncEntry>;
+  /** Wanted files by path, in list order. */
+  wanted: Map<string, SyncEntry>;
+}
+
+class Lease implements ContextLease {
+  readonly dir: string;
+  private plannedList: Plan | undefined;
+  private released = false;
+  /** The list tree/ now equals, when known (for release to rewrite the index with). */
+  private applied: SyncEntry[] | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly base: string,
+    private readonly maxBytes: number | undefined,
+    private readonly onRelease: () => void,
+  ) {
+    this.dir = path.join(base, 'tree');
+  }
+
+  async plan(entries: SyncEntry[]): Promise<{ wanted: string[]; bytes: number }> {
+    this.checkLive();
+    this.plannedList = undefined;
+    const byPath = validateList(entries);
+    let total = 0;
+    for (const e of byPath.values()) if (e.type === 'file' && e.hardlinkTo === undefined) total += e.size;
+    if (this.maxBytes !== undefined && total > this.maxBytes) {
+      throw new ContextError(`build context exceeds the maximum size of ${this.maxBytes} bytes`, '');
+    }
+    const kept = new Map((await readIndex(this.base))?.entries.map((e) => [e.path, e]) ?? []);
+    const wanted = new Map<string, SyncEntry>();
+    let bytes = 0;
+    for (const e of byPath.values()) {
+      if (!needsContent(e, kept.get(e.path))) continue;
+      wanted.set(e.path, e);
+      bytes += e.size;
+    }
+    this.plannedList = { entries: [...byPath.values()], byPath, wanted };
+    return { wanted: [...wanted.keys()], bytes };
+  }
+
+  async receive(input: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }> {
+    input.on('error', () => {}); // pipeline reports it; until it listens, an unheard 'error' would crash
+    try {
+      return await this.receiveAndApply(input);
+    } catch (err) {
+      // Whatever failed, the input is not read further: end it, so a writer piping into it stops.
+      (input as { destroy?: (e?: Error) => void }).destroy?.(err as Error);
+      throw err;
+    }
+  }
+
+  private async receiveAndApply(input: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }> {
+    this.checkLive();
+    const plan = this.plannedList;
+    if (plan === undefined) throw new ContextError('build context upload: receive() without a plan()', '');
+    this.plannedList = undefined; // one receive per plan
+    const staging = path.join(this.base, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+    await fsp.mkdir(staging, { mode: 0o700 });
+    try {
+      const staged = await receiveFiles(input, plan.wanted, staging);
+      let bytes = 0;
+      for (const e of staged.keys()) bytes += plan.wanted.get(e)!.size;
+      // From here tree/ changes: no index until it equals the list again.
+      await removeIndex(this.base);
+      this.applied = undefined;
+      await applyList(this.dir, plan, staged);
+      await writeIndex(this.base, plan.entries, new Date());
+      this.applied = plan.entries;
+      return { files: staged.size, bytes };
+    } finally {
+      await fsp.rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    try {
+      const entries = this.applied ?? (await readIndex(this.base))?.entries;
+      if (entries !== undefined) await writeIndex(this.base, entries, new Date());
+      else await fsp.utimes(this.base, new Date(), new Date()); // list() falls back to the dir's mtime
+    } finally {
+      this.onRelease();
+    }
+  }
+
+  private checkLive(): void {
+    if (this.released) throw new ContextError(`build context ${this.id}: the lease was released`, '');
+  }
+}
+
+/**
+ * Reads the upload tar into `staging` (flat numbered names: tar names are only matched, never used as
+ * paths). Exactly the wanted files, each once, with the planned size; anything else fails naming it.
+ */
+async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, SyncEntry>, staging: string): Promise<Map<string, string>> {
+  const staged = new Map<string, string>();
+  const refuse = (name: string, reason: string) => new ContextError(`build context upload: tar entry ${JSON.stringify(name)}: ${reason}`, name);
+  const extract = tar.extract();
+  let current: Promise<void> = Promise.resolve();
+  let failure: unknown;
+  extract.on('entry', (header, body, next) => {
+    body.on('error', () => {}); // the extract reports the error; an unheard 'error' would crash the process
+    const handle = async (): Promise<void> => {
+      const name = header.name;
+      if (header.type !== 'file' && header.type !== 'contiguous-file') throw refuse(name, `a ${header.type} was not asked for (only planned files are sent)`);
+      const e = wanted.get(name);
+      if (e === undefined) throw refuse(name, 'was not asked for');
+      if (staged.has(name)) throw refuse(name, 'sent twice');
+      if (header.size !== e.size) throw refuse(name, `is ${header.size} bytes, the list said ${e.size}`);
+      const host = path.join(staging, String(staged.size));
+      staged.set(name, host);
+      await writeNewFile(host, body, { mode: e.mode, mtimeMs: e.mtimeMs, maxBytes: e.size, name });
+    };
+    current = handle().then(
+      () => next(),
+      (err: unknown) => {
+        failure ??= err;
+        body.resume();
+        extract.destroy(err as Error);
+      },
+    );
+  });
+  try {
+    await pipeline(input, extract);
+    await current; // tar-stream may finish before the last entry's handler has
+    if (failure !== undefined) throw failure;
+  } catch (err) {
+    await current; // never return while a file is still being written into staging
+    if (err instanceof ContextError) throw err;
+    throw new ContextError(`build context upload: unreadable tar: ${(err as Error).message}`, '', { cause: err });
+  }
+  for (const name of wanted.keys()) {
+    if (!staged.has(name)) throw new ContextError(`build context upload: ${name} was asked for but not sent`, name);
+  }
+  return staged;
+}
+
+const sameKind = (e: SyncEntry, d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }) =>
+  e.type === 'dir' ? d.isDirectory() : e.type === 'symlink' ? d.isSymbolicLink() : d.isFile();
+
+/** Makes `tree` equal the planned list, moving staged files into place. */
+async function applyList(tree: string, plan: Plan, staged: Map<string, string>): Promise<void> {
+  // 1. Remove what is not listed, or listed as another kind (a link that is now a dir goes first, so
+  //    nothing below is ever written through it). Walks the tree itself, not the old index.
+  const prune = async (relDir: string): Promise<void> => {
+    const hostDir = relDir === '' ? tree : path.join(tree, relDir);
+    for (const d of await fsp.readdir(hostDir, { withFileTypes: true })) {
+      const rel = relDir === '' ? d.name : `${relDir}/${d.name}`;
+      const e = plan.byPath.get(rel);
+      if (e === undefined || !sameKind(e, d)) await fsp.rm(path.join(hostDir, d.name), { recursive: true, force: true });
+      else if (d.isDirectory()) await prune(rel);
+    }
+  };
+  await prune('');
+
+  // 2. Create and update in list order (parents come before children).
+  const known = new Set<string>(); // directories verified (or made) in this pass
+  for (const e of plan.entries) {
+    const host = await safeTreePath(tree, e.path, { known });
+    const st = await lstatOrUndefined(host);
+    if (st !== undefined && !sameKind(e, st)) throw new ContextError(`build context: ${e.path} changed in the kept tree while it was updated`, e.path);
+    if (e.type === 'dir') {
+      // Owner-writable until step 3, so its contents can be written whatever its final mode.
+      if (st === undefined) await fsp.mkdir(host, { mode: 0o700 });
+      else if ((st.mode & 0o700) !== 0o700) await fsp.chmod(host, (st.mode & 0o7777) | 0o700);
+      known.add(e.path);
+    } else if (e.type === 'symlink') {
+      if (st !== undefined && (await fsp.readlink(host)) === e.linkTarget) {
+        if (Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) await fsp.lutimes(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
+        continue;
+      }
+      if (st !== undefined) await fsp.unlink(host);
+      await fsp.symlink(e.linkTarget!, host); // stored as text, never followed
+      await fsp.lutimes(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    } else if (e.hardlinkTo !== undefined) {
+      const target = path.join(tree, e.hardlinkTo); // its parents were verified when it was applied
+      const tst = await lstatOrUndefined(target);
+      if (!tst?.isFile()) throw new ContextError(`build context: hard link target ${e.hardlinkTo} of ${e.path} is missing`, e.path);
+      if (st !== undefined && st.ino === tst.ino && st.dev === tst.dev) continue;
+      if (st !== undefined) await fsp.unlink(host);
+      await fsp.link(target, host);
+    } else if (staged.has(e.path)) {
+      // Atomic replacement: a killed daemon leaves the old file or the new one, never half of one.
+      await fsp.rename(staged.get(e.path)!, host);
+    } else {
+      // Unchanged: left alone, so its inode and times stay as they were.
+      if (st === undefined) throw new ContextError(`build context: kept file ${e.path} is missing; the next upload sends everything`, e.path);
+      if ((st.mode & 0o7777) !== e.mode) await fsp.chmod(host, e.mode);
+    }
+  }
+
+  // 3. Directories' modes and mtimes last, deepest first (writing inside a directory changes its mtime).
+  for (let i = plan.entries.length - 1; i >= 0; i--) {
+    const e = plan.entries[i]!;
+    if (e.type !== 'dir') continue;
+    const host = path.join(tree, e.path);
+    const st = await fsp.lstat(host);
+    if ((st.mode & 0o7777) !== e.mode || Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) await setDirMeta(host, e.mode, e.mtimeMs);
+  }
+}
