@@ -165,6 +165,16 @@ export async function extractContextTar(input: NodeJS.ReadableStream, dest: stri
   // Until the pipeline below listens, an error on the input (a reset connection) would be an
   // unheard 'error' event, which crashes the process; pipeline still sees it through the stream.
   input.on('error', () => {});
+  try {
+    return await extractInto(input, dest, limits);
+  } catch (err) {
+    // Whatever failed, the input is not read further: end it, so a writer piping into it stops.
+    (input as { destroy?: (e?: Error) => void }).destroy?.(err as Error);
+    throw err;
+  }
+}
+
+async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: TarContextLimits): Promise<{ files: number; bytes: number }> {
   const root = path.resolve(dest);
   const st = await fsp.stat(root).catch((err: Error) => {
     throw new ContextError(`build context destination ${root}: ${err.message}`, root, { cause: err });

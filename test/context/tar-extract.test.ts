@@ -158,6 +158,8 @@ describe('extractContextTar', () => {
 
   it('refuses a destination that is not empty', async () => {
     fs.writeFileSync(path.join(dest, 'x'), '');
-    await expect(extract(await makeTar([{ name: 'a', body: 'a' }]))).rejects.toThrow(/not empty/);
+    const input = Readable.from([await makeTar([{ name: 'a', body: 'a' }])]);
+    await expect(extractContextTar(input, dest)).rejects.toThrow(/not empty/);
+    expect(input.destroyed).toBe(true); // a writer piping into it is not left hanging
   });
 });
