@@ -24,6 +24,7 @@ import {
   type ProgressEvent,
 } from '../client/client.js';
 import { connect } from '../client/connect.js';
+import { contextFromStdin, type StdinContext } from '../client/stdin-context.js';
 import { normalizeImageName, resolveOutputs, splitCsv, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
@@ -34,7 +35,9 @@ export { UsageError };
 
 export const BUILD_HELP = `Usage: kiln build [OPTIONS] PATH
 
-Build an image from a Dockerfile. PATH is the build context (a directory).
+Build an image from a Dockerfile. PATH is the build context: a directory, or "-" for a tar
+(plain or gzip) on stdin, whose Dockerfile -f names inside it (stdin that is not a tar is the
+Dockerfile itself, with an empty context).
 
 Options:
   -f, --file FILE            Dockerfile to use (default: PATH/Dockerfile; "-" reads stdin)
@@ -355,6 +358,8 @@ export interface BuildClient {
 export interface BuildIO {
   stdout: OutStream & NodeJS.WritableStream;
   stderr: OutStream;
+  /** Where `kiln build -` reads its context (default: the process's stdin). */
+  stdin?: NodeJS.ReadableStream;
   env: NodeJS.ProcessEnv;
   /** Created after --root is applied to env, so the client sees it. */
   client?: () => BuildClient;
@@ -379,7 +384,8 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
       io.stdout.write(BUILD_HELP);
       return 0;
     }
-    request = loadRequest(inv);
+    if (inv.context === '-' && inv.file === '-') throw new UsageError('the context and the Dockerfile cannot both come from stdin ("-")');
+    if (inv.context !== '-') request = loadRequest(inv);
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr.write(`kiln build: ${err.message}\nSee 'kiln build --help'.\n`);
@@ -387,6 +393,25 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     }
     throw err;
   }
+  // `kiln build -`: a tar context (or a lone Dockerfile) on stdin, unpacked to a private directory.
+  let stdinContext: StdinContext | undefined;
+  if (inv.context === '-') {
+    try {
+      stdinContext = await contextFromStdin(io.stdin ?? process.stdin, inv.file);
+    } catch (err) {
+      io.stderr.write(`ERROR: ${(err as Error).message}\n`);
+      return 1;
+    }
+    request = { ...inv.request, context: { type: 'dir', path: stdinContext.dir, ephemeral: true }, dockerfile: stdinContext.dockerfile };
+  }
+  try {
+    return await buildWith(inv, request!, io);
+  } finally {
+    await stdinContext?.cleanup();
+  }
+}
+
+async function buildWith(inv: BuildInvocation, request: BuildRequest, io: BuildIO): Promise<number> {
   // The state root must be in place before the client (and its server) exist.
   if (inv.root !== undefined) io.env.KILN_ROOT = path.resolve(inv.root);
 

@@ -55,7 +55,7 @@ async function remoteBuild(ep: Endpoint, req: BuildRequest, onProgress: (e: Prog
   const shift = 1;
   const session = await syncContext(ep, req, req.context.path, onProgress, signal);
   const { path: _hostPath, ...dockerfile } = req.dockerfile;
-  const body = { ...req, dockerfile, context: { type: 'synced', id: session.id, session: session.session } };
+  const body = { ...req, dockerfile, context: { type: 'synced', id: session.id, session: session.session, ephemeral: req.context.ephemeral } };
   let res;
   try {
     res = await send(ep, 'POST', '/v1/builds', { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', signal });

@@ -14,9 +14,12 @@ export { buildErrorInfo, contextUsage, extractArchive, loadIntoDocker, planBuild
  */
 export type ContextSpec =
   /** A directory read in place, its .dockerignore applied (embedded mode). */
-  | { type: 'dir'; path: string }
-  /** A context the client synced to the daemon (already filtered), by identity and upload session. */
-  | { type: 'synced'; id: string; session: string };
+  | { type: 'dir'; path: string; ephemeral?: boolean }
+  /**
+   * A context the client synced to the daemon (already filtered), by identity and upload session.
+   * An ephemeral one (a tar from stdin) is not kept for the next upload once the build is done.
+   */
+  | { type: 'synced'; id: string; session: string; ephemeral?: boolean };
 
 /** A failed build, with its details as fields (BuildErrorInfo), so a daemon can send it whole. */
 export class BuildFailure extends Error {

@@ -209,6 +209,8 @@ export class Daemon {
       signal.removeEventListener('abort', onDisconnect);
       this.builds.delete(id);
       await this.dropSession(session.id);
+      // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
+      if (req.context.ephemeral) await this.contexts.remove(session.contextId).catch(() => undefined);
     }
   }
 
