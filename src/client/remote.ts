@@ -77,7 +77,7 @@ async function remoteBuild(ep: Endpoint, req: BuildRequest, onProgress: (e: Prog
     }
   } catch (err) {
     if (signal?.aborted) throw new BuildFailure({ message: (signal.reason as Error)?.message ?? 'build cancelled', cancelled: true });
-    throw err;
+    throw new BuildFailure({ message: `lost the connection to the kiln daemon at ${ep.text} during the build: ${(err as Error).message}` });
   }
   if (!outcome) throw new BuildFailure({ message: `the kiln daemon at ${ep.text} closed the build's stream before its result`, cancelled: signal?.aborted || undefined });
   if (outcome.type === 'error') throw new BuildFailure(outcome.error);

@@ -244,7 +244,9 @@ export class Daemon {
       return { type: 'result', id: record.id, result, outputs: clientOutputs };
     } catch (err) {
       await fsp.rm(dir, { recursive: true, force: true });
-      const error = err instanceof BuildFailure ? err.info : { message: (err as Error).message, cancelled: abort.signal.aborted || undefined };
+      let error: BuildErrorInfo = err instanceof BuildFailure ? err.info : { message: (err as Error).message };
+      // Cancelled from here (disconnect, timeout, shutdown, the API): say why, not just "cancelled".
+      if (abort.signal.aborted) error = { ...error, message: (abort.signal.reason as Error)?.message ?? error.message, cancelled: true };
       this.finished(record, { error });
       return { type: 'error', id: record.id, error };
     } finally {

@@ -88,11 +88,19 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
     (stopping ??= (async () => {
       log({ msg: 'kiln daemon stopping' });
       // Stop accepting connections; running builds keep theirs until they end or are cancelled.
-      const closed = apps.map((app) => app.close());
-      for (const app of apps) app.server.closeIdleConnections();
+      const closed = Promise.all(apps.map((app) => app.close()));
       await daemon.shutdown(config.daemon.shutdownGraceMs);
+      // The builds are over; give their handlers a moment to send the last line (the result, or
+      // why it was cancelled), closing connections as they fall idle, then drop what is left.
+      const deadline = Date.now() + 3000;
+      let done = false;
+      void closed.then(() => (done = true));
+      while (!done && Date.now() < deadline) {
+        for (const app of apps) app.server.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 50));
+      }
       for (const app of apps) app.server.closeAllConnections();
-      await Promise.all(closed);
+      await closed;
       log({ msg: 'kiln daemon stopped' });
     })());
   return { daemon, addresses: shown, stop };

@@ -34,6 +34,22 @@ export interface DaemonStartOptions {
   socket?: string;
 }
 
+/** Every daemon and client process a test started, so a failing test leaves none running. */
+const started = new Set<ChildProcess>();
+
+/** Kills (SIGKILL) whatever this file's processes are still running; for afterAll. */
+export async function killStarted(): Promise<void> {
+  const waits: Promise<unknown>[] = [];
+  for (const p of started) {
+    if (p.exitCode === null && p.signalCode === null) {
+      waits.push(new Promise((r) => p.once('exit', r)));
+      p.kill('SIGKILL');
+    }
+  }
+  started.clear();
+  await Promise.all(waits);
+}
+
 /** A fresh directory under the OS temp dir, removed by the caller. */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -50,6 +66,7 @@ export async function startDaemon(opts: DaemonStartOptions = {}): Promise<Daemon
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, KILN_CONFIG: config },
   });
+  started.add(proc);
   let log = '';
   proc.stderr!.on('data', (b: Buffer) => (log += b.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : null))));
@@ -129,6 +146,7 @@ export function spawnClient(args: string[], opts: { env?: NodeJS.ProcessEnv; inp
     stdio: ['pipe', 'pipe', 'pipe'],
     timeout: opts.timeoutMs ?? 300_000,
   });
+  started.add(proc);
   let stdout = '';
   let stderr = '';
   proc.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -153,7 +171,7 @@ export function processesMentioning(text: string): number[] {
   const out: number[] = [];
   for (const pid of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
     try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
       if (cmd.includes(text) && Number(pid) !== process.pid) out.push(Number(pid));
     } catch {
       /* gone */
