@@ -12,6 +12,7 @@
 
 import { createReadStream } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { PruneOptions } from './server.js';
@@ -65,7 +66,24 @@ export function createApi(opts: ApiOptions): FastifyInstance {
   });
   app.put<{ Params: { id: string; session: string } }>(`/${API_VERSION}/contexts/:id/sessions/:session`, async (req, reply) => {
     if (!isStream(req.body)) throw new ApiError(415, 'the files of an upload are sent as a tar stream (Content-Type: application/x-tar)');
-    return reply.send(await daemon.receiveUpload(req.params.id, req.params.session, req.body));
+    // The receiver gets its own end of the body: when it refuses an upload it stops reading and
+    // destroys the stream it was given, and destroying the request itself would close the socket
+    // before the refusal (naming the entry) is sent. The client going away still reaches it.
+    const raw = req.body as NodeJS.ReadableStream & NodeJS.EventEmitter;
+    const body = new PassThrough();
+    const onError = (err: Error) => body.destroy(err);
+    raw.on('error', onError);
+    raw.pipe(body);
+    try {
+      return reply.send(await daemon.receiveUpload(req.params.id, req.params.session, body));
+    } catch (err) {
+      raw.unpipe(body);
+      // The rest of the body is not read: close the connection after the reply instead of reading it.
+      reply.raw.setHeader('connection', 'close');
+      throw err;
+    } finally {
+      raw.off('error', onError);
+    }
   });
   app.delete<{ Params: { id: string; session: string } }>(`/${API_VERSION}/contexts/:id/sessions/:session`, async (req, reply) => {
     await daemon.dropSession(req.params.session);
@@ -141,8 +159,12 @@ function isStream(v: unknown): v is NodeJS.ReadableStream {
 }
 
 function pruneOptions(body: unknown): PruneOptions {
-  const b = (body ?? {}) as Record<string, unknown>;
-  if (typeof b !== 'object' || Array.isArray(b)) throw new ApiError(400, 'the body must be a JSON object');
+  // No body is the defaults. Anything else must be a JSON object: a body of another type (a tar
+  // stream, JSON null) must not read as "no options" and prune with the defaults.
+  if (body === undefined) return {};
+  if (isStream(body)) throw new ApiError(415, 'a prune request is a JSON object (Content-Type: application/json)');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the body must be a JSON object');
+  const b = body as Record<string, unknown>;
   const opts: PruneOptions = {};
   if (b.all !== undefined) {
     if (typeof b.all !== 'boolean') throw new ApiError(400, '"all" must be true or false');
