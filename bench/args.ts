@@ -19,8 +19,9 @@ export const DEFAULT_SEED = 20240501;
 
 export const USAGE = `Usage: npm run bench -- [options]
 
-Builds generated workloads with kiln (embedded), Docker's BuildKit and buildah, alternating between
-them, and prints median, min and max per builder and scenario (cold, warm, edit, export).
+Builds generated workloads with kiln (embedded, and through a kiln daemon), Docker's BuildKit and
+buildah, alternating between them, and prints median, min and max per builder and scenario (cold,
+warm, edit, export; concurrent).
 
 Options:
   --quick                one run of each, no warm-up (a fast check)

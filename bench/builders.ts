@@ -1,17 +1,22 @@
-// The three builders behind one interface: kiln (embedded mode, its compiled CLI), Docker's
-// BuildKit (the test daemon) and buildah. Each keeps its images in its own local store, and each
+// The builders behind one interface: kiln (embedded mode, its compiled CLI), kiln (a `kiln daemon`
+// and its client), Docker's BuildKit (the test daemon) and buildah. Each keeps its images in its own local store, and each
 // knows what "cold" means for itself: no build cache, the base image present.
 
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as http from 'node:http';
 import * as path from 'node:path';
-import { check, run, type RunResult } from './proc.js';
+import { check, procMemory, run, type ProcMemory, type RunResult } from './proc.js';
+import { startCountingProxy, type CountingProxy } from './proxy.js';
 import type { Workload } from './workloads.js';
 
-export type BuilderId = 'kiln' | 'buildkit' | 'buildah';
-export const BUILDER_IDS: readonly BuilderId[] = ['kiln', 'buildkit', 'buildah'];
+export type BuilderId = 'kiln' | 'kiln-daemon' | 'buildkit' | 'buildah';
+export const BUILDER_IDS: readonly BuilderId[] = ['kiln', 'kiln-daemon', 'buildkit', 'buildah'];
 
 export const BUILDER_LABELS: Readonly<Record<BuilderId, string>> = {
   kiln: 'kiln (embedded)',
+  'kiln-daemon': 'kiln (daemon)',
   buildkit: 'BuildKit (docker)',
   buildah: 'buildah',
 };
@@ -22,6 +27,8 @@ export type Probe = { ok: true; version: string } | { ok: false; reason: string 
 export interface Context {
   dir: string;
   dockerfile: string;
+  /** The image name to store under, when not imageName(w) (the concurrent builds have one each). */
+  tag?: string;
 }
 
 export interface Builder {
@@ -42,8 +49,8 @@ export const BUILD_TIMEOUT_MS = 20 * 60_000;
 const SETUP_TIMEOUT_MS = 10 * 60_000;
 const PROBE_TIMEOUT_MS = 30_000;
 
-export function imageName(w: Workload): string {
-  return `kiln-bench/${w.name}:latest`;
+export function imageName(w: Workload, ctx?: Context): string {
+  return ctx?.tag ?? `kiln-bench/${w.name}:latest`;
 }
 
 function firstLine(r: RunResult): string {
@@ -70,6 +77,8 @@ export class KilnBuilder implements Builder {
   readonly id = 'kiln' as const;
   private readonly roots = new Map<string, string>();
   private generation = 0;
+  /** Numbers GNU time's output files: concurrent builds must not write the same one. */
+  private timed = 0;
   private readonly config: string;
 
   constructor(private readonly opts: KilnOptions) {
@@ -121,10 +130,10 @@ export class KilnBuilder implements Builder {
   }
 
   build(w: Workload, ctx: Context): Promise<RunResult> {
-    return run(this.cmd(this.root(w), ['build', '-t', imageName(w), '--progress', 'plain', '-f', ctx.dockerfile, ctx.dir]), {
+    return run(this.cmd(this.root(w), ['build', '-t', imageName(w, ctx), '--progress', 'plain', '-f', ctx.dockerfile, ctx.dir]), {
       env: this.env(),
       timeoutMs: BUILD_TIMEOUT_MS,
-      rssFile: path.join(this.opts.work, 'time.out'),
+      rssFile: path.join(this.opts.work, `time-${++this.timed % 16}.out`),
     });
   }
 
@@ -133,7 +142,7 @@ export class KilnBuilder implements Builder {
     return run(this.cmd(this.root(w), ['build', '--progress', 'plain', '-o', `type=oci,dest=${dest}`, '-f', ctx.dockerfile, ctx.dir]), {
       env: this.env(),
       timeoutMs: BUILD_TIMEOUT_MS,
-      rssFile: path.join(this.opts.work, 'time.out'),
+      rssFile: path.join(this.opts.work, `time-${++this.timed % 16}.out`),
     });
   }
 
@@ -141,6 +150,189 @@ export class KilnBuilder implements Builder {
     for (const root of this.roots.values()) await removeTree(root);
     this.roots.clear();
   }
+}
+
+// ---- kiln daemon -----------------------------------------------------------------------------
+
+/** One `kiln daemon` process of the run, as it was when it was stopped. */
+export interface DaemonInstance {
+  /** The workload whose cold run (or concurrent set-up) started it on a fresh root. */
+  startedFor: string;
+  /** Client builds it served (set-up builds included). */
+  builds: number;
+  /** VmRSS and VmHWM just before SIGTERM; missing when it had already exited. */
+  memory?: ProcMemory;
+  /** From SIGTERM to its exit. */
+  stopSeconds: number;
+  /** "exit 0", "exit 1", "SIGKILL" (it did not stop within STOP_TIMEOUT_MS), ... */
+  exit: string;
+}
+
+const DAEMON_START_TIMEOUT_MS = 60_000;
+const DAEMON_STOP_TIMEOUT_MS = 60_000;
+
+/**
+ * kiln as a service: a `kiln daemon` with its own root, socket and daemon.json (the same registry
+ * mirror as embedded kiln), and one `kiln build --addr` client process per build. Clients reach the
+ * daemon through a counting proxy (proxy.ts), so each build's upload is measured on the socket.
+ * Cold: a running daemon cannot be given a fresh root, so cold restarts it on a fresh one and makes
+ * the base present with embedded kiln's throw-away build (FROM base + RUN true), through the daemon.
+ */
+export class KilnDaemonBuilder implements Builder {
+  readonly id = 'kiln-daemon' as const;
+  /** Every daemon process of the run, in order; the last one is the daemon "after the run". */
+  readonly instances: DaemonInstance[] = [];
+  private daemon?: { proc: ChildProcess; exited: Promise<string>; root: string; startedFor: string; builds: number };
+  private proxy?: CountingProxy;
+  private generation = 0;
+  private readonly config: string;
+  private readonly socket: string;
+  private readonly proxySocket: string;
+  /** The daemons' stderr (one line per request and per build), appended across restarts. */
+  readonly logFile: string;
+
+  constructor(private readonly opts: KilnOptions) {
+    this.config = path.join(opts.work, 'daemon.json');
+    this.socket = path.join(opts.work, 'kiln.sock');
+    this.proxySocket = path.join(opts.work, 'proxy.sock');
+    this.logFile = path.join(opts.work, 'daemon.log');
+  }
+
+  async probe(): Promise<Probe> {
+    await fsp.mkdir(this.opts.work, { recursive: true });
+    await fsp.writeFile(this.config, JSON.stringify({ 'registry-mirrors': [`http://${this.opts.registry}`] }));
+    try {
+      await fsp.access(this.opts.cli);
+    } catch {
+      return { ok: false, reason: `${this.opts.cli} is missing (npm run build)` };
+    }
+    const r = await run([process.execPath, this.opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
+    return r.code === 0 ? { ok: true, version: firstLine(r) } : { ok: false, reason: `kiln --version failed: ${firstLine(r)}` };
+  }
+
+  private client(args: string[]): string[] {
+    return [process.execPath, this.opts.cli, 'build', '--addr', `unix://${this.proxySocket}`, '--progress', 'plain', ...args];
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    return { ...process.env, BUILDKIT_PROGRESS: '' };
+  }
+
+  async resetCold(w: Workload): Promise<void> {
+    const old = this.daemon?.root;
+    await this.stop();
+    if (old) await removeTree(old);
+    await this.start(path.join(this.opts.work, `root-${++this.generation}`), w.name);
+    const prep = path.join(this.opts.work, `prep-${w.name}`);
+    await fsp.mkdir(prep, { recursive: true });
+    await fsp.writeFile(path.join(prep, 'Dockerfile'), `FROM ${w.base}\nRUN true\n`);
+    this.daemon!.builds++;
+    await check(this.client(['-f', path.join(prep, 'Dockerfile'), prep]), { env: this.env(), timeoutMs: SETUP_TIMEOUT_MS });
+  }
+
+  build(w: Workload, ctx: Context): Promise<RunResult> {
+    return this.timed(['-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]);
+  }
+
+  exportImage(w: Workload, ctx: Context, dest: string): Promise<RunResult> {
+    return this.timed(['-o', `type=oci,dest=${dest}`, '-f', ctx.dockerfile, ctx.dir]);
+  }
+
+  /**
+   * One client build; uploadBytes = what the proxy saw the client send meanwhile. Exact for builds
+   * run one at a time; concurrent builds each count the others' bytes too (the runner ignores them).
+   */
+  private async timed(args: string[]): Promise<RunResult> {
+    const d = this.daemon;
+    const proxy = this.proxy;
+    if (!d || !proxy) throw new Error('kiln daemon: not running (resetCold first)');
+    const before = proxy.clientToTarget();
+    d.builds++;
+    // run() spawns before its first await, so concurrent calls start together.
+    const r = await run(this.client(args), { env: this.env(), timeoutMs: BUILD_TIMEOUT_MS });
+    r.uploadBytes = proxy.clientToTarget() - before;
+    if (r.code !== 0) r.output += `\n(kiln daemon log: ${this.logFile})\n${await this.logTail()}`;
+    return r;
+  }
+
+  private async start(root: string, startedFor: string): Promise<void> {
+    await fsp.mkdir(this.opts.work, { recursive: true });
+    this.proxy ??= await startCountingProxy(this.proxySocket, this.socket);
+    const log = fs.openSync(this.logFile, 'a');
+    const proc = spawn(process.execPath, [this.opts.cli, 'daemon', '--root', root, '--addr', `unix://${this.socket}`, '--config', this.config], {
+      stdio: ['ignore', 'ignore', log],
+      env: this.env(),
+    });
+    fs.closeSync(log);
+    const exited = new Promise<string>((resolve) => {
+      proc.once('error', (err) => resolve(`not started: ${err.message}`));
+      proc.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`));
+    });
+    let gone: string | undefined;
+    void exited.then((how) => (gone = how));
+    this.daemon = { proc, exited, root, startedFor, builds: 0 };
+    const deadline = Date.now() + DAEMON_START_TIMEOUT_MS;
+    while (!(await ping(this.socket))) {
+      if (gone !== undefined || Date.now() > deadline) {
+        if (gone === undefined) await this.stop();
+        this.daemon = undefined;
+        throw new Error(`kiln daemon on ${root} ${gone ? `exited at start (${gone})` : 'did not answer /_ping within 60 s'}:\n${await this.logTail()}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Reads the daemon's memory, then SIGTERM and waits for its exit (SIGKILL if it does not come). */
+  async stop(): Promise<void> {
+    const d = this.daemon;
+    if (!d) return;
+    this.daemon = undefined;
+    const memory = d.proc.pid !== undefined ? await procMemory(d.proc.pid) : undefined;
+    const started = process.hrtime.bigint();
+    d.proc.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([
+      d.exited,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), DAEMON_STOP_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (exit === undefined) d.proc.kill('SIGKILL');
+    const instance: DaemonInstance = {
+      startedFor: d.startedFor,
+      builds: d.builds,
+      stopSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+      exit: exit ?? `SIGKILL (no exit within ${DAEMON_STOP_TIMEOUT_MS / 1000} s of SIGTERM)`,
+    };
+    if (memory) instance.memory = memory;
+    this.instances.push(instance);
+    if (exit === undefined) await d.exited;
+  }
+
+  private async logTail(): Promise<string> {
+    const text = await fsp.readFile(this.logFile, 'utf8').catch(() => '');
+    return text.trimEnd().split('\n').slice(-8).join('\n');
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    await this.proxy?.close();
+    this.proxy = undefined;
+    for (const e of await fsp.readdir(this.opts.work).catch(() => [])) {
+      if (e.startsWith('root-')) await removeTree(path.join(this.opts.work, e));
+    }
+  }
+}
+
+/** GET /_ping on a unix socket: true when the daemon answers 200. */
+function ping(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ socketPath: socket, path: '/_ping', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.once('timeout', () => req.destroy());
+    req.once('error', () => resolve(false));
+  });
 }
 
 // ---- Docker (BuildKit inside dockerd) --------------------------------------------------------
@@ -183,8 +375,8 @@ export class DockerBuilder implements Builder {
   }
 
   build(w: Workload, ctx: Context): Promise<RunResult> {
-    this.built.add(imageName(w));
-    return run(this.cmd(['build', '--network', 'host', '--progress', 'plain', '-t', imageName(w), '-f', ctx.dockerfile, ctx.dir]), {
+    this.built.add(imageName(w, ctx));
+    return run(this.cmd(['build', '--network', 'host', '--progress', 'plain', '-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]), {
       env: this.env(),
       timeoutMs: BUILD_TIMEOUT_MS,
     });
@@ -261,7 +453,7 @@ export class BuildahBuilder implements Builder {
 
   build(w: Workload, ctx: Context): Promise<RunResult> {
     return run(
-      this.cmd(['bud', '--layers', `--runtime=${this.opts.runc}`, '--network', 'host', '-t', imageName(w), '-f', ctx.dockerfile, ctx.dir]),
+      this.cmd(['bud', '--layers', `--runtime=${this.opts.runc}`, '--network', 'host', '-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]),
       { env: this.env(), timeoutMs: BUILD_TIMEOUT_MS },
     );
   }

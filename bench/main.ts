@@ -8,9 +8,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE, UsageError, type BenchArgs } from './args.js';
-import { BUILDER_LABELS, BuildahBuilder, DockerBuilder, KilnBuilder, removeTree, type Builder } from './builders.js';
+import { BUILDER_LABELS, BuildahBuilder, DockerBuilder, KilnBuilder, KilnDaemonBuilder, removeTree, type Builder } from './builders.js';
 import { killRunning, run } from './proc.js';
-import { formatBuilders, formatTable, summarizeCells, type BenchResults, type BuilderStatus, type Cell, type Machine } from './report.js';
+import {
+  checkTargets,
+  formatBuilders,
+  formatDaemon,
+  formatTable,
+  formatTargets,
+  summarizeCells,
+  uploadSummary,
+  type BenchResults,
+  type BuilderStatus,
+  type Cell,
+  type DaemonReport,
+  type Machine,
+} from './report.js';
 import { Interrupted, runWorkload } from './runner.js';
 import { testEnvUp, type TestEnvHandle } from './testenv.js';
 import { contextDigest, WORKLOADS, writeContext, type ContextFile } from './workloads.js';
@@ -81,6 +94,10 @@ const NOTES = [
   'export: kiln = a fully cached build with -o type=oci (layers already compressed by -t); Docker = `docker save` (docker format, uncompressed: 20.10 has no OCI export without buildx); buildah = `buildah push IMG oci-archive:F` (compresses every layer each time).',
   'buildah bud runs stages one after the other unless given --jobs; it is run as the brief says, without --jobs.',
   'kiln peak RSS is GNU time\'s maximum resident set size of the largest process of the build (the kiln Node process, worker threads included).',
+  'kiln (daemon): one `kiln daemon` (its own --root and socket, the same registry mirror as embedded kiln); each build is a `kiln build --addr` client process, timed from its start to its exit. The client reaches the daemon through a counting proxy in the bench process (a second unix socket piped to the daemon\'s), which measures the bytes each build sends on the socket.',
+  'kiln (daemon) cold: a running daemon cannot be given a fresh root, so each cold run restarts the daemon on a fresh root, makes the base present with the same throw-away build as embedded kiln (FROM base + RUN true, through the daemon), then times the build. warm, edit and export then run against that daemon.',
+  'kiln (daemon) memory: VmRSS and VmHWM from /proc/PID/status of the last daemon process, read after the last scenario, before SIGTERM.',
+  'concurrent: four different builds (FROM busybox, RUN echo N <nonce> && sleep 2, one context each) started at the same moment; the time is from the first start to the last exit. Each run rewrites the RUNs with a new nonce, so no run is a cache hit. kiln (embedded): four processes on one root, which wait for each other\'s lock; kiln (daemon): four clients of one daemon; Docker: four `docker build`; buildah: four `buildah bud` on one storage.',
   'The machine is shared with other developers; the load average at start and end is recorded.',
 ];
 
@@ -106,8 +123,10 @@ async function main(args: BenchArgs): Promise<number> {
     // After `up`, which compiles dist/.
     const kilnCli = await snapshotKiln(repo, path.join(work, 'kiln-app'));
     const revision = await kilnRevision(repo);
+    const daemon = new KilnDaemonBuilder({ cli: kilnCli, work: path.join(work, 'kiln-daemon'), registry: env.registry });
     const all: Builder[] = [
       new KilnBuilder({ cli: kilnCli, work: path.join(work, 'kiln'), registry: env.registry }),
+      daemon,
       new DockerBuilder({ docker: env.docker, host: env.dockerHost }),
       new BuildahBuilder({ buildah: '/usr/bin/buildah', runc: '/usr/sbin/runc', work: path.join(work, 'buildah'), registry: env.registry }),
     ];
@@ -120,14 +139,13 @@ async function main(args: BenchArgs): Promise<number> {
       }
       const p = await b.probe();
       if (p.ok) {
-        statuses.push({ id: b.id, label, available: true, version: b.id === 'kiln' ? `${p.version} (${revision})` : p.version });
+        statuses.push({ id: b.id, label, available: true, version: b.id.startsWith('kiln') ? `${p.version} (${revision})` : p.version });
         builders.push(b);
       } else {
         statuses.push({ id: b.id, label, available: false, reason: `missing: ${p.reason}` });
         log(`${label} is missing: ${p.reason}`);
       }
     }
-    statuses.push({ id: 'kiln-daemon', label: 'kiln (daemon)', available: false, reason: 'not available yet' });
     if (builders.length === 0) throw new Error('no builder available');
 
     const exportDir = path.join(work, 'export');
@@ -159,6 +177,18 @@ async function main(args: BenchArgs): Promise<number> {
 
     mach.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
     const { results, ratios } = summarizeCells(cells);
+    let daemonReport: DaemonReport | undefined;
+    if (builders.includes(daemon)) {
+      // Stopped here rather than in cleanup: its memory after the run goes into the results.
+      await daemon.stop();
+      const last = daemon.instances.at(-1);
+      daemonReport = { instances: daemon.instances };
+      if (last?.memory) daemonReport.final = last.memory;
+      const upload = uploadSummary(results);
+      if (upload) daemonReport.upload = upload;
+      log(`kiln daemon log: ${daemon.logFile}${args.keep ? '' : ' (removed with the temporary directory; --keep keeps it)'}`);
+    }
+    const targets = checkTargets(results, daemonReport?.upload);
     const doc: BenchResults = {
       schema: 1,
       date: started.toISOString(),
@@ -171,8 +201,10 @@ async function main(args: BenchArgs): Promise<number> {
       workloads,
       results,
       ratios,
+      targets,
       notes: NOTES,
     };
+    if (daemonReport) doc.daemon = daemonReport;
     const out = path.resolve(args.out);
     await fsp.writeFile(out, JSON.stringify(doc, null, 2) + '\n');
 
@@ -187,6 +219,8 @@ async function main(args: BenchArgs): Promise<number> {
       '',
       formatBuilders(statuses),
     ];
+    if (daemonReport) lines.push(formatDaemon(daemonReport));
+    if (targets.length > 0) lines.push('', 'Targets (medians of this run):', formatTargets(targets));
     const failed = results.filter((r) => r.error);
     if (failed.length > 0) {
       lines.push('', 'Failures:');

@@ -22,6 +22,8 @@ export interface RunResult {
   timedOut: boolean;
   /** Peak resident set size of the largest process in the tree (GNU time's %M), KiB. */
   maxRssKiB?: number;
+  /** Bytes the client sent on the daemon's socket (kiln daemon builds only, counted by a proxy). */
+  uploadBytes?: number;
 }
 
 export const GNU_TIME = '/usr/bin/time';
@@ -111,6 +113,31 @@ export function parseGnuTimeRss(text: string): number | undefined {
 async function readGnuTimeRss(file: string): Promise<number | undefined> {
   try {
     return parseGnuTimeRss(await fsp.readFile(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's memory from /proc/PID/status: VmRSS (resident now) and VmHWM (peak resident), KiB. */
+export interface ProcMemory {
+  vmRssKiB: number;
+  vmHwmKiB: number;
+}
+
+export function parseProcStatus(text: string): ProcMemory | undefined {
+  const kib = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const vmRssKiB = kib('VmRSS');
+  const vmHwmKiB = kib('VmHWM');
+  return vmRssKiB === undefined || vmHwmKiB === undefined ? undefined : { vmRssKiB, vmHwmKiB };
+}
+
+/** The memory of a running process, or undefined when it is gone (or a zombie, which has no Vm lines). */
+export async function procMemory(pid: number): Promise<ProcMemory | undefined> {
+  try {
+    return parseProcStatus(await fsp.readFile(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return undefined;
   }

@@ -6,11 +6,14 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { intBetween, mulberry32, subSeed, textBytes } from './rng.js';
 
-export const WORKLOAD_NAMES = ['hello', 'bigctx', 'parallel', 'manyfiles', 'bigfile'] as const;
+export const WORKLOAD_NAMES = ['hello', 'bigctx', 'parallel', 'manyfiles', 'bigfile', 'concurrent'] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
-/** cold: empty build cache, base image present; warm: nothing changed; edit: one source file changed. */
-export type Scenario = 'cold' | 'warm' | 'edit';
+/**
+ * cold: empty build cache, base image present; warm: nothing changed; edit: one source file changed;
+ * concurrent: several builds started at the same moment, timed from the first start to the last exit.
+ */
+export type Scenario = 'cold' | 'warm' | 'edit' | 'concurrent';
 
 export interface ContextFile {
   /** Slash-separated, relative to the context root. */
@@ -29,6 +32,12 @@ export interface Workload {
   files(seed: number): Iterable<ContextFile>;
   /** For the edit scenario: the file to rewrite before round ROUND (a different content each round). */
   edit?(seed: number, round: number): ContextFile;
+  /**
+   * For the concurrent scenario: how many builds start at once; build I's context is the directory
+   * concurrentDir(I) of the workload's files, and its Dockerfile is rewritten before every run with
+   * a new NONCE, so no run is a cache hit of an earlier one (every run really sleeps).
+   */
+  concurrent?: { builds: number; dockerfile(i: number, nonce: string): ContextFile };
 }
 
 const BUSYBOX = 'busybox';
@@ -165,7 +174,32 @@ const bigfile: Workload = {
   },
 };
 
-export const WORKLOADS: Readonly<Record<WorkloadName, Workload>> = { hello, bigctx, parallel, manyfiles, bigfile };
+export const CONCURRENT_BUILDS = 4;
+
+/** The context directory of concurrent build I (0-based), relative to the workload's directory. */
+export function concurrentDir(i: number): string {
+  return `b${i + 1}`;
+}
+
+function concurrentDockerfile(i: number, nonce: string): ContextFile {
+  return file(`${concurrentDir(i)}/Dockerfile`, `FROM ${BUSYBOX}\nRUN echo ${i + 1} ${nonce} && sleep 2\n`);
+}
+
+const concurrent: Workload = {
+  name: 'concurrent',
+  description: `${CONCURRENT_BUILDS} different builds started at once, each FROM busybox + RUN echo N && sleep 2, each its own context`,
+  base: BUSYBOX,
+  scenarios: ['concurrent'],
+  *files() {
+    for (let i = 0; i < CONCURRENT_BUILDS; i++) {
+      yield concurrentDockerfile(i, 'initial');
+      yield file(`${concurrentDir(i)}/build.txt`, `build ${i + 1}\n`);
+    }
+  },
+  concurrent: { builds: CONCURRENT_BUILDS, dockerfile: concurrentDockerfile },
+};
+
+export const WORKLOADS: Readonly<Record<WorkloadName, Workload>> = { hello, bigctx, parallel, manyfiles, bigfile, concurrent };
 
 /** A digest over every path and content, to check (and record) that a seed gives the same context. */
 export function contextDigest(files: Iterable<ContextFile>): string {

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { check, CommandError, GNU_TIME, parseGnuTimeRss, run } from '../../bench/proc.js';
+import { check, CommandError, GNU_TIME, parseGnuTimeRss, parseProcStatus, procMemory, run } from '../../bench/proc.js';
 
 describe('run', () => {
   let dir = '';
@@ -72,4 +72,22 @@ describe('parseGnuTimeRss', () => {
     ['', undefined],
     ['Command terminated by signal 9\n', undefined],
   ])('%j -> %j', (text, want) => expect(parseGnuTimeRss(text)).toBe(want));
+});
+
+describe('process memory from /proc/PID/status', () => {
+  it('reads VmRSS and VmHWM in KiB', () => {
+    const status = ['Name:\tnode', 'VmPeak:\t 1200000 kB', 'VmHWM:\t  109800 kB', 'VmRSS:\t   94432 kB', 'Threads:\t11'].join('\n');
+    expect(parseProcStatus(status)).toEqual({ vmRssKiB: 94432, vmHwmKiB: 109800 });
+  });
+
+  it('has nothing for a zombie (no Vm lines) or a process that is gone', async () => {
+    expect(parseProcStatus('Name:\tnode\nState:\tZ (zombie)\n')).toBeUndefined();
+    expect(await procMemory(2 ** 22 + 1)).toBeUndefined(); // above pid_max's largest value
+  });
+
+  it('reads this process', async () => {
+    const m = await procMemory(process.pid);
+    expect(m!.vmRssKiB).toBeGreaterThan(1024);
+    expect(m!.vmHwmKiB).toBeGreaterThanOrEqual(m!.vmRssKiB);
+  });
 });

@@ -8,6 +8,7 @@ import {
   BIGCTX_EDITED,
   BIGCTX_MAX_SIZE,
   BIGCTX_MIN_SIZE,
+  concurrentDir,
   contextDigest,
   WORKLOAD_NAMES,
   WORKLOADS,
@@ -54,7 +55,8 @@ describe('rng', () => {
 describe('workload generation', () => {
   it.each(WORKLOAD_NAMES)('%s: same seed, same context; the Dockerfile comes first', (name) => {
     const a = files(name, 7);
-    expect(a[0]!.path).toBe('Dockerfile');
+    // concurrent has one context per build, each a directory with its Dockerfile first.
+    expect(a[0]!.path).toBe(name === 'concurrent' ? 'b1/Dockerfile' : 'Dockerfile');
     expect(contextDigest(files(name, 7))).toBe(contextDigest(a));
   });
 
@@ -123,8 +125,22 @@ describe('workload generation', () => {
     expect(big.match(/head -c 268435456/g)).toHaveLength(2);
   });
 
-  it('scenarios: edit only for bigctx', () => {
-    for (const n of WORKLOAD_NAMES) expect(WORKLOADS[n].scenarios).toEqual(n === 'bigctx' ? ['cold', 'warm', 'edit'] : ['cold', 'warm']);
+  it('scenarios: edit only for bigctx, concurrent only for its own workload', () => {
+    const want = (n: string) => (n === 'bigctx' ? ['cold', 'warm', 'edit'] : n === 'concurrent' ? ['concurrent'] : ['cold', 'warm']);
+    for (const n of WORKLOAD_NAMES) expect(WORKLOADS[n].scenarios).toEqual(want(n));
+  });
+
+  it('concurrent: four builds, each its own context directory, a distinct RUN that sleeps 2 s and changes with the nonce', () => {
+    const c = WORKLOADS.concurrent.concurrent!;
+    expect(c.builds).toBe(4);
+    const dirs = files('concurrent', 1).map((f) => f.path.split('/')[0]);
+    expect([...new Set(dirs)]).toEqual(['b1', 'b2', 'b3', 'b4']);
+    expect(concurrentDir(2)).toBe('b3');
+    const d = [0, 1, 2, 3].map((i) => c.dockerfile(i, 'n1'));
+    expect(d.map((f) => f.path)).toEqual(['b1/Dockerfile', 'b2/Dockerfile', 'b3/Dockerfile', 'b4/Dockerfile']);
+    expect(d[1]!.content.toString()).toBe('FROM busybox\nRUN echo 2 n1 && sleep 2\n');
+    expect(new Set(d.map((f) => f.content.toString())).size).toBe(4);
+    expect(c.dockerfile(1, 'n2').content.equals(d[1]!.content)).toBe(false);
   });
 });
 
