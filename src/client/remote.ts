@@ -26,7 +26,7 @@ import {
 } from '../server/api.js';
 import { BuildServer, type DiskUsage, type ImageRecord, type PruneOptions, type PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
-import { call, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
+import { call, DaemonError, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
 
 type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
 type StreamLine = ProgressEvent | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
@@ -115,7 +115,11 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
     // Only what the build's stages can read travels.
     const entries = await syncEntries(dir, contextUsage(graph, all));
     const id = await contextIdentity(dir);
-    const plan = await call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal);
+    const plan = await withUploadSlot(
+      () => call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),
+      () => onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: 'waiting for an upload slot on the daemon\n' }),
+      signal,
+    );
     const session = { id, session: plan.session };
     try {
       const body = new PassThrough();
@@ -136,6 +140,21 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
   } catch (err) {
     onProgress({ type: 'vertex', id: 1, name, status: 'error', durationMs: Date.now() - started, error: (err as Error).message });
     throw err;
+  }
+}
+
+/** A daemon at its limit of uploads answers 429: wait and ask again, as long as the build is wanted. */
+async function withUploadSlot<T>(attempt: () => Promise<T>, onWait: () => void, signal?: AbortSignal): Promise<T> {
+  for (let delay = 100, told = false; ; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof DaemonError && err.status === 429)) throw err;
+      if (!told) onWait();
+      told = true;
+    }
+    await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+    if (signal?.aborted) throw signal.reason;
   }
 }
 

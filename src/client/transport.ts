@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -83,7 +84,7 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
       a.kind === 'unix'
         ? http.request({ ...base, socketPath: a.path })
         : ep.tls
-          ? https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, servername: a.host })
+          ? https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) })
           : http.request({ ...base, host: a.host, port: a.port });
     let connected = false;
     req.once('socket', (s) => {
@@ -92,11 +93,16 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
       else s.once(ep.tls ? 'secureConnect' : 'connect', mark);
     });
     const timer = opts.connectTimeoutMs ? setTimeout(() => !connected && req.destroy(Object.assign(new Error('timed out connecting'), { code: 'ETIMEDOUT' })), opts.connectTimeoutMs) : undefined;
+    let responded = false;
     req.once('response', (res) => {
+      responded = true;
       clearTimeout(timer);
       resolve(res);
     });
-    req.once('error', (err) => {
+    req.on('error', (err) => {
+      // The daemon may answer (a refusal) before it has read the whole body: its answer counts,
+      // not the broken pipe that writing the rest of the body then meets.
+      if (responded) return;
       clearTimeout(timer);
       if (opts.signal?.aborted) reject(opts.signal.reason);
       else reject(connected ? err : new UnreachableError(ep, err));

@@ -46,11 +46,19 @@ interface UploadSession {
   lease: ContextLease;
   received: boolean;
   claimed: boolean;
+  /** It has files to send and holds one of the upload slots until they came (or it ends). */
+  uploadSlot: boolean;
+  /** Its files are being received right now: a second upload to it is refused, not raced. */
+  receiving: boolean;
   expiry?: NodeJS.Timeout;
 }
 
-/** An upload session not claimed by a build within this long is dropped (its lease released). */
-const SESSION_IDLE_MS = 120_000;
+/**
+ * An upload session not claimed by a build within this long is dropped (its lease released). A
+ * client goes from plan to upload to build in milliseconds; one killed in between must not keep
+ * the next build of the same context waiting long.
+ */
+const SESSION_IDLE_MS = 30_000;
 /** A finished build's outputs wait this long for their client before they are removed. */
 const OUTPUT_KEEP_MS = 600_000;
 
@@ -121,26 +129,33 @@ export class Daemon {
     } catch (err) {
       throw signal.aborted ? err : new ApiError(400, (err as Error).message);
     }
+    let plan;
     try {
-      const plan = await lease.plan(entries as SyncEntry[]);
-      const session: UploadSession = { id: randomId(), contextId, lease, received: false, claimed: false };
-      this.sessions.set(session.id, session);
-      this.expireLater(session);
-      return { session: session.id, wanted: plan.wanted, bytes: plan.bytes };
+      plan = await lease.plan(entries as SyncEntry[]);
     } catch (err) {
       await lease.release();
       throw new ApiError(400, (err as Error).message);
     }
+    // The upload limit is taken here, on the small request, so a refusal never cuts a tar stream
+    // short: the client waits and asks again (429), its files not yet sent.
+    const uploadSlot = plan.wanted.length > 0;
+    if (uploadSlot && this.uploads >= this.limits.maxConcurrentUploads) {
+      await lease.release();
+      throw new ApiError(429, `too many context uploads at once (the limit is ${this.limits.maxConcurrentUploads}); try again shortly`);
+    }
+    if (uploadSlot) this.uploads++;
+    // Even with no file wanted the receive step follows: it applies the list (removals, links, modes).
+    const session: UploadSession = { id: randomId(), contextId, lease, received: false, claimed: false, uploadSlot, receiving: false };
+    this.sessions.set(session.id, session);
+    this.expireLater(session);
+    return { session: session.id, wanted: plan.wanted, bytes: plan.bytes };
   }
 
   /** Step 2: the files the plan asked for, as a tar stream. */
   async receiveUpload(contextId: string, sessionId: string, body: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }> {
     const session = this.session(contextId, sessionId);
-    if (session.claimed || session.received) throw new ApiError(409, `upload session ${sessionId} has already received its files`);
-    if (this.uploads >= this.limits.maxConcurrentUploads) {
-      throw new ApiError(429, `too many context uploads at once (the limit is ${this.limits.maxConcurrentUploads}); try again`);
-    }
-    this.uploads++;
+    if (session.claimed || session.received || session.receiving) throw new ApiError(409, `upload session ${sessionId} has already received its files, or is receiving them`);
+    session.receiving = true;
     clearTimeout(session.expiry);
     try {
       const got = await session.lease.receive(body);
@@ -151,9 +166,16 @@ export class Daemon {
       await this.dropSession(session.id);
       throw new ApiError(400, `context upload failed: ${(err as Error).message}`);
     } finally {
-      this.uploads--;
+      session.receiving = false;
+      this.freeUploadSlot(session);
       if (this.sessions.has(session.id)) this.expireLater(session);
     }
+  }
+
+  private freeUploadSlot(session: UploadSession): void {
+    if (!session.uploadSlot) return;
+    session.uploadSlot = false;
+    this.uploads--;
   }
 
   async dropSession(sessionId: string): Promise<void> {
@@ -161,6 +183,7 @@ export class Daemon {
     if (!session) return;
     this.sessions.delete(sessionId);
     clearTimeout(session.expiry);
+    this.freeUploadSlot(session);
     await session.lease.release();
   }
 

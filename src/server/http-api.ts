@@ -20,6 +20,9 @@ import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
 
 export const API_VERSION = 'v1';
 
+/** How long a context upload may send nothing before the daemon gives up on it. */
+const UPLOAD_IDLE_MS = 60_000;
+
 export interface ApiOptions {
   daemon: Daemon;
   log: DaemonLog;
@@ -48,6 +51,7 @@ export function createApi(opts: ApiOptions): FastifyInstance {
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err instanceof ApiError ? err.status : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status === 429 || status === 503) void reply.header('retry-after', '1');
     if (status >= 500 && !(err instanceof ApiError)) log({ msg: 'internal error', error: err.message, stack: err.stack });
     void reply.code(status).send({ message: err.message });
   });
@@ -70,6 +74,8 @@ export function createApi(opts: ApiOptions): FastifyInstance {
     // destroys the stream it was given, and destroying the request itself would close the socket
     // before the refusal (naming the entry) is sent. The client going away still reaches it.
     const raw = req.body as NodeJS.ReadableStream & NodeJS.EventEmitter;
+    // A stalled upload holds an upload slot: one that sends nothing for a minute is cut off.
+    req.raw.setTimeout(UPLOAD_IDLE_MS, () => req.raw.destroy(new Error(`context upload stalled: nothing received for ${UPLOAD_IDLE_MS / 1000} s`)));
     const body = new PassThrough();
     const onError = (err: Error) => body.destroy(err);
     raw.on('error', onError);

@@ -791,38 +791,40 @@ describe('limits', () => {
     await realBuild(l.addr);
   });
 
-  it('answers 429 to a second upload at once, and a cut upload frees its slot', async () => {
+  it('answers 429 to a second upload at once (on its file list, before any tar is sent), and a cut upload frees its slot', async () => {
     const size = 300_000;
     const entries = [{ path: 'a', type: 'file', mode: 0o644, size, mtimeMs: 1 }];
-    const sessions: string[] = [];
-    for (const i of [1, 2]) {
-      const r = await jsonReq(l, 'POST', `/v1/contexts/conc${i}-${RAND}/sessions`, { entries });
-      expect(r.status, r.body).toBe(201);
-      sessions.push((JSON.parse(r.body) as { session: string }).session);
-    }
+    const plan = (i: number) => jsonReq(l, 'POST', `/v1/contexts/conc${i}-${RAND}/sessions`, { entries });
+    const first = await plan(1);
+    expect(first.status, first.body).toBe(201);
+    const session1 = (JSON.parse(first.body) as { session: string }).session;
     const body = await makeTar([{ name: 'a', data: Buffer.alloc(size, 3) }]);
-    // Upload 1 starts and stalls half way.
+    // Upload 1 starts and stalls half way: it holds the only upload slot.
     const sock = net.connect(l.socket);
     await new Promise((r) => sock.once('connect', r));
     sock.on('error', () => undefined);
-    sock.write(`PUT /v1/contexts/conc1-${RAND}/sessions/${sessions[0]} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${body.length}\r\n\r\n`);
+    sock.write(`PUT /v1/contexts/conc1-${RAND}/sessions/${session1} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${body.length}\r\n\r\n`);
     sock.write(body.subarray(0, 100_000));
     await sleep(300);
-    const second = await withTimeout(request(l.socket, 'PUT', `/v1/contexts/conc2-${RAND}/sessions/${sessions[1]}`, body, { 'content-type': 'application/x-tar' }), 10_000, 'second upload');
+    const second = await withTimeout(plan(2), 10_000, 'second plan');
     expect(second.status, second.body).toBe(429);
+    expect(second.headers['retry-after']).toBe('1');
     expect(message(second.body)).toMatch(/too many context uploads/);
     // The first is cut off: its slot must come back (a leaked count would refuse every upload).
     sock.destroy();
     let retry;
     for (let i = 0; i < 50; i++) {
-      retry = await request(l.socket, 'PUT', `/v1/contexts/conc2-${RAND}/sessions/${sessions[1]}`, body, { 'content-type': 'application/x-tar' });
+      retry = await plan(2);
       if (retry.status !== 429) break;
       await sleep(100);
     }
-    expect(retry!.status, retry!.body).toBe(200);
-    expect((await jsonReq(l, 'DELETE', `/v1/contexts/conc2-${RAND}/sessions/${sessions[1]}`)).status).toBe(204);
+    expect(retry!.status, retry!.body).toBe(201);
+    const session2 = (JSON.parse(retry!.body) as { session: string }).session;
+    const put = await request(l.socket, 'PUT', `/v1/contexts/conc2-${RAND}/sessions/${session2}`, body, { 'content-type': 'application/x-tar' });
+    expect(put.status, put.body).toBe(200);
+    expect((await jsonReq(l, 'DELETE', `/v1/contexts/conc2-${RAND}/sessions/${session2}`)).status).toBe(204);
     // The cut upload's session is over.
-    expect((await request(l.socket, 'PUT', `/v1/contexts/conc1-${RAND}/sessions/${sessions[0]}`, body, { 'content-type': 'application/x-tar' })).status).toBe(404);
+    expect((await request(l.socket, 'PUT', `/v1/contexts/conc1-${RAND}/sessions/${session1}`, body, { 'content-type': 'application/x-tar' })).status).toBe(404);
     daemonAlive(l);
     await realBuild(l.addr);
   });
