@@ -2,7 +2,8 @@
 // command in a throw-away container, for a look at what was built without Docker).
 
 import { parseArgs } from 'node:util';
-import { embeddedClient, familiarString, parseReference } from '../client/client.js';
+import { familiarString, parseReference } from '../client/client.js';
+import { embeddedClient } from '../client/embedded.js';
 import type { OutStream } from './progress/types.js';
 
 export const LOAD_HELP = `Usage: kiln load -i PATH [-t NAME:TAG]

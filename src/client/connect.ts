@@ -4,7 +4,7 @@
 
 import * as fsp from 'node:fs/promises';
 import { DEFAULT_SOCKET, type TlsFiles } from '../server/listen.js';
-import { embeddedClient, type KilnClient } from './client.js';
+import type { KilnClient } from './client.js';
 import { remoteClient } from './remote.js';
 import { endpoint, send, type Endpoint } from './transport.js';
 
@@ -29,6 +29,8 @@ export async function connect(opts: ConnectOptions): Promise<KilnClient> {
     const socket = opts.env.KILN_DEFAULT_SOCKET || DEFAULT_SOCKET;
     if (await answers(socket)) return remoteClient(endpoint(`unix://${socket}`));
   }
+  // Loaded only here: the embedded server is most of kiln's code, and a remote client needs none of it.
+  const { embeddedClient } = await import('./embedded.js');
   return embeddedClient(opts.root !== undefined ? { root: opts.root } : {});
 }
 

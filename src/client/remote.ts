@@ -15,8 +15,6 @@ import {
   buildErrorInfo,
   clientOutputTargets,
   contextUsage,
-  extractArchive,
-  loadIntoDocker,
   planBuild,
   walkContext,
   type BuildErrorInfo,
@@ -24,7 +22,7 @@ import {
   type BuildResult,
   type ProgressEvent,
 } from '../server/api.js';
-import { BuildServer, type DiskUsage, type ImageRecord, type PruneOptions, type PruneReport } from '../server/server.js';
+import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
 import { call, DaemonError, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
 
@@ -49,7 +47,8 @@ export function remoteClient(ep: Endpoint): KilnClient {
 
 async function remoteBuild(ep: Endpoint, req: BuildRequest, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult> {
   // Translating needs no daemon: a dry run is answered here, as embedded mode would.
-  if (req.dryRun) return new BuildServer().build(req, onProgress, signal);
+  // (Loaded only then: a client must start fast, and the server is most of kiln's code.)
+  if (req.dryRun) return new (await import('../server/server.js')).BuildServer().build(req, onProgress, signal);
   if (req.context.type !== 'dir') throw new Error('a remote build reads its context from a directory on this host');
   // Vertex numbers: the client's own first, then the daemon's, shifted past them.
   const shift = 1;
@@ -173,7 +172,7 @@ async function writeOutputs(ep: Endpoint, buildId: string, req: BuildRequest, ou
     const res = await send(ep, 'GET', `/v1/builds/${buildId}/outputs/${o.index}`, { signal });
     if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, (await readAll(res)).toString('utf8'));
     if (target.kind === 'load') {
-      await loadIntoDocker(res);
+      await (await import('../server/outputs.js')).loadIntoDocker(res);
       continue;
     }
     if (target.kind === 'file') {
@@ -187,7 +186,7 @@ async function writeOutputs(ep: Endpoint, buildId: string, req: BuildRequest, ou
       const file = path.join(tmp, 'rootfs.tar');
       await pipeline(res, createWriteStream(file));
       await fsp.mkdir(target.dest, { recursive: true });
-      await extractArchive(file, 'none', target.dest, '/');
+      await (await import('../server/outputs.js')).extractArchive(file, 'none', target.dest, '/');
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
     }

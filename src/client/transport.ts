@@ -9,6 +9,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+
+const gzip = promisify(zlib.gzip);
 import { parseAddress, type ListenAddress, type TlsFiles } from '../server/listen.js';
 
 export interface Endpoint {
@@ -67,6 +71,7 @@ const CLIENT_ID = `${os.hostname()}/${process.pid}`;
 export interface RequestOptions {
   body?: Buffer | NodeJS.ReadableStream;
   contentType?: string;
+  contentEncoding?: string;
   signal?: AbortSignal;
   /** Milliseconds to wait for the connection (and, with no body, the whole reply head). */
   connectTimeoutMs?: number;
@@ -77,6 +82,7 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { 'x-kiln-client': CLIENT_ID };
     if (opts.contentType) headers['content-type'] = opts.contentType;
+    if (opts.contentEncoding) headers['content-encoding'] = opts.contentEncoding;
     if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
     const base = { method, path, headers, signal: opts.signal };
     const a = ep.address;
@@ -123,10 +129,19 @@ export async function readAll(res: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** A JSON request and reply; an error status becomes DaemonError with the daemon's message. */
+/**
+ * A JSON request and reply; an error status becomes DaemonError with the daemon's message. A large
+ * body (a context's file list) goes gzip-compressed.
+ */
 export async function call<T>(ep: Endpoint, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-  const res = await send(ep, method, path, body === undefined ? { signal } : { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', signal });
-  return replyJson<T>(res);
+  if (body === undefined) return replyJson<T>(await send(ep, method, path, { signal }));
+  let data = Buffer.from(JSON.stringify(body));
+  let encoding: string | undefined;
+  if (data.length > 16 * 1024) {
+    data = await gzip(data, { level: 6 });
+    encoding = 'gzip';
+  }
+  return replyJson<T>(await send(ep, method, path, { body: data, contentType: 'application/json', contentEncoding: encoding, signal }));
 }
 
 export async function replyJson<T>(res: http.IncomingMessage): Promise<T> {

@@ -31,8 +31,8 @@ export interface SyncEntry {
   /** Kept on the daemon's copy (files keep the client's mtime). */
   mtimeMs: number;
   /**
-   * The client's change stamp for files: `${dev}:${ino}:${ctimeNs}:${mtimeNs}:${size}` from a bigint
-   * lstat. A file whose stamp differs from the kept one is sent again: ctime and inode catch a
+   * The client's change stamp for files: `${dev}:${ino}:${ctimeNs}` from a bigint lstat, in base 36
+   * (it is sent for every file on every build: short matters; size and mtime are fields already). A file whose stamp differs from the kept one is sent again: ctime and inode catch a
    * same-size rewrite whose mtime was put back, which size+mtime alone would miss.
    */
   stamp?: string;
@@ -80,7 +80,7 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[]): 
       s.hardlinkTo = first;
     } else {
       if (st.nlink > 1n) firstOfInode.set(inode, e.path);
-      s.stamp = `${st.dev}:${st.ino}:${st.ctimeNs}:${st.mtimeNs}:${st.size}`;
+      s.stamp = `${st.dev.toString(36)}:${st.ino.toString(36)}:${st.ctimeNs.toString(36)}`;
     }
     out.push(s);
   }

@@ -3,10 +3,18 @@
 
 import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
 
-export { familiarName, familiarString, formatReference, hostPlatform, parsePlatform, parseReference } from '../solver/index.js';
-// The client's half of a daemon build: plan locally to know what of the context to send, then
-// write the outputs that come back.
-export { buildErrorInfo, contextUsage, extractArchive, loadIntoDocker, planBuild, walkContext } from '../solver/index.js';
+// Values come from their own modules rather than the solver's index: this file is the client's
+// view of the API, and a client (`kiln build --addr`) must start without loading the whole solver.
+export { familiarName, familiarString, formatReference, parseReference } from '../image/reference.js';
+export { hostPlatform } from '../oci/platform.js';
+export { parsePlatform } from '../frontend/platform.js';
+// The client's half of a daemon build: plan locally to know what of the context to send.
+export { buildErrorInfo } from '../solver/errors.js';
+export { contextUsage } from '../solver/context-usage.js';
+export { planBuild } from '../solver/plan.js';
+export { walkContext } from '../context/walk.js';
+// Flag values of du and prune (sizes, durations, filters), parsed on the client's side.
+export { parseDuration, parsePruneFilters, parseSize } from '../cache/gc.js';
 
 /**
  * Where the build context comes from. A daemon takes only `synced` from its clients: a `dir` names a

@@ -14,6 +14,7 @@ import { createReadStream } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { PruneOptions } from './server.js';
 import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
@@ -44,6 +45,22 @@ export function createApi(opts: ApiOptions): FastifyInstance {
 
   // A tar body is handed on as the raw stream (never buffered): the upload streams to disk.
   app.addContentTypeParser(['application/x-tar', 'application/octet-stream'], (_req, payload, done) => done(null, payload));
+
+  // A context's file list is sent on every build and compresses about tenfold: clients may gzip
+  // request bodies. The limit on bodies applies to what comes out, so a small bomb cannot pass.
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const encoding = req.headers['content-encoding'];
+    if (encoding === undefined || encoding === 'identity') return payload;
+    if (encoding !== 'gzip') throw new ApiError(415, `unsupported Content-Encoding: ${encoding} (gzip is)`);
+    const gunzip = createGunzip();
+    let received = 0;
+    payload.on('data', (c: Buffer) => (received += c.length));
+    payload.on('error', (err) => gunzip.destroy(err));
+    const out = payload.pipe(gunzip) as typeof gunzip & { receivedEncodedLength?: number };
+    // fastify compares what it read with Content-Length: the compressed count is the one to compare.
+    Object.defineProperty(out, 'receivedEncodedLength', { get: () => received });
+    return out;
+  });
 
   app.addHook('onResponse', async (req, reply) => {
     log({ msg: 'request', method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) });

@@ -3,7 +3,7 @@
 // uses (cache/checksum-select), so what travels is exactly what a COPY or bind mount may read: a
 // file left out can never change a step, and a file a step reads is never left out.
 
-import { selectEntries } from '../cache/checksum.js';
+import { selectEntries } from '../cache/checksum-select.js';
 import type { ContextEntry } from '../context/index.js';
 import type { BuildGraph, Stage } from '../frontend/types.js';
 

@@ -3,8 +3,9 @@
 // DockerfileError's file and line); this turns any of them into one shape so nobody has to parse a
 // message to find them again.
 
-import { CopyError } from '../fileop/index.js';
-import { DockerfileError } from '../frontend/index.js';
+// Leaf modules, not the rooms' indexes: a daemon's client loads this, and must start fast.
+import { CopyError } from '../fileop/types.js';
+import { DockerfileError } from '../frontend/errors.js';
 import { StepError } from './ops/types.js';
 
 export interface BuildErrorInfo {

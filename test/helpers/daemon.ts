@@ -196,3 +196,31 @@ export function rss(pid: number): { now: number; peak: number } {
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
   return { now: kb('VmRSS'), peak: kb('VmHWM') };
 }
+
+/**
+ * A unix-socket proxy in front of the daemon that counts the bytes clients send through it: what
+ * really crossed the socket, not what the client says it sent.
+ */
+export async function countingProxy(target: string): Promise<{ addr: string; sent(): number; reset(): void; close(): Promise<void> }> {
+  const net = await import('node:net');
+  const socket = path.join(tempDir('kiln-proxy-'), 'proxy.sock');
+  let sent = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target);
+    client.on('data', (c: Buffer) => (sent += c.length));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => (client.destroy(), upstream.destroy());
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  return {
+    addr: `unix://${socket}`,
+    sent: () => sent,
+    reset: () => void (sent = 0),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

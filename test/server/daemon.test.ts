@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
-import { killStarted, kilnClient, makeContext, mountsUnder, processesMentioning, request, spawnClient, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
+import { countingProxy, killStarted, kilnClient, makeContext, mountsUnder, processesMentioning, request, spawnClient, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 
 const cleanup: string[] = [];
 afterAll(async () => {
@@ -116,6 +116,29 @@ describe('kiln daemon: builds as embedded mode does', () => {
     expect(edited.code).toBe(0);
     expect(edited.stderr).toMatch(/transferring context: 1 files, 10B/);
     expect(edited.stderr).toContain('version-2');
+  });
+
+  it('after a one-file edit of a 4,000-file context, the upload is under 1% of the first (bytes on the socket)', async () => {
+    const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l\n' };
+    for (let i = 0; i < 4000; i++) files[`src/d${i % 40}/f${i}.txt`] = `${i} `.repeat(200 + (i % 1800));
+    const c = ctx(files);
+    const proxy = await countingProxy(d.socket);
+    try {
+      const first = await kilnClient(['build', '--addr', proxy.addr, '--progress', 'plain', c]);
+      expect(first.code).toBe(0);
+      const full = proxy.sent();
+      proxy.reset();
+      fs.writeFileSync(path.join(c, 'src', 'd7', 'f7.txt'), 'edited\n');
+      const edit = await kilnClient(['build', '--addr', proxy.addr, '--progress', 'plain', c]);
+      expect(edit.code).toBe(0);
+      expect(edit.stderr).toMatch(/transferring context: 1 files, 7B/);
+      const incremental = proxy.sent();
+      console.log(`context upload: first ${full} bytes on the socket, after a one-file edit ${incremental} (${((100 * incremental) / full).toFixed(2)}%)`);
+      expect(full).toBeGreaterThan(10_000_000);
+      expect(incremental / full).toBeLessThan(0.01);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('a failed build shows the same error as embedded mode, and the exit code', async () => {
