@@ -22,7 +22,8 @@ Options:
       --tlscacert FILE       CA that client certificates must chain to (TCP needs TLS)
       --tlscert FILE         The daemon's certificate
       --tlskey FILE          The daemon's key
-      --insecure-tcp         Allow plain TCP, on a loopback address only
+      --insecure-tcp         Allow plain TCP, on a loopback address only (for tests: RUN steps
+                             share the host's network, so builds could reach such an API)
       --max-concurrent-builds N   Builds at once; the rest wait, in turn per client
       --max-context-size SIZE     Largest build context accepted (e.g. 8GB)
       --build-timeout DURATION    Cancel a build running longer (e.g. 1h; 0: none)
