@@ -223,7 +223,8 @@ describe('solver: failures leave a usable root', () => {
       expect(info.message).toMatch(/^Dockerfile:3: RUN echo about to fail/);
       expect(info.message).toContain('exit code: 3');
       expect(info).toMatchObject({ location: { file: 'Dockerfile', line: 3 }, exitCode: 3 });
-      expect(info.outputTail?.split('\n')).toEqual(['about to fail', 'on-stderr']);
+      // stdout and stderr come through two pipes: their lines may arrive in either order.
+      expect(info.outputTail?.split('\n').sort()).toEqual(['about to fail', 'on-stderr']);
       expect(info.cancelled).toBeUndefined();
       expect(mountsUnder(root)).toEqual([]);
 
