@@ -5,6 +5,6 @@ export { PatternMatcher, parseIgnoreFile, IgnorePatternError } from './patterns.
 export type { Pattern, MatchInfo } from './patterns.js';
 export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { relOf, splitPivot, splitWildcards } from './source-paths.js';
-export { directoryContext, preparedContext, type ContextSource } from './source.js';
+export { directoryContext, listedContext, type ContextSource } from './source.js';
 export { syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
 export { extractContextTar, cleanEntryPath, safeTreePath, writeNewFile, setDirMeta, type TarContextLimits } from './tar-extract.js';

@@ -36,9 +36,9 @@ export function directoryContext(dir: string, opts: { dockerfile?: string; ident
 }
 
 /**
- * A directory whose content was already filtered where it came from (a client's synced upload):
- * every file in it is part of the context, its .dockerignore included, so no ignore rules apply.
+ * A directory whose entries are already known (a synced copy, made equal to the client's list): the
+ * build need not walk it again.
  */
-export function preparedContext(dir: string, identity: string): ContextSource {
-  return { dir, identity, quiet: true, entries: () => walkContext(dir, { excludes: [] }) };
+export function listedContext(dir: string, identity: string, entries: readonly ContextEntry[]): ContextSource {
+  return { dir, identity, quiet: true, entries: async () => [...entries] };
 }

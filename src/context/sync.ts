@@ -47,6 +47,25 @@ function nsToMs(ns: bigint): number {
   return Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6;
 }
 
+/** bigint lstat of every file entry, at most 64 at a time. */
+async function statFiles(contextDir: string, entries: ContextEntry[]): Promise<Map<string, BigIntStats>> {
+  const files = entries.filter((e) => e.type === 'file');
+  const out = new Map<string, BigIntStats>();
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const e = files[next++]!;
+      try {
+        out.set(e.path, await fsp.lstat(path.join(contextDir, e.path), { bigint: true }));
+      } catch (err) {
+        throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(64, files.length) }, worker));
+  return out;
+}
+
 /**
  * From walked ContextEntry[] (already filtered, maybe narrowed further by the caller) to the list
  * sent first. Files are lstat'ed again with bigint precision for their stamp (size and mtime come
@@ -56,6 +75,8 @@ function nsToMs(ns: bigint): number {
 export async function syncEntries(contextDir: string, entries: ContextEntry[]): Promise<SyncEntry[]> {
   const out: SyncEntry[] = [];
   const firstOfInode = new Map<string, string>();
+  // The stats run side by side (libuv's thread pool), then the list is built in walk order.
+  const stats = await statFiles(contextDir, entries);
   for (const e of entries) {
     if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink') {
       throw new ContextError(`build context: ${e.path} is a ${e.type}: special files cannot be sent`, e.path);
@@ -66,12 +87,7 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[]): 
       out.push(s);
       continue;
     }
-    let st: BigIntStats;
-    try {
-      st = await fsp.lstat(path.join(contextDir, e.path), { bigint: true });
-    } catch (err) {
-      throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
-    }
+    const st = stats.get(e.path)!;
     if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being read: it is no longer a file`, e.path);
     const s: SyncEntry = { path: e.path, type: 'file', mode: Number(st.mode & 0o7777n), size: Number(st.size), mtimeMs: nsToMs(st.mtimeNs) };
     const inode = `${st.dev}:${st.ino}`;

@@ -27,7 +27,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { ContextError, safeTreePath, setDirMeta, writeNewFile, type SyncEntry } from '../context/index.js';
+import { ContextError, safeTreePath, setDirMeta, writeNewFile, type ContextEntry, type SyncEntry } from '../context/index.js';
 import { processAlive } from '../fsutil/process.js';
 import { isMissing, lstatOrUndefined } from '../fsutil/stat.js';
 
@@ -49,6 +49,8 @@ export interface ContextLease {
   plan(entries: SyncEntry[]): Promise<{ wanted: string[]; bytes: number }>;
   /** Reads the tar of the planned files, then makes the tree equal the planned list. */
   receive(tar: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }>;
+  /** After receive(): the entries of the tree, as a walk of it would list them (without walking it). */
+  entries(): ContextEntry[];
   /** Touches lastUsed and releases the lease. Idempotent. */
   release(): Promise<void>;
 }
@@ -100,11 +102,11 @@ export class KeptContexts {
       const base = path.join(this.dir, id);
       const st = await lstatOrUndefined(base);
       if (!st?.isDirectory()) continue;
-      const index = await readIndex(base);
       out.push({
         id,
         size: await diskUsage(path.join(base, 'tree')),
-        lastUsed: index ? new Date(index.lastUsed) : st.mtime,
+        // Touched when a lease ends (and changed by every upload): the last use.
+        lastUsed: st.mtime,
         inUse: this.slots.has(id),
       });
     }
@@ -182,6 +184,16 @@ export class KeptContexts {
     if (next) next(); // the slot stays taken, now by the next lease
     else this.slots.delete(id);
   }
+}
+
+/** The same entries, field for field, in the same order: what the tree already equals. */
+function sameList(a: SyncEntry[], b: SyncEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  const fields = ['path', 'type', 'mode', 'size', 'mtimeMs', 'stamp', 'linkTarget', 'hardlinkTo'] as const;
+  for (let i = 0; i < a.length; i++) {
+    for (const f of fields) if (a[i]![f] !== b[i]![f]) return false;
+  }
+  return true;
 }
 
 /** `staging-<pid>-<rand>` or `index.json.tmp-<pid>-<rand>` -> pid; anything else -> undefined. */
@@ -303,13 +315,15 @@ interface Plan {
   byPath: Map<string, SyncEntry>;
   /** Wanted files by path, in list order. */
   wanted: Map<string, SyncEntry>;
+  /** The list is the one tree/ already equals (index.json): nothing to apply. */
+  unchanged: boolean;
 }
 
 class Lease implements ContextLease {
   readonly dir: string;
   private plannedList: Plan | undefined;
   private released = false;
-  /** The list tree/ now equals, when known (for release to rewrite the index with). */
+  /** The list tree/ now equals, once received. */
   private applied: SyncEntry[] | undefined;
 
   constructor(
@@ -330,7 +344,8 @@ class Lease implements ContextLease {
     if (this.maxBytes !== undefined && total > this.maxBytes) {
       throw new ContextError(`build context exceeds the maximum size of ${this.maxBytes} bytes`, '');
     }
-    const kept = new Map((await readIndex(this.base))?.entries.map((e) => [e.path, e]) ?? []);
+    const index = await readIndex(this.base);
+    const kept = new Map(index?.entries.map((e) => [e.path, e]) ?? []);
     const wanted = new Map<string, SyncEntry>();
     let bytes = 0;
     for (const e of byPath.values()) {
@@ -338,7 +353,8 @@ class Lease implements ContextLease {
       wanted.set(e.path, e);
       bytes += e.size;
     }
-    this.plannedList = { entries: [...byPath.values()], byPath, wanted };
+    const list = [...byPath.values()];
+    this.plannedList = { entries: list, byPath, wanted, unchanged: index !== undefined && sameList(index.entries, list) };
     return { wanted: [...wanted.keys()], bytes };
   }
 
@@ -358,6 +374,13 @@ class Lease implements ContextLease {
     const plan = this.plannedList;
     if (plan === undefined) throw new ContextError('build context upload: receive() without a plan()', '');
     this.plannedList = undefined; // one receive per plan
+    if (plan.unchanged && plan.wanted.size === 0) {
+      // The warm case: the tree already equals this list. Read the (empty) tar to check it, and
+      // leave tree and index as they are rather than walk and rewrite 10,000 entries.
+      await receiveFiles(input, plan.wanted, this.base);
+      this.applied = plan.entries;
+      return { files: 0, bytes: 0 };
+    }
     const staging = path.join(this.base, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
     await fsp.mkdir(staging, { mode: 0o700 });
     try {
@@ -376,13 +399,25 @@ class Lease implements ContextLease {
     }
   }
 
+  entries(): ContextEntry[] {
+    if (this.applied === undefined) throw new ContextError(`build context ${this.id}: entries() before receive()`, '');
+    const uid = process.getuid?.() ?? 0;
+    const gid = process.getgid?.() ?? 0;
+    return this.applied.map((e) => {
+      const c: ContextEntry = { path: e.path, type: e.type, mode: e.mode, uid, gid, size: e.type === 'symlink' ? Buffer.byteLength(e.linkTarget ?? '') : e.size, mtimeMs: e.mtimeMs };
+      if (e.linkTarget !== undefined) c.linkTarget = e.linkTarget;
+      if (e.hardlinkTo !== undefined) c.hardlinkTo = e.hardlinkTo;
+      return c;
+    });
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
     try {
-      const entries = this.applied ?? (await readIndex(this.base))?.entries;
-      if (entries !== undefined) await writeIndex(this.base, entries, new Date());
-      else await fsp.utimes(this.base, new Date(), new Date()); // list() falls back to the dir's mtime
+      // Recency for list() (and so prune's order): a touch, not a rewrite of the whole index.
+      const now = new Date();
+      await fsp.utimes(this.base, now, now);
     } finally {
       this.onRelease();
     }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { preparedContext, type BuildErrorInfo, type ProgressEvent } from '../solver/index.js';
+import { listedContext, type BuildErrorInfo, type ProgressEvent } from '../solver/index.js';
 import { BuildFailure, clientOutputTargets, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
 import type { KilnConfig } from './config.js';
 import { KeptContexts, type ContextLease } from './contexts.js';
@@ -259,7 +259,8 @@ export class Daemon {
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
       const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, {
-        context: preparedContext(session.lease.dir, `synced:${session.contextId}`),
+        // The tree equals the list the client sent: its entries are known without walking it.
+        context: listedContext(session.lease.dir, `synced:${session.contextId}`, session.lease.entries()),
       });
       this.finished(record, { imageId: result.image?.id });
       if (clientOutputs.length === 0) await fsp.rm(dir, { recursive: true, force: true });

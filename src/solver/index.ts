@@ -15,7 +15,7 @@ export { loadImages, runImage, type RunImageOptions } from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
 export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
 export type { ContextEntry, ContextSource } from '../context/index.js';
-export { directoryContext, preparedContext, walkContext } from '../context/index.js';
+export { directoryContext, listedContext, walkContext } from '../context/index.js';
 // What a daemon's client does on its own side with what comes back: unpack a directory export, --load.
 export { extractTar as extractArchive } from '../fileop/index.js';
 export { loadIntoDocker } from '../image/exporter/docker-load.js';

@@ -438,3 +438,48 @@ describe('KeptContexts: memory', () => {
     await lease.release();
   });
 });
+
+describe('KeptContexts: the warm path', () => {
+  it('an unchanged list changes nothing on disk, and entries() lists the tree as a walk of it would', async () => {
+    write('a.txt', 'alpha');
+    write('sub/b.txt', 'beta');
+    fs.symlinkSync('sub/b.txt', path.join(ctx, 'link'));
+    fs.linkSync(path.join(ctx, 'a.txt'), path.join(ctx, 'hard'));
+    const first = await kept.lease('warm');
+    await upload(first);
+    const walked = await walkContext(first.dir, { excludes: [] });
+    const fields = (e: { path: string; type: string; mode: number; size: number; linkTarget?: string; hardlinkTo?: string; uid: number; gid: number }) => ({
+      path: e.path,
+      type: e.type,
+      mode: e.mode,
+      size: e.size,
+      linkTarget: e.linkTarget,
+      hardlinkTo: e.hardlinkTo,
+      uid: e.uid,
+      gid: e.gid,
+    });
+    expect(first.entries().map(fields)).toEqual(walked.map(fields));
+    await first.release();
+    const index = path.join(root, 'warm', 'index.json');
+    const before = { index: fs.statSync(index), tree: inodes(first.dir) };
+
+    const second = await kept.lease('warm');
+    const { got, plan } = await upload(second);
+    expect(plan.wanted).toEqual([]);
+    expect(got).toEqual({ files: 0, bytes: 0 });
+    // Neither the index nor any entry of the tree was rewritten.
+    expect(fs.statSync(index).mtimeMs).toBe(before.index.mtimeMs);
+    expect(fs.statSync(index).ino).toBe(before.index.ino);
+    expect(inodes(second.dir)).toEqual(before.tree);
+    expect(second.entries().map(fields)).toEqual(walked.map(fields));
+    await second.release();
+    // The release still counts as a use (prune's least-recently-used order).
+    expect((await kept.list())[0]!.lastUsed.getTime()).toBeGreaterThanOrEqual(before.index.mtimeMs - 1);
+  });
+
+  it('entries() before receive() is a clear error', async () => {
+    const lease = await kept.lease('early');
+    expect(() => lease.entries()).toThrow(/entries\(\) before receive\(\)/);
+    await lease.release();
+  });
+});
