@@ -73,6 +73,22 @@ export interface KilnOptions {
  * into which a throw-away build (FROM base + RUN true) pulled and unpacked the base image: the base
  * is present as it is in Docker's and buildah's stores, no step of the workload is cached.
  */
+/**
+ * Both kiln builders: the work directory and a daemon.json mirroring Docker Hub to the test
+ * registry, then the private copy of the CLI must answer --version.
+ */
+async function probeKiln(opts: { work: string; registry: string; cli: string }, config: string): Promise<Probe> {
+  await fsp.mkdir(opts.work, { recursive: true });
+  await fsp.writeFile(config, JSON.stringify({ 'registry-mirrors': [`http://${opts.registry}`] }));
+  try {
+    await fsp.access(opts.cli);
+  } catch {
+    return { ok: false, reason: `${opts.cli} is missing (npm run build)` };
+  }
+  const r = await run([process.execPath, opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
+  return r.code === 0 ? { ok: true, version: firstLine(r) } : { ok: false, reason: `kiln --version failed: ${firstLine(r)}` };
+}
+
 export class KilnBuilder implements Builder {
   readonly id = 'kiln' as const;
   private readonly roots = new Map<string, string>();
@@ -93,16 +109,8 @@ export class KilnBuilder implements Builder {
     return [process.execPath, this.opts.cli, '--root', root, ...args];
   }
 
-  async probe(): Promise<Probe> {
-    await fsp.mkdir(this.opts.work, { recursive: true });
-    await fsp.writeFile(this.config, JSON.stringify({ 'registry-mirrors': [`http://${this.opts.registry}`] }));
-    try {
-      await fsp.access(this.opts.cli);
-    } catch {
-      return { ok: false, reason: `${this.opts.cli} is missing (npm run build)` };
-    }
-    const r = await run([process.execPath, this.opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
-    return r.code === 0 ? { ok: true, version: firstLine(r) } : { ok: false, reason: `kiln --version failed: ${firstLine(r)}` };
+  probe(): Promise<Probe> {
+    return probeKiln(this.opts, this.config);
   }
 
   rootOf(w: Workload): string | undefined {
@@ -198,16 +206,8 @@ export class KilnDaemonBuilder implements Builder {
     this.logFile = path.join(opts.work, 'daemon.log');
   }
 
-  async probe(): Promise<Probe> {
-    await fsp.mkdir(this.opts.work, { recursive: true });
-    await fsp.writeFile(this.config, JSON.stringify({ 'registry-mirrors': [`http://${this.opts.registry}`] }));
-    try {
-      await fsp.access(this.opts.cli);
-    } catch {
-      return { ok: false, reason: `${this.opts.cli} is missing (npm run build)` };
-    }
-    const r = await run([process.execPath, this.opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
-    return r.code === 0 ? { ok: true, version: firstLine(r) } : { ok: false, reason: `kiln --version failed: ${firstLine(r)}` };
+  probe(): Promise<Probe> {
+    return probeKiln(this.opts, this.config);
   }
 
   private client(args: string[]): string[] {

@@ -12,6 +12,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mulberry32 as seededUint32 } from '../../bench/rng.js';
 import { KILN, kilnClient, makeContext, mountsUnder, ping, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
 
@@ -189,15 +190,10 @@ function tryRequest(socket: string, method: string, p: string, body?: Buffer | s
 
 // ---- a seeded PRNG ----------------------------------------------------------------------------
 
+/** Uniform floats in [0, 1) from the bench's seeded generator (the same sequence everywhere). */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededUint32(seed);
+  return () => next() / 4294967296;
 }
 
 // ---- the shared daemon: a unix socket and a TLS TCP port ---------------------------------------
