@@ -85,7 +85,7 @@ export async function safeTreePath(root: string, rel: string, opts: { known?: Se
  */
 export async function writeNewFile(
   host: string,
-  body: AsyncIterable<unknown>, // Buffers: a Node or a streamx stream
+  body: AsyncIterable<unknown> | Iterable<unknown>, // Buffers: a Node or a streamx stream, or a list
   meta: { mode: number; mtimeMs: number; maxBytes?: number; name?: string },
 ): Promise<number> {
   const fh = await fsp.open(host, OPEN_NEW, 0o600);

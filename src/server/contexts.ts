@@ -96,6 +96,12 @@ export class KeptContexts {
     }
   }
 
+  /** A lease on `id` if nobody holds it now; undefined (without waiting) otherwise. */
+  async tryLease(id: string): Promise<ContextLease | undefined> {
+    checkId(id);
+    return this.slots.has(id) ? undefined : this.lease(id);
+  }
+
   async list(): Promise<KeptContextInfo[]> {
     const out: KeptContextInfo[] = [];
     for (const id of await this.ids()) {
@@ -432,6 +438,24 @@ class Lease implements ContextLease {
  * Reads the upload tar into `staging` (flat numbered names: tar names are only matched, never used as
  * paths). Exactly the wanted files, each once, with the planned size; anything else fails naming it.
  */
+/** Files up to this size are received whole and written several at once. */
+const SMALL_FILE = 1024 * 1024;
+/** Small files being written at once while the tar is read on. */
+const PARALLEL_WRITES = 16;
+
+/** A tar entry's body as one buffer, refusing more bytes than announced. */
+async function collect(body: AsyncIterable<unknown>, size: number, name: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > size) throw new ContextError(`build context: ${name} is longer than announced`, name);
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks, n);
+}
+
 async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, SyncEntry>, staging: string): Promise<Map<string, string>> {
   const staged = new Map<string, string>();
   const refuse = (name: string, reason: string) => new ContextError(`build context upload: tar entry ${JSON.stringify(name)}: ${reason}`, name);
@@ -449,7 +473,24 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
       if (header.size !== e.size) throw refuse(name, `is ${header.size} bytes, the list said ${e.size}`);
       const host = path.join(staging, String(staged.size));
       staged.set(name, host);
-      await writeNewFile(host, body, { mode: e.mode, mtimeMs: e.mtimeMs, maxBytes: e.size, name });
+      const meta = { mode: e.mode, mtimeMs: e.mtimeMs, maxBytes: e.size, name };
+      if (e.size > SMALL_FILE) {
+        await writeNewFile(host, body, meta);
+        return;
+      }
+      // A small file is taken whole and written beside the next ones (a few at a time), so the
+      // tar is read on while the disk works: one file after another costs five round trips each.
+      const data = await collect(body, e.size, name);
+      while (writing.size >= PARALLEL_WRITES) await Promise.race(writing);
+      const w = writeNewFile(host, [data], meta).then(
+        () => void writing.delete(w),
+        (err: unknown) => {
+          writing.delete(w);
+          failure ??= err;
+          extract.destroy(err as Error);
+        },
+      );
+      writing.add(w);
     };
     current = handle().then(
       () => next(),
@@ -460,12 +501,18 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
       },
     );
   });
+  const writing = new Set<Promise<void>>();
+  const settled = async () => {
+    await current; // tar-stream may finish before the last entry's handler has
+    await Promise.all(writing); // never return while a file is still being written into staging
+  };
   try {
     await pipeline(input, extract);
-    await current; // tar-stream may finish before the last entry's handler has
+    await settled();
     if (failure !== undefined) throw failure;
   } catch (err) {
-    await current; // never return while a file is still being written into staging
+    await settled();
+    if (failure !== undefined && err !== failure && !(err instanceof ContextError)) err = failure;
     if (err instanceof ContextError) throw err;
     throw new ContextError(`build context upload: unreadable tar: ${(err as Error).message}`, '', { cause: err });
   }
@@ -479,6 +526,22 @@ const sameKind = (e: SyncEntry, d: { isFile(): boolean; isDirectory(): boolean; 
   e.type === 'dir' ? d.isDirectory() : e.type === 'symlink' ? d.isSymbolicLink() : d.isFile();
 
 /** Makes `tree` equal the planned list, moving staged files into place. */
+/** A file of the list into the tree: the received copy renamed into place, or the kept one left as it is. */
+async function placeFile(tree: string, e: SyncEntry, staged: Map<string, string>, known: Set<string>): Promise<void> {
+  const host = await safeTreePath(tree, e.path, { known });
+  const st = await lstatOrUndefined(host);
+  if (st !== undefined && !sameKind(e, st)) throw new ContextError(`build context: ${e.path} changed in the kept tree while it was updated`, e.path);
+  const received = staged.get(e.path);
+  if (received !== undefined) {
+    // Atomic replacement: a killed daemon leaves the old file or the new one, never half of one.
+    await fsp.rename(received, host);
+    return;
+  }
+  // Unchanged: left alone, so its inode and times stay as they were.
+  if (st === undefined) throw new ContextError(`build context: kept file ${e.path} is missing; the next upload sends everything`, e.path);
+  if ((st.mode & 0o7777) !== e.mode) await fsp.chmod(host, e.mode);
+}
+
 async function applyList(tree: string, plan: Plan, staged: Map<string, string>): Promise<void> {
   // 1. Remove what is not listed, or listed as another kind (a link that is now a dir goes first, so
   //    nothing below is ever written through it). Walks the tree itself, not the old index.
@@ -493,9 +556,31 @@ async function applyList(tree: string, plan: Plan, staged: Map<string, string>):
   };
   await prune('');
 
-  // 2. Create and update in list order (parents come before children).
+  // 2. Create and update in list order (parents come before children). Directories and links are
+  //    made in order; files (the many) are placed several at once, their parents already made, and
+  //    a hard link waits until what is in flight (maybe its target) has landed.
   const known = new Set<string>(); // directories verified (or made) in this pass
+  const inflight = new Set<Promise<void>>();
+  let failed: unknown;
+  const drain = async () => {
+    await Promise.all(inflight);
+    if (failed !== undefined) throw failed;
+  };
   for (const e of plan.entries) {
+    if (failed !== undefined) break;
+    if (e.type === 'file' && e.hardlinkTo === undefined) {
+      while (inflight.size >= PARALLEL_WRITES) await Promise.race(inflight);
+      const op = placeFile(tree, e, staged, known).then(
+        () => void inflight.delete(op),
+        (err: unknown) => {
+          inflight.delete(op);
+          failed ??= err;
+        },
+      );
+      inflight.add(op);
+      continue;
+    }
+    if (e.hardlinkTo !== undefined) await drain();
     const host = await safeTreePath(tree, e.path, { known });
     const st = await lstatOrUndefined(host);
     if (st !== undefined && !sameKind(e, st)) throw new ContextError(`build context: ${e.path} changed in the kept tree while it was updated`, e.path);
@@ -519,15 +604,9 @@ async function applyList(tree: string, plan: Plan, staged: Map<string, string>):
       if (st !== undefined && st.ino === tst.ino && st.dev === tst.dev) continue;
       if (st !== undefined) await fsp.unlink(host);
       await fsp.link(target, host);
-    } else if (staged.has(e.path)) {
-      // Atomic replacement: a killed daemon leaves the old file or the new one, never half of one.
-      await fsp.rename(staged.get(e.path)!, host);
-    } else {
-      // Unchanged: left alone, so its inode and times stay as they were.
-      if (st === undefined) throw new ContextError(`build context: kept file ${e.path} is missing; the next upload sends everything`, e.path);
-      if ((st.mode & 0o7777) !== e.mode) await fsp.chmod(host, e.mode);
     }
   }
+  await drain();
 
   // 3. Directories' modes and mtimes last, deepest first (writing inside a directory changes its mtime).
   for (let i = plan.entries.length - 1; i >= 0; i--) {

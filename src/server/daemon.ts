@@ -59,6 +59,8 @@ interface UploadSession {
  * the next build of the same context waiting long.
  */
 const SESSION_IDLE_MS = 30_000;
+/** Copies of one context kept for builds of it that run at the same time. */
+const SPARE_CONTEXT_COPIES = 3;
 /** A finished build's outputs wait this long for their client before they are removed. */
 const OUTPUT_KEEP_MS = 600_000;
 
@@ -125,7 +127,7 @@ export class Daemon {
     if (!Array.isArray(entries)) throw new ApiError(400, 'the body must be {"entries": [...]}: the context\'s file list');
     let lease: ContextLease;
     try {
-      lease = await this.contexts.lease(contextId, signal);
+      lease = await this.leaseContext(contextId, signal);
     } catch (err) {
       throw signal.aborted ? err : new ApiError(400, (err as Error).message);
     }
@@ -149,6 +151,21 @@ export class Daemon {
     this.sessions.set(session.id, session);
     this.expireLater(session);
     return { session: session.id, wanted: plan.wanted, bytes: plan.bytes };
+  }
+
+  /**
+   * The kept copy of a context for one build. Two builds of the same checkout at once (a CI matrix)
+   * must not wait for each other: when the context's copy is in use, a spare copy of it is taken
+   * (`ID.1`, `ID.2`, ...; a first use of one is a full upload), and only when those are busy too
+   * does the build wait for the first, as BuildKit falls back to a new ref for a shared key in use.
+   */
+  private async leaseContext(contextId: string, signal: AbortSignal): Promise<ContextLease> {
+    const spares = Array.from({ length: SPARE_CONTEXT_COPIES }, (_, i) => `${contextId}.${i + 1}`).filter((id) => id.length <= 128);
+    for (const candidate of [contextId, ...spares]) {
+      const lease = await this.contexts.tryLease(candidate);
+      if (lease) return lease;
+    }
+    return this.contexts.lease(contextId, signal);
   }
 
   /** Step 2: the files the plan asked for, as a tar stream. */
@@ -233,7 +250,7 @@ export class Daemon {
       this.builds.delete(id);
       await this.dropSession(session.id);
       // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
-      if (req.context.ephemeral) await this.contexts.remove(session.contextId).catch(() => undefined);
+      if (req.context.ephemeral) await this.contexts.remove(session.lease.id).catch(() => undefined);
     }
   }
 
@@ -255,7 +272,6 @@ export class Daemon {
       return { type: 'error', id: record.id, error };
     }
     this.history.started(record);
-    this.opts.log({ msg: 'build started', build: record.id, client, dockerfile: record.dockerfile, target: record.target });
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
       const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, {
@@ -280,11 +296,15 @@ export class Daemon {
 
   private finished(record: BuildRecord, outcome: { imageId?: string; error?: BuildErrorInfo }): void {
     this.history.finished(record, outcome);
+    // One line per build, when it ends: what ran, for whom, how it ended.
     this.opts.log({
-      msg: 'build finished',
+      msg: 'build',
       build: record.id,
       client: record.client,
+      dockerfile: record.dockerfile,
+      target: record.target,
       state: record.state,
+      queuedMs: record.startedAt ? Date.parse(record.startedAt) - Date.parse(record.createdAt) : undefined,
       durationMs: record.durationMs,
       steps: record.totalSteps,
       cached: record.cachedSteps,

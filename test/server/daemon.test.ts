@@ -172,6 +172,21 @@ describe('kiln daemon: builds as embedded mode does', () => {
     expect(fs.readdirSync(path.join(d.root, 'contexts')).length).toBe(kept);
   });
 
+  it('logs one line per request and per build; --log-format json makes each a JSON object', async () => {
+    expect(d.log()).toMatch(/ request method=POST path=\/v1\/builds status=200 ms=\d+/);
+    expect(d.log()).toMatch(/ build build=[0-9a-f]{20} client=\S+ dockerfile=Dockerfile state=completed queuedMs=\d+ durationMs=\d+ steps=\d+ cached=\d+/);
+    const j = await startDaemon({ args: ['--log-format', 'json'] });
+    cleanup.push(path.dirname(j.socket));
+    const r = await kilnClient(['build', '--addr', j.addr, '--progress', 'plain', ctx({ Dockerfile: 'FROM busybox\nRUN false\n' })]);
+    expect(r.code).toBe(1);
+    expect(await j.stop()).toBe(0);
+    const lines = j.log().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ level: 'info', msg: 'kiln daemon serving', pid: j.pid });
+    expect(lines.filter((l) => l.msg === 'build')).toEqual([expect.objectContaining({ state: 'failed', error: expect.stringContaining('Dockerfile:2: RUN false') })]);
+    expect(lines.filter((l) => l.msg === 'request').map((l) => l.path)).toEqual(expect.arrayContaining(['/v1/builds']));
+    expect(lines.every((l) => typeof l.time === 'string')).toBe(true);
+  });
+
   it('du shows kept contexts as source.local; prune removes them', async () => {
     const du = await kilnClient(['du', '--addr', d.addr, '--verbose']);
     expect(du.code).toBe(0);
@@ -211,6 +226,43 @@ describe('kiln daemon: many builds at once', () => {
       for (const e of edges) most = Math.max(most, (now += e.d));
       expect(most).toBeGreaterThanOrEqual(4);
       expect(new Set(list.map((b) => b.client)).size).toBe(8);
+    } finally {
+      expect(await d.stop()).toBe(0);
+    }
+  });
+
+  it('two builds of one checkout at once do not wait for each other (a spare copy of its context)', async () => {
+    const d = await startDaemon();
+    cleanup.push(path.dirname(d.socket));
+    try {
+      const c = ctx({ Dockerfile: 'FROM busybox\nARG N\nCOPY a /a\nRUN sleep 2 && echo matrix-$N\n', a: 'x\n' });
+      const runs = await Promise.all(['1', '2'].map((n) => kilnClient(['build', '--addr', d.addr, '--progress', 'plain', '--build-arg', `N=${n}`, c])));
+      runs.forEach((r, i) => {
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain(`matrix-${i + 1}`);
+      });
+      const [a, b] = await builds(d);
+      // Overlapping runs: each started before the other completed.
+      expect(Date.parse(a!.startedAt!)).toBeLessThan(Date.parse(b!.completedAt!));
+      expect(Date.parse(b!.startedAt!)).toBeLessThan(Date.parse(a!.completedAt!));
+      expect(fs.readdirSync(path.join(d.root, 'contexts')).sort()).toEqual([expect.stringMatching(/^[0-9a-f]{32}$/), expect.stringMatching(/^[0-9a-f]{32}\.1$/)]);
+    } finally {
+      expect(await d.stop()).toBe(0);
+    }
+  });
+
+  it('the same step asked by two builds at once runs once', async () => {
+    const d = await startDaemon();
+    cleanup.push(path.dirname(d.socket));
+    try {
+      const files = { Dockerfile: `FROM busybox\nCOPY a /a\nRUN sleep 2 && echo ran-${process.pid}-$(cat /a)\n`, a: 'once\n' };
+      // Two checkouts of the same content: two contexts, the same keys.
+      const [r1, r2] = await Promise.all([ctx(files), ctx(files)].map((c) => kilnClient(['build', '--addr', d.addr, '--progress', 'plain', c])));
+      expect([r1.code, r2.code]).toEqual([0, 0]);
+      const ran = [r1, r2].filter((r) => r.stderr.includes(`ran-${process.pid}-once`));
+      expect(ran).toHaveLength(1);
+      const list = await builds(d);
+      expect(list.map((b) => b.cachedSteps).sort()).toEqual([0, 2]);
     } finally {
       expect(await d.stop()).toBe(0);
     }
