@@ -251,6 +251,7 @@ export class Daemon {
       await this.dropSession(session.id);
       // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
       if (req.context.ephemeral) await this.contexts.remove(session.lease.id).catch(() => undefined);
+      await this.collectContexts();
     }
   }
 
@@ -365,6 +366,13 @@ export class Daemon {
    */
   async prune(opts: PruneOptions): Promise<PruneReport> {
     const report = await this.server.prune(opts);
+    const contexts = await this.pruneContexts(opts);
+    return { deleted: [...report.deleted, ...contexts.deleted], reclaimed: report.reclaimed + contexts.reclaimed };
+  }
+
+  /** Kept contexts not in use, least recently used first, as `prune` takes them. */
+  private async pruneContexts(opts: PruneOptions): Promise<PruneReport> {
+    const report: PruneReport = { deleted: [], reclaimed: 0 };
     const now = (opts.now ?? new Date()).getTime();
     const kept = (await this.contexts.list()).filter((c) => !c.inUse && (opts.unusedForMs === undefined || now - c.lastUsed.getTime() >= opts.unusedForMs));
     kept.sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
@@ -379,6 +387,20 @@ export class Daemon {
       over -= r.size;
     }
     return report;
+  }
+
+  /**
+   * The automatic policy (daemon.json gc-keep-storage) for kept contexts: the server prunes its own
+   * cache after each build; this takes least recently used contexts while the total is over.
+   */
+  private async collectContexts(): Promise<void> {
+    const policy = this.opts.config.gc;
+    if (!policy?.enabled) return;
+    try {
+      await this.pruneContexts({ keepStorage: policy.keepStorage });
+    } catch (err) {
+      this.opts.log({ msg: 'build cache garbage collection of kept contexts failed', error: (err as Error).message });
+    }
   }
 
   cancel(id: string): boolean {

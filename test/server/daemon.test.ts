@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testEnv } from '../helpers/env.js';
+import { docker, testEnv } from '../helpers/env.js';
 import { countingProxy, killStarted, kilnClient, makeContext, mountsUnder, processesMentioning, request, spawnClient, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 
 const cleanup: string[] = [];
@@ -159,6 +159,32 @@ describe('kiln daemon: builds as embedded mode does', () => {
     expect(r1.code).toBe(1);
     expect(errorLine(r1.stderr)).toMatch(/^ERROR: Dockerfile:2: unknown instruction: FOOBAR/);
     expect(errorLine(r1.stderr)).toBe(errorLine(r2.stderr));
+  });
+
+  it('--load goes into the client\'s Docker, -o - to the client\'s stdout, <Dockerfile>.dockerignore wins', async () => {
+    const c = ctx({
+      'ci/App.Dockerfile': 'FROM busybox\nCOPY . /ctx\nCMD ["ls", "-A", "/ctx"]\n',
+      'ci/App.Dockerfile.dockerignore': 'ci\nsecret.txt\n',
+      '.dockerignore': 'public.txt\n',
+      'public.txt': 'p\n',
+      'secret.txt': 's\n',
+    });
+    const name = `kiln-daemon-load-${process.pid}:1`;
+    const env = testEnv();
+    const load = await kilnClient(['build', '--addr', d.addr, '--progress', 'plain', '-f', path.join(c, 'ci/App.Dockerfile'), '--load', '-t', name, c], {
+      env: { DOCKER_HOST: env.dockerHost },
+    });
+    expect(load.stderr).not.toContain('ERROR');
+    expect(load.code).toBe(0);
+    const run = await docker(['run', '--rm', '--network', 'none', name]);
+    expect(run.code).toBe(0);
+    // The Dockerfile's own ignore file won over the context's: public.txt came, secret.txt did not.
+    expect(run.stdout.split('\n').filter(Boolean).sort()).toEqual(['.dockerignore', 'public.txt']);
+    await docker(['rmi', name]);
+
+    const tar = await kilnClient(['build', '--addr', d.addr, '--progress', 'quiet', '-o', '-', '-f', path.join(c, 'ci/App.Dockerfile'), c]);
+    expect(tar.code).toBe(0);
+    expect(tar.stdout).toContain('ctx/public.txt');
   });
 
   it('a tar context from stdin builds, and is not kept afterwards', async () => {
@@ -392,6 +418,27 @@ describe('kiln daemon: lifecycle', () => {
     expect(r.stderr).toContain('ERROR: build cancelled: the kiln daemon is shutting down');
     expect(processesMentioning(marker)).toEqual([]);
     expect(mountsUnder(d.root)).toEqual([]);
+  });
+});
+
+describe('kiln daemon: limits and the automatic GC', () => {
+  it('a build over --build-timeout is cancelled, saying so; gc-keep-storage removes the least recently used kept contexts', async () => {
+    const d = await startDaemon({ args: ['--build-timeout', '2s'], config: { 'gc-keep-storage': '1MB' } });
+    cleanup.push(path.dirname(d.socket));
+    try {
+      const slow = await kilnClient(['build', '--addr', d.addr, '--progress', 'plain', ctx({ Dockerfile: 'FROM busybox\nRUN sleep 60\n' })]);
+      expect(slow.code).toBe(1);
+      expect(slow.stderr).toContain("ERROR: build cancelled: it ran longer than the daemon's build-timeout (2 s)");
+      // Two contexts of 600 kB each: after the second build, 1MB of cache cannot hold both.
+      const first = ctx({ Dockerfile: 'FROM busybox\nCOPY big /big\n', big: 'a'.repeat(600_000) });
+      const second = ctx({ Dockerfile: 'FROM busybox\nCOPY big /big\n', big: 'b'.repeat(600_000) });
+      for (const c of [first, second]) expect((await kilnClient(['build', '--addr', d.addr, '-q', c])).code).toBe(0);
+      const du = JSON.parse((await request(d.socket, 'GET', '/v1/du')).body) as { records: { type: string; lastUsedAt: string }[] };
+      const kept = du.records.filter((r) => r.type === 'source.local');
+      expect(kept.length).toBeLessThanOrEqual(1);
+    } finally {
+      expect(await d.stop()).toBe(0);
+    }
   });
 });
 
