@@ -12,7 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import {
   BuildFailure,
+  CacheSpecError,
   hostPlatform,
+  parseCacheFrom as parseCacheSpecFrom,
+  parseCacheTo as parseCacheSpecTo,
   parsePlatform,
   type BuildRequest,
   type BuildResult,
@@ -25,7 +28,7 @@ import {
 } from '../client/client.js';
 import { connect } from '../client/connect.js';
 import { contextFromStdin, type StdinContext } from '../client/stdin-context.js';
-import { normalizeImageName, resolveOutputs, splitCsv, STDOUT_DEST } from './outputs.js';
+import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
@@ -99,38 +102,23 @@ export interface BuildInvocation {
 
 const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'quiet', 'help'] as const;
 
-/** BuildKit cache attributes kiln accepts and has no use for, so buildx command lines keep working. */
-const IGNORED_CACHE_ATTRS = new Set(['compression', 'compression-level', 'force-compression', 'oci-mediatypes', 'image-manifest', 'ignore-error']);
-
-function cacheAttrs(flag: string, value: string, allowed: string[]): Record<string, string> {
-  const attrs: Record<string, string> = {};
-  for (const field of splitCsv(value)) {
-    const eq = field.indexOf('=');
-    if (eq <= 0) throw flagError(flag, value, `"${field}" is not KEY=VALUE`);
-    const k = field.slice(0, eq).trim();
-    if (IGNORED_CACHE_ATTRS.has(k)) continue;
-    if (!allowed.includes(k)) throw flagError(flag, value, `unknown attribute "${k}"`);
-    attrs[k] = field.slice(eq + 1);
-  }
-  return attrs;
-}
-
+/** One --cache-from value (the parser is the server's: daemon.json's `cache-from` takes the same). */
 export function parseCacheFrom(value: string): CacheFrom {
-  if (!value.includes('=')) return { type: 'registry', ref: normalizeImageName(value, `invalid argument ${JSON.stringify(value)} for "--cache-from" flag`) };
-  const a = cacheAttrs('--cache-from', value, ['type', 'src', 'ref']);
-  if (a.type === 'local' && a.src) return { type: 'local', src: path.resolve(a.src) };
-  if (a.type === 'registry' && a.ref) return { type: 'registry', ref: normalizeImageName(a.ref, `invalid argument ${JSON.stringify(value)} for "--cache-from" flag`) };
-  throw flagError('--cache-from', value, 'want type=local,src=DIR or type=registry,ref=REF');
+  return cacheFlag('--cache-from', value, parseCacheSpecFrom);
 }
 
+/** One --cache-to value. */
 export function parseCacheTo(value: string): CacheTo {
-  const a = cacheAttrs('--cache-to', value, ['type', 'dest', 'ref', 'mode']);
-  const mode = a.mode ?? 'min';
-  if (mode !== 'min' && mode !== 'max') throw flagError('--cache-to', value, 'mode must be min or max');
-  if (a.type === 'inline') return { type: 'inline' };
-  if (a.type === 'local' && a.dest) return { type: 'local', dest: path.resolve(a.dest), mode };
-  if (a.type === 'registry' && a.ref) return { type: 'registry', ref: normalizeImageName(a.ref, `invalid argument ${JSON.stringify(value)} for "--cache-to" flag`), mode };
-  throw flagError('--cache-to', value, 'want type=local,dest=DIR, type=registry,ref=REF or type=inline');
+  return cacheFlag('--cache-to', value, parseCacheSpecTo);
+}
+
+function cacheFlag<T>(flag: string, value: string, parse: (value: string) => T): T {
+  try {
+    return parse(value);
+  } catch (err) {
+    if (err instanceof CacheSpecError) throw flagError(flag, value, err.reason);
+    throw err;
+  }
 }
 
 function flagError(flag: string, value: string, reason: string): UsageError {

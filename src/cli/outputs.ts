@@ -2,7 +2,10 @@
 // each --output is one CSV record of key=value fields ("type=oci,dest=out.tar"), a bare value is a
 // local directory, and "-" is a tarball on stdout.
 
-import { formatReference, parseReference, type LayerCompression, type OutputSpec } from '../client/client.js';
+import { formatReference, parseReference, splitCsv, type LayerCompression, type OutputSpec } from '../client/client.js';
+
+// One CSV record of fields; shared with the cache flags' parser (src/server/cache-spec.ts).
+export { splitCsv };
 import { UsageError } from './usage.js';
 
 /** An OutputSpec whose dest is stdout ("-"): the CLI writes it to a temporary file and copies it out. */
@@ -16,37 +19,6 @@ const IGNORED_KEYS = new Set(['oci-mediatypes', 'force-compression', 'compressio
 
 function outputError(value: string, reason: string): UsageError {
   return new UsageError(`invalid argument ${JSON.stringify(value)} for "-o, --output" flag: ${reason}`);
-}
-
-/** Splits one CSV record (RFC 4180 quoting: "a,b" keeps its comma, "" is a quote). */
-export function splitCsv(record: string): string[] {
-  const fields: string[] = [];
-  let cur = '';
-  let quoted = false;
-  let i = 0;
-  while (i < record.length) {
-    const c = record[i]!;
-    if (quoted) {
-      if (c === '"' && record[i + 1] === '"') {
-        cur += '"';
-        i += 2;
-        continue;
-      }
-      if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') {
-      quoted = true;
-    } else if (c === ',') {
-      fields.push(cur);
-      cur = '';
-    } else {
-      cur += c;
-    }
-    i++;
-  }
-  if (quoted) throw new Error('unterminated quote');
-  fields.push(cur);
-  return fields;
 }
 
 /** Go's strconv.ParseBool, which buildx uses for push=... */

@@ -20,4 +20,4 @@ export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
 export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, UsageTotals } from '../server/server.js';
 
 export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
-export { BuildFailure, familiarName, familiarString, formatReference, hostPlatform, parseDuration, parsePlatform, parsePruneFilters, parseReference, parseSize } from '../server/api.js';
+export { BuildFailure, CacheSpecError, familiarName, familiarString, formatReference, hostPlatform, parseCacheFrom, parseCacheTo, parseDuration, parsePlatform, parsePruneFilters, parseReference, parseSize, splitCsv } from '../server/api.js';

@@ -9,6 +9,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { readFileInside } from '../context/read-inside.js';
 import { extractContextTar } from '../context/tar-extract.js';
 import type { BuildRequest } from '../server/api.js';
 
@@ -65,19 +66,9 @@ export async function contextFromStdin(input: NodeJS.ReadableStream, dockerfileN
       throw new Error(`unable to prepare context from stdin: ${(err as Error).message}`, { cause: err });
     }
     const name = dockerfileName ?? 'Dockerfile';
-    return { dir, dockerfile: { ...(await readInside(dir, name)), name }, cleanup };
+    return { dir, dockerfile: { ...(await readFileInside(dir, name, 'Dockerfile')), name }, cleanup };
   } catch (err) {
     await cleanup();
     throw err;
   }
-}
-
-/** The Dockerfile inside the unpacked context: never through a link that leaves it. */
-async function readInside(dir: string, name: string): Promise<{ text: string; path: string }> {
-  const p = path.resolve(dir, name);
-  const inside = (q: string) => q === dir || q.startsWith(dir + path.sep);
-  const real = await fsp.realpath(p).catch(() => undefined);
-  if (!inside(p) || (real !== undefined && !inside(real))) throw new Error(`the Dockerfile ${name} must be inside the context from stdin`);
-  if (real === undefined) throw new Error(`failed to read Dockerfile: ${name}: no such file in the context from stdin`);
-  return { text: await fsp.readFile(real, 'utf8'), path: real };
 }

@@ -8,3 +8,4 @@ export { relOf, splitPivot, splitWildcards } from './source-paths.js';
 export { directoryContext, listedContext, type ContextSource } from './source.js';
 export { syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
 export { extractContextTar, cleanEntryPath, safeTreePath, writeNewFile, setDirMeta, type TarContextLimits } from './tar-extract.js';
+export { readFileInside } from './read-inside.js';

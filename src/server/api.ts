@@ -15,6 +15,8 @@ export { planBuild } from '../solver/plan.js';
 export { walkContext } from '../context/walk.js';
 // Flag values of du and prune (sizes, durations, filters), parsed on the client's side.
 export { parseDuration, parsePruneFilters, parseSize } from '../cache/gc.js';
+// --cache-from/--cache-to values, read the same way by the CLI and by daemon.json.
+export { CacheSpecError, parseCacheFrom, parseCacheTo, splitCsv } from './cache-spec.js';
 
 /**
  * Where the build context comes from. A daemon takes only `synced` from its clients: a `dir` names a

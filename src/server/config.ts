@@ -2,8 +2,9 @@
 // `registry-mirrors` and `insecure-registries`. Read from KILN_CONFIG, else /etc/kiln/daemon.json.
 
 import { readFileSync } from 'node:fs';
-import type { RegistryConfig } from '../solver/index.js';
+import type { CacheFrom, CacheTo, RegistryConfig } from '../solver/index.js';
 import { parseDuration, parseSize, type GcPolicy } from '../solver/gc.js';
+import { CacheSpecError, parseCacheFrom, parseCacheTo } from './cache-spec.js';
 
 export interface KilnConfig {
   registry: RegistryConfig;
@@ -19,6 +20,13 @@ export interface KilnConfig {
   gc?: GcPolicy;
   /** What `kiln daemon` enforces; embedded mode ignores it. */
   daemon: DaemonLimits;
+  /**
+   * The daemon's default cache import and export (`cache-from`, `cache-to`: lists of entries in
+   * buildx's CSV form, as `kiln build --cache-from/--cache-to` takes them). A build that names no
+   * cache import gets `from`, one that names no export gets `to`: a fleet of daemons shares its
+   * cache through a registry. Registry and inline entries only. Embedded mode ignores them.
+   */
+  cache?: { from: CacheFrom[]; to: CacheTo[] };
 }
 
 /** The limits a shared service needs; every one is a key of daemon.json. */
@@ -82,7 +90,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
     runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
     daemon: daemonLimits(raw, file, positive),
+    cache: { from: cacheEntries('cache-from', parseCacheFrom), to: cacheEntries('cache-to', parseCacheTo) },
   };
+
+  function cacheEntries<T extends CacheFrom | CacheTo>(key: 'cache-from' | 'cache-to', parse: (value: string) => T): T[] {
+    return (strings(key) ?? []).map((value) => {
+      let entry: T;
+      try {
+        entry = parse(value);
+      } catch (err) {
+        if (err instanceof CacheSpecError) throw new Error(`kiln config ${file}: "${key}": invalid entry ${JSON.stringify(value)}: ${err.reason}`);
+        throw err;
+      }
+      // As for a request: a local cache names a directory on the daemon's host, which a fleet does
+      // not share and which the daemon would write as root for every client.
+      if (entry.type === 'local') throw new Error(`kiln config ${file}: "${key}": type=local is not available in the daemon's configuration (${JSON.stringify(value)}): use type=registry`);
+      return entry;
+    });
+  }
 }
 
 function daemonLimits(raw: Record<string, unknown>, file: string, positive: (key: string) => number | undefined): DaemonLimits {

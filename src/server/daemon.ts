@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { listedContext, type BuildErrorInfo, type ProgressEvent } from '../solver/index.js';
+import { directoryContext, listedContext, type BuildErrorInfo, type ContextSource, type ProgressEvent } from '../solver/index.js';
+import { extractContextTar, readFileInside } from '../context/index.js';
 import { BuildFailure, clientOutputTargets, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
 import type { KilnConfig } from './config.js';
 import { KeptContexts, type ContextLease } from './contexts.js';
@@ -78,6 +79,8 @@ export class Daemon {
   private readonly sessions = new Map<string, UploadSession>();
   private readonly builds = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
   private readonly outputsDir: string;
+  /** Contexts that came as a tar in a build request, each for the length of its build. */
+  private readonly tarContextsDir: string;
   private uploads = 0;
   private draining = false;
   private sweeper?: NodeJS.Timeout;
@@ -87,6 +90,7 @@ export class Daemon {
     this.contexts = new KeptContexts(path.join(opts.root, 'contexts'), { maxContextBytes: opts.config.daemon.maxContextBytes });
     this.scheduler = new FairScheduler(opts.config.daemon.maxConcurrentBuilds);
     this.outputsDir = path.join(opts.root, 'daemon', 'outputs');
+    this.tarContextsDir = path.join(opts.root, 'daemon', 'tar-contexts');
   }
 
   /**
@@ -98,8 +102,10 @@ export class Daemon {
     await d.server.start();
     try {
       await d.contexts.cleanup();
-      await fsp.rm(d.outputsDir, { recursive: true, force: true });
-      await fsp.mkdir(d.outputsDir, { recursive: true, mode: 0o700 });
+      for (const dir of [d.outputsDir, d.tarContextsDir]) {
+        await fsp.rm(dir, { recursive: true, force: true });
+        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+      }
     } catch (err) {
       await d.server.close();
       throw err;
@@ -232,6 +238,64 @@ export class Daemon {
     session.claimed = true;
     clearTimeout(session.expiry);
 
+    try {
+      // The tree equals the list the client sent: its entries are known without walking it.
+      return await this.admit(req, client, sink, signal, () => listedContext(session.lease.dir, `synced:${session.contextId}`, session.lease.entries()));
+    } finally {
+      await this.dropSession(session.id);
+      // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
+      if (req.context.ephemeral) await this.contexts.remove(session.lease.id).catch(() => undefined);
+      await this.collectContexts();
+    }
+  }
+
+  /**
+   * A build whose context comes whole as a tar in the request (the Docker Engine API's POST
+   * /build): unpacked into a private directory by the safe extractor, the Dockerfile read from
+   * inside it (`req.dockerfile.name`, a path in the context), removed when the build is done.
+   */
+  async buildFromTar(
+    body: NodeJS.ReadableStream,
+    req: Omit<BuildRequest, 'context' | 'dockerfile'> & { dockerfile: { name: string } },
+    client: string,
+    sink: (e: ProgressEvent | { type: 'build'; id: string }) => void,
+    signal: AbortSignal,
+  ): Promise<BuildOutcome> {
+    this.refuseWhileDraining();
+    const dir = path.join(this.tarContextsDir, randomId());
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      try {
+        await extractContextTar(body, dir, { maxBytes: this.limits.maxContextBytes });
+      } catch (err) {
+        throw new ApiError(400, `unable to prepare context: ${(err as Error).message}`);
+      }
+      let dockerfile;
+      try {
+        dockerfile = await readFileInside(dir, req.dockerfile.name, 'Dockerfile');
+      } catch (err) {
+        throw new ApiError(400, (err as Error).message);
+      }
+      const full: BuildRequest = { ...req, context: { type: 'dir', path: dir }, dockerfile: { name: req.dockerfile.name, text: dockerfile.text } };
+      return await this.admit(full, client, sink, signal, () => directoryContext(dir, { dockerfile: dockerfile.path, identity: 'tar' }));
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** A checked request from here on: a place in line, the build, its history and its log line. */
+  private async admit(
+    req: BuildRequest,
+    client: string,
+    sink: (e: ProgressEvent | { type: 'build'; id: string }) => void,
+    signal: AbortSignal,
+    context: () => ContextSource,
+  ): Promise<BuildOutcome> {
+    // The daemon's default cache (daemon.json `cache-from`, `cache-to`) for a build that names none,
+    // import and export each on its own: a request's own list is kept as it is.
+    const cache = this.opts.config.cache;
+    if (cache?.from.length && !req.cacheFrom?.length) req = { ...req, cacheFrom: cache.from };
+    if (cache?.to.length && !req.cacheTo?.length) req = { ...req, cacheTo: cache.to };
     const id = randomId();
     const record = this.history.add({ id, client, dockerfile: req.dockerfile.name, target: req.target, names: outputNames(req.outputs) });
     sink({ type: 'build', id });
@@ -240,7 +304,7 @@ export class Daemon {
     signal.addEventListener('abort', onDisconnect, { once: true });
     if (signal.aborted) onDisconnect();
     const timeout = this.limits.buildTimeoutMs > 0 ? setTimeout(() => abort.abort(new Error(`build cancelled: it ran longer than the daemon's build-timeout (${this.limits.buildTimeoutMs / 1000} s)`)), this.limits.buildTimeoutMs) : undefined;
-    const done = this.runBuild(req, record, session, client, sink, abort);
+    const done = this.runBuild(req, record, context, client, sink, abort);
     this.builds.set(id, { abort, done: done.catch(() => undefined) });
     try {
       return await done;
@@ -248,17 +312,13 @@ export class Daemon {
       clearTimeout(timeout);
       signal.removeEventListener('abort', onDisconnect);
       this.builds.delete(id);
-      await this.dropSession(session.id);
-      // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
-      if (req.context.ephemeral) await this.contexts.remove(session.lease.id).catch(() => undefined);
-      await this.collectContexts();
     }
   }
 
   private async runBuild(
     req: BuildRequest,
     record: BuildRecord,
-    session: UploadSession,
+    context: () => ContextSource,
     client: string,
     sink: (e: ProgressEvent) => void,
     abort: AbortController,
@@ -275,10 +335,7 @@ export class Daemon {
     this.history.started(record);
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
-      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, {
-        // The tree equals the list the client sent: its entries are known without walking it.
-        context: listedContext(session.lease.dir, `synced:${session.contextId}`, session.lease.entries()),
-      });
+      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context() });
       this.finished(record, { imageId: result.image?.id });
       if (clientOutputs.length === 0) await fsp.rm(dir, { recursive: true, force: true });
       else setTimeout(() => void fsp.rm(dir, { recursive: true, force: true }), OUTPUT_KEEP_MS).unref();
