@@ -21,7 +21,7 @@ import { buildSpec, DEFAULT_MOUNT_DESTINATIONS, nofileLimit, processEnv, type Oc
 import { recordStubs, removeStubs } from './stubs.js';
 import { TailBuffer } from './tail.js';
 import { ExecutorError, type ExecMount, type RunOptions, type RunResult } from './types.js';
-import { lookupUser } from './user.js';
+import { lookupUser } from '../fsutil/rootfs-users.js';
 
 const DEFAULT_HOSTNAME = 'kiln';
 const DEFAULT_TAIL_BYTES = 64 * 1024;

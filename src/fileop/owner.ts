@@ -4,7 +4,7 @@
 // /etc/passwd entry, a numeric user takes gid = uid, and a group part (name from /etc/group, or a
 // number) replaces the gid. Names are looked up in the *destination* rootfs, never on the host.
 
-import { lookupGroup, lookupUser } from '../executor/user.js';
+import { lookupGroup, lookupUser } from '../fsutil/rootfs-users.js';
 
 export interface Owner {
   uid: number;

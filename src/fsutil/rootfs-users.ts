@@ -1,4 +1,6 @@
-// USER resolution against the image's own /etc/passwd and /etc/group.
+// Users and groups of a rootfs, from its own /etc/passwd and /etc/group: what RUN's USER and COPY's
+// --chown resolve (a leaf, so the executor and the file operations both use it without one
+// importing the other).
 //
 // The files are read from inside the rootfs through resolveInRoot, never from the host: an image whose
 // /etc/passwd is a symlink to ../../../etc/passwd must read its own (missing) file, not ours. The
@@ -11,7 +13,7 @@
 //   - HOME is the passwd entry's home, or "/" when there is none.
 
 import * as fsp from 'node:fs/promises';
-import { resolveInRoot } from '../fsutil/rootpath.js';
+import { resolveInRoot } from './rootpath.js';
 
 export interface ResolvedUser {
   uid: number;

@@ -1,8 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lookupGroup, lookupUser } from '../../src/executor/user.js';
-import { makeRootfs, type TestRoot } from './rootfs.js';
+import { lookupGroup, lookupUser } from '../../src/fsutil/rootfs-users.js';
+import { makeRootfs, type TestRoot } from '../executor/rootfs.js';
 
 describe('lookupUser / lookupGroup (the image\'s own /etc files)', () => {
   let t: TestRoot;
