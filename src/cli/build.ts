@@ -76,7 +76,8 @@ Options:
       --root DIR             kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
       --addr ADDR            Build on this kiln daemon: unix:///path.sock or tcp://HOST:PORT
                              (default: $KILN_HOST; else the daemon on unix:///run/kiln/kiln.sock
-                             when one answers; else in this process)
+                             when one answers; else in this process). Repeated (or KILN_HOST=A,B):
+                             a fleet; each context always goes to the same one of them
       --tlscacert, --tlscert, --tlskey FILE   TLS for a tcp:// daemon
   -h, --help                 This help
 `;

@@ -37,6 +37,9 @@ const CONNECTION_FLAGS: Record<string, string> = { '--addr': 'KILN_HOST', '--tls
 /** Commands that talk to a daemon when one is named; they take the connection flags anywhere. */
 const CLIENT_COMMANDS = new Set(['build', 'images', 'du', 'prune']);
 
+/** The variables a connection flag of this command line has set. */
+const fromFlags = new Set<string>();
+
 /**
  * Takes the connection flags (`--addr ADDR`, `--addr=ADDR`, TLS files) out of a client command's
  * arguments, before any "--", and puts them in the environment as KILN_HOST and friends.
@@ -58,7 +61,10 @@ function takeConnectionFlags(args: string[]): string[] | string {
     }
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined || value === '') return `flag needs an argument: ${flag}`;
-    process.env[variable] = value;
+    // --addr repeated names a fleet (KILN_HOST=a,b: each build goes to the daemon its context picks);
+    // the first flag replaces what the environment said.
+    process.env[variable] = variable === 'KILN_HOST' && fromFlags.has(variable) ? `${process.env[variable]},${value}` : value;
+    fromFlags.add(variable);
   }
   return out;
 }

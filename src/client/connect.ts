@@ -6,6 +6,7 @@ import * as fsp from 'node:fs/promises';
 import { DEFAULT_SOCKET, type TlsFiles } from '../server/listen.js';
 import type { KilnClient } from './client.js';
 import { remoteClient } from './remote.js';
+import { splitAddresses } from './sticky.js';
 import { endpoint, send, type Endpoint } from './transport.js';
 
 export interface ConnectOptions {
@@ -14,16 +15,20 @@ export interface ConnectOptions {
   env: NodeJS.ProcessEnv;
 }
 
-/** The daemon named by the environment (KILN_HOST, with KILN_TLS_CACERT/CERT/KEY), if any. */
-export function namedDaemon(env: NodeJS.ProcessEnv): Endpoint | undefined {
-  const addr = env.KILN_HOST;
-  if (!addr) return undefined;
+/**
+ * The daemons named by the environment (KILN_HOST, with KILN_TLS_CACERT/CERT/KEY), if any: one
+ * address, or several separated by commas (a fleet: each build goes to the daemon its context
+ * picks, see sticky.ts). The TLS files are the same for all.
+ */
+export function namedDaemons(env: NodeJS.ProcessEnv): Endpoint[] | undefined {
+  const addrs = splitAddresses(env.KILN_HOST ?? '');
+  if (addrs.length === 0) return undefined;
   const tls: TlsFiles = { ca: env.KILN_TLS_CACERT || undefined, cert: env.KILN_TLS_CERT || undefined, key: env.KILN_TLS_KEY || undefined };
-  return endpoint(addr, tls);
+  return addrs.map((addr) => endpoint(addr, tls));
 }
 
 export async function connect(opts: ConnectOptions): Promise<KilnClient> {
-  const named = namedDaemon(opts.env);
+  const named = namedDaemons(opts.env);
   if (named) return remoteClient(named);
   if (opts.root === undefined && opts.env.KILN_ROOT === undefined) {
     const socket = opts.env.KILN_DEFAULT_SOCKET || DEFAULT_SOCKET;

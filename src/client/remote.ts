@@ -24,14 +24,22 @@ import {
 } from '../server/api.js';
 import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
+import { stickyIndex } from './sticky.js';
 import { call, DaemonError, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
 
 type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
 type StreamLine = ProgressEvent | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
 
-export function remoteClient(ep: Endpoint): KilnClient {
+/**
+ * A client of one daemon, or of a fleet: with several endpoints, each build goes to the one its
+ * context's identity picks (sticky.ts), and images/du/prune ask the first.
+ */
+export function remoteClient(target: Endpoint | readonly Endpoint[]): KilnClient {
+  const fleet: readonly Endpoint[] = Array.isArray(target) ? target : [target as Endpoint];
+  if (fleet.length === 0) throw new Error('no kiln daemon address');
+  const ep = fleet[0]!;
   return {
-    build: (req, onProgress = () => undefined, signal) => remoteBuild(ep, req, onProgress, signal),
+    build: (req, onProgress = () => undefined, signal) => remoteBuild(fleet, req, onProgress, signal),
     listImages: async () => (await call<{ images: ImageRecord[] }>(ep, 'GET', '/v1/images')).images,
     loadImages: async () => {
       throw new Error(`kiln load is not available through a daemon (${ep.text}) yet: run it on the daemon's host with --root`);
@@ -45,11 +53,17 @@ export function remoteClient(ep: Endpoint): KilnClient {
   };
 }
 
-async function remoteBuild(ep: Endpoint, req: BuildRequest, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult> {
+async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<BuildResult> {
   // Translating needs no daemon: a dry run is answered here, as embedded mode would.
   // (Loaded only then: a client must start fast, and the server is most of kiln's code.)
   if (req.dryRun) return new (await import('../server/server.js')).BuildServer().build(req, onProgress, signal);
   if (req.context.type !== 'dir') throw new Error('a remote build reads its context from a directory on this host');
+  let ep = fleet[0]!;
+  if (fleet.length > 1) {
+    // Sticky: the same context goes to the same daemon, where its kept copy and cache are.
+    ep = fleet[stickyIndex(await contextIdentity(req.context.path), fleet.map((e) => e.text))]!;
+    onProgress({ type: 'message', level: 'info', text: `building on ${ep.text} (chosen by the context's identity among ${fleet.length} daemons)` });
+  }
   // Vertex numbers: the client's own first, then the daemon's, shifted past them.
   const shift = 1;
   const session = await syncContext(ep, req, req.context.path, onProgress, signal);

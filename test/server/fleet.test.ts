@@ -1,11 +1,13 @@
 // A fleet of daemons: two `kiln daemon` processes on two roots sharing their build cache through the
 // test registry (daemon.json `cache-from`/`cache-to`). Run with `npm test -- test/server/fleet.test.ts`.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
-import { killStarted, kilnClient, makeContext, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
+import { stickyAddress } from '../../src/client/sticky.js';
+import { killStarted, kilnClient, makeContext, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 
 const cleanup: string[] = [];
 afterAll(async () => {
@@ -58,6 +60,49 @@ describe('a fleet sharing its cache through a registry', () => {
     const line = r.stderr.split('\n').find((l) => l.includes('importing cache manifest from'));
     expect(line).toContain(own);
     expect(line).not.toContain(ref);
+  });
+});
+
+async function buildCount(d: DaemonProc): Promise<number> {
+  return (JSON.parse((await request(d.socket, 'GET', '/v1/builds')).body) as { builds: unknown[] }).builds.length;
+}
+
+describe('sticky routing over several daemons', () => {
+  let a: DaemonProc;
+  let b: DaemonProc;
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startDaemon(), startDaemon()]);
+    cleanup.push(path.dirname(a.socket), path.dirname(b.socket));
+  });
+  afterAll(async () => {
+    expect(await Promise.all([a.stop(), b.stop()])).toEqual([0, 0]);
+  });
+
+  it('the same context lands on the same daemon every time, by --addr repeated or KILN_HOST=A,B', async () => {
+    const c = ctx({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\n', 'a.txt': 'a\n' });
+    const counts = async () => [await buildCount(a), await buildCount(b)];
+    const chosen: string[] = [];
+    for (const how of ['flags', 'env', 'flags-reversed'] as const) {
+      const before = await counts();
+      const r =
+        how === 'env'
+          ? await kilnClient(['build', '--progress', 'plain', c], { env: { KILN_HOST: `${a.addr},${b.addr}` } })
+          : await kilnClient(['build', ...(how === 'flags' ? ['--addr', a.addr, '--addr', b.addr] : ['--addr', b.addr, '--addr', a.addr]), '--progress', 'plain', c]);
+      expect(r.code, r.stderr).toBe(0);
+      const after = await counts();
+      const on = after[0]! > before[0]! ? a.addr : b.addr;
+      expect(after[0]! + after[1]!).toBe(before[0]! + before[1]! + 1);
+      expect(r.stderr).toContain(`building on ${on} (chosen by the context's identity among 2 daemons)`);
+      chosen.push(on);
+    }
+    expect(new Set(chosen).size).toBe(1);
+    // The same choice as the pure function's, from the context's identity.
+    const real = fs.realpathSync(c);
+    const identity = createHash('sha256').update(`${os.hostname()}\0${real}`).digest('hex').slice(0, 32);
+    expect(chosen[0]).toBe(stickyAddress(identity, [a.addr, b.addr]));
+    // images and du with several addresses ask the first.
+    const images = await kilnClient(['images', '--addr', `${b.addr}`, '--addr', a.addr]);
+    expect(images.code, images.stderr).toBe(0);
   });
 });
 
