@@ -35,10 +35,32 @@ export interface MessageEvent {
 export type ProgressEvent = VertexEvent | LogEvent | MessageEvent;
 export type ProgressSink = (event: ProgressEvent) => void;
 
-/** Numbers vertices in the order they are first announced and times them. */
+/** BuildKit's default limit of one step's log (both streams together): 2 MiB. */
+export const DEFAULT_LOG_LIMIT_BYTES = 2 * 1024 * 1024;
+
+/** "2MiB" as BuildKit writes the limit in its clipping line. */
+function limitText(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)}MiB`;
+  if (bytes % 1024 === 0) return `${bytes / 1024}KiB`;
+  return `${bytes}B`;
+}
+
+/**
+ * Numbers vertices in the order they are first announced and times them. Each vertex's log is
+ * clipped at `logLimitBytes` (-1: no limit), as BuildKit clips it: what passes the limit is dropped,
+ * after one line saying so, so a step printing gigabytes costs neither memory nor a flooded
+ * terminal, daemon stream or history. (A failed RUN's error still quotes its real last lines: the
+ * executor keeps that tail itself.)
+ */
 export class ProgressTracker {
   private next = 1;
-  constructor(private readonly sink: ProgressSink) {}
+  private readonly logLimit: number;
+  constructor(
+    private readonly sink: ProgressSink,
+    opts: { logLimitBytes?: number } = {},
+  ) {
+    this.logLimit = opts.logLimitBytes ?? DEFAULT_LOG_LIMIT_BYTES;
+  }
 
   message(level: MessageEvent['level'], text: string): void {
     this.sink({ type: 'message', level, text });
@@ -56,9 +78,29 @@ export class ProgressTracker {
       ended = true;
       sink({ type: 'vertex', id, name, status, durationMs: Date.now() - started, ...extra });
     };
+    const limit = this.logLimit;
+    let logged = 0;
+    let clipped = false;
+    const log = (stream: 'stdout' | 'stderr', data: string) => {
+      if (clipped) return;
+      const atMs = Date.now() - started;
+      if (limit >= 0) {
+        const bytes = Buffer.byteLength(data);
+        if (logged + bytes > limit) {
+          clipped = true;
+          const room = limit - logged;
+          const kept = room > 0 ? Buffer.from(data).subarray(0, room).toString('utf8') : '';
+          const sep = kept === '' || kept.endsWith('\n') ? '' : '\n';
+          sink({ type: 'log', id, stream, atMs, data: `${kept}${sep}[output clipped, log limit ${limitText(limit)} reached]\n` });
+          return;
+        }
+        logged += bytes;
+      }
+      sink({ type: 'log', id, stream, atMs, data });
+    };
     return {
       id,
-      log: (stream, data) => sink({ type: 'log', id, stream, atMs: Date.now() - started, data }),
+      log,
       cached: () => end('cached'),
       done: (reason) => end('done', reason ? { reason } : {}),
       fail: (err) => end('error', { error: err instanceof Error ? err.message : String(err) }),
