@@ -16,6 +16,9 @@ Serve kiln's build API (for 'kiln build --addr', KILN_HOST, or the default socke
 Options:
       --addr ADDR            Listen on ADDR (repeatable): unix:///path.sock or tcp://HOST:PORT
                              (default: unix://${DEFAULT_SOCKET})
+      --docker-api ADDR      Also serve the Docker Engine API's build and image endpoints on ADDR
+                             (repeatable; same rules as --addr), for DOCKER_HOST=ADDR with
+                             DOCKER_BUILDKIT=0 docker build, and SDKs such as dockerode
       --root DIR             kiln's state directory (default: $KILN_ROOT, /var/lib/kiln)
       --config FILE          daemon.json to read (default: $KILN_CONFIG, /etc/kiln/daemon.json)
       --group NAME           Group owning the unix sockets (mode 0660; default: root)
@@ -41,6 +44,7 @@ export async function daemonCommand(argv: string[], io: { stdout: NodeJS.Writabl
       allowPositionals: false,
       options: {
         addr: { type: 'string', multiple: true },
+        'docker-api': { type: 'string', multiple: true },
         root: { type: 'string' },
         config: { type: 'string' },
         group: { type: 'string' },
@@ -89,6 +93,7 @@ export async function daemonCommand(argv: string[], io: { stdout: NodeJS.Writabl
     running = await serve({
       root: path.resolve(v.root ?? defaultRoot()),
       addresses: v.addr ?? [`unix://${DEFAULT_SOCKET}`],
+      dockerAddresses: v['docker-api'] ?? [],
       configFile: v.config,
       group: v.group,
       tls: { ca: v.tlscacert, cert: v.tlscert, key: v.tlskey },

@@ -4,6 +4,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import { createApi } from './http-api.js';
+import { createDockerApi } from './docker-api.js';
 import { Daemon, type DaemonLog, type LogLine } from './daemon.js';
 import { loadConfig, type KilnConfig } from './config.js';
 import { checkAddress, formatAddress, parseAddress, prepareSocketPath, readTls, secureSocket, serverFactory, type TlsFiles } from './listen.js';
@@ -11,6 +12,8 @@ import { checkAddress, formatAddress, parseAddress, prepareSocketPath, readTls, 
 export interface ServeOptions {
   root: string;
   addresses: string[];
+  /** Where to serve the Docker Engine API subset (builds and images), under the same rules. */
+  dockerAddresses?: string[];
   /** The daemon.json to read (flags below win over it). */
   configFile?: string;
   group?: string;
@@ -27,6 +30,8 @@ export interface ServeOptions {
 export interface RunningDaemon {
   daemon: Daemon;
   addresses: string[];
+  /** The Docker API's addresses (TCP with the port bound). */
+  dockerAddresses: string[];
   /** Stops as SIGTERM does; resolves when the root is released. */
   stop(): Promise<void>;
 }
@@ -54,14 +59,16 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
   const settings = { tls: readTls(opts.tls), insecureTcp: opts.insecureTcp, maxHeaderBytes: config.daemon.maxHeaderBytes };
   const addresses = opts.addresses.map(parseAddress);
   if (addresses.length === 0) throw new Error('no address to listen on');
+  const dockerAddresses = (opts.dockerAddresses ?? []).map(parseAddress);
   // Every address is checked before the root is taken, so a bad flag changes nothing.
-  for (const a of addresses) checkAddress(a, settings);
+  for (const a of [...addresses, ...dockerAddresses]) checkAddress(a, settings);
 
   const daemon = await Daemon.start({ root: opts.root, config, log });
   const apps: FastifyInstance[] = [];
+  const doors = [...addresses.map((a) => ({ a, make: createApi })), ...dockerAddresses.map((a) => ({ a, make: createDockerApi }))];
   try {
-    for (const a of addresses) {
-      const app = createApi({ daemon, log, serverFactory: serverFactory(a, settings), version: opts.version });
+    for (const { a, make } of doors) {
+      const app = make({ daemon, log, serverFactory: serverFactory(a, settings), version: opts.version });
       if (a.kind === 'unix') {
         await prepareSocketPath(a.path);
         await app.listen({ path: a.path });
@@ -76,12 +83,14 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
     await daemon.shutdown(0);
     throw err;
   }
-  const shown = addresses.map((a, i) => {
+  const allShown = doors.map(({ a }, i) => {
     if (a.kind === 'unix') return formatAddress(a);
     const bound = apps[i]!.server.address();
     return formatAddress({ ...a, port: typeof bound === 'object' && bound ? bound.port : a.port });
   });
-  log({ msg: 'kiln daemon serving', root: opts.root, addresses: shown, version: opts.version, pid: process.pid });
+  const shown = allShown.slice(0, addresses.length);
+  const dockerShown = allShown.slice(addresses.length);
+  log({ msg: 'kiln daemon serving', root: opts.root, addresses: shown, ...(dockerShown.length ? { dockerApi: dockerShown } : {}), version: opts.version, pid: process.pid });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -103,5 +112,5 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
       await closed;
       log({ msg: 'kiln daemon stopped' });
     })());
-  return { daemon, addresses: shown, stop };
+  return { daemon, addresses: shown, dockerAddresses: dockerShown, stop };
 }

@@ -1,17 +1,22 @@
 // The build service. Embedded mode calls it in-process; a daemon will serve the same methods over HTTP.
 // It owns one kiln root: the content store, snapshots, image names and the solver that uses them.
 
+import type { Readable } from 'node:stream';
 import {
   buildErrorInfo,
   cacheConfigFor,
   defaultRoot,
+  describeImages,
   directoryContext,
+  findImage,
   exportResult,
   loadImages,
   openRoot,
   planBuild,
   ProgressTracker,
   runImage,
+  saveImages,
+  untagImage,
   type Compression,
   type ContextSource,
   type ExportOutput,
@@ -21,13 +26,15 @@ import {
   type RootServices,
   type SolveResult,
   type RunImageOptions,
+  type StoredImageInfo,
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
 import { BuildFailure, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
 
-export type { ImageRecord, RunImageOptions };
+export type { ImageRecord, RunImageOptions, StoredImageInfo };
+export { ImageLookupError } from '../solver/index.js';
 export type { DiskUsage, PruneOptions, PruneReport };
 export type { CacheRecord, RecordType, UsageTotals } from '../solver/gc.js';
 export { parseDuration, parsePruneFilters, parseSize, summarize } from '../solver/gc.js';
@@ -156,6 +163,26 @@ export class BuildServer {
 
   async listImages(): Promise<ImageRecord[]> {
     return (await this.open()).images.list();
+  }
+
+  /** The store's images, one per image ID with every name on it, configs read (Docker's image list). */
+  async describeImages(): Promise<StoredImageInfo[]> {
+    return describeImages(await this.open());
+  }
+
+  /** One image by name, ID or ID prefix, as `docker image inspect` finds it; undefined when none. */
+  async inspectImage(name: string): Promise<StoredImageInfo | undefined> {
+    return findImage(await this.open(), name);
+  }
+
+  /** A docker archive (`docker save`) of the named image; ImageLookupError when one is unknown. */
+  async saveImages(names: string[]): Promise<Readable> {
+    return saveImages(await this.open(), names);
+  }
+
+  /** Removes a name (or, given an ID, the names of that image) from the store; the names removed. */
+  async removeImage(name: string, force = false): Promise<string[]> {
+    return untagImage(await this.open(), name, force);
   }
 
   /** Every record on the root with its size (`kiln du`). */

@@ -11,7 +11,7 @@ export { defaultRoot } from './state-root.js';
 export type { Compression } from '../snapshotter/index.js';
 export type { ImageRecord } from '../image/store.js';
 export type { RegistryConfig } from '../image/registry/index.js';
-export { loadImages, runImage, type RunImageOptions } from './images.js';
+export { describeImages, findImage, ImageLookupError, loadImages, runImage, saveImages, untagImage, type RunImageOptions, type StoredImageInfo } from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
 export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
 export type { ContextEntry, ContextSource } from '../context/index.js';
