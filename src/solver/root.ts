@@ -33,7 +33,68 @@ export interface OpenRootOptions {
   noWait?: boolean;
 }
 
+/** Pseudo filesystems a root can never live on (statfs f_type), by name for the message. */
+const PSEUDO_FILESYSTEMS: Record<number, string> = {
+  0x9fa0: 'proc',
+  0x62656572: 'sysfs',
+  0x27e0eb: 'cgroup',
+  0x63677270: 'cgroup2',
+  0x1cd1: 'devpts',
+  0x64626720: 'debugfs',
+  0x74726163: 'tracefs',
+  0x73636673: 'securityfs',
+  0xcafe4a11: 'bpf',
+  0x62656570: 'configfs',
+  0x6165676c: 'pstore',
+  0xde5e81e4: 'efivarfs',
+  0x1021994: 'tmpfs',
+};
+
+/**
+ * Refuses, at once and by name, a root kiln cannot use: not root (it mounts overlayfs and runs
+ * runc), or a place on a pseudo filesystem (making /proc/x loops in a recursive mkdir). tmpfs is
+ * refused unless it takes the trusted.* extended attributes overlayfs needs.
+ */
+export async function checkRootPlace(root: string): Promise<void> {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new Error(
+      `kiln needs root to build here (it mounts overlayfs and runs runc), and runs as uid ${process.getuid()}: ` +
+        'run it as root, or use a kiln daemon (kiln daemon --group GROUP gives a group its socket) with kiln build --addr',
+    );
+  }
+  // The nearest part of the path that exists says which filesystem the root would be on.
+  let existing = path.resolve(root);
+  for (;;) {
+    const st = await fsp.lstat(existing).catch(() => undefined);
+    if (st) break;
+    const up = path.dirname(existing);
+    if (up === existing) break;
+    existing = up;
+  }
+  const fsType = (await fsp.statfs(existing)).type;
+  const name = PSEUDO_FILESYSTEMS[fsType];
+  if (name === undefined) return;
+  if (name === 'tmpfs' && (await takesTrustedXattrs(existing))) return;
+  throw new Error(`kiln root ${root}: ${existing} is on ${name}, where kiln cannot keep a root${name === 'tmpfs' ? ' (this tmpfs takes no trusted.* extended attributes, which overlayfs needs)' : ''}: choose a directory on a disk filesystem (--root, KILN_ROOT)`);
+}
+
+/** Whether a directory's filesystem stores trusted.* extended attributes (tmpfs does only on newer kernels). */
+async function takesTrustedXattrs(dir: string): Promise<boolean> {
+  const probe = path.join(dir, `.kiln-xattr-probe-${process.pid}`);
+  try {
+    await fsp.mkdir(probe);
+    const { setXattr } = await import('../snapshotter/fsops.js');
+    await setXattr(probe, 'trusted.kiln.probe', Buffer.from('y'));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fsp.rm(probe, { recursive: true, force: true });
+  }
+}
+
 export async function openRoot(root: string, opts: OpenRootOptions): Promise<RootServices> {
+  await checkRootPlace(root);
   const layout = rootLayout(root);
   const release = await acquireRootLock(layout.root, opts.noWait ? { wait: false } : opts.onWait);
   try {

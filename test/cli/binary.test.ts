@@ -1,10 +1,11 @@
 // The compiled command line (dist/cli/main.js, from `npm run build`) as a user runs it: startup
 // time, help, usage errors and exit codes, and a dry run. Needs no registry.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kiln, REPO } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { KILN, kiln, REPO } from './helpers.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -76,5 +77,23 @@ describe('kiln binary', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/ERROR: .*Dockerfile.*2/);
+  });
+
+  it('refuses at once a root it cannot use: on /proc, or when not run as root', () => {
+    const dir = tempDir();
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\n');
+    const t0 = Date.now();
+    const onProc = kiln(['build', dir], { env: { KILN_ROOT: '/proc/kiln-root' } });
+    expect(onProc.code).toBe(1);
+    expect(onProc.stderr).toContain('ERROR: kiln root /proc/kiln-root: /proc is on proc, where kiln cannot keep a root');
+    expect(Date.now() - t0).toBeLessThan(20_000); // it used to spin in a recursive mkdir forever
+    chmodSync(dir, 0o755); // the other user reads the Dockerfile, then is refused the root
+    const asNobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KILN, 'build', '--root', path.join(dir, 'root'), dir], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(asNobody.status).toBe(1);
+    expect(asNobody.stderr).toContain('ERROR: kiln needs root to build here');
+    expect(asNobody.stderr).toContain('kiln build --addr');
   });
 });
