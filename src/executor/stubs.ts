@@ -18,6 +18,8 @@ interface ParentState {
 }
 
 export interface StubRecord {
+  /** The rootfs the paths are in. */
+  root: string;
   /** Host paths that did not exist before the run, deepest last. */
   missing: string[];
   parents: ParentState[];
@@ -57,13 +59,33 @@ export async function recordStubs(rootfs: string, destinations: string[]): Promi
       current = '/' + path.relative(root, host);
     }
   }
-  return { missing: [...missing], parents: [...parents.values()] };
+  return { root, missing: [...missing], parents: [...parents.values()] };
+}
+
+/**
+ * Whether every directory between the rootfs and `host` is still a real directory of the rootfs. The
+ * step ran in between: it may have renamed a stub's parent away and put a link to a host directory
+ * in its place (BuildKit's CVE-2024-23652), and a path through that link must not be touched. (No
+ * container of the build runs while this is checked and used.)
+ */
+async function stillInside(root: string, host: string): Promise<boolean> {
+  const rel = path.relative(root, host);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return false;
+  let cur = root;
+  for (const part of path.dirname(rel).split(path.sep)) {
+    if (part === '.' || part === '') continue;
+    cur = path.join(cur, part);
+    const st = await lstatOrUndefined(cur);
+    if (!st?.isDirectory()) return false; // a link, or no longer a directory: leave it alone
+  }
+  return true;
 }
 
 /** Removes the recorded stubs that are still empty, deepest first; restores parents' times. */
 export async function removeStubs(rec: StubRecord): Promise<void> {
   const byDepth = [...rec.missing].sort((a, b) => b.split('/').length - a.split('/').length);
   for (const p of byDepth) {
+    if (!(await stillInside(rec.root, p))) continue;
     const st = await lstatOrUndefined(p);
     if (st === undefined) continue;
     try {
@@ -76,6 +98,8 @@ export async function removeStubs(rec: StubRecord): Promise<void> {
     }
   }
   for (const parent of rec.parents) {
+    if (parent.hostPath !== rec.root && !(await stillInside(rec.root, parent.hostPath))) continue;
+    if (!(await lstatOrUndefined(parent.hostPath))?.isDirectory()) continue; // swapped for a link: not ours to touch
     let entries: string[];
     try {
       entries = (await fsp.readdir(parent.hostPath)).sort();

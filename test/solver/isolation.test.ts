@@ -50,6 +50,32 @@ describe('isolation through the pipeline', () => {
     expect(fs.readFileSync(path.join(out, os.tmpdir(), `kiln-escape-add-${tag}`, 'marker'), 'utf8')).toBe('marker\n');
   });
 
+  it('mount stubs are cleaned up only inside the rootfs: a parent swapped for a link to the host is left alone (CVE-2024-23652)', async () => {
+    const tag = randomBytes(6).toString('hex');
+    // On the host: the empty directories a naive cleanup would remove through the planted links.
+    const abs = tracked(path.join(os.tmpdir(), `kiln-stub-abs-${tag}`));
+    const rel = tracked(path.join(os.tmpdir(), `kiln-stub-rel-${tag}`));
+    for (const d of [abs, rel]) fs.mkdirSync(path.join(d, 'y', 'stub'), { recursive: true });
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: [
+          'FROM busybox',
+          // The mount targets' parents do not exist in the image: kiln notes the stubs runc makes.
+          // The step then moves the parents away and plants links to the host's directories.
+          `RUN --mount=type=tmpfs,target=/a/y/stub --mount=type=tmpfs,target=/r/y/stub mv /a /a.old && mv /r /r.old && ln -s ${abs} /a && ln -s ../../../../../../..${rel} /r`,
+          '',
+        ].join('\n'),
+      }),
+    );
+    const srv = server(tracked(kilnRoot()));
+    try {
+      await build(srv, ctx);
+    } finally {
+      await srv.close();
+    }
+    for (const d of [abs, rel]) expect(fs.statSync(path.join(d, 'y', 'stub')).isDirectory(), `${d}/y/stub must survive`).toBe(true);
+  });
+
   it('WORKDIR /proc/self/fd/N cannot hand RUN a host directory (CVE-2024-21626)', async () => {
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nWORKDIR /proc/self/fd/7\nRUN cat ../../../../../../etc/hostname; ls /work > /seen || true\n' }));
     const srv = server(tracked(kilnRoot()));
