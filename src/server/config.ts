@@ -58,7 +58,9 @@ const DEFAULT_DAEMON: DaemonLimits = {
 };
 
 /** A fork bomb in one RUN must not take the machine (or a shared daemon) down with it. */
-const DEFAULT_PIDS_LIMIT = 16384;
+// 2048 processes per RUN, as Podman and buildah default to: enough for any build's make -j, and a
+// fork bomb on a 2-core CI worker stops there.
+const DEFAULT_PIDS_LIMIT = 2048;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
   const file = env.KILN_CONFIG ?? '/etc/kiln/daemon.json';

@@ -37,6 +37,9 @@ describe('daemon limits in daemon.json', () => {
   };
 
   it('has defaults, and takes sizes and durations as the gc keys do', () => {
+    // A RUN gets at most 2048 processes unless the config says otherwise (Podman's and buildah's default).
+    expect(loadConfig(write({})).runLimits.pids).toBe(2048);
+    expect(loadConfig(write({ 'run-pids-limit': 10000 })).runLimits.pids).toBe(10000);
     expect(loadConfig(write({})).daemon).toEqual({
       maxConcurrentBuilds: 8,
       maxContextBytes: 8 * 1024 ** 3,
