@@ -9,6 +9,7 @@
 // anything else 404, so a client learns what is missing instead of hanging or crashing the daemon.
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { familiarString, hostPlatform, parsePlatform, parseReference, type BuildErrorInfo, type Platform, type ProgressEvent } from '../solver/index.js';
@@ -18,6 +19,11 @@ import { ImageLookupError, parseDuration, type PruneOptions, type StoredImageInf
 /** The Engine API version kiln answers as (Docker 20.10's); clients negotiate down to it. */
 export const DOCKER_API_VERSION = '1.41';
 const MIN_API_VERSION = '1.12';
+/**
+ * Exactly this: Docker's clients parse an error body as JSON only when Content-Type is exactly
+ * "application/json" (a charset parameter makes them show the raw body).
+ */
+const JSON_TYPE = 'application/json';
 
 export interface DockerApiOptions {
   daemon: Daemon;
@@ -66,6 +72,8 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
 
   app.addHook('onSend', async (_req, reply) => {
     void reply.headers(headers);
+    const ct = reply.getHeader('content-type');
+    if (typeof ct === 'string' && ct.startsWith('application/json')) void reply.header('content-type', JSON_TYPE);
   });
   app.addHook('onResponse', async (req, reply) => {
     log({ msg: 'request', api: 'docker', method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
@@ -76,12 +84,12 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
     else if (err instanceof ImageLookupError) status = { missing: 404, invalid: 400, conflict: 409, unsupported: 501 }[err.kind];
     else status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500 && status !== 501 && status !== 503) log({ msg: 'internal error', api: 'docker', error: err.message, stack: err.stack });
-    void reply.code(status).send({ message: err.message });
+    void reply.code(status).type(JSON_TYPE).send(JSON.stringify({ message: err.message }));
   });
   app.setNotFoundHandler((req, reply) => {
     const p = req.url.split('?')[0]!;
-    if (UNSUPPORTED.test(p)) return reply.code(501).send({ message: `${req.method} ${p} is not implemented by kiln's Docker API (it serves builds and images only)` });
-    return reply.code(404).send({ message: 'page not found' });
+    const message = UNSUPPORTED.test(p) ? `${req.method} ${p} is not implemented by kiln's Docker API (it serves builds and images only)` : 'page not found';
+    return reply.code(UNSUPPORTED.test(p) ? 501 : 404).type(JSON_TYPE).send(JSON.stringify({ message }));
   });
 
   // --- the handshake ---
@@ -122,7 +130,7 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
     let outcome;
     try {
       outcome = await daemon.buildFromTar(
-        body,
+        terminateTar(body),
         {
           dockerfile: { name: params.dockerfile },
           buildArgs: params.buildArgs,
@@ -318,6 +326,77 @@ function dockerCommand(instruction: string): string {
     }
   }
   return `/bin/sh -c ${rest}`;
+}
+
+// --- the context tar ---------------------------------------------------------------------------
+
+/**
+ * The Docker CLI sends a context whose Dockerfile lies outside it (`docker build -f ../x.Dockerfile
+ * dir`) as a tar rewritten on the fly that stops right after the last entry's data: no padding, no
+ * end-of-archive blocks. dockerd's reader (Go's archive/tar) takes that; kiln's extractor rightly
+ * calls a tar without its end marker truncated. This completes such a tar, and only when it stops
+ * exactly after an entry's data (its padding missing or not): a stream that stops inside a header
+ * or inside an entry's data is passed on as it is, for the extractor to refuse. A gzip body is
+ * passed on untouched. (An HTTP body cut short by a disconnect is an error, not an end: never padded.)
+ * Sizes come from the ustar header (octal, or base-256); a pax "size" record (files over 8 GiB)
+ * is not read, which at worst leaves such a tar as the extractor judges it.
+ */
+function terminateTar(body: NodeJS.ReadableStream): NodeJS.ReadableStream {
+  let pos = 0; // bytes seen
+  let next = 0; // offset of the next header
+  let dataEnd = 0; // where the last entry's data ends, unpadded
+  let header: Buffer[] = [];
+  let headerLen = 0;
+  let mode: 'unknown' | 'tar' | 'other' = 'unknown';
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      if (mode === 'unknown') mode = chunk[0] === 0x1f ? 'other' : 'tar';
+      if (mode === 'tar') {
+        let i = 0;
+        while (i < chunk.length && mode === 'tar') {
+          const abs = pos + i;
+          if (abs < next) {
+            i += Math.min(next - abs, chunk.length - i);
+            continue;
+          }
+          const take = Math.min(512 - headerLen, chunk.length - i);
+          header.push(chunk.subarray(i, i + take));
+          headerLen += take;
+          i += take;
+          if (headerLen < 512) continue;
+          const size = tarSize(Buffer.concat(header));
+          header = [];
+          headerLen = 0;
+          if (size === undefined) mode = 'other';
+          else {
+            dataEnd = next + 512 + size;
+            next = dataEnd + ((512 - (size % 512)) % 512);
+          }
+        }
+      }
+      pos += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      if (mode === 'tar' && headerLen === 0 && pos >= dataEnd && pos <= next) cb(null, Buffer.alloc(next - pos + 1024));
+      else cb();
+    },
+  });
+  body.on('error', (err: Error) => t.destroy(err));
+  return body.pipe(t);
+}
+
+/** The size field of a ustar header (octal, or GNU base-256); undefined when it is not one. */
+function tarSize(h: Buffer): number | undefined {
+  const field = h.subarray(124, 136);
+  if (field[0]! & 0x80) {
+    let n = 0;
+    for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
+    return Number.isSafeInteger(n) ? n : undefined;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+$/g, '').replace(/^[ ]+/, '');
+  if (text === '') return h.every((b) => b === 0) ? 0 : undefined;
+  return /^[0-7]+$/.test(text) ? parseInt(text, 8) : undefined;
 }
 
 // --- build parameters ---------------------------------------------------------------------------

@@ -141,10 +141,20 @@ describe('the Docker CLI through kiln', () => {
     expect(b.code).toBe(3);
     expect(b.stdout).toContain('before the failure');
     expect(b.stderr).toContain("The command '/bin/sh -c echo before the failure && exit 3' returned a non-zero code: 3");
+    // A Dockerfile outside the context: the CLI adds it to the tar on the fly and sends a tar with
+    // no end-of-archive blocks (dockerd accepts it, so kiln does too).
+    const outside = makeContext({ 'x.Dockerfile': `FROM ${testEnv().busybox} AS first\nRUN echo from the outside > /o\nFROM ${testEnv().busybox}\nCOPY --from=first /o /o\nRUN cat /o\n` });
+    const o = await kdocker(['build', '-f', path.join(outside, 'x.Dockerfile'), '-t', `kiln-docker-api-outside-${RAND}`, '.'], { cwd: ctx });
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.stdout).toContain('from the outside');
     // -f names a Dockerfile the context does not have: refused before any build, the daemon's message shown.
     const missing = await kdocker(['build', '-f', 'Nope.Dockerfile', '.'], { cwd: ctx });
     expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toMatch(/Error response from daemon|Nope\.Dockerfile/);
+    expect(missing.stderr).toMatch(/Nope\.Dockerfile/);
+    // The daemon's own refusal reaches the user as Docker's clients show errors: the message, not JSON.
+    const bad = await kdocker(['build', '--network', 'container:x', '.'], { cwd: ctx });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/Error response from daemon: network mode "container:x" is not supported/);
   }, 120_000);
 });
 
@@ -263,6 +273,7 @@ describe('what kiln does not serve', () => {
       }
     };
     const seen = new Map<number, number>();
+    const notJson: string[] = [];
     const deadline = Date.now() + 10_000;
     let n = 0;
     while (n < 200 && Date.now() < deadline) {
@@ -276,11 +287,17 @@ describe('what kiln does not serve', () => {
         const headers: Record<string, string> = {};
         if (rng() % 2) headers['content-type'] = pick(['application/x-tar', 'application/json', 'text/plain', 'application/tar', junk() || 'x/y']);
         if (rng() % 5 === 0) headers['content-encoding'] = pick(['gzip', 'br', junk() || 'zz']);
-        batch.push(fuzzRequest(method, p, body, headers, rng() % 7 === 0).then((status) => seen.set(status, (seen.get(status) ?? 0) + 1)));
+        batch.push(
+          fuzzRequest(method, p, body, headers, rng() % 7 === 0).then(({ status, text, type }) => {
+            seen.set(status, (seen.get(status) ?? 0) + 1);
+            if (status >= 400 && method !== 'HEAD' && (type !== 'application/json' || typeof (JSON.parse(text) as { message?: unknown }).message !== 'string')) notJson.push(`${method} ${p}: ${status} ${type} ${text}`);
+          }),
+        );
       }
       await Promise.all(batch);
     }
     console.log(`docker-api fuzz: ${n} requests, statuses ${JSON.stringify(Object.fromEntries(seen))}`);
+    expect(notJson).toEqual([]);
     expect(seen.get(500) ?? 0, d.log().split('\n').filter((l) => l.includes('internal error')).join('\n')).toBe(0);
     expect(await ping(sock)).toBe(true);
     expect(await ping(d.socket)).toBe(true);
@@ -299,15 +316,17 @@ function randomBytesFrom(rng: () => number, n: number): Buffer {
 }
 
 /** One request; `abort` drops the connection halfway. Resolves with the status (0: no answer). */
-function fuzzRequest(method: string, p: string, body: Buffer | undefined, headers: Record<string, string>, abort: boolean): Promise<number> {
+function fuzzRequest(method: string, p: string, body: Buffer | undefined, headers: Record<string, string>, abort: boolean): Promise<{ status: number; text: string; type?: string }> {
+  const none = { status: 0, text: '' };
   return new Promise((resolve) => {
     const req = http.request({ socketPath: sock, method, path: p, headers, timeout: 8000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(res.statusCode ?? 0));
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, type: res.headers['content-type'] }));
+      res.on('error', () => resolve(none));
     });
-    req.on('error', () => resolve(0));
-    req.on('timeout', () => (req.destroy(), resolve(0)));
+    req.on('error', () => resolve(none));
+    req.on('timeout', () => (req.destroy(), resolve(none)));
     if (abort) {
       req.write(body ?? Buffer.from('x'));
       setTimeout(() => req.destroy(), 5);
