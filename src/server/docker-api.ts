@@ -56,20 +56,25 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
 
   // A build's body is its context, a tar (maybe gzip) streamed to the extractor, never buffered.
   // Other endpoints read no body: one sent anyway is drained, so the connection stays usable.
-  app.addContentTypeParser('*', (req, payload, done) => {
+  const body = (req: FastifyRequest, payload: NodeJS.ReadableStream & NodeJS.EventEmitter, done: (err: Error | null, body?: unknown) => void) => {
     if (req.method === 'POST' && req.routeOptions.url === '/build') return done(null, payload);
     payload.resume();
     payload.once('end', () => done(null, undefined));
-    payload.once('error', (err) => done(err, undefined));
-  });
+    // A client that goes away while sending a body nobody reads: not the daemon's fault.
+    payload.once('error', (err: Error) => done(Object.assign(err, { statusCode: 400 }), undefined));
+  };
+  app.addContentTypeParser('*', body);
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser(['application/json', 'text/plain'], (req, payload, done) => {
-    if (req.method === 'POST' && req.routeOptions.url === '/build') return done(null, payload);
-    payload.resume();
-    payload.once('end', () => done(null, undefined));
-    payload.once('error', (err) => done(err, undefined));
-  });
+  app.addContentTypeParser(['application/json', 'text/plain'], body);
 
+  // As dockerd: a client asking for a newer API than this one (or one too old) is told so.
+  app.addHook('onRequest', async (req) => {
+    const m = /^\/v(\d+)\.(\d+)(?=\/|\?|$)/.exec(req.originalUrl);
+    if (!m) return;
+    const asked = [Number(m[1]), Number(m[2])] as const;
+    if (compareVersions(asked, DOCKER_API_VERSION) > 0) throw new ApiError(400, `client version ${m[1]}.${m[2]} is too new. Maximum supported API version is ${DOCKER_API_VERSION}`);
+    if (compareVersions(asked, MIN_API_VERSION) < 0) throw new ApiError(400, `client version ${m[1]}.${m[2]} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+  });
   app.addHook('onSend', async (_req, reply) => {
     void reply.headers(headers);
     const ct = reply.getHeader('content-type');
@@ -626,6 +631,11 @@ function decodeName(s: string): string {
   } catch {
     throw new ApiError(400, 'invalid image name encoding');
   }
+}
+
+function compareVersions(a: readonly [number, number], b: string): number {
+  const [major, minor] = b.split('.').map(Number) as [number, number];
+  return a[0] !== major ? a[0] - major : a[1] - minor;
 }
 
 function goArch(): string {
