@@ -201,8 +201,8 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
     const refs = filterValues(filters?.reference);
     let images = await daemon.server.describeImages();
     if (refs.length > 0) images = images.filter((i) => i.names.some((n) => refs.some((r) => referenceMatches(n, r))));
-    const filtersBefore = filterValues(filters?.label);
-    if (filtersBefore.length > 0) images = images.filter((i) => filtersBefore.every((l) => labelMatches(i.config.config?.Labels ?? {}, l)));
+    const labelFilters = filterValues(filters?.label);
+    if (labelFilters.length > 0) images = images.filter((i) => labelFilters.every((l) => labelMatches(i.config.config?.Labels ?? {}, l)));
     return images.map(summary).sort((a, b) => b.Created - a.Created);
   });
   app.get('/images/get', async (req, reply) => {
