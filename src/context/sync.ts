@@ -183,8 +183,11 @@ function tarHeader(e: SyncEntry): Parameters<tar.Pack["entry"]>[0] {
   return { name: e.path, type: 'file', size: e.size, mode: e.mode, mtime: new Date(e.mtimeMs) };
 }
 
-/** A small file's content, with the same checks as addFile: not through a link, the listed size. */
-async function readSmallFile(contextDir: string, e: SyncEntry): Promise<Buffer> {
+/**
+ * Opens a listed file to send it: never through a link (it may have been replaced by one since the
+ * walk: then what it points at must not be sent), still a file, still of the listed size.
+ */
+async function openListed(contextDir: string, e: SyncEntry): Promise<fsp.FileHandle> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(path.join(contextDir, e.path), fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -194,10 +197,24 @@ async function readSmallFile(contextDir: string, e: SyncEntry): Promise<Buffer> 
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being sent: it is no longer a file`, e.path);
-    const data = st.size === e.size ? await fh.readFile() : undefined;
-    if (data === undefined || data.length !== e.size) {
-      throw new ContextError(`build context: ${e.path} changed size while being sent (listed as ${e.size} bytes, found ${data?.length ?? st.size})`, e.path);
-    }
+    if (st.size !== e.size) throw sizeChanged(e, st.size);
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+function sizeChanged(e: SyncEntry, found: number | string): ContextError {
+  return new ContextError(`build context: ${e.path} changed size while being sent (listed as ${e.size} bytes, found ${found})`, e.path);
+}
+
+/** A small file's content, whole. */
+async function readSmallFile(contextDir: string, e: SyncEntry): Promise<Buffer> {
+  const fh = await openListed(contextDir, e);
+  try {
+    const data = await fh.readFile();
+    if (data.length !== e.size) throw sizeChanged(e, data.length);
     return data;
   } finally {
     await fh.close();
@@ -205,20 +222,9 @@ async function readSmallFile(contextDir: string, e: SyncEntry): Promise<Buffer> 
 }
 
 async function addFile(pack: tar.Pack, contextDir: string, e: SyncEntry, signal: AbortSignal): Promise<number> {
-  const changed = (read: number | string) =>
-    new ContextError(`build context: ${e.path} changed size while being sent (listed as ${e.size} bytes, found ${read})`, e.path);
-  let fh: fsp.FileHandle;
+  const changed = (read: number | string) => sizeChanged(e, read);
+  const fh = await openListed(contextDir, e);
   try {
-    // O_NOFOLLOW: if the file was replaced by a link since the walk, do not send what it points at.
-    fh = await fsp.open(path.join(contextDir, e.path), fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  } catch (err) {
-    throw new ContextError(`build context: cannot open ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being sent: it is no longer a file`, e.path);
-    if (st.size !== e.size) throw changed(st.size);
-
     let settle!: (err?: Error | null) => void;
     const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
     done.catch(() => {}); // observed below; do not let an early rejection go unhandled

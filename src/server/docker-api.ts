@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { familiarString, hostPlatform, parsePlatform, parseReference, type BuildErrorInfo, type Platform, type ProgressEvent } from '../solver/index.js';
 import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
+import { disconnectSignal, isStream } from './http-util.js';
 import { ImageLookupError, parseDuration, type PruneOptions, type StoredImageInfo } from './server.js';
 
 /** The Engine API version kiln answers as (Docker 20.10's); clients negotiate down to it. */
@@ -642,17 +643,3 @@ function goArch(): string {
   return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch] ?? process.arch;
 }
 
-/** Aborts when the client goes away before its response is complete (the build's cancel). */
-function disconnectSignal(req: FastifyRequest, reply: FastifyReply): AbortSignal {
-  const ac = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) ac.abort(new Error('the client disconnected'));
-  };
-  reply.raw.once('close', onClose);
-  req.raw.once('aborted', onClose);
-  return ac.signal;
-}
-
-function isStream(v: unknown): v is NodeJS.ReadableStream {
-  return typeof v === 'object' && v !== null && typeof (v as NodeJS.ReadableStream).pipe === 'function';
-}

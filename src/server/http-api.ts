@@ -15,9 +15,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { PruneOptions } from './server.js';
 import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
+import { disconnectSignal, isStream } from './http-util.js';
 
 export const API_VERSION = 'v1';
 
@@ -166,20 +167,6 @@ export function createApi(opts: ApiOptions): FastifyInstance {
   return app;
 }
 
-/** Aborts when the client goes away before its response is complete (the build's cancel). */
-function disconnectSignal(req: FastifyRequest, reply: FastifyReply): AbortSignal {
-  const ac = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) ac.abort(new Error('the client disconnected'));
-  };
-  reply.raw.once('close', onClose);
-  req.raw.once('aborted', onClose);
-  return ac.signal;
-}
-
-function isStream(v: unknown): v is NodeJS.ReadableStream {
-  return typeof v === 'object' && v !== null && typeof (v as NodeJS.ReadableStream).pipe === 'function';
-}
 
 function pruneOptions(body: unknown): PruneOptions {
   // No body is the defaults. Anything else must be a JSON object: a body of another type (a tar
