@@ -73,6 +73,7 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
     const loaded = await docker(['load', '-i', tar]);
     expect(loaded.code, loaded.stderr).toBe(0);
     let container: string | undefined;
+    let volume: string | undefined;
     try {
       const inspect = await docker(['image', 'inspect', '-f', '{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{json .Config.Volumes}}', image]);
       expect(inspect.stdout.trim()).toBe('["node","/opt/kiln/dist/cli/main.js"] ["daemon"] {"/var/lib/kiln":{}}');
@@ -82,12 +83,13 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
       expect(ls.stdout.split('\n')).toContain('fastify');
       expect(ls.stdout.split('\n')).not.toContain('vitest');
 
-      // The daemon in a container: its root on a directory of this machine's file system (overlayfs
-      // needs a real one under its snapshots), its socket published through a directory. Host
-      // network: the test registry listens on this machine's loopback.
-      const varLib = path.join(work, 'var-lib-kiln');
+      // The daemon in a container: its root on a Docker volume (a directory of the daemon's disk:
+      // overlayfs needs a real file system under its snapshots), its socket published through a
+      // directory. Host network: the test registry listens on this machine's loopback.
+      const varLib = `kiln-self-root-${tag}`;
+      expect((await docker(['volume', 'create', varLib])).code).toBe(0);
+      volume = varLib;
       const run = path.join(work, 'run');
-      fs.mkdirSync(varLib);
       fs.mkdirSync(run);
       const errors: string[] = [];
       for (const [i, flags] of PRIVILEGED.entries()) {
@@ -121,6 +123,7 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
       expect((await docker(['inspect', '-f', '{{.State.ExitCode}}', container!])).stdout.trim()).toBe('0');
     } finally {
       if (container) await docker(['rm', '-f', container]);
+      if (volume) await docker(['volume', 'rm', '-f', volume]);
       await docker(['rmi', '-f', image]);
     }
   });
