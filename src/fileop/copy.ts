@@ -14,6 +14,7 @@
 import * as fsp from 'node:fs/promises';
 import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
 import * as path from 'node:path';
+import { redactCredentials } from '../frontend/urls.js';
 import { cleanPath, compileGoMatch } from '../context/gopath.js';
 import { PatternMatcher } from '../context/patterns.js';
 import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
@@ -66,8 +67,8 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
   const summary = emptySummary();
 
   for (const u of urls) {
-    if (isGitUrl(u)) fail(`ADD from git repositories is not supported yet: ${u}`);
-    if (!isHttpUrl(u)) fail(`unsupported URL ${u}: only http and https are supported`);
+    if (isGitUrl(u)) fail(`ADD from git repositories is not supported yet: ${redactCredentials(u)}`);
+    if (!isHttpUrl(u)) fail(`unsupported URL ${redactCredentials(u)}: only http and https are supported`);
   }
   if (spec.checksum !== undefined && (urls.length === 0 || spec.sources.length > 0)) {
     fail(`--checksum can only be used with http(s) sources`);
@@ -178,7 +179,8 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
         summary.targets.push(show(target));
       });
     } else {
-      await wrap(item.url, async () => {
+      // Named in messages with any credentials redacted (the download itself uses them).
+      await wrap(redactCredentials(item.url), async () => {
         const dl = await download(item.url, {
           ...(spec.checksum !== undefined ? { checksum: spec.checksum } : {}),
           ...(op.http?.timeoutMs !== undefined ? { timeoutMs: op.http.timeoutMs } : {}),
@@ -192,7 +194,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
           await applyMeta(target, false, { ...created, mode: chmod ? chmod(0o600, false) : 0o600, atime: mtime, mtime });
           summary.files++;
           summary.bytes += dl.size;
-          summary.downloaded.push(item.url);
+          summary.downloaded.push(redactCredentials(item.url));
           summary.targets.push(show(target));
         } finally {
           await dl.cleanup();

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { redactCredentials } from '../frontend/urls.js';
 
 export class DownloadError extends Error {
   constructor(message: string) {
@@ -71,12 +72,28 @@ export interface DownloadOptions {
   maxBytes?: number;
 }
 
-export async function download(url: string, opts: DownloadOptions = {}): Promise<Downloaded> {
-  if (!isHttpUrl(url)) throw new DownloadError(`unsupported URL ${url}: only http and https are supported`);
+/**
+ * A URL with credentials (https://user:token@host/f): fetch refuses them in the URL, so they become
+ * a Basic Authorization header (what Go's http client, and so BuildKit, does with them).
+ */
+function withoutCredentials(url: string): { url: string; headers: Record<string, string> } {
+  const u = new URL(url);
+  if (u.username === '' && u.password === '') return { url, headers: {} };
+  const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), headers: { authorization: `Basic ${auth}` } };
+}
+
+export async function download(rawUrl: string, opts: DownloadOptions = {}): Promise<Downloaded> {
+  // Messages name the URL with its credentials redacted; they may reach logs and other people.
+  const url = redactCredentials(rawUrl);
+  if (!isHttpUrl(rawUrl)) throw new DownloadError(`unsupported URL ${url}: only http and https are supported`);
   const want = opts.checksum !== undefined ? parseChecksum(opts.checksum) : undefined;
   let res: Response;
   try {
-    res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000) });
+    const plain = withoutCredentials(rawUrl);
+    res = await fetch(plain.url, { redirect: 'follow', headers: plain.headers, signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000) });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
     throw new DownloadError(`failed to fetch ${url}: ${cause?.message ?? (err as Error).message}`);
@@ -114,7 +131,7 @@ export async function download(url: string, opts: DownloadOptions = {}): Promise
     const lastModified = lm ? new Date(lm) : undefined;
     return {
       file,
-      filename: urlFilename(url),
+      filename: urlFilename(rawUrl),
       size,
       digest: `sha256:${sha}`,
       ...(lastModified && !Number.isNaN(lastModified.getTime()) ? { lastModified } : {}),

@@ -9,6 +9,7 @@ import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint 
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
 import { parseMount } from './mounts.js';
+import { redactCredentials } from './urls.js';
 import { ParseError, parseDockerfile, chompHeredocContent, type Escape, type Node } from './parser.js';
 import { formatPlatform, parsePlatform } from './platform.js';
 import { isValidReference } from './reference.js';
@@ -918,13 +919,15 @@ function dispatchCopy(
   if (c.parents) createdBy += ' --parents';
   if (chown !== undefined) createdBy += ' --chown=' + chown;
   if (chmod !== undefined) createdBy += ' --chmod=' + chmod;
-  for (const s of srcs) createdBy += ' ' + s;
+  for (const s of srcs) createdBy += ' ' + redactCredentials(s);
   for (const h of c.contents) createdBy += ' <<' + h.path;
   createdBy += ' ' + destRaw + ' # buildkit';
 
   const from = ctx.froms.get(c) ?? { kind: 'context' as const };
   const step: CopyStep = {
     ...base,
+    // What progress and errors show: the instruction as written, credentials in URLs redacted.
+    original: urls.length > 0 ? redactCredentials(base.original) : base.original,
     kind: 'copy',
     instruction: name,
     from,

@@ -10,3 +10,4 @@ export type * from './types.js';
 export function buildGraph(text: string, opts: FrontendOptions): BuildGraph {
   return convert(text, opts);
 }
+export { redactCredentials } from './urls.js';
