@@ -32,6 +32,7 @@ import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
+import { loadSecrets, parseSecretFlag, parseSshFlag, resolveSsh, type SecretSpec, type SshSpec } from './secrets.js';
 import { UsageError } from './usage.js';
 
 export { UsageError };
@@ -56,6 +57,10 @@ Options:
       --cache-to DEST        Export build cache: type=local,dest=DIR | type=registry,ref=REF
                              (with mode=min|max; cache mounts included) | type=inline
       --pull                 Always ask the registry for base images
+      --secret SPEC          A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE |
+                             id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx
+      --ssh default|ID[=SOCKET]  An SSH agent for RUN --mount=type=ssh (repeatable; default
+                             socket: $SSH_AUTH_SOCK)
   -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
                                type=local,dest=DIR          the final filesystem as a directory
                                type=tar,dest=FILE           ... as one tarball ("dest=-": stdout)
@@ -99,6 +104,10 @@ export interface BuildInvocation {
   iidfile?: string;
   metadataFile?: string;
   root?: string;
+  /** --secret: read when the build starts (loadSecrets), never kept in the invocation. */
+  secrets?: SecretSpec[];
+  /** --ssh. */
+  ssh?: SshSpec[];
 }
 
 const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'quiet', 'help'] as const;
@@ -216,6 +225,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'metadata-file': { type: 'string' },
         quiet: { type: 'boolean', short: 'q' },
         progress: { type: 'string' },
+        secret: { type: 'string', multiple: true },
+        ssh: { type: 'string', multiple: true },
         root: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -286,6 +297,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (metadataFile !== undefined) inv.metadataFile = metadataFile;
   const root = empty('--root', v.root);
   if (root !== undefined) inv.root = root;
+  if (v.secret?.length) inv.secrets = v.secret.map(parseSecretFlag);
+  if (v.ssh?.length) inv.ssh = v.ssh.map(parseSshFlag);
   return inv;
 }
 
@@ -367,6 +380,7 @@ async function redirectStdoutOutputs(outputs: OutputSpec[], stdoutIsTTY: boolean
 export async function buildCommand(argv: string[], io: BuildIO = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
   let inv: BuildInvocation;
   let request: BuildRequest;
+  let secretsAndSsh: Pick<BuildRequest, 'secrets' | 'ssh'>;
   try {
     inv = parseBuildArgs(argv, io.env);
     if (inv.help) {
@@ -375,6 +389,9 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     }
     if (inv.context === '-' && inv.file === '-') throw new UsageError('the context and the Dockerfile cannot both come from stdin ("-")');
     if (inv.context !== '-') request = loadRequest(inv);
+    secretsAndSsh = {};
+    if (inv.secrets) secretsAndSsh.secrets = loadSecrets(inv.secrets, io.env);
+    if (inv.ssh) secretsAndSsh.ssh = resolveSsh(inv.ssh, io.env);
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr.write(`kiln build: ${err.message}\nSee 'kiln build --help'.\n`);
@@ -394,7 +411,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     request = { ...inv.request, context: { type: 'dir', path: stdinContext.dir, ephemeral: true }, dockerfile: stdinContext.dockerfile };
   }
   try {
-    return await buildWith(inv, request!, io);
+    return await buildWith(inv, { ...request!, ...secretsAndSsh! }, io);
   } finally {
     await stdinContext?.cleanup();
   }

@@ -17,6 +17,7 @@ export interface KilnClient {
 }
 
 export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
+export type { SshForward } from '../server/api.js';
 export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, UsageTotals } from '../server/server.js';
 
 export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';

@@ -5,9 +5,10 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { syncEntries, writeWantedTar } from '../context/sync.js';
 import {
@@ -25,10 +26,11 @@ import {
 import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
 import { stickyIndex } from './sticky.js';
-import { call, DaemonError, daemonError, jsonLines, readAll, send, type Endpoint } from './transport.js';
+import { call, DaemonError, daemonError, jsonLines, readAll, send, upgrade, type Endpoint } from './transport.js';
 
 type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
-type StreamLine = ProgressEvent | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
+type SshDial = { type: 'ssh-dial'; id: string; conn: string };
+type StreamLine = ProgressEvent | SshDial | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
 
 /**
  * A client of one daemon, or of a fleet: with several endpoints, each build goes to the one its
@@ -68,7 +70,10 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
   const shift = 1;
   const session = await syncContext(ep, req, req.context.path, onProgress, signal);
   const { path: _hostPath, ...dockerfile } = req.dockerfile;
-  const body = { ...req, dockerfile, context: { type: 'synced', id: session.id, session: session.session, ephemeral: req.context.ephemeral } };
+  // The agents stay here: the daemon learns their ids and dials back through this client.
+  const agents = new Map((req.ssh ?? []).map((s) => [s.id, s.socket]));
+  const ssh = req.ssh?.map((s) => ({ id: s.id }));
+  const body = { ...req, ssh, dockerfile, context: { type: 'synced', id: session.id, session: session.session, ephemeral: req.context.ephemeral } };
   let res;
   try {
     res = await send(ep, 'POST', '/v1/builds', { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', signal });
@@ -81,10 +86,13 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
     throw daemonError(res.statusCode ?? 500, (await readAll(res)).toString('utf8'));
   }
   let outcome: StreamLine | undefined;
+  let buildId = '';
   try {
     for await (const raw of jsonLines(res)) {
       const line = raw as StreamLine;
-      if (line.type === 'vertex' || line.type === 'log') onProgress({ ...line, id: line.id + shift });
+      if (line.type === 'build') buildId = line.id;
+      else if (line.type === 'ssh-dial') dialBack(ep, buildId, line, agents.get(line.id));
+      else if (line.type === 'vertex' || line.type === 'log') onProgress({ ...line, id: line.id + shift });
       else if (line.type === 'message') onProgress(line);
       else if (line.type === 'result' || line.type === 'error') outcome = line;
     }
@@ -102,6 +110,27 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
 interface Session {
   id: string;
   session: string;
+}
+
+/** One agent connection a step made on the daemon: an upgraded request piped to the local agent. */
+function dialBack(ep: Endpoint, buildId: string, dial: SshDial, socket: string | undefined): void {
+  if (!socket) return; // not one of ours: the daemon's wait times out and the step sees a refused connection
+  void (async () => {
+    const local = net.connect(socket);
+    local.on('error', () => local.destroy());
+    let remote: Duplex;
+    try {
+      remote = await upgrade(ep, `/v1/builds/${buildId}/ssh/${dial.conn}`, 'kiln-ssh');
+    } catch {
+      local.destroy();
+      return;
+    }
+    remote.on('error', () => remote.destroy());
+    remote.on('close', () => local.destroy());
+    local.on('close', () => remote.destroy());
+    remote.pipe(local);
+    local.pipe(remote);
+  })();
 }
 
 /**

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
@@ -120,6 +120,30 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
       body.once('error', (err) => req.destroy(err as Error));
       body.pipe(req);
     }
+  });
+}
+
+/** A GET upgraded to `protocol` (101): resolves with the raw bidirectional stream. */
+export function upgrade(ep: Endpoint, path: string, protocol: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const headers = { 'x-kiln-client': CLIENT_ID, connection: 'Upgrade', upgrade: protocol };
+    const base = { method: 'GET', path, headers };
+    const a = ep.address;
+    const req =
+      a.kind === 'unix'
+        ? http.request({ ...base, socketPath: a.path })
+        : ep.tls
+          ? https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) })
+          : http.request({ ...base, host: a.host, port: a.port });
+    req.once('upgrade', (_res, socket, head) => {
+      if (head.length > 0) socket.unshift(head);
+      resolve(socket);
+    });
+    req.once('response', (res) => {
+      void readAll(res).then((b) => reject(daemonError(res.statusCode ?? 500, b.toString('utf8'))), reject);
+    });
+    req.on('error', reject);
+    req.end();
   });
 }
 

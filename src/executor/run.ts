@@ -222,7 +222,12 @@ export async function run(opts: RunOptions): Promise<RunResult> {
   const bundle = path.join(path.resolve(opts.stateDir), 'bundles', id);
   await fsp.mkdir(runcRoot, { recursive: true, mode: 0o700 });
   await fsp.mkdir(bundle, { recursive: true, mode: 0o711 });
+  let onTmpfs = false;
   try {
+    if (opts.sensitive) {
+      await mountPrivateTmpfs(bundle, opts.mounts ?? []);
+      onTmpfs = true;
+    }
     const { mounts } = await prepareMounts(bundle, hostname, opts);
     // After prepareCwd: a working directory the step asked for is content, not a stub.
     const stubs = await recordStubs(rootfs, [...DEFAULT_MOUNT_DESTINATIONS, ...mounts.map((m) => m.destination)]);
@@ -254,7 +259,34 @@ export async function run(opts: RunOptions): Promise<RunResult> {
       await removeStubs(stubs);
     }
   } finally {
+    if (onTmpfs) await unmountTmpfs(bundle);
     await fsp.rm(bundle, { recursive: true, force: true });
+  }
+}
+
+function spawnChecked(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new ExecutorError(`${cmd} ${args.join(' ')}: ${err.trim() || `exit ${code}`}`))));
+  });
+}
+
+/** A fresh tmpfs on the bundle directory, big enough for the file mounts and runc's few files. */
+async function mountPrivateTmpfs(dir: string, mounts: ExecMount[]): Promise<void> {
+  const files = mounts.reduce((n, m) => n + (m.type === 'file' ? Buffer.byteLength(m.content) : 0), 0);
+  const size = files + 16 * 1024 * 1024;
+  await spawnChecked('mount', ['--no-mtab', '-t', 'tmpfs', '-o', `mode=0711,nosuid,nodev,size=${size}`, 'tmpfs', dir]);
+}
+
+async function unmountTmpfs(dir: string): Promise<void> {
+  try {
+    await spawnChecked('umount', [dir]);
+  } catch {
+    // Still busy (runc just let go): detach it; its pages are freed with the last user.
+    await spawnChecked('umount', ['-l', dir]).catch(() => undefined);
   }
 }
 

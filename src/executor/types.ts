@@ -40,6 +40,12 @@ export interface RunOptions {
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
   signal?: AbortSignal;
+  /**
+   * The run carries secrets (secret file mounts, secret environment variables): the bundle, which
+   * holds them and config.json, lives on a private tmpfs, unmounted after the run, so their bytes
+   * never touch kiln's disk.
+   */
+  sensitive?: boolean;
   /** Bytes of output (stdout and stderr, interleaved) kept for `outputTail`. Default 64 KiB. */
   tailBytes?: number;
   /** The runc binary. Default "runc" from PATH. */

@@ -84,6 +84,22 @@ export interface BuildRequest {
   cacheTo?: CacheTo[];
   /** Always ask the registry for base images instead of using local ones. */
   pull: boolean;
+  /**
+   * Secret values by id (--secret), base64: mounted into the RUN steps that ask for them, never
+   * part of a cache key, a record, the image or a log. A daemon keeps them in memory for the build.
+   */
+  secrets?: Record<string, string>;
+  /**
+   * SSH agents the build may use (--ssh), by id. `socket` (embedded mode only) is the agent's socket
+   * on this host; through a daemon the client keeps its agents and the daemon dials back (docs/api.md).
+   */
+  ssh?: SshForward[];
+}
+
+/** One `--ssh` entry. */
+export interface SshForward {
+  id: string;
+  socket?: string;
 }
 
 export interface BuildResult {

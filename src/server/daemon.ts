@@ -5,10 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { directoryContext, listedContext, type BuildErrorInfo, type ContextSource, type ProgressEvent } from '../solver/index.js';
+import { directoryContext, listedContext, type BuildErrorInfo, type ContextSource, type ProgressEvent, type SshAgents } from '../solver/index.js';
 import { extractContextTar, readFileInside } from '../context/index.js';
 import { BuildFailure, clientOutputTargets, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
 import type { KilnConfig } from './config.js';
+import { SshDials, type SshDialEvent } from './ssh-dial.js';
 import { KeptContexts, type ContextLease } from './contexts.js';
 import { BuildHistory, type BuildRecord } from './history.js';
 import { FairScheduler } from './scheduler.js';
@@ -78,6 +79,8 @@ export class Daemon {
   private readonly scheduler: FairScheduler;
   private readonly sessions = new Map<string, UploadSession>();
   private readonly builds = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
+  /** Steps' SSH agent connections waiting for their client to dial back. */
+  readonly sshDials = new SshDials();
   private readonly outputsDir: string;
   /** Contexts that came as a tar in a build request, each for the length of its build. */
   private readonly tarContextsDir: string;
@@ -228,7 +231,7 @@ export class Daemon {
    * context, and leaves the outputs the client writes on its side as files to fetch. `signal` is
    * the client's connection: a disconnect cancels the build.
    */
-  async build(raw: unknown, client: string, sink: (e: ProgressEvent | { type: 'build'; id: string }) => void, signal: AbortSignal): Promise<BuildOutcome> {
+  async build(raw: unknown, client: string, sink: (e: ProgressEvent | { type: 'build'; id: string } | SshDialEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
     this.refuseWhileDraining();
     const req = checkRequest(raw);
     if (req.context.type !== 'synced') throw new ApiError(400, 'a daemon builds only from a context the client synced ({"type":"synced"}), never from a path on its host');
@@ -277,7 +280,9 @@ export class Daemon {
         throw new ApiError(400, (err as Error).message);
       }
       const full: BuildRequest = { ...req, context: { type: 'dir', path: dir }, dockerfile: { name: req.dockerfile.name, text: dockerfile.text } };
-      return await this.admit(full, client, sink, signal, () => directoryContext(dir, { dockerfile: dockerfile.path, identity: 'tar' }));
+      // Docker's API has no way back to the client's SSH agent: never dialled here.
+      const { ssh: _ssh, ...noSsh } = full;
+      return await this.admit(noSsh, client, (e) => e.type !== 'ssh-dial' && sink(e), signal, () => directoryContext(dir, { dockerfile: dockerfile.path, identity: 'tar' }));
     } finally {
       await fsp.rm(dir, { recursive: true, force: true });
     }
@@ -287,7 +292,7 @@ export class Daemon {
   private async admit(
     req: BuildRequest,
     client: string,
-    sink: (e: ProgressEvent | { type: 'build'; id: string }) => void,
+    sink: (e: ProgressEvent | { type: 'build'; id: string } | SshDialEvent) => void,
     signal: AbortSignal,
     context: () => ContextSource,
   ): Promise<BuildOutcome> {
@@ -304,7 +309,9 @@ export class Daemon {
     signal.addEventListener('abort', onDisconnect, { once: true });
     if (signal.aborted) onDisconnect();
     const timeout = this.limits.buildTimeoutMs > 0 ? setTimeout(() => abort.abort(new Error(`build cancelled: it ran longer than the daemon's build-timeout (${this.limits.buildTimeoutMs / 1000} s)`)), this.limits.buildTimeoutMs) : undefined;
-    const done = this.runBuild(req, record, context, client, sink, abort);
+    // The client's agents: each connection a step makes is dialled back over this build's stream.
+    const sshAgents = req.ssh?.length ? this.sshDials.agentsFor(id, req.ssh.map((s) => s.id), sink) : undefined;
+    const done = this.runBuild(req, record, context, client, sink, abort, sshAgents);
     this.builds.set(id, { abort, done: done.catch(() => undefined) });
     try {
       return await done;
@@ -322,6 +329,7 @@ export class Daemon {
     client: string,
     sink: (e: ProgressEvent) => void,
     abort: AbortController,
+    sshAgents?: SshAgents,
   ): Promise<BuildOutcome> {
     const dir = path.join(this.outputsDir, record.id);
     let slot;
@@ -335,7 +343,7 @@ export class Daemon {
     this.history.started(record);
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
-      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context() });
+      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context(), sshAgents });
       this.finished(record, { imageId: result.image?.id });
       if (clientOutputs.length === 0) await fsp.rm(dir, { recursive: true, force: true });
       else setTimeout(() => void fsp.rm(dir, { recursive: true, force: true }), OUTPUT_KEEP_MS).unref();
@@ -542,6 +550,13 @@ function checkRequest(raw: unknown): BuildRequest {
   if (r.network !== 'host' && r.network !== 'none') throw bad('"network" must be "host" or "none"');
   for (const k of ['noCache', 'pull', 'dryRun'] as const) if (typeof r[k] !== 'boolean') throw bad(`"${k}" must be true or false`);
   if (r.target !== undefined && typeof r.target !== 'string') throw bad('"target" must be a string');
+  // Checked without ever quoting a value: error messages are logged.
+  if (r.secrets !== undefined && (!isObject(r.secrets) || Object.values(r.secrets).some((v) => typeof v !== 'string'))) throw bad('"secrets" must map ids to base64 strings');
+  if (r.ssh !== undefined) {
+    if (!Array.isArray(r.ssh) || r.ssh.some((s) => !isObject(s) || typeof s.id !== 'string')) throw bad('"ssh" must be a list of {"id": string}');
+    // A socket names a path on the daemon's host: the client's agent is reached through the client.
+    if (r.ssh.some((s) => (s as Record<string, unknown>).socket !== undefined)) throw bad('an "ssh" entry cannot name a socket on the daemon\'s host');
+  }
   if (r.noCacheFilter !== undefined && (!Array.isArray(r.noCacheFilter) || r.noCacheFilter.some((s) => typeof s !== 'string'))) throw bad('"noCacheFilter" must be a list of strings');
   for (const k of ['cacheFrom', 'cacheTo'] as const) {
     const list = r[k];

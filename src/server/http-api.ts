@@ -11,7 +11,8 @@
 // past the door.
 
 import { createReadStream } from 'node:fs';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -19,6 +20,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { PruneOptions } from './server.js';
 import { ApiError, type Daemon, type DaemonLog } from './daemon.js';
 import { disconnectSignal, isStream } from './http-util.js';
+import { SSH_UPGRADE_PROTOCOL } from './ssh-dial.js';
 
 export const API_VERSION = 'v1';
 
@@ -75,6 +77,29 @@ export function createApi(opts: ApiOptions): FastifyInstance {
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ message: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` });
+  });
+
+  // SSH agent connections dialled back by a build's client (ssh-dial.ts): HTTP Upgrade to a raw stream.
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const m = /^\/v1\/builds\/([0-9a-f]{20})\/ssh\/([0-9a-f]{32})$/.exec((req.url ?? '').split('?')[0]!);
+    const refuse = (status: number, text: string) => {
+      const body = JSON.stringify({ message: text });
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    socket.on('error', () => socket.destroy());
+    if (!m || req.method !== 'GET' || String(req.headers.upgrade).toLowerCase() !== SSH_UPGRADE_PROTOCOL) {
+      refuse(m ? 400 : 404, m ? `upgrade to ${SSH_UPGRADE_PROTOCOL} with GET` : `no such endpoint: ${req.method} ${(req.url ?? '').split('?')[0]}`);
+      return;
+    }
+    const take = daemon.sshDials.claim(m[1]!, m[2]!);
+    if (!take) {
+      refuse(404, 'no step of that build is waiting for this ssh connection');
+      return;
+    }
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${SSH_UPGRADE_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+    if (head.length > 0) socket.unshift(head);
+    take(socket);
+    log({ msg: 'request', method: req.method, path: '/v1/builds/{id}/ssh/{conn}', status: 101 });
   });
 
   app.get('/_ping', async (_req, reply) => reply.type('text/plain').send(daemon.accepting ? 'OK' : 'shutting down'));

@@ -26,6 +26,8 @@ import {
   type RootServices,
   type SolveResult,
   type RunImageOptions,
+  socketAgent,
+  type SshAgents,
   type StoredImageInfo,
   writeCache,
 } from '../solver/index.js';
@@ -76,16 +78,16 @@ export class BuildServer {
    * Runs one build. Failures reject with a BuildFailure (its details as data). `context` overrides
    * `req.context` with a source the caller prepared (the daemon's leased copy of a synced upload).
    */
-  async build(req: BuildRequest, onProgress: ProgressSink = () => undefined, signal?: AbortSignal, opts: { context?: ContextSource } = {}): Promise<BuildResult> {
+  async build(req: BuildRequest, onProgress: ProgressSink = () => undefined, signal?: AbortSignal, opts: { context?: ContextSource; sshAgents?: SshAgents } = {}): Promise<BuildResult> {
     try {
-      return await this.buildOrThrow(req, onProgress, signal, opts.context);
+      return await this.buildOrThrow(req, onProgress, signal, opts.context, opts.sshAgents);
     } catch (err) {
       if (err instanceof BuildFailure) throw err;
       throw new BuildFailure(buildErrorInfo(err, signal?.aborted === true));
     }
   }
 
-  private async buildOrThrow(req: BuildRequest, onProgress: ProgressSink, signal: AbortSignal | undefined, source: ContextSource | undefined): Promise<BuildResult> {
+  private async buildOrThrow(req: BuildRequest, onProgress: ProgressSink, signal: AbortSignal | undefined, source: ContextSource | undefined, sshAgents?: SshAgents): Promise<BuildResult> {
     if (req.dryRun) {
       const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
       return { graph, warnings: graph.warnings };
@@ -104,6 +106,8 @@ export class BuildServer {
         noCacheFilter: req.noCacheFilter,
         cacheFrom: req.cacheFrom,
         pull: req.pull,
+        secrets: secretValues(req.secrets),
+        sshAgents: sshAgents ?? localAgents(req.ssh),
       },
       progress,
       signal,
@@ -216,6 +220,18 @@ export class BuildServer {
     this.services = undefined;
     await s?.release();
   }
+}
+
+/** The request's secrets (base64 in the request) as bytes, by id. */
+function secretValues(secrets: BuildRequest['secrets']): Map<string, Uint8Array> | undefined {
+  if (!secrets) return undefined;
+  return new Map(Object.entries(secrets).map(([id, b64]) => [id, Buffer.from(b64, 'base64')]));
+}
+
+/** Embedded mode: agents behind sockets on this host, by id (a daemon passes its own dialers). */
+function localAgents(ssh: BuildRequest['ssh']): SshAgents | undefined {
+  if (!ssh?.length) return undefined;
+  return new Map(ssh.filter((s) => s.socket !== undefined).map((s) => [s.id, socketAgent(s.socket!)]));
 }
 
 /** The context a request names, when the caller prepared none: only a directory can be opened here. */

@@ -8,6 +8,7 @@ export { contextUsage } from './context-usage.js';
 export type { SolveResult } from './solver.js';
 export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
 export { defaultRoot } from './state-root.js';
+export { socketAgent, type SshAgent, type SshAgents } from './ssh-agent.js';
 export type { Compression } from '../snapshotter/index.js';
 export type { ImageRecord } from '../image/store.js';
 export type { RegistryConfig } from '../image/registry/index.js';

@@ -28,6 +28,7 @@ import { copyStep } from './ops/copy.js';
 import { runStep } from './ops/run.js';
 import { StepError, type OpContext } from './ops/types.js';
 import { workdirStep } from './ops/workdir.js';
+import type { SshAgents } from './ssh-agent.js';
 import { planBuild } from './plan.js';
 import type { ProgressTracker, VertexHandle } from './progress.js';
 import type { RootLayout } from './state-root.js';
@@ -54,6 +55,10 @@ export interface SolveRequest {
   pull: boolean;
   /** Caches to take steps from before running them (--cache-from). */
   cacheFrom?: CacheFrom[];
+  /** Secret values by id (--secret): given to the steps that mount them, never to a key, record or log. */
+  secrets?: ReadonlyMap<string, Uint8Array>;
+  /** SSH agents by id (--ssh). */
+  sshAgents?: SshAgents;
 }
 
 /** One entry of a stage's history, with the layer it adds (if any). */
@@ -451,6 +456,8 @@ class BuildRun {
       limits: this.solver.runLimits,
       seedCacheMount: this.imported ? (id, dir) => this.imported!.seedCacheMount(id, dir) : undefined,
       signal: this.signal,
+      secrets: this.req.secrets,
+      sshAgents: this.req.sshAgents,
       log: (stream, chunk) => vertex.log(stream, chunk.toString('utf8')),
     };
     try {

@@ -8,6 +8,7 @@ import type { MountFrom, RunMount, RunStep } from '../../frontend/types.js';
 import { resolveInRoot } from '../../fsutil/rootpath.js';
 import { cacheMountDir } from '../cache-io.js';
 import { mountView, withActive, type Scope } from '../mounted.js';
+import { serveAgentProxy } from '../ssh-agent.js';
 import { StepError, type OpContext } from './types.js';
 
 /** Lines of output quoted in the error of a failed RUN. */
@@ -19,11 +20,13 @@ export async function runStep(step: RunStep, ctx: OpContext, parent: string | un
   }
   await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (rootfs, scope) => {
     const mounts: ExecMount[] = [];
+    // Secret env= values and SSH_AUTH_SOCK: the step's environment only, never its key or history.
+    const mountEnv: MountEnv = { vars: [], sensitive: false };
     for (const m of step.mounts) {
-      const em = await prepareMount(m, step, ctx, scope);
+      const em = await prepareMount(m, step, ctx, scope, mountEnv);
       if (em) mounts.push(em);
     }
-    const env = [...step.env, ...step.buildArgs, ...(step.proxyEnv ?? [])].map(([k, v]) => `${k}=${v}`);
+    const env = [...step.env, ...step.buildArgs, ...(step.proxyEnv ?? []), ...mountEnv.vars].map(([k, v]) => `${k}=${v}`);
     const result = await run({
       rootfs,
       stateDir: ctx.layout.executor,
@@ -39,6 +42,7 @@ export async function runStep(step: RunStep, ctx: OpContext, parent: string | un
       onStdout: (c) => ctx.log('stdout', c),
       onStderr: (c) => ctx.log('stderr', c),
       signal: ctx.signal,
+      sensitive: mountEnv.sensitive,
     });
     if (ctx.signal?.aborted) throw new StepError(step.location, 'build cancelled');
     if (result.exitCode !== 0) {
@@ -59,7 +63,13 @@ function dedupeEnv(env: string[]): string[] {
   return [...byName.values()];
 }
 
-async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: Scope): Promise<ExecMount | undefined> {
+/** What a step's mounts add to its environment, and whether it carries a secret. */
+interface MountEnv {
+  vars: [string, string][];
+  sensitive: boolean;
+}
+
+async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: Scope, mountEnv: MountEnv): Promise<ExecMount | undefined> {
   switch (m.type) {
     case 'tmpfs':
       return { type: 'tmpfs', target: m.target, size: m.size };
@@ -89,7 +99,7 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           await fsp.mkdir(ctx.layout.cacheMounts, { recursive: true });
-          return prepareMount(m, step, ctx, scope);
+          return prepareMount(m, step, ctx, scope, mountEnv);
         }
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -98,12 +108,30 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
       await fsp.utimes(dir, now, now).catch(() => undefined);
       return { type: 'bind', source: dir, target: m.target, readonly: m.readonly };
     }
-    case 'secret':
-      if (m.required) throw new StepError(step.location, `secret ${m.id} not found: kiln build has no --secret support yet`);
-      return undefined; // as BuildKit: an optional secret that is not provided is simply absent
-    case 'ssh':
-      if (m.required) throw new StepError(step.location, `ssh agent ${m.id} not found: kiln build has no --ssh support yet`);
-      return undefined;
+    case 'secret': {
+      const value = ctx.secrets?.get(m.id);
+      if (value === undefined) {
+        if (m.required) throw new StepError(step.location, `secret ${m.id} not found: pass it with kiln build --secret id=${m.id}[,src=FILE|,env=VAR]`);
+        return undefined; // as BuildKit: an optional secret that is not provided is simply absent
+      }
+      mountEnv.sensitive = true;
+      if (m.env !== undefined) mountEnv.vars.push([m.env, Buffer.from(value).toString('utf8')]);
+      if (m.target === '') return undefined;
+      // Written into the run's bundle, which is then on a private tmpfs (RunOptions.sensitive).
+      return { type: 'file', target: m.target, content: value, mode: m.mode, uid: m.uid, gid: m.gid };
+    }
+    case 'ssh': {
+      const agent = ctx.sshAgents?.get(m.id);
+      if (!agent) {
+        if (m.required) throw new StepError(step.location, `ssh agent ${m.id} not found: pass it with kiln build --ssh ${m.id === 'default' ? 'default' : `${m.id}=SOCKET`}`);
+        return undefined;
+      }
+      const proxy = await serveAgentProxy(ctx.layout.tmp, agent, { mode: m.mode, uid: m.uid, gid: m.gid, signal: ctx.signal });
+      scope.defer(() => proxy.close());
+      // As BuildKit: the first ssh mount is the step's SSH_AUTH_SOCK.
+      if (!mountEnv.vars.some(([k]) => k === 'SSH_AUTH_SOCK')) mountEnv.vars.push(['SSH_AUTH_SOCK', m.target]);
+      return { type: 'bind', source: proxy.socket, target: m.target, readonly: false };
+    }
   }
 }
 

@@ -5,6 +5,7 @@ import type { ExecLimits } from '../../executor/index.js';
 import type { MountFrom, SourceLocation } from '../../frontend/types.js';
 import type { Snapshotter } from '../../snapshotter/index.js';
 import type { RootLayout } from '../state-root.js';
+import type { SshAgents } from '../ssh-agent.js';
 
 export interface OpContext {
   snapshotter: Snapshotter;
@@ -21,6 +22,10 @@ export interface OpContext {
   limits: ExecLimits;
   /** Fills a newly made cache mount directory from an imported cache, when there is one. */
   seedCacheMount?: (id: string, dir: string) => Promise<void>;
+  /** The build's secrets by id (--secret): mounted into the steps that ask, never part of a key. */
+  secrets?: ReadonlyMap<string, Uint8Array>;
+  /** The build's SSH agents by id (--ssh). */
+  sshAgents?: SshAgents;
   signal?: AbortSignal;
   log(stream: 'stdout' | 'stderr', chunk: Buffer): void;
 }
