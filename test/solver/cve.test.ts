@@ -107,3 +107,36 @@ describe('public CVEs, tried through a build', () => {
     expect(err === undefined || err instanceof BuildFailure).toBe(true);
   });
 });
+
+describe('moby CVE-2024-24557: every field of an instruction is in its cache key', () => {
+  // Each pair differs in one field only; the second build of the pair, on the same root, must run
+  // the step again instead of taking the first one's result from the cache.
+  const pairs: [string, string, string][] = [
+    ['RUN --network', 'RUN echo net', 'RUN --network=none echo net'],
+    ['RUN --mount tmpfs', 'RUN echo mnt', 'RUN --mount=type=tmpfs,target=/t echo mnt'],
+    ['RUN --mount cache id', 'RUN --mount=type=cache,target=/c,id=a echo c', 'RUN --mount=type=cache,target=/c,id=b echo c'],
+    ['COPY --chmod', 'COPY f /f', 'COPY --chmod=600 f /f'],
+    ['COPY --chown', 'COPY f /f', 'COPY --chown=1:1 f /f'],
+    ['COPY --exclude', 'COPY . /d', 'COPY --exclude=f . /d'],
+    ['COPY --parents', 'COPY sub/g /d/', 'COPY --parents sub/g /d/'],
+    ['COPY --link', 'COPY f /f', 'COPY --link f /f'],
+    ['USER before RUN', 'RUN id -u', 'USER 1\nRUN id -u'],
+    ['SHELL before RUN', 'RUN echo sh', 'SHELL ["/bin/sh", "-ec"]\nRUN echo sh'],
+    ['WORKDIR before COPY', 'COPY f f', 'WORKDIR /w\nCOPY f f'],
+  ];
+  it.each(pairs)('%s', async (_what, a, b) => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\n', f: 'file\n', 'sub/g': 'g\n' }));
+    const srv = server(root);
+    try {
+      fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM busybox\n${a}\n`);
+      await build(srv, ctx);
+      fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM busybox\n${b}\n`);
+      const second = await build(srv, ctx);
+      const last = [...second.statuses.entries()].filter(([name]) => /^\[\d+\/\d+\] /.test(name)).at(-1)!;
+      expect(last[1], `${last[0]} came from the cache`).toBe('done');
+    } finally {
+      await srv.close();
+    }
+  });
+});
