@@ -13,6 +13,8 @@ import { parseArgs } from 'node:util';
 import {
   BuildFailure,
   CacheSpecError,
+  ENTITLEMENTS,
+  type Entitlement,
   hostPlatform,
   parseCacheFrom as parseCacheSpecFrom,
   parseCacheTo as parseCacheSpecTo,
@@ -51,6 +53,8 @@ Options:
       --label K=V            Set a label on the image (repeatable)
       --platform OS/ARCH     Target platform (one; default: this machine's)
       --network MODE         Network for RUN steps: default (= host), host or none
+      --allow ENTITLEMENT    Let RUN use network.host (RUN --network=host) or security.insecure
+                             (RUN --security=insecure), if kiln's config permits it (repeatable)
       --no-cache             Do not use the cache
       --no-cache-filter STAGE  Do not use the cache for these stages (repeatable, comma-separated)
       --cache-from SRC       Import build cache: type=local,src=DIR | type=registry,ref=REF | REF
@@ -212,6 +216,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         label: { type: 'string', multiple: true },
         platform: { type: 'string' },
         network: { type: 'string' },
+        allow: { type: 'string', multiple: true },
         'no-cache': { type: 'boolean' },
         'no-cache-filter': { type: 'string', multiple: true },
         'cache-from': { type: 'string', multiple: true },
@@ -274,6 +279,10 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     noCache: v['no-cache'] ?? false,
     pull: v.pull ?? false,
   };
+  // As buildx: repeatable, comma-separated; the daemon (or the config) still has to permit each.
+  const allow = (v.allow ?? []).flatMap((a) => a.split(',')).map((a) => a.trim());
+  for (const a of allow) if (!(ENTITLEMENTS as readonly string[]).includes(a)) throw flagError('--allow', a, `want ${ENTITLEMENTS.join(' or ')}`);
+  if (allow.length) request.allow = [...new Set(allow)] as Entitlement[];
   const target = empty('--target', v.target);
   if (target !== undefined) request.target = target;
   // As buildx: repeatable, and each value may list several stages separated by commas.

@@ -7,6 +7,7 @@ import { serve } from '../server/serve.js';
 import { defaultRoot } from '../solver/index.js';
 import { DEFAULT_SOCKET } from '../server/listen.js';
 import { parseDuration, parseSize } from '../server/server.js';
+import { ENTITLEMENTS, type Entitlement } from '../server/api.js';
 import { kilnVersion } from './version.js';
 
 export const DAEMON_HELP = `Usage: kiln daemon [OPTIONS]
@@ -25,6 +26,8 @@ Options:
       --tlscacert FILE       CA that client certificates must chain to (TCP needs TLS)
       --tlscert FILE         The daemon's certificate
       --tlskey FILE          The daemon's key
+      --allow-insecure-entitlement NAME  Let builds that ask (--allow) use network.host or
+                             security.insecure (repeatable; also "allowed-entitlements" in daemon.json)
       --insecure-tcp         Allow plain TCP, on a loopback address only (for tests: RUN steps
                              share the host's network, so builds could reach such an API)
       --max-concurrent-builds N   Builds at once; the rest wait, in turn per client
@@ -52,6 +55,7 @@ export async function daemonCommand(argv: string[], io: { stdout: NodeJS.Writabl
         tlscert: { type: 'string' },
         tlskey: { type: 'string' },
         'insecure-tcp': { type: 'boolean' },
+        'allow-insecure-entitlement': { type: 'string', multiple: true },
         'max-concurrent-builds': { type: 'string' },
         'max-context-size': { type: 'string' },
         'build-timeout': { type: 'string' },
@@ -82,6 +86,12 @@ export async function daemonCommand(argv: string[], io: { stdout: NodeJS.Writabl
     io.stderr.write(`kiln daemon: ${(err as Error).message}\n`);
     return 1;
   }
+  const entitlements = (v['allow-insecure-entitlement'] ?? []).flatMap((e) => e.split(',')).map((e) => e.trim());
+  const unknown = entitlements.find((e) => !(ENTITLEMENTS as readonly string[]).includes(e));
+  if (unknown !== undefined) {
+    io.stderr.write(`kiln daemon: --allow-insecure-entitlement ${unknown}: want ${ENTITLEMENTS.join(' or ')}\n`);
+    return 1;
+  }
   const logFormat = v['log-format'] ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json') {
     io.stderr.write(`kiln daemon: --log-format ${logFormat}: want text or json\n`);
@@ -101,6 +111,7 @@ export async function daemonCommand(argv: string[], io: { stdout: NodeJS.Writabl
       logFormat,
       version: kilnVersion(),
       overrides,
+      allowEntitlements: entitlements as Entitlement[],
       out: io.stderr,
     });
   } catch (err) {

@@ -250,6 +250,7 @@ export async function run(opts: RunOptions): Promise<RunResult> {
         // Relative: runc nests it under its own cgroup, so kiln's steps stay inside whatever limits
         // the kiln process itself runs under (a systemd unit, a CI sandbox).
         cgroupsPath: `kiln/${id}`,
+        insecure: opts.insecure,
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 2), { mode: 0o600 });
       return await runContainer(runc, runcRoot, bundle, id, opts);

@@ -6,6 +6,7 @@
 // profile (seccomp.ts). The mounts are BuildKit's set: /proc, a small tmpfs /dev, devpts, /dev/shm,
 // mqueue, read-only sysfs and cgroup.
 
+import { readFileSync } from 'node:fs';
 import { defaultSeccompProfile } from './seccomp.js';
 
 export const DEFAULT_CAPABILITIES: readonly string[] = [
@@ -72,9 +73,37 @@ export interface SpecInput {
   nofile: { soft: number; hard: number };
   /** Relative cgroups path: runc nests it under its own cgroup. */
   cgroupsPath: string;
+  /**
+   * RUN --security=insecure (the security.insecure entitlement), as BuildKit runs it: every
+   * capability kiln itself holds, no seccomp filter, no masked or read-only paths, writable /sys and
+   * cgroups. Devices stay denied.
+   */
+  insecure?: boolean;
 }
 
-function defaultMounts(): OciMount[] {
+/** Capability names by number (linux/capability.h), for "every capability this process holds". */
+const CAPABILITY_NAMES = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER', 'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE',
+  'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE',
+  'AUDIT_CONTROL', 'SETFCAP', 'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+];
+
+/**
+ * The capabilities in this process's bounding set (/proc/self/status CapBnd): all of them for an
+ * insecure step. Asking runc for one kiln does not hold would fail the container ("unable to apply
+ * caps"), as on machines whose bounding set lacks CAP_SYS_RESOURCE.
+ */
+export function heldCapabilities(status: string): string[] {
+  const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (hex === undefined) return [...DEFAULT_CAPABILITIES];
+  const mask = BigInt(`0x${hex}`);
+  return CAPABILITY_NAMES.filter((_, bit) => (mask >> BigInt(bit)) & 1n).map((n) => `CAP_${n}`);
+}
+
+function defaultMounts(insecure = false): OciMount[] {
+  const ro = insecure ? 'rw' : 'ro';
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -86,8 +115,8 @@ function defaultMounts(): OciMount[] {
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', ro] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', ro] },
   ];
 }
 
@@ -95,7 +124,7 @@ function defaultMounts(): OciMount[] {
 export const DEFAULT_MOUNT_DESTINATIONS: readonly string[] = defaultMounts().map((m) => m.destination);
 
 export function buildSpec(input: SpecInput): Record<string, unknown> {
-  const caps = [...DEFAULT_CAPABILITIES];
+  const caps = input.insecure ? heldCapabilities(readFileSync('/proc/self/status', 'utf8')) : [...DEFAULT_CAPABILITIES];
   const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }];
   // A network namespace without a path: runc brings its `lo` up itself, so "none" still has loopback.
   if (input.network === 'none') namespaces.push({ type: 'network' });
@@ -125,14 +154,14 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       rlimits: [{ type: 'RLIMIT_NOFILE', soft: input.nofile.soft, hard: input.nofile.hard }],
       noNewPrivileges: false,
     },
-    mounts: [...defaultMounts(), ...input.mounts],
+    mounts: [...defaultMounts(input.insecure), ...input.mounts],
     linux: {
       namespaces,
       cgroupsPath: input.cgroupsPath,
       resources,
-      maskedPaths: [...MASKED_PATHS],
-      readonlyPaths: [...READONLY_PATHS],
-      seccomp: defaultSeccompProfile(),
+      ...(input.insecure
+        ? { maskedPaths: [], readonlyPaths: [] }
+        : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp: defaultSeccompProfile() }),
     },
   };
 }

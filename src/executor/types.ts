@@ -33,6 +33,8 @@ export interface RunOptions {
   hostname?: string;
   /** 'none' gets a fresh network namespace with only `lo` (up); 'host' shares the host's. */
   network: 'host' | 'none';
+  /** RUN --security=insecure, once the security.insecure entitlement is granted (see buildSpec). */
+  insecure?: boolean;
   /** Extra /etc/hosts lines (--add-host). */
   extraHosts?: { host: string; ip: string }[];
   mounts?: ExecMount[];

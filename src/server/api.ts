@@ -1,7 +1,7 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
+import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
 
 // Values come from their own modules rather than the solver's index: this file is the client's
 // view of the API, and a client (`kiln build --addr`) must start without loading the whole solver.
@@ -75,6 +75,11 @@ export interface BuildRequest {
   labels: Record<string, string>;
   /** Network for RUN steps without --network: the host's (default, as docker build) or none. */
   network: 'host' | 'none';
+  /**
+   * Entitlements the build asks for (--allow): `network.host` for RUN --network=host,
+   * `security.insecure` for RUN --security=insecure. Granted only where the configuration permits.
+   */
+  allow?: Entitlement[];
   noCache: boolean;
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
@@ -117,7 +122,8 @@ export interface BuildResult {
   };
 }
 
-export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, LintFinding, Platform, ProgressEvent };
+export type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintFinding, Platform, ProgressEvent };
+export { ENTITLEMENTS } from '../solver/ops/types.js';
 
 /**
  * The outputs a daemon hands back to its client, in the order it numbers them: a file for each

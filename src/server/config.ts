@@ -2,7 +2,7 @@
 // `registry-mirrors` and `insecure-registries`. Read from KILN_CONFIG, else /etc/kiln/daemon.json.
 
 import { readFileSync } from 'node:fs';
-import type { CacheFrom, CacheTo, RegistryConfig } from '../solver/index.js';
+import { ENTITLEMENTS, type CacheFrom, type CacheTo, type Entitlement, type RegistryConfig } from '../solver/index.js';
 import { parseDuration, parseSize, type GcPolicy } from '../solver/gc.js';
 import { CacheSpecError, parseCacheFrom, parseCacheTo } from './cache-spec.js';
 
@@ -12,6 +12,11 @@ export interface KilnConfig {
   maxParallelRuns: number;
   /** cgroup limits of every RUN container. */
   runLimits: { memoryBytes?: number; pids?: number };
+  /**
+   * Entitlements a build may be granted when it asks (`allowed-entitlements`, as buildkitd's
+   * --allow-insecure-entitlement): none by default.
+   */
+  allowedEntitlements?: Entitlement[];
   /**
    * Automatic build cache collection after builds: `gc-keep-storage` ("10GB", or bytes) turns it on,
    * `gc-enabled: false` off. Docker's `builder.gc.{enabled,defaultKeepStorage}` is read too. Off
@@ -91,6 +96,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     registry: { mirrors: strings('registry-mirrors'), insecureRegistries: strings('insecure-registries') },
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
     runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
+    allowedEntitlements: entitlements(strings('allowed-entitlements') ?? [], file),
     daemon: daemonLimits(raw, file, positive),
     cache: { from: cacheEntries('cache-from', parseCacheFrom), to: cacheEntries('cache-to', parseCacheTo) },
   };
@@ -110,6 +116,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
       return entry;
     });
   }
+}
+
+function entitlements(names: string[], file: string): Entitlement[] {
+  for (const n of names) {
+    if (!(ENTITLEMENTS as readonly string[]).includes(n)) throw new Error(`kiln config ${file}: "allowed-entitlements": unknown entitlement ${JSON.stringify(n)} (known: ${ENTITLEMENTS.join(', ')})`);
+  }
+  return names as Entitlement[];
 }
 
 function daemonLimits(raw: Record<string, unknown>, file: string, positive: (key: string) => number | undefined): DaemonLimits {

@@ -7,7 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { directoryContext, listedContext, type BuildErrorInfo, type ContextSource, type ProgressEvent, type SshAgents } from '../solver/index.js';
 import { extractContextTar, readFileInside } from '../context/index.js';
-import { BuildFailure, clientOutputTargets, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
+import { BuildFailure, clientOutputTargets, ENTITLEMENTS, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
 import type { KilnConfig } from './config.js';
 import { SshDials, type SshDialEvent } from './ssh-dial.js';
 import { KeptContexts, type ContextLease } from './contexts.js';
@@ -548,6 +548,9 @@ function checkRequest(raw: unknown): BuildRequest {
     if ('names' in o && (!Array.isArray(o.names) || o.names.some((n) => typeof n !== 'string'))) throw bad('an output\'s "names" must be a list of strings');
   }
   if (r.network !== 'host' && r.network !== 'none') throw bad('"network" must be "host" or "none"');
+  if (r.allow !== undefined && (!Array.isArray(r.allow) || r.allow.some((e) => !(ENTITLEMENTS as readonly unknown[]).includes(e)))) {
+    throw bad(`"allow" must be a list of entitlements (${ENTITLEMENTS.join(', ')})`);
+  }
   for (const k of ['noCache', 'pull', 'dryRun'] as const) if (typeof r[k] !== 'boolean') throw bad(`"${k}" must be true or false`);
   if (r.target !== undefined && typeof r.target !== 'string') throw bad('"target" must be a string');
   // Checked without ever quoting a value: error messages are logged.

@@ -7,6 +7,7 @@ import { createApi } from './http-api.js';
 import { createDockerApi } from './docker-api.js';
 import { Daemon, type DaemonLog, type LogLine } from './daemon.js';
 import { loadConfig, type KilnConfig } from './config.js';
+import type { Entitlement } from './api.js';
 import { checkAddress, formatAddress, parseAddress, prepareSocketPath, readTls, secureSocket, serverFactory, type TlsFiles } from './listen.js';
 
 export interface ServeOptions {
@@ -23,6 +24,8 @@ export interface ServeOptions {
   version: string;
   /** Overrides of daemon.json keys given as flags. */
   overrides?: Partial<KilnConfig['daemon']>;
+  /** Entitlements builds may be granted, besides daemon.json's (--allow-insecure-entitlement). */
+  allowEntitlements?: Entitlement[];
   /** Where log lines go (default stderr). */
   out?: NodeJS.WritableStream;
 }
@@ -56,6 +59,7 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
   const env = opts.configFile !== undefined ? { ...process.env, KILN_CONFIG: opts.configFile } : process.env;
   const config = loadConfig(env);
   config.daemon = { ...config.daemon, ...opts.overrides };
+  config.allowedEntitlements = [...new Set([...(config.allowedEntitlements ?? []), ...(opts.allowEntitlements ?? [])])];
   const settings = { tls: readTls(opts.tls), insecureTcp: opts.insecureTcp, maxHeaderBytes: config.daemon.maxHeaderBytes };
   const addresses = opts.addresses.map(parseAddress);
   if (addresses.length === 0) throw new Error('no address to listen on');

@@ -94,6 +94,15 @@ export class BuildServer {
     }
     const progress = new ProgressTracker(onProgress);
     const s = await this.open((pid) => progress.message('info', `waiting for another kiln process (pid ${pid}) using ${this.root}`));
+    // As buildkitd: asking for an entitlement the configuration does not permit fails the build at once.
+    const permitted = this.config?.allowedEntitlements ?? [];
+    for (const e of req.allow ?? []) {
+      if (!permitted.includes(e)) {
+        throw new BuildFailure({
+          message: `granting entitlement ${e} is not allowed by kiln's configuration: add it to "allowed-entitlements" in ${process.env.KILN_CONFIG ?? '/etc/kiln/daemon.json'} (or start the daemon with --allow-insecure-entitlement ${e})`,
+        });
+      }
+    }
     const result = await s.solver.solve(
       {
         context: source ?? contextSource(req),
@@ -102,6 +111,7 @@ export class BuildServer {
         target: req.target,
         platform: req.platform,
         network: req.network,
+        allow: req.allow,
         noCache: req.noCache,
         noCacheFilter: req.noCacheFilter,
         cacheFrom: req.cacheFrom,

@@ -15,6 +15,7 @@ export type { RegistryConfig } from '../image/registry/index.js';
 export { describeImages, findImage, ImageLookupError, loadImages, runImage, saveImages, untagImage, type RunImageOptions, type StoredImageInfo } from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
 export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
+export { ENTITLEMENTS, type Entitlement } from './ops/types.js';
 export type { ContextEntry, ContextSource } from '../context/index.js';
 export { directoryContext, listedContext, walkContext } from '../context/index.js';
 // What a daemon's client does on its own side with what comes back: unpack a directory export, --load.

@@ -10,7 +10,7 @@ import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
 import type { ContextEntry, ContextSource } from '../context/index.js';
 import { CopyError } from '../fileop/index.js';
-import { DockerfileError } from '../frontend/index.js';
+import { DockerfileError, redactCredentials } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
@@ -25,8 +25,8 @@ import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
 import { snapshotExists, uniqueKey } from './mounted.js';
 import { copyStep } from './ops/copy.js';
-import { runStep } from './ops/run.js';
-import { StepError, type OpContext } from './ops/types.js';
+import { checkEntitlements, runStep } from './ops/run.js';
+import { StepError, type Entitlement, type OpContext } from './ops/types.js';
 import { workdirStep } from './ops/workdir.js';
 import type { SshAgents } from './ssh-agent.js';
 import { planBuild } from './plan.js';
@@ -49,6 +49,8 @@ export interface SolveRequest {
   target?: string;
   platform?: Platform;
   network: 'host' | 'none';
+  /** Entitlements granted to this build (asked for with --allow and permitted by the configuration). */
+  allow?: readonly Entitlement[];
   noCache: boolean;
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
@@ -349,6 +351,7 @@ class BuildRun {
         continue;
       }
       n++;
+      if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
       const { material, inputs } = await this.keyInputs(step);
       const stepKey = cacheKey(key, material);
       const noCache = this.req.noCache || (stage.name !== undefined && (this.req.noCacheFilter ?? []).includes(stage.name));
@@ -403,7 +406,8 @@ class BuildRun {
         const files: Record<string, string> = {};
         const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
         const { env, ...rest } = def;
-        const inputs = { env, buildArgs: [], definition: stableStringify(rest), sources: { [describeFrom(step.from)]: from } };
+        // The definition is kept on disk to explain a later miss: ADD URLs' credentials redacted.
+        const inputs = { env, buildArgs: [], definition: redactCredentials(stableStringify(rest)), sources: { [describeFrom(step.from)]: from } };
         // From the context, a miss can name the files: "COPY: src/app.js changed".
         return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
       }
@@ -453,6 +457,7 @@ class BuildRun {
         return snap;
       },
       network: this.req.network,
+      allow: this.req.allow ?? [],
       limits: this.solver.runLimits,
       seedCacheMount: this.imported ? (id, dir) => this.imported!.seedCacheMount(id, dir) : undefined,
       signal: this.signal,

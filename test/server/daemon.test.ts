@@ -444,6 +444,34 @@ describe('kiln daemon: limits and the automatic GC', () => {
   });
 });
 
+describe('kiln daemon: entitlements', () => {
+  it('grants network.host to a build that asks only when the daemon allows it', async () => {
+    const c = ctx({ Dockerfile: 'FROM busybox\nRUN --network=host echo host-net-granted\n' });
+    const strict = await startDaemon();
+    cleanup.push(path.dirname(strict.socket));
+    try {
+      const r = await kilnClient(['build', '--addr', strict.addr, '--progress', 'plain', '--allow', 'network.host', c]);
+      expect(r.code).toBe(1);
+      expect(errorLine(r.stderr)).toMatch(/^ERROR: granting entitlement network\.host is not allowed by kiln's configuration/);
+    } finally {
+      expect(await strict.stop()).toBe(0);
+    }
+    const open = await startDaemon({ args: ['--allow-insecure-entitlement', 'network.host'] });
+    cleanup.push(path.dirname(open.socket));
+    try {
+      const notAsked = await kilnClient(['build', '--addr', open.addr, '--progress', 'plain', c]);
+      expect(notAsked.code).toBe(1);
+      expect(errorLine(notAsked.stderr)).toMatch(/^ERROR: Dockerfile:2: RUN --network=host needs the network\.host entitlement/);
+      const asked = await kilnClient(['build', '--addr', open.addr, '--progress', 'plain', '--allow', 'network.host', c]);
+      expect(asked.stderr).not.toContain('ERROR');
+      expect(asked.code).toBe(0);
+      expect(asked.stderr).toMatch(/#\d+ [\d.]+ host-net-granted/);
+    } finally {
+      expect(await open.stop()).toBe(0);
+    }
+  });
+});
+
 describe('kiln client: which server', () => {
   it('uses the daemon on the default socket when one answers, embedded mode otherwise; an unreachable --addr fails clearly', async () => {
     const d = await startDaemon();

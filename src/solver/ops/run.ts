@@ -9,15 +9,34 @@ import { resolveInRoot } from '../../fsutil/rootpath.js';
 import { cacheMountDir } from '../cache-io.js';
 import { mountView, withActive, type Scope } from '../mounted.js';
 import { serveAgentProxy } from '../ssh-agent.js';
-import { StepError, type OpContext } from './types.js';
+import { StepError, type Entitlement, type OpContext } from './types.js';
 
 /** Lines of output quoted in the error of a failed RUN. */
 const ERROR_TAIL_LINES = 12;
 
+/**
+ * A privilege a Dockerfile can ask for but not grant itself (BuildKit's entitlements): the build must
+ * ask with --allow, and the daemon (or, embedded, the config) must permit it.
+ */
+function requireEntitlement(step: RunStep, allow: readonly Entitlement[], entitlement: Entitlement, what: string): void {
+  if (allow.includes(entitlement)) return;
+  throw new StepError(
+    step.location,
+    `${what} needs the ${entitlement} entitlement: build with --allow ${entitlement}, on a kiln whose config permits it ("allowed-entitlements": ["${entitlement}"], or kiln daemon --allow-insecure-entitlement ${entitlement})`,
+  );
+}
+
+/**
+ * Refuses a RUN that uses a privilege the build was not granted. The solver asks before it looks in
+ * the cache too: a result made with a privilege is no more the build's to take than to make.
+ */
+export function checkEntitlements(step: RunStep, allow: readonly Entitlement[]): void {
+  if (step.security === 'insecure') requireEntitlement(step, allow, 'security.insecure', 'RUN --security=insecure');
+  if (step.network === 'host') requireEntitlement(step, allow, 'network.host', 'RUN --network=host');
+}
+
 export async function runStep(step: RunStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
-  if (step.security === 'insecure') {
-    throw new StepError(step.location, 'RUN --security=insecure is not allowed: kiln grants no security.insecure entitlement');
-  }
+  checkEntitlements(step, ctx.allow);
   await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (rootfs, scope) => {
     const mounts: ExecMount[] = [];
     // Secret env= values and SSH_AUTH_SOCK: the step's environment only, never its key or history.
@@ -37,6 +56,7 @@ export async function runStep(step: RunStep, ctx: OpContext, parent: string | un
       // BuildKit's sandbox hostname; some build scripts print or test it.
       hostname: 'buildkitsandbox',
       network: step.network === 'default' ? ctx.network : step.network,
+      insecure: step.security === 'insecure',
       mounts,
       limits: ctx.limits,
       onStdout: (c) => ctx.log('stdout', c),

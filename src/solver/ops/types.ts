@@ -7,6 +7,10 @@ import type { Snapshotter } from '../../snapshotter/index.js';
 import type { RootLayout } from '../state-root.js';
 import type { SshAgents } from '../ssh-agent.js';
 
+/** BuildKit's entitlements: privileges a step may use only when the build asks and kiln permits. */
+export type Entitlement = 'network.host' | 'security.insecure';
+export const ENTITLEMENTS: readonly Entitlement[] = ['network.host', 'security.insecure'];
+
 export interface OpContext {
   snapshotter: Snapshotter;
   layout: RootLayout;
@@ -18,6 +22,8 @@ export interface OpContext {
   sourceSnapshot(from: Exclude<MountFrom, { kind: 'context' }>): Promise<string | undefined>;
   /** Network for RUN steps that do not choose one. */
   network: 'host' | 'none';
+  /** Entitlements the build asked for and kiln's configuration permits. */
+  allow: readonly Entitlement[];
   /** cgroup limits for RUN containers. */
   limits: ExecLimits;
   /** Fills a newly made cache mount directory from an imported cache, when there is one. */
