@@ -26,8 +26,9 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/testenv-common.sh"
 KILN_PACKAGES=(
   runc containerd docker.io tini docker-registry busybox-static debootstrap skopeo umoci buildah
   debian-archive-keyring gpgv wget curl ca-certificates jq tar gzip xz-utils iptables util-linux
-  # tools the tests call: ADD archives (bzip2, zstd), registry auth (htpasswd, openssl), tty progress (tmux)
-  bzip2 zstd apache2-utils openssl tmux
+  # tools the tests call: ADD archives (bzip2, zstd), registry auth (htpasswd, openssl), tty progress (tmux),
+  # SSH agent forwarding (ssh-agent, ssh-add, ssh-keygen)
+  bzip2 zstd apache2-utils openssl tmux openssh-client
 )
 
 ensure_packages() {
