@@ -53,6 +53,8 @@ Options:
       --label K=V            Set a label on the image (repeatable)
       --platform OS/ARCH     Target platform (one; default: this machine's)
       --network MODE         Network for RUN steps: default (= host), host or none
+      --pids-limit N         Processes each RUN may have (default: the config's, 2048), up to
+                             the config's max-run-pids-limit
       --allow ENTITLEMENT    Let RUN use network.host (RUN --network=host) or security.insecure
                              (RUN --security=insecure), if kiln's config permits it (repeatable)
       --no-cache             Do not use the cache
@@ -217,6 +219,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         platform: { type: 'string' },
         network: { type: 'string' },
         allow: { type: 'string', multiple: true },
+        'pids-limit': { type: 'string' },
         'no-cache': { type: 'boolean' },
         'no-cache-filter': { type: 'string', multiple: true },
         'cache-from': { type: 'string', multiple: true },
@@ -283,6 +286,11 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const allow = (v.allow ?? []).flatMap((a) => a.split(',')).map((a) => a.trim());
   for (const a of allow) if (!(ENTITLEMENTS as readonly string[]).includes(a)) throw flagError('--allow', a, `want ${ENTITLEMENTS.join(' or ')}`);
   if (allow.length) request.allow = [...new Set(allow)] as Entitlement[];
+  if (v['pids-limit'] !== undefined) {
+    const n = Number(v['pids-limit']);
+    if (!/^\d+$/.test(v['pids-limit']) || !Number.isSafeInteger(n) || n < 1) throw flagError('--pids-limit', v['pids-limit'], 'want a positive number of processes');
+    request.runPidsLimit = n;
+  }
   const target = empty('--target', v.target);
   if (target !== undefined) request.target = target;
   // As buildx: repeatable, and each value may list several stages separated by commas.

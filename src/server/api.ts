@@ -80,6 +80,8 @@ export interface BuildRequest {
    * `security.insecure` for RUN --security=insecure. Granted only where the configuration permits.
    */
   allow?: Entitlement[];
+  /** Processes each RUN may have, instead of the configured default (--pids-limit), up to kiln's maximum. */
+  runPidsLimit?: number;
   noCache: boolean;
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];

@@ -17,6 +17,10 @@ export interface KilnConfig {
    * --allow-insecure-entitlement): none by default.
    */
   allowedEntitlements?: Entitlement[];
+  /** Bytes of one step's log passed on before it is clipped (`step-log-max-size`; -1: no limit). */
+  stepLogMaxBytes?: number;
+  /** The most processes a build may ask a RUN to be allowed (kiln build --pids-limit). */
+  maxRunPids?: number;
   /**
    * Automatic build cache collection after builds: `gc-keep-storage` ("10GB", or bytes) turns it on,
    * `gc-enabled: false` off. Docker's `builder.gc.{enabled,defaultKeepStorage}` is read too. Off
@@ -66,6 +70,8 @@ const DEFAULT_DAEMON: DaemonLimits = {
 // 2048 processes per RUN, as Podman and buildah default to: enough for any build's make -j, and a
 // fork bomb on a 2-core CI worker stops there.
 const DEFAULT_PIDS_LIMIT = 2048;
+/** How far a build may raise its own RUN pids limit (--pids-limit) without a config change. */
+const DEFAULT_MAX_RUN_PIDS = 32768;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
   const file = env.KILN_CONFIG ?? '/etc/kiln/daemon.json';
@@ -97,6 +103,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
     maxParallelRuns: typeof max === 'number' && max >= 1 ? Math.floor(max) : 4,
     runLimits: { memoryBytes: positive('run-memory-bytes'), pids: positive('run-pids-limit') ?? DEFAULT_PIDS_LIMIT },
     allowedEntitlements: entitlements(strings('allowed-entitlements') ?? [], file),
+    stepLogMaxBytes: stepLogMax(raw['step-log-max-size'], env.BUILDKIT_STEP_LOG_MAX_SIZE, file),
+    maxRunPids: positive('max-run-pids-limit') ?? DEFAULT_MAX_RUN_PIDS,
     daemon: daemonLimits(raw, file, positive),
     cache: { from: cacheEntries('cache-from', parseCacheFrom), to: cacheEntries('cache-to', parseCacheTo) },
   };
@@ -116,6 +124,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
       return entry;
     });
   }
+}
+
+/** BuildKit's step log limit: 2 MiB unless the config (or BuildKit's own variable) says otherwise. */
+function stepLogMax(value: unknown, envValue: string | undefined, file: string): number {
+  const v = value ?? (envValue !== undefined && envValue !== '' ? (/^-?\d+$/.test(envValue) ? Number(envValue) : envValue) : undefined);
+  if (v === undefined) return 2 * 1024 * 1024;
+  if (v === -1) return -1;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  if (typeof v === 'string') {
+    try {
+      return parseSize(v);
+    } catch {
+      /* reported below */
+    }
+  }
+  throw new Error(`kiln config ${file}: "step-log-max-size" must be a size such as "2MiB", a number of bytes, or -1 for no limit`);
 }
 
 function entitlements(names: string[], file: string): Entitlement[] {

@@ -548,6 +548,7 @@ function checkRequest(raw: unknown): BuildRequest {
     if ('names' in o && (!Array.isArray(o.names) || o.names.some((n) => typeof n !== 'string'))) throw bad('an output\'s "names" must be a list of strings');
   }
   if (r.network !== 'host' && r.network !== 'none') throw bad('"network" must be "host" or "none"');
+  if (r.runPidsLimit !== undefined && (typeof r.runPidsLimit !== 'number' || !Number.isSafeInteger(r.runPidsLimit) || r.runPidsLimit < 1)) throw bad('"runPidsLimit" must be a positive integer');
   if (r.allow !== undefined && (!Array.isArray(r.allow) || r.allow.some((e) => !(ENTITLEMENTS as readonly unknown[]).includes(e)))) {
     throw bad(`"allow" must be a list of entitlements (${ENTITLEMENTS.join(', ')})`);
   }

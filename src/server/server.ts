@@ -64,9 +64,13 @@ export class BuildServer {
     await this.open(undefined, true);
   }
 
+  private loadedConfig(): KilnConfig {
+    return (this.config ??= this.opts.config ?? loadConfig());
+  }
+
   private open(onWait?: (pid: number) => void, noWait = false): Promise<RootServices> {
     this.services ??= (async () => {
-      const config = (this.config = this.opts.config ?? loadConfig());
+      const config = this.loadedConfig();
       return openRoot(this.root, { registry: config.registry, maxParallelRuns: config.maxParallelRuns, runLimits: config.runLimits, onWait, noWait });
     })();
     // A failed open (bad config, unusable root) is retried by the next call rather than remembered.
@@ -92,8 +96,12 @@ export class BuildServer {
       const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
       return { graph, warnings: graph.warnings };
     }
-    const progress = new ProgressTracker(onProgress);
+    const progress = new ProgressTracker(onProgress, { logLimitBytes: this.loadedConfig().stepLogMaxBytes });
     const s = await this.open((pid) => progress.message('info', `waiting for another kiln process (pid ${pid}) using ${this.root}`));
+    const maxPids = this.config?.maxRunPids ?? 32768;
+    if (req.runPidsLimit !== undefined && req.runPidsLimit > maxPids) {
+      throw new BuildFailure({ message: `--pids-limit ${req.runPidsLimit} is above kiln's "max-run-pids-limit" (${maxPids})` });
+    }
     // As buildkitd: asking for an entitlement the configuration does not permit fails the build at once.
     const permitted = this.config?.allowedEntitlements ?? [];
     for (const e of req.allow ?? []) {
@@ -112,6 +120,7 @@ export class BuildServer {
         platform: req.platform,
         network: req.network,
         allow: req.allow,
+        ...(req.runPidsLimit !== undefined ? { runLimits: { pids: req.runPidsLimit } } : {}),
         noCache: req.noCache,
         noCacheFilter: req.noCacheFilter,
         cacheFrom: req.cacheFrom,

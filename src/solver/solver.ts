@@ -51,6 +51,8 @@ export interface SolveRequest {
   network: 'host' | 'none';
   /** Entitlements granted to this build (asked for with --allow and permitted by the configuration). */
   allow?: readonly Entitlement[];
+  /** This build's RUN limits, over the solver's defaults (a build that needs more processes). */
+  runLimits?: Partial<ExecLimits>;
   noCache: boolean;
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
@@ -458,7 +460,7 @@ class BuildRun {
       },
       network: this.req.network,
       allow: this.req.allow ?? [],
-      limits: this.solver.runLimits,
+      limits: { ...this.solver.runLimits, ...this.req.runLimits },
       seedCacheMount: this.imported ? (id, dir) => this.imported!.seedCacheMount(id, dir) : undefined,
       signal: this.signal,
       secrets: this.req.secrets,

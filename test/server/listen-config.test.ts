@@ -57,6 +57,16 @@ describe('daemon limits in daemon.json', () => {
     expect(d.maxHeaderBytes).toBeGreaterThan(7000);
   });
 
+  it('takes the step log limit (2 MiB by default, -1 for none, BuildKit\'s variable too) and the largest --pids-limit', () => {
+    expect(loadConfig(write({})).stepLogMaxBytes).toBe(2 * 1024 * 1024);
+    expect(loadConfig(write({ 'step-log-max-size': '64KiB' })).stepLogMaxBytes).toBe(64 * 1024);
+    expect(loadConfig(write({ 'step-log-max-size': -1 })).stepLogMaxBytes).toBe(-1);
+    expect(loadConfig({ ...write({}), BUILDKIT_STEP_LOG_MAX_SIZE: '-1' }).stepLogMaxBytes).toBe(-1);
+    expect(() => loadConfig(write({ 'step-log-max-size': 'lots' }))).toThrow(/"step-log-max-size" must be a size/);
+    expect(loadConfig(write({})).maxRunPids).toBe(32768);
+    expect(loadConfig(write({ 'max-run-pids-limit': 100000 })).maxRunPids).toBe(100000);
+  });
+
   it('names the key and the file of a bad value', () => {
     const env = write({ 'max-context-size': 'lots' });
     expect(() => loadConfig(env)).toThrow(new RegExp(`kiln config ${env.KILN_CONFIG}: "max-context-size" must be a size`));

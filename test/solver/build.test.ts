@@ -196,6 +196,25 @@ describe('solver: cgroup limits on RUN', () => {
     }
   });
 
+  it('a build can set its own pids limit (--pids-limit), up to the configured maximum', async () => {
+    const ctx = tracked(
+      makeContext({ Dockerfile: 'FROM busybox\nRUN n=0; for i in $(seq 1 200); do sleep 2 2>/dev/null & [ $? = 0 ] && n=$((n+1)); done; echo "forked=$n"\n' }),
+    );
+    const srv = server(tracked(kilnRoot()), { pids: 2048 });
+    try {
+      const b = await build(srv, ctx, { runPidsLimit: 25 }).catch((e: BuildFailure) => ({ logs: `${e.message}\n${e.info.outputTail ?? ''}` }));
+      const forked = Number(/forked=(\d+)/.exec(b.logs)?.[1] ?? '0');
+      expect(forked).toBeLessThan(25);
+      const tooMany = await build(srv, ctx, { runPidsLimit: 1_000_000 }).then(
+        () => undefined,
+        (e: BuildFailure) => e,
+      );
+      expect(tooMany?.info.message).toMatch(/--pids-limit 1000000 is above kiln's "max-run-pids-limit" \(32768\)/);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('the configured memory limit kills a step that exceeds it', async () => {
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000000 /dev/zero | tail -c 300000000 > /dev/null\n' }));
     const srv = server(tracked(kilnRoot()), { memoryBytes: 64 * 1024 * 1024 });

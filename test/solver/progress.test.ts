@@ -45,6 +45,27 @@ describe('step log limit', () => {
     expect(logsOf(all, unlimited.id)).toBe(big.repeat(3));
   });
 
+  it('the limit comes from the config (step-log-max-size)', async () => {
+    const root = kilnRoot();
+    cleanup.push(root);
+    const ctx = makeContext({ Dockerfile: 'FROM busybox\nRUN yes abcdefgh | head -c 100000\n' });
+    cleanup.push(ctx);
+    const { BuildServer } = await import('../../src/server/server.js');
+    const { testEnv } = await import('../helpers/env.js');
+    const srv = new BuildServer({ root, config: { registry: { mirrors: [`http://${testEnv().registry}`] }, maxParallelRuns: 4, runLimits: {}, stepLogMaxBytes: 4096 } as never });
+    const events: ProgressEvent[] = [];
+    try {
+      const text = fs.readFileSync(`${ctx}/Dockerfile`, 'utf8');
+      await srv.build({ context: { type: 'dir', path: ctx }, dockerfile: { name: 'Dockerfile', text }, buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false }, (e) => events.push(e));
+    } finally {
+      await srv.close();
+    }
+    const run = events.find((e) => e.type === 'vertex' && e.name.includes('RUN yes'))!;
+    const log = logsOf(events, run.id);
+    expect(log).toMatch(/\n\[output clipped, log limit 4KiB reached\]\n$/);
+    expect(Buffer.byteLength(log)).toBeLessThan(4096 + 100);
+  });
+
   it('a real RUN printing 40 MiB: the build log stops at 2 MiB, and a failure still quotes its last lines', async () => {
     const root = kilnRoot();
     cleanup.push(root);
