@@ -34,7 +34,7 @@ import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
-import { loadSecrets, parseSecretFlag, parseSshFlag, resolveSsh, type SecretSpec, type SshSpec } from './secrets.js';
+import { loadSecrets, parseSecretFlag, parseSshFlag, resolveSsh, sshForwards, type SshSource, type SecretSpec, type SshSpec } from './secrets.js';
 import { UsageError } from './usage.js';
 
 export { UsageError };
@@ -65,8 +65,8 @@ Options:
       --pull                 Always ask the registry for base images
       --secret SPEC          A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE |
                              id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx
-      --ssh default|ID[=SOCKET]  An SSH agent for RUN --mount=type=ssh (repeatable; default
-                             socket: $SSH_AUTH_SOCK)
+      --ssh default|ID[=SOCKET|KEY[,KEY]]  An SSH agent for RUN --mount=type=ssh (repeatable;
+                             default: $SSH_AUTH_SOCK; key files get a private agent)
   -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
                                type=local,dest=DIR          the final filesystem as a directory
                                type=tar,dest=FILE           ... as one tarball ("dest=-": stdout)
@@ -398,6 +398,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
   let inv: BuildInvocation;
   let request: BuildRequest;
   let secretsAndSsh: Pick<BuildRequest, 'secrets' | 'ssh'>;
+  let sshSources: SshSource[] = [];
   try {
     inv = parseBuildArgs(argv, io.env);
     if (inv.help) {
@@ -408,7 +409,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     if (inv.context !== '-') request = loadRequest(inv);
     secretsAndSsh = {};
     if (inv.secrets) secretsAndSsh.secrets = loadSecrets(inv.secrets, io.env);
-    if (inv.ssh) secretsAndSsh.ssh = resolveSsh(inv.ssh, io.env);
+    if (inv.ssh) sshSources = resolveSsh(inv.ssh, io.env);
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr.write(`kiln build: ${err.message}\nSee 'kiln build --help'.\n`);
@@ -427,9 +428,22 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
     }
     request = { ...inv.request, context: { type: 'dir', path: stdinContext.dir, ephemeral: true }, dockerfile: stdinContext.dockerfile };
   }
+  // Key files given to --ssh get a private agent for the length of the build.
+  let ssh: Awaited<ReturnType<typeof sshForwards>> | undefined;
+  if (sshSources.length > 0) {
+    try {
+      ssh = await sshForwards(sshSources, io.env);
+    } catch (err) {
+      await stdinContext?.cleanup();
+      io.stderr.write(`kiln build: ${(err as Error).message}\n`);
+      return 1;
+    }
+    secretsAndSsh!.ssh = ssh.forwards;
+  }
   try {
     return await buildWith(inv, { ...request!, ...secretsAndSsh! }, io);
   } finally {
+    await ssh?.stop();
     await stdinContext?.cleanup();
   }
 }

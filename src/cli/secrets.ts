@@ -1,7 +1,10 @@
 // `kiln build --secret` and `--ssh`, as buildx reads them. Parsing is pure; reading the values (a
 // file, an environment variable) and finding agent sockets happens once the build is about to start.
 
-import { readFileSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BuildRequest, SshForward } from '../client/client.js';
 import { UsageError } from './usage.js';
@@ -94,19 +97,76 @@ export function loadSecrets(specs: readonly SecretSpec[], env: NodeJS.ProcessEnv
   return out;
 }
 
-/** The agent socket of each --ssh (default: $SSH_AUTH_SOCK); it must be a unix socket. */
-export function resolveSsh(specs: readonly SshSpec[], env: NodeJS.ProcessEnv): SshForward[] {
+/** What each --ssh names: an agent socket (default: $SSH_AUTH_SOCK), or private key files. */
+export type SshSource = { id: string; socket: string } | { id: string; keys: string[] };
+
+export function resolveSsh(specs: readonly SshSpec[], env: NodeJS.ProcessEnv): SshSource[] {
   return specs.map((s) => {
-    if (s.paths.length > 1) throw new UsageError(`--ssh ${s.id}: one agent socket per id (got ${s.paths.length})`);
-    const socket = s.paths[0] ?? env.SSH_AUTH_SOCK;
-    if (!socket) throw new UsageError(`--ssh ${s.id}: no agent socket given and SSH_AUTH_SOCK is not set`);
-    let st;
-    try {
-      st = statSync(socket);
-    } catch (err) {
-      throw new UsageError(`--ssh ${s.id}: ${socket}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (!st.isSocket()) throw new UsageError(`--ssh ${s.id}: ${socket} is not an agent socket (key files are not supported: load the key into an ssh-agent and pass its socket)`);
-    return { id: s.id, socket: path.resolve(socket) };
+    const paths = s.paths.length > 0 ? s.paths : env.SSH_AUTH_SOCK ? [env.SSH_AUTH_SOCK] : [];
+    if (paths.length === 0) throw new UsageError(`--ssh ${s.id}: no agent socket or key file given and SSH_AUTH_SOCK is not set`);
+    const kinds = paths.map((p) => {
+      try {
+        const st = statSync(p);
+        if (st.isSocket()) return 'socket';
+        if (st.isFile()) return 'key';
+        throw new UsageError(`--ssh ${s.id}: ${p} is neither an agent socket nor a key file`);
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        throw new UsageError(`--ssh ${s.id}: ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    });
+    if (kinds.every((k) => k === 'key')) return { id: s.id, keys: paths.map((p) => path.resolve(p)) };
+    if (paths.length > 1) throw new UsageError(`--ssh ${s.id}: one agent socket per id, or key files only (got ${paths.length} paths)`);
+    return { id: s.id, socket: path.resolve(paths[0]!) };
   });
+}
+
+/**
+ * Key files given to --ssh are served by a private ssh-agent of this build (as buildx runs an agent
+ * for them): started in a directory only this user can enter, the keys added, stopped after the build.
+ * A key that needs a passphrase cannot be added here (nothing can ask for it): the error says so.
+ */
+export async function sshForwards(sources: readonly SshSource[], env: NodeJS.ProcessEnv): Promise<{ forwards: SshForward[]; stop: () => Promise<void> }> {
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops) await s();
+  };
+  const forwards: SshForward[] = [];
+  try {
+    for (const src of sources) {
+      if ('socket' in src) {
+        forwards.push({ id: src.id, socket: src.socket });
+        continue;
+      }
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-ssh-'));
+      const socket = path.join(dir, 'agent.sock');
+      const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: ['ignore', 'ignore', 'ignore'] });
+      stops.push(async () => {
+        agent.kill();
+        await fsp.rm(dir, { recursive: true, force: true });
+      });
+      const started = await new Promise<boolean>((resolve) => {
+        agent.once('error', () => resolve(false));
+        const deadline = Date.now() + 5000;
+        const poll = () => {
+          if (existsSync(socket)) resolve(true);
+          else if (Date.now() > deadline || agent.exitCode !== null) resolve(false);
+          else setTimeout(poll, 20);
+        };
+        poll();
+      });
+      if (!started) throw new UsageError(`--ssh ${src.id}: could not start ssh-agent for its key files (is openssh-client installed?)`);
+      for (const key of src.keys) {
+        const added = spawnSync('ssh-add', ['-q', key], { env: { ...env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: '', DISPLAY: '' }, stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+        if (added.status !== 0) {
+          throw new UsageError(`--ssh ${src.id}: cannot load the key ${key} (a key with a passphrase must be loaded into your own ssh-agent): ${added.stderr.toString().trim() || `ssh-add exited ${added.status}`}`);
+        }
+      }
+      forwards.push({ id: src.id, socket });
+    }
+    return { forwards, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

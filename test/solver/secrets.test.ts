@@ -84,6 +84,23 @@ describe('secrets, embedded', () => {
     expect(r.stderr).not.toContain(ENV_SECRET);
   }, 120_000);
 
+  it('--ssh ID=KEYFILE serves the key from a private agent for the build', async () => {
+    const env = testEnv();
+    const d = scratch();
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'kiln-keyfile-key', '-f', path.join(d, 'id_test')]);
+    const ctx = sshContext(d, `FROM ${env.debian}\nRUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=deploy LD_LIBRARY_PATH=/x /x/ssh-add -l\n`);
+    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', `deploy=${path.join(d, 'id_test')}`, ctx], { env: { SSH_AUTH_SOCK: '' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('kiln-keyfile-key');
+    // The private agent is gone with the build.
+    expect(execFileSync('sh', ['-c', 'ls -d /tmp/kiln-ssh-* 2>/dev/null || true']).toString().trim()).toBe('');
+    const bad = path.join(d, 'not-a-key');
+    fs.writeFileSync(bad, 'nonsense\n');
+    const refused = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', `deploy=${bad}`, ctx]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`--ssh deploy: cannot load the key ${bad}`);
+  }, 120_000);
+
   it('--ssh default forwards the agent: SSH_AUTH_SOCK is set and ssh-add -l lists the key', async () => {
     const env = testEnv();
     const d = scratch();
