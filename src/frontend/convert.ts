@@ -405,7 +405,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
         img = opts.baseImages?.[base.ref];
         if (!img && !unresolved.includes(base.ref)) unresolved.push(base.ref);
       }
-      st = initialState(img, platform);
+      st = initialState(img, platform, base.kind === 'scratch');
     }
     if (s.platform) st.platform = s.platform;
     for (const ref of s.images) if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
@@ -479,7 +479,7 @@ function mountFromValue(raw: string): string | undefined {
   return undefined;
 }
 
-function initialState(img: BaseImageConfig | undefined, platform: Platform): State {
+function initialState(img: BaseImageConfig | undefined, platform: Platform, scratch: boolean): State {
   const env: Env = (img?.env ?? []).map(splitEnv);
   // BuildKit makes sure PATH is always set, for scratch images too.
   if (!env.some(([k]) => k === 'PATH')) env.push(['PATH', DEFAULT_PATH]);
@@ -487,7 +487,9 @@ function initialState(img: BaseImageConfig | undefined, platform: Platform): Sta
     env: clone(env),
     cmd: img?.cmd ? [...img.cmd] : undefined,
     entrypoint: img?.entrypoint ? [...img.entrypoint] : undefined,
-    workingDir: img?.workingDir ?? '',
+    // BuildKit's emptyImage (FROM scratch) starts with WorkingDir "/" as well as PATH; an image
+    // keeps whatever its config says (nothing when unset).
+    workingDir: img ? (img.workingDir ?? '') : scratch ? '/' : '',
     user: img?.user ?? '',
     shell: img?.shell?.length ? [...img.shell] : [...DEFAULT_SHELL],
     exposedPorts: [...(img?.exposedPorts ?? [])],
@@ -506,6 +508,8 @@ function initialState(img: BaseImageConfig | undefined, platform: Platform): Sta
   if (config.healthcheck === undefined) delete config.healthcheck;
   if (config.cmd === undefined) delete config.cmd;
   if (config.entrypoint === undefined) delete config.entrypoint;
+  // A Shell in the base image's config is inherited as it is, the default one included.
+  if (img?.shell?.length) config.shellSet = true;
   return {
     env,
     argKeys: new Set(),
@@ -656,6 +660,8 @@ function dispatch(ctx: DispatchCtx, st: State, c: Parsed, fromOnBuild: boolean):
     }
     case 'shell':
       st.config.shell = [...c.shell];
+      // BuildKit writes Shell to the config whatever it is, even ["/bin/sh", "-c"].
+      st.config.shellSet = true;
       st.shellSet = true;
       return [{ ...base, kind: 'shell', shell: [...c.shell], createdBy: 'SHELL ' + goSlice(c.shell) }];
     case 'cmd':

@@ -50,9 +50,12 @@ export interface StageImageConfig {
   env: [string, string][];
   cmd?: string[];
   entrypoint?: string[];
-  workingDir: string; // "" when never set
+  workingDir: string; // "" when never set; "/" for FROM scratch, as BuildKit's empty image
   user: string; // "" when never set
   shell: string[]; // default ["/bin/sh", "-c"]
+  /** Shell was set (SHELL, or the base image's config): the config records it even when it is
+   * the default, as BuildKit does. */
+  shellSet?: boolean;
   exposedPorts: string[]; // sorted "80/tcp"
   volumes: string[];
   labels: Record<string, string>;

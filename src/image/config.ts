@@ -28,7 +28,7 @@ export function toImageConfig(stage: StageImageConfig, diffIds: Digest[], histor
     };
   }
   if (stage.onBuild.length) config.OnBuild = stage.onBuild;
-  if (stage.shell.length && !isDefaultShell(stage.shell)) config.Shell = stage.shell;
+  if (stage.shell.length && (stage.shellSet || !isDefaultShell(stage.shell))) config.Shell = stage.shell;
 
   return {
     created,

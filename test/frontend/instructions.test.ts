@@ -1,6 +1,7 @@
 // Every instruction and its flags, against the Dockerfile reference and BuildKit's behaviour.
 import { describe, expect, it } from 'vitest';
 import { build, one, steps, target, PATH_DEFAULT } from './helpers.js';
+import { toImageConfig } from '../../src/image/config.js';
 
 describe('RUN', () => {
   it('shell form runs through /bin/sh -c with the line as one argument', () => {
@@ -296,7 +297,28 @@ describe('COPY and ADD', () => {
 describe('image config of a stage', () => {
   it('scratch gets PATH and the target platform', () => {
     const c = target(build('FROM scratch\n', { targetPlatform: { os: 'linux', architecture: 'arm64' } })).config;
-    expect(c).toMatchObject({ env: [['PATH', PATH_DEFAULT]], workingDir: '', user: '', os: 'linux', architecture: 'arm64', onBuild: [], labels: {} });
+    expect(c).toMatchObject({ env: [['PATH', PATH_DEFAULT]], workingDir: '/', user: '', os: 'linux', architecture: 'arm64', onBuild: [], labels: {} });
+  });
+  it('scratch starts in WorkingDir "/" (BuildKit emptyImage); an image without one has none; a stage FROM a scratch stage keeps "/"', () => {
+    expect(target(build('FROM scratch\nENV A=1\n')).config.workingDir).toBe('/');
+    expect(target(build('FROM img\n', { baseImages: { img: { env: [] } } })).config.workingDir).toBe('');
+    expect(target(build('FROM scratch AS s\nFROM s\nENV B=1\n')).config.workingDir).toBe('/');
+    expect(one('FROM scratch\nWORKDIR app\n', 'workdir').path).toBe('/app');
+  });
+  it('Shell is recorded once set, even to the default /bin/sh -c (SHELL or the base image)', () => {
+    expect(target(build('FROM scratch\n')).config.shellSet).toBeUndefined();
+    const explicit = target(build('FROM scratch\nSHELL ["/bin/sh", "-c"]\n')).config;
+    expect(explicit).toMatchObject({ shell: ['/bin/sh', '-c'], shellSet: true });
+    expect(toImageConfig(explicit, [], [], '').config.Shell).toEqual(['/bin/sh', '-c']);
+    expect(toImageConfig(target(build('FROM scratch\n')).config, [], [], '').config.Shell).toBeUndefined();
+    const inherited = target(build('FROM img\n', { baseImages: { img: { env: [], shell: ['/bin/sh', '-c'] } } })).config;
+    expect(toImageConfig(inherited, [], [], '').config.Shell).toEqual(['/bin/sh', '-c']);
+    const fromStage = target(build('FROM scratch AS s\nSHELL ["/bin/bash", "-c"]\nFROM s\nCMD run\n')).config;
+    expect(fromStage).toMatchObject({ shell: ['/bin/bash', '-c'], shellSet: true, cmd: ['/bin/bash', '-c', 'run'] });
+  });
+  it('scratch config as exported: Env PATH, WorkingDir "/", no Cmd', () => {
+    const c = toImageConfig(target(build('FROM scratch\n')).config, [], [], '').config;
+    expect(c).toEqual({ Env: ['PATH=' + PATH_DEFAULT], WorkingDir: '/' });
   });
   it('inherits the base image config', () => {
     const img = { env: ['PATH=/x', 'LANG=C'], cmd: ['sh'], workingDir: '/srv', user: 'www', labels: { a: '1' }, stopSignal: 'SIGQUIT', os: 'linux', architecture: 'arm', variant: 'v7', volumes: ['/v'] };
