@@ -4,7 +4,8 @@
 // Sources: cleaned inside the source root ("../../x" is "/x" of the root), wildcards per path element
 // with Go's filepath.Match syntax, each source followed through symlinks inside the root. A plain
 // source that does not exist is an error ("not found"); a wildcard that matches nothing copies
-// nothing, as BuildKit's Dockerfile frontend allows empty wildcards (its parent directory must exist).
+// nothing, as BuildKit's Dockerfile frontend allows empty wildcards (its parent directory must exist),
+// and then does not create the destination either.
 //
 // Destination: resolved inside the rootfs, never out of it. A source directory copies its contents;
 // a file goes to `dest` itself unless `dest` is (or is written as) a directory, then to dest/<name>.
@@ -75,7 +76,8 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
   }
 
   const chmod = spec.chmod !== undefined ? await wrap('--chmod', async () => parseChmod(spec.chmod!)) : undefined;
-  const chown = spec.chown !== undefined ? await wrap(`--chown=${spec.chown}`, () => resolveChown(destRoot, spec.chown!)) : undefined;
+  // An empty --chown (an ARG that expands to nothing) is no --chown: BuildKit's frontend skips it.
+  const chown = spec.chown !== undefined && spec.chown !== '' ? await wrap(`--chown=${spec.chown}`, () => resolveChown(destRoot, spec.chown!)) : undefined;
   const exclude = spec.exclude && spec.exclude.length > 0 ? await wrap('--exclude', async () => new PatternMatcher(spec.exclude!)) : undefined;
 
   // Expand the sources.
@@ -96,9 +98,13 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     fail(`When using ${spec.instruction} with more than one source file, the destination must be a directory and end with a /`);
   }
 
-  // Make the destination (or its parent) exist inside the rootfs.
+  // Make the destination (or its parent) exist inside the rootfs. Not when nothing is to be copied
+  // (only wildcards, all matching nothing): BuildKit's copy action then returns before it creates
+  // the destination, so no directory appears.
   const created: Owner = chown ?? { uid: 0, gid: 0 };
-  await wrap(`destination ${dest}`, () => mkdirAllInRoot(destRoot, spec.destIsDir ? dest : path.posix.dirname(dest), 0o755, created));
+  if (items.length > 0) {
+    await wrap(`destination ${dest}`, () => mkdirAllInRoot(destRoot, spec.destIsDir ? dest : path.posix.dirname(dest), 0o755, created));
+  }
 
   const show = (host: string) => '/' + path.relative(destRoot, host).split(path.sep).join('/');
   const tree = view
@@ -150,6 +156,8 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
         if (spec.unpack && st.isFile()) {
           const compression = await detectArchive(view!.host(item.resolved));
           if (compression !== undefined) {
+            // The destination (and its missing parents) belongs to the --chown user, as BuildKit's
+            // unpack makes it with copy.MkdirAll(dest, 0755, chowner) before extracting.
             const r = await extractTar(view!.host(item.resolved), compression, destRoot, show(destHost), chown ? { chown } : {});
             summary.extracted += r.entries;
             summary.files += r.files;

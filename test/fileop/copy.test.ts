@@ -112,6 +112,15 @@ describe('COPY: where things land', () => {
     await expect(f.run({ sources: ['nodir/*.txt'], dest: '/d/', destIsDir: true })).rejects.toThrow(/"\/nodir": not found/);
   });
 
+  it('only empty wildcards: nothing copied and, as BuildKit, no destination directory created', async () => {
+    f.write('a');
+    const s = await f.run({ sources: ['nomatch*', 'none?.txt'], dest: '/d/sub/', destIsDir: true });
+    expect(s.files).toBe(0);
+    expect(fs.existsSync(f.dst('d'))).toBe(false);
+    await f.run({ sources: ['nomatch*'], dest: '/e', destIsDir: false });
+    expect(fs.existsSync(f.dst('e'))).toBe(false);
+  });
+
   it('a file where a directory exists is refused', async () => {
     f.write('a.txt');
     fs.mkdirSync(f.dst('d/a.txt'), { recursive: true });
