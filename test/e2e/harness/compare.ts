@@ -38,7 +38,10 @@ function show(v: unknown): string {
  *   0.8 wrote the default as typed. Only the first name counts (values may contain spaces); the
  *   values are checked through the RUN entries' "|N K=V" prefix and the files the cases write.
  * - RUN's "|N K=V" prefix: 0.8 lists an ARG declared twice twice; current BuildKit once. A pair
- *   repeated right after itself is dropped and N recounted.
+ *   repeated right after itself is dropped and N recounted. So is a pair among the first N words
+ *   equal to an earlier one: an ARG declared again further down (not right after) comes back later
+ *   in 0.8's prefix, and 0.8 prints every declaration with the variable's current value, so the
+ *   repeat is the same word; current BuildKit's runCommandString keeps the first position only.
  * Everything else (the RUN command, its "# buildkit" suffix, ENV, WORKDIR, ...) is compared as written.
  */
 export function canonicalCreatedBy(s: string): string {
@@ -61,7 +64,9 @@ export function canonicalCreatedBy(s: string): string {
     // Only a pair repeated right after itself is dropped: values may contain spaces, so the prefix
     // cannot be split into pairs in general.
     const words = s.slice(run[0].length).split(' ');
-    const kept = words.filter((w, i) => !(i > 0 && w === words[i - 1] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(w)));
+    const n = Number(run[1]);
+    const pair = (w: string) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(w);
+    const kept = words.filter((w, i) => !(i > 0 && pair(w) && (w === words[i - 1] || (i < n && words.slice(0, i).includes(w)))));
     return `RUN |${Number(run[1]) - (words.length - kept.length)} ${kept.join(' ')}`;
   }
   return s;

@@ -114,6 +114,8 @@ describe('compareSummaries', () => {
     ['ARG A=default-a B', 'ARG A'],
     ['RUN |3 V=9.9 LATE=x LATE=x /bin/sh -c echo # buildkit', 'RUN |2 V=9.9 LATE=x /bin/sh -c echo # buildkit'],
     ['RUN |2 A=1 B=b value /bin/sh -c x # buildkit', 'RUN |2 A=1 B=b value /bin/sh -c x # buildkit'],
+    ['RUN |3 T=linux A=x T=linux /bin/sh -c echo # buildkit', 'RUN |2 T=linux A=x /bin/sh -c echo # buildkit'],
+    ['RUN |2 A=1 B=2 /bin/sh -c echo A=1 # buildkit', 'RUN |2 A=1 B=2 /bin/sh -c echo A=1 # buildkit'],
     ['COPY --from=build /out /app # buildkit', 'COPY --from=build /out /app # buildkit'],
   ])('history text %j compares as %j', (text, canonical) => {
     expect(canonicalCreatedBy(text)).toBe(canonical);
