@@ -8,6 +8,13 @@ import { runcCall } from './run.js';
 
 export async function sweepStaleContainers(stateDir: string, runc = 'runc'): Promise<string[]> {
   const runcRoot = path.join(path.resolve(stateDir), 'runc');
+  // runc keeps a directory per container under its root: none there, nothing to reap, and no runc
+  // process to start (this runs before every embedded build).
+  const entries = await fsp.readdir(runcRoot).catch(() => [] as string[]);
+  if (entries.length === 0) {
+    await fsp.rm(path.join(path.resolve(stateDir), 'bundles'), { recursive: true, force: true });
+    return [];
+  }
   const list = await runcCall(runc, ['--root', runcRoot, 'list', '--quiet']);
   if (list.code !== 0) return []; // no state yet
   const ids = list.stdout.split('\n').map((l) => l.trim()).filter(Boolean);

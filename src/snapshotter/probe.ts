@@ -2,6 +2,7 @@
 // work dir there, a whiteout created through it), the copying driver otherwise. A root that is itself
 // on overlayfs, or on a file system without trusted xattrs or mknod, fails the probe.
 import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { CopySnapshotter } from './copy.js';
 import { isWhiteout } from './fsops.js';
@@ -34,9 +35,33 @@ export async function overlaySupported(root: string): Promise<boolean> {
   }
 }
 
+/**
+ * The probe's answer is kept beside the snapshots, for this kernel and this file system: a root
+ * opened again (every embedded build opens it) skips the probe's mount and unmount, and its
+ * snapshots keep the driver that made them.
+ */
+const CHOICE_FILE = '.driver.json';
+
+async function probedOnce(root: string): Promise<boolean> {
+  await fsp.mkdir(root, { recursive: true, mode: 0o700 });
+  const here = { kernel: os.release(), dev: (await fsp.stat(root)).dev };
+  const file = path.join(root, CHOICE_FILE);
+  try {
+    const kept = JSON.parse(await fsp.readFile(file, 'utf8')) as { overlay?: unknown; kernel?: unknown; dev?: unknown };
+    if (kept.kernel === here.kernel && kept.dev === here.dev && typeof kept.overlay === 'boolean') return kept.overlay;
+  } catch {
+    /* none yet, or unreadable: probe */
+  }
+  const overlay = await overlaySupported(root);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await fsp.writeFile(tmp, JSON.stringify({ overlay, ...here }));
+  await fsp.rename(tmp, file);
+  return overlay;
+}
+
 /** Opens (creating if needed) the snapshotter at `root` with the chosen or probed driver. */
 export async function createSnapshotter(root: string, driver: DriverChoice = 'auto'): Promise<Snapshotter> {
-  const useOverlay = driver === 'overlay' || (driver === 'auto' && (await overlaySupported(root)));
+  const useOverlay = driver === 'overlay' || (driver === 'auto' && (await probedOnce(root)));
   const s = useOverlay ? new OverlaySnapshotter(root) : new CopySnapshotter(root);
   return s.init();
 }

@@ -42,8 +42,16 @@ describe('driver selection', () => {
     expect(await overlaySupported(root)).toBe(true);
     const s = await createSnapshotter(root);
     expect(s.driver).toBe('overlay');
-    // the probe leaves nothing behind
-    expect((await fsp.readdir(root)).sort()).toEqual(['snapshots']);
+    // the probe leaves nothing behind but its answer, kept for this kernel and file system
+    expect((await fsp.readdir(root)).sort()).toEqual(['.driver.json', 'snapshots']);
+    const kept = JSON.parse(await fsp.readFile(path.join(root, '.driver.json'), 'utf8')) as { overlay: boolean; kernel: string };
+    expect(kept.overlay).toBe(true);
+    // The next open believes it (a recorded "copy" answer is taken as is: no probe mount)...
+    await fsp.writeFile(path.join(root, '.driver.json'), JSON.stringify({ ...kept, overlay: false }));
+    expect((await createSnapshotter(root)).driver).toBe('copy');
+    // ...for the same kernel only: another kernel probes again.
+    await fsp.writeFile(path.join(root, '.driver.json'), JSON.stringify({ ...kept, overlay: false, kernel: 'another' }));
+    expect((await createSnapshotter(root)).driver).toBe('overlay');
   });
 
   it('falls back to copying when the root itself is on overlayfs', async () => {
