@@ -9,8 +9,9 @@
 //
 // Destination: resolved inside the rootfs, never out of it. A source directory copies its contents;
 // a file goes to `dest` itself unless `dest` is (or is written as) a directory, then to dest/<name>.
-// More than one source item needs a destination written with a trailing "/". Missing parents are
-// created (0755, owned by the --chown user or root).
+// More than one source item to a destination that is not a directory are copied there in turn, the
+// last one winning, as BuildKit does. Missing parents are created (0755, owned by the --chown user
+// or root).
 
 import * as fsp from 'node:fs/promises';
 import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
@@ -93,10 +94,9 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
   for (const f of inline) items.push({ kind: 'inline', name: f.name, content: f.content });
   for (const u of urls) items.push({ kind: 'url', url: u });
 
-  const named = spec.sources.length + urls.length + inline.length;
-  if ((named > 1 || items.length > 1) && !spec.destIsDir) {
-    fail(`When using ${spec.instruction} with more than one source file, the destination must be a directory and end with a /`);
-  }
+  // Several items and a destination without a trailing slash are not an error in BuildKit (that
+  // rule is the classic builder's): each source is one copy action to the same path, so with no
+  // directory there the first makes a file (or directory) and the next ones copy over it.
 
   // Make the destination (or its parent) exist inside the rootfs. Not when nothing is to be copied
   // (only wildcards, all matching nothing): BuildKit's copy action then returns before it creates

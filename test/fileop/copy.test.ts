@@ -85,21 +85,26 @@ describe('COPY: where things land', () => {
     expect(read(f.dst('w/in.txt'))).toBe('x2/in.txt'); // later matches overwrite earlier ones
   });
 
-  it('a wildcard with one match may name a file; with several it needs a trailing slash', async () => {
+  it('a wildcard with one match may name a file; with several, each is copied over the last (BuildKit, no trailing-slash rule)', async () => {
     f.write('only.jar', 'J');
     await f.run({ sources: ['*.jar'], dest: '/app.jar' });
     expect(read(f.dst('app.jar'))).toBe('J');
-    f.write('two.jar');
-    await expect(f.run({ sources: ['*.jar'], dest: '/app2.jar' })).rejects.toThrow(
-      'Dockerfile:3: When using COPY with more than one source file, the destination must be a directory and end with a /',
-    );
-    expect(fs.existsSync(f.dst('app2.jar'))).toBe(false);
+    f.write('two.jar', 'T');
+    await f.run({ sources: ['*.jar'], dest: '/app2.jar' });
+    expect(read(f.dst('app2.jar'))).toBe('T'); // only.jar, then two.jar over it
   });
 
-  it('several sources need a trailing slash', async () => {
-    f.write('a');
-    f.write('b');
-    await expect(f.run({ sources: ['a', 'b'], dest: '/d' })).rejects.toThrow(/more than one source file/);
+  it('several sources to a path that is not a directory: copied there in turn, the last winning', async () => {
+    f.write('a', 'A');
+    f.write('b', 'B');
+    f.write('d1/f1', '1');
+    f.write('d2/f2', '2');
+    await f.run({ sources: ['a', 'b'], dest: '/d' });
+    expect(read(f.dst('d'))).toBe('B');
+    await f.run({ sources: ['a', 'nomatch*'], dest: '/e' });
+    expect(read(f.dst('e'))).toBe('A');
+    await f.run({ sources: ['d1', 'd2'], dest: '/m' });
+    expect(fs.readdirSync(f.dst('m')).sort()).toEqual(['f1', 'f2']);
   });
 
   it('an empty wildcard copies nothing (BuildKit allows it); a missing source or wildcard parent is "not found"', async () => {
@@ -270,9 +275,47 @@ describe('COPY: links, modes, owners', () => {
     expect(owner(f.dst('o/p'))).toEqual(want);
   });
 
-  it('--chown with an unknown name fails naming it', async () => {
+  // BuildKit: llb.WithUser splits at the first ':' and sends an empty part as id 0; readUser leaves
+  // the ids as they were for a name the image's files do not have (no error).
+  it.each([
+    [':kilnstaff', [0, 50]],
+    [':9', [0, 9]],
+    ['kilnuser:', [4321, 0]],
+    ['7:', [7, 0]],
+    [':', [0, 0]],
+    ['nosuchuser', [0, 0]],
+    [':nosuchgroup', [0, 0]],
+    ['kilnuser:nosuchgroup', [4321, 4322]],
+    ['nosuchuser:kilnstaff', [0, 50]],
+    ['+7:+8', [7, 8]],
+    ['007:0050', [7, 50]],
+    ['root:kilnstaff', [0, 50]],
+    ['kilnuser:root', [4321, 0]],
+    ['kilnuser:kilnstaff:x', [4321, 4322]],
+    ['2147483647', [2147483647, 2147483647]],
+    ['2147483648', [0, 0]],
+  ] as const)('--chown=%s gives %j as BuildKit resolves it', async (spec, want) => {
     f.write('a');
-    await expect(f.run({ sources: ['a'], dest: '/a', chown: 'nosuchuser' })).rejects.toThrow(/--chown=nosuchuser: unable to find user nosuchuser/);
+    await f.run({ sources: ['a'], dest: '/a', chown: spec });
+    expect(owner(f.dst('a'))).toEqual(want);
+  });
+
+  it('--chown= (empty, e.g. an unset ARG) is no --chown; a negative id is refused', async () => {
+    f.write('a');
+    await f.run({ sources: ['a'], dest: '/a', chown: '' });
+    expect(owner(f.dst('a'))).toEqual([0, 0]);
+    await expect(f.run({ sources: ['a'], dest: '/b', chown: '-1' })).rejects.toThrow(/--chown=-1: invalid --chown=-1: negative id -1/);
+  });
+
+  it('--chown names come from the first matching passwd/group line; a missing /etc/passwd means 0:0', async () => {
+    f.write('a');
+    fs.appendFileSync(path.join(f.rootfs, 'etc/passwd'), 'dup:x:11:12::/:/bin/sh\ndup:x:13:14::/:/bin/sh\n');
+    fs.appendFileSync(path.join(f.rootfs, 'etc/group'), '# dupg:x:1:\ndupg:x:21:\ndupg:x:22:\n');
+    await f.run({ sources: ['a'], dest: '/a', chown: 'dup:dupg' });
+    expect(owner(f.dst('a'))).toEqual([11, 21]);
+    fs.rmSync(path.join(f.rootfs, 'etc/passwd'));
+    await f.run({ sources: ['a'], dest: '/b', chown: 'kilnuser' });
+    expect(owner(f.dst('b'))).toEqual([0, 0]);
   });
 
   it('from a stage rootfs ownership is preserved', async () => {
