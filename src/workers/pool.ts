@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { workerSource } from './worker-source.js';
 
@@ -146,6 +146,31 @@ async function run<K extends keyof Tasks>(name: K, input: Tasks[K]['in']): Promi
   return (await p.run(input, { name })) as Tasks[K]['out'];
 }
 
+/** Scans this small run on the calling thread: few paths, and little content to read. */
+const SMALL_SCAN_ITEMS = 64;
+const SMALL_SCAN_BYTES = 256 * 1024;
+
+function isSmallScan(items: readonly ScanItem[], sizes?: readonly number[]): boolean {
+  if (items.length > SMALL_SCAN_ITEMS) return false;
+  let unknownBytes = 0;
+  items.forEach((it, i) => {
+    if (it.known === undefined) unknownBytes += sizes?.[i] ?? SMALL_SCAN_BYTES; // unknown size: count it as big
+  });
+  return unknownBytes <= SMALL_SCAN_BYTES;
+}
+
+let inline: Promise<{ scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] }> | undefined;
+
+/** The workers' task module, loaded into this thread for small scans. */
+function inlineTasks(): Promise<{ scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] }> {
+  inline ??= (async () => {
+    modulePath ??= workerModule();
+    return (await import(pathToFileURL(modulePath).href)) as { scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] };
+  })();
+  inline.catch(() => (inline = undefined));
+  return inline;
+}
+
 /** Ends the pool's threads and removes its worker module. The next task starts a new pool. */
 export async function closePool(): Promise<void> {
   const p = pool;
@@ -231,6 +256,19 @@ export async function hashFiles(files: readonly string[], sizes?: readonly numbe
  * read gives `{ error, message }` instead of throwing (the caller knows what a missing file means).
  */
 export async function scanFiles(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
+  if (isSmallScan(items, sizes)) {
+    // A handful of stats and at most a little hashing (a cached COPY's key, say): not worth waking
+    // a worker thread, which costs more than the work. The same task code runs here.
+    counters.tasks.scanFiles++;
+    let out: ScanResult[];
+    try {
+      out = (await inlineTasks()).scanFiles({ items: [...items] });
+    } catch (err) {
+      throw wrap(`scanning files (${items[0]?.path} ...)`, err);
+    }
+    for (const r of out) if ('hashed' in r && r.hashed && r.type === 'file') counters.filesHashed++;
+    return out;
+  }
   const indexed = items.map((it, i) => ({ it, n: sizes?.[i] ?? 0 }));
   const parts = await Promise.all(
     batches(indexed, (x) => x.n).map(async (b) => {

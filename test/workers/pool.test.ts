@@ -23,6 +23,26 @@ afterAll(async () => {
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
+describe('small scans', () => {
+  it('a few stats and little content are scanned on the calling thread: no pool is started', async () => {
+    await closePool();
+    const f = path.join(dir, 'small-scan.txt');
+    fs.writeFileSync(f, 'small\n');
+    const [r] = await scanFiles([{ path: f }], [6]);
+    expect(r).toMatchObject({ type: 'file', digest: sha('small\n') });
+    expect(workerModulePath()).toBeUndefined();
+    // Many items, or much unknown content, still go to the pool.
+    const many = Array.from({ length: 100 }, (_, i) => {
+      const p = path.join(dir, `many-${i}`);
+      fs.writeFileSync(p, String(i));
+      return { path: p };
+    });
+    const out = await scanFiles(many, many.map(() => 2));
+    expect(out).toHaveLength(100);
+    expect(workerModulePath()).toBeDefined();
+  });
+});
+
 describe('worker pool', () => {
   it('runs tasks in worker threads, not on the main thread', async () => {
     const seen = await Promise.all(Array.from({ length: 8 }, () => whoami()));
