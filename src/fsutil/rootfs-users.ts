@@ -61,7 +61,8 @@ function parseId(s: string): number | undefined {
   return Number.isSafeInteger(n) && n <= MAX_ID ? n : undefined;
 }
 
-async function readDb(rootfs: string, file: string): Promise<string | undefined> {
+/** The text of /etc/passwd or /etc/group inside `rootfs`; undefined when it is absent. */
+export async function readDb(rootfs: string, file: string): Promise<string | undefined> {
   let host: string;
   try {
     host = await resolveInRoot(rootfs, file);
