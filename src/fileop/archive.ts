@@ -147,7 +147,9 @@ export interface ExtractResult {
 export async function extractTar(file: string, compression: Compression, destRoot: string, destDir: string, opts: ExtractOptions = {}): Promise<ExtractResult> {
   const root = path.resolve(destRoot);
   const base = cleanPath('/' + destDir);
-  await mkdirAllInRoot(root, base);
+  // BuildKit's unpack: copy.MkdirAll(dest, 0755, chowner): what it creates belongs to the --chown
+  // user (root without one); an existing destination keeps its own owner and mode.
+  await mkdirAllInRoot(root, base, 0o755, opts.chown ?? { uid: 0, gid: 0 });
   const result: ExtractResult = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
   // Directory times are set at the end: creating children would bump them again.
   const dirTimes: { host: string; mtime: Date }[] = [];
@@ -168,7 +170,9 @@ export async function extractTar(file: string, compression: Compression, destRoo
     const parentDir = path.posix.dirname(rootfsPath);
     let parentHost = await resolveInRoot(root, parentDir);
     const parentSt = await lstatOrUndefined(parentHost);
-    if (parentSt === undefined) parentHost = await mkdirAllInRoot(root, parentDir);
+    // Implied parents (no entry of their own) are 0:0 0755 even under --chown (go-archive's
+    // createImpliedDirectories uses the root pair).
+    if (parentSt === undefined) parentHost = await mkdirAllInRoot(root, parentDir, 0o755, { uid: 0, gid: 0 });
     else if (!parentSt.isDirectory()) throw new ArchiveError(`cannot extract ${name}: ${parentDir} is not a directory`);
     const target = path.join(parentHost, path.posix.basename(rootfsPath));
     if (!isInside(root, target)) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: outside the rootfs`);
@@ -232,6 +236,11 @@ export async function extractTar(file: string, compression: Compression, destRoo
         const linkSt = await lstatOrUndefined(linkHost);
         if (linkSt === undefined || linkSt.isDirectory()) throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
         await fsp.link(linkHost, target);
+        // go-archive's createTarFile treats a hard link's header like any entry's: its owner (or
+        // the --chown one), and its mode and times unless the link names a symlink, land on the
+        // shared inode.
+        if (linkSt.isSymbolicLink()) await fsp.lchown(target, owner.uid, owner.gid);
+        else await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
         result.hardlinks++;
         break;
       }

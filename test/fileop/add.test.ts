@@ -45,7 +45,8 @@ const sample: Entry[] = [
   { name: 'dir/', type: 'directory', mode: 0o750, mtime },
   { name: 'dir/file.txt', body: 'hello', mode: 0o4755, uid: 1000, gid: 1001, mtime },
   { name: 'dir/link', type: 'symlink', linkname: 'file.txt', mtime },
-  { name: 'dir/hard', type: 'link', linkname: 'dir/file.txt', mtime },
+  // As tar writes it: the hard link's header carries the file's own mode and owner.
+  { name: 'dir/hard', type: 'link', linkname: 'dir/file.txt', mode: 0o4755, uid: 1000, gid: 1001, mtime },
   { name: '/abs/name', body: 'abs', mtime },
 ];
 
@@ -64,6 +65,48 @@ describe('ADD: local archives', () => {
     expect(fs.statSync(f.dst('ex/dir/hard')).ino).toBe(st.ino);
     expect(fs.readFileSync(f.dst('ex/abs/name'), 'utf8')).toBe('abs');
     expect(s.extracted).toBe(5);
+  });
+
+  it('a hard link header with its own owner and mode applies them to the shared inode (go-archive)', async () => {
+    const entries: Entry[] = [
+      { name: 'orig.txt', body: 'shared', mode: 0o644, uid: 0, gid: 0, mtime },
+      { name: 'hl', type: 'link', linkname: 'orig.txt', mode: 0o600, uid: 77, gid: 78, mtime },
+    ];
+    fs.writeFileSync(path.join(f.ctx, 'a.tar'), await makeTar(entries));
+    await f.run({ instruction: 'ADD', unpack: true, sources: ['a.tar'], dest: '/h/', destIsDir: true });
+    const st = fs.statSync(f.dst('h/orig.txt'));
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([77, 78, 0o600]);
+    expect(fs.statSync(f.dst('h/hl')).ino).toBe(st.ino);
+    await f.run({ instruction: 'ADD', unpack: true, sources: ['a.tar'], dest: '/hc/', destIsDir: true, chown: '5:6' });
+    const sc = fs.statSync(f.dst('hc/orig.txt'));
+    expect([sc.uid, sc.gid, sc.mode & 0o7777]).toEqual([5, 6, 0o600]);
+  });
+
+  it('the destination ADD creates for an archive (and its parents) belongs to the --chown user; implied parents and an existing destination do not', async () => {
+    const entries: Entry[] = [
+      { name: './', type: 'directory', mode: 0o700, uid: 7, gid: 8, mtime },
+      { name: 'implied/deep/f.txt', body: 'f', mode: 0o640, uid: 3, gid: 4, mtime },
+    ];
+    fs.writeFileSync(path.join(f.ctx, 'a.tar'), await makeTar(entries));
+    const own = (rel: string) => {
+      const st = fs.lstatSync(f.dst(rel));
+      return [st.uid, st.gid, st.mode & 0o7777];
+    };
+    // Without a trailing slash: the last component is made by the extraction itself.
+    await f.run({ instruction: 'ADD', unpack: true, sources: ['a.tar'], dest: '/x/y/z', chown: '1000:50' });
+    expect(own('x')).toEqual([1000, 50, 0o755]);
+    expect(own('x/y/z')).toEqual([1000, 50, 0o755]);
+    expect(own('x/y/z/implied')).toEqual([0, 0, 0o755]);
+    expect(own('x/y/z/implied/deep/f.txt')).toEqual([1000, 50, 0o640]);
+    // Without --chown: root; the "./" entry never changes the destination.
+    await f.run({ instruction: 'ADD', unpack: true, sources: ['a.tar'], dest: '/n' });
+    expect(own('n')).toEqual([0, 0, 0o755]);
+    expect(own('n/implied/deep/f.txt')).toEqual([3, 4, 0o640]);
+    fs.mkdirSync(f.dst('e'));
+    fs.chownSync(f.dst('e'), 5, 6);
+    fs.chmodSync(f.dst('e'), 0o711);
+    await f.run({ instruction: 'ADD', unpack: true, sources: ['a.tar'], dest: '/e/', destIsDir: true, chown: '1000:50' });
+    expect(own('e')).toEqual([5, 6, 0o711]);
   });
 
   it('COPY never extracts, and ADD copies a compressed non-tar file as it is', async () => {

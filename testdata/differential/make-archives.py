@@ -74,3 +74,27 @@ notar = io.BytesIO()
 with gzip.GzipFile(filename="", mode="wb", fileobj=notar, mtime=0) as f:
     f.write(b"just compressed text, not a tar\n")
 write("add-plain-file", "note.txt.gz", notar.getvalue())
+
+# fid-add-*: owners of extracted entries. A "./" entry with its own owner and mode (skipped: the
+# destination keeps its own), entries owned by various uids/gids, a directory that already exists
+# in the image, implied parents, a symlink with an owner, and a hard link whose own header carries
+# another owner and mode (extraction applies them to the shared inode).
+OWNERS = [
+    member("./", tarfile.DIRTYPE, 0o700, uid=7, gid=8),
+    member("./d/", tarfile.DIRTYPE, 0o750, uid=1000, gid=50),
+    member("./d/f.txt", tarfile.REGTYPE, 0o640, uid=1234, gid=5678, data=b"f\n"),
+    member("./pre/", tarfile.DIRTYPE, 0o705, uid=11, gid=12),
+    member("./pre/p.txt", tarfile.REGTYPE, 0o604, uid=13, gid=14, data=b"p\n"),
+    member("./root.txt", tarfile.REGTYPE, 0o644, data=b"r\n"),
+    member("./deep/er/x.txt", tarfile.REGTYPE, 0o600, uid=42, gid=43, data=b"x\n"),
+    member("./sl", tarfile.SYMTYPE, 0o777, uid=99, gid=98, link="root.txt"),
+    member("./orig.txt", tarfile.REGTYPE, 0o644, uid=0, gid=0, data=b"shared\n"),
+    member("./hl", tarfile.LNKTYPE, 0o600, uid=77, gid=78, link="./orig.txt"),
+]
+owners = tar_bytes(OWNERS)
+owners_gz = io.BytesIO()
+with gzip.GzipFile(filename="", mode="wb", fileobj=owners_gz, mtime=0) as f:
+    f.write(owners)
+for case in ("fid-add-archive-owners", "fid-add-archive-chown", "fid-add-archive-chown-current"):
+    write(case, "owners.tar", owners)
+    write(case, "owners.tar.gz", owners_gz.getvalue())
