@@ -399,7 +399,9 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       st = clone(finals.get(base.index)!);
       st.config.onBuild = []; // the base stage's triggers run here, and are consumed
     } else {
-      const platform = s.platform ?? targetPlatform;
+      // FROM scratch is BuildKit's emptyImage(targetPlatform), and the stage's platform is reset to
+      // the target's: a --platform on a scratch stage changes neither (BuildKit 0.8 and current).
+      const platform = base.kind === 'scratch' ? targetPlatform : (s.platform ?? targetPlatform);
       let img: BaseImageConfig | undefined;
       if (base.kind === 'image') {
         img = opts.baseImages?.[base.ref];
@@ -407,7 +409,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       }
       st = initialState(img, platform, base.kind === 'scratch');
     }
-    if (s.platform) st.platform = s.platform;
+    if (s.platform && base.kind !== 'scratch') st.platform = s.platform;
     for (const ref of s.images) if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
 
     const steps: Step[] = [];

@@ -316,6 +316,16 @@ describe('image config of a stage', () => {
     const fromStage = target(build('FROM scratch AS s\nSHELL ["/bin/bash", "-c"]\nFROM s\nCMD run\n')).config;
     expect(fromStage).toMatchObject({ shell: ['/bin/bash', '-c'], shellSet: true, cmd: ['/bin/bash', '-c', 'run'] });
   });
+  it('scratch takes the target platform even with FROM --platform (BuildKit emptyImage(targetPlatform))', () => {
+    const c = target(build('FROM --platform=linux/arm/v7 scratch\n')).config;
+    expect(c).toMatchObject({ os: 'linux', architecture: 'amd64' });
+    expect(c.variant).toBeUndefined();
+    const viaArg = target(build('FROM --platform=$TARGETPLATFORM scratch\n', { buildArgs: { TARGETPLATFORM: 'linux/arm64' } }));
+    expect(viaArg.platform).toBe('linux/arm64');
+    expect(viaArg.config.architecture).toBe('amd64');
+    // An image base still follows --platform.
+    expect(target(build('FROM --platform=linux/arm64 img\n')).config.architecture).toBe('arm64');
+  });
   it('scratch config as exported: Env PATH, WorkingDir "/", no Cmd', () => {
     const c = toImageConfig(target(build('FROM scratch\n')).config, [], [], '').config;
     expect(c).toEqual({ Env: ['PATH=' + PATH_DEFAULT], WorkingDir: '/' });
