@@ -43,6 +43,15 @@ function show(v: unknown): string {
  *   in 0.8's prefix, and 0.8 prints every declaration with the variable's current value, so the
  *   repeat is the same word; current BuildKit's runCommandString keeps the first position only.
  * Everything else (the RUN command, its "# buildkit" suffix, ENV, WORKDIR, ...) is compared as written.
+ *
+ * Where 0.8 and current BuildKit differ in values rather than in text, kiln follows current BuildKit
+ * and the case says so in its `ignore.why` or is left to a unit test:
+ * - A global ARG with no default named like an automatic platform arg (ARG TARGETPLATFORM): 0.8
+ *   blanked the automatic value, current BuildKit keeps it (fid-platarg-global-nodefault,
+ *   test/frontend/platform-args.test.ts).
+ * - A COPY source that is not a valid pattern ("[a.txt"): 0.8 treated it as a wildcard matching
+ *   nothing, current BuildKit's context checksum fails with "syntax error in pattern", as kiln does
+ *   (test/cache/checksum-select.test.ts; no case: Docker 20.10 builds it).
  */
 export function canonicalCreatedBy(s: string): string {
   if (s.startsWith('EXPOSE ')) {
