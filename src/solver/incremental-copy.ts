@@ -66,6 +66,15 @@ export async function planIncrementalCopy(
   if (!(await snapshotExists(snapshotter, from))) return undefined;
   const written = await manifests.load(from);
   if (!written) return undefined;
+  // Two sources written to one target (COPY a b /x without a trailing slash, or wildcard matches
+  // sharing a name): the later one won, and taking out a changed earlier one would take the later
+  // one's result with it. Copy those in full.
+  const targets = new Set<string>();
+  for (const w of written) {
+    if (w.type === 'dir') continue;
+    if (targets.has(w.target)) return undefined;
+    targets.add(w.target);
+  }
   // Hard links between sources are recreated within one copy only: copy those in full.
   const byPath = new Map(entries.map((e) => [e.path, e]));
   if (Object.keys(cur.files).some((p) => byPath.get(p)?.hardlinkTo !== undefined)) return undefined;

@@ -89,6 +89,25 @@ describe('incremental COPY', () => {
     expect(fs.statSync(path.join(outInc, 'app/mode.sh')).mode & 0o777).toBe(0o755);
   });
 
+  it('sources written to one target (no trailing slash, or matches sharing a name) are copied in full', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nCOPY a.txt b.txt /y\nCOPY x*/in.txt c.txt /w/\n', 'a.txt': 'a\n', 'b.txt': 'b\n', 'c.txt': 'c\n', 'x1/in.txt': '1\n', 'x2/in.txt': '2\n' }));
+    const root = tracked(kilnRoot());
+    const srv = server(root);
+    const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-same-target-')));
+    try {
+      await build(srv, ctx);
+      // Only the earlier source of each shared target changes: the later one must still win.
+      fs.writeFileSync(path.join(ctx, 'a.txt'), 'a2\n');
+      fs.writeFileSync(path.join(ctx, 'x1/in.txt'), '1b\n');
+      await build(srv, ctx, { outputs: [{ type: 'local', dest: out }] });
+      expect(fs.readFileSync(path.join(out, 'y'), 'utf8')).toBe('b\n');
+      expect(fs.readFileSync(path.join(out, 'w/in.txt'), 'utf8')).toBe('2\n');
+      expect(fs.readFileSync(path.join(out, 'w/c.txt'), 'utf8')).toBe('c\n');
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('never writes through to the previous result it reused', async () => {
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nCOPY . /app/\n', 'a.txt': 'one\n', 'b.txt': 'b\n' }));
     const root = tracked(kilnRoot());
