@@ -77,6 +77,15 @@ export interface RequestOptions {
   connectTimeoutMs?: number;
 }
 
+/** A request to the daemon over its kind of address: a unix socket, TLS TCP, or plain loopback TCP. */
+function openRequest(ep: Endpoint, base: http.RequestOptions): http.ClientRequest {
+  const a = ep.address;
+  if (a.kind === 'unix') return http.request({ ...base, socketPath: a.path });
+  if (!ep.tls) return http.request({ ...base, host: a.host, port: a.port });
+  // No SNI for an IP address (Node deprecates it).
+  return https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) });
+}
+
 /** Sends one request; resolves with the response head (status checked by the caller). */
 export function send(ep: Endpoint, method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -84,14 +93,7 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
     if (opts.contentType) headers['content-type'] = opts.contentType;
     if (opts.contentEncoding) headers['content-encoding'] = opts.contentEncoding;
     if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
-    const base = { method, path, headers, signal: opts.signal };
-    const a = ep.address;
-    const req =
-      a.kind === 'unix'
-        ? http.request({ ...base, socketPath: a.path })
-        : ep.tls
-          ? https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) })
-          : http.request({ ...base, host: a.host, port: a.port });
+    const req = openRequest(ep, { method, path, headers, signal: opts.signal });
     let connected = false;
     req.once('socket', (s) => {
       const mark = () => (connected = true);
@@ -127,14 +129,7 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
 export function upgrade(ep: Endpoint, path: string, protocol: string): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const headers = { 'x-kiln-client': CLIENT_ID, connection: 'Upgrade', upgrade: protocol };
-    const base = { method: 'GET', path, headers };
-    const a = ep.address;
-    const req =
-      a.kind === 'unix'
-        ? http.request({ ...base, socketPath: a.path })
-        : ep.tls
-          ? https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) })
-          : http.request({ ...base, host: a.host, port: a.port });
+    const req = openRequest(ep, { method: 'GET', path, headers });
     req.once('upgrade', (_res, socket, head) => {
       if (head.length > 0) socket.unshift(head);
       resolve(socket);
