@@ -29,6 +29,7 @@ import {
   type ProgressEvent,
 } from '../client/client.js';
 import { connect } from '../client/connect.js';
+import { formatCheck } from './check.js';
 import { contextFromStdin, type StdinContext } from '../client/stdin-context.js';
 import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
@@ -84,6 +85,8 @@ Options:
   -q, --quiet                Print nothing but the image ID (on stdout)
       --progress MODE        auto, tty, plain, rawjson or quiet (default: auto, or $BUILDKIT_PROGRESS)
       --dry-run              Print the step graph as JSON and exit; run nothing
+      --check                Check the Dockerfile against the lint rules and exit; build nothing
+                             (non-zero exit when a rule set to error fails; JSON with --progress rawjson)
       --root DIR             kiln's state directory (default: $KILN_ROOT, /var/lib/kiln for root)
       --addr ADDR            Build on this kiln daemon: unix:///path.sock or tcp://HOST:PORT
                              (default: $KILN_HOST; else the daemon on unix:///run/kiln/kiln.sock
@@ -96,6 +99,8 @@ Options:
 /** What a `kiln build` command line asks for, before anything is read from disk. */
 export interface BuildInvocation {
   help: boolean;
+  /** --check: lint only (the request is a dry run), findings on stdout. */
+  check?: boolean;
   /** The context argument as given. */
   context: string;
   /** -f as given ("-" is stdin); undefined means CONTEXT/Dockerfile. */
@@ -116,7 +121,7 @@ export interface BuildInvocation {
   ssh?: SshSpec[];
 }
 
-const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'quiet', 'help'] as const;
+const BOOLEAN_FLAGS = ['no-cache', 'pull', 'push', 'load', 'dry-run', 'check', 'quiet', 'help'] as const;
 
 /** One --cache-from value (the parser is the server's: daemon.json's `cache-from` takes the same). */
 export function parseCacheFrom(value: string): CacheFrom {
@@ -226,6 +231,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'cache-to': { type: 'string', multiple: true },
         pull: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
+        check: { type: 'boolean' },
         output: { type: 'string', short: 'o', multiple: true },
         load: { type: 'boolean' },
         push: { type: 'boolean' },
@@ -275,7 +281,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
 
   const request: BuildInvocation['request'] = {
     buildArgs: keyValues('--build-arg', v['build-arg'] ?? [], env, true),
-    dryRun: v['dry-run'] ?? false,
+    dryRun: (v['dry-run'] ?? false) || (v.check ?? false),
     outputs,
     labels: keyValues('--label', v.label ?? [], env, false) as Record<string, string>,
     network: parseNetwork(v.network),
@@ -304,6 +310,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };
+  if (v.check) inv.check = true;
   // These report the image ID, which exists only once the image is assembled.
   if (quiet || v.iidfile !== undefined || v['metadata-file'] !== undefined) request.imageId = true;
   const file = empty('-f, --file', v.file);
@@ -488,6 +495,11 @@ async function buildWith(inv: BuildInvocation, request: BuildRequest, io: BuildI
   try {
     const result = await client.build(request, (e) => display.event(e), abort.signal);
     display.finish();
+    if (inv.check) {
+      // As buildx: the report on stdout; a rule set to error (# check=error=true) fails the command.
+      io.stdout.write(inv.progress === 'rawjson' ? JSON.stringify({ warnings: result.warnings }) + '\n' : formatCheck(result.warnings, request.dockerfile.text));
+      return result.warnings.some((w) => w.level === 'error') ? 1 : 0;
+    }
     if (inv.progress !== 'quiet') {
       for (const w of result.warnings) io.stderr.write(formatFinding(w) + '\n');
       if (result.graph.unusedBuildArgs.length > 0) {

@@ -96,4 +96,21 @@ describe('kiln binary', () => {
     expect(asNobody.stderr).toContain('ERROR: kiln needs root to build here');
     expect(asNobody.stderr).toContain('kiln build --addr');
   });
+
+  it('--check prints the lint findings as buildx does and builds nothing; a rule set to error fails it', () => {
+    const dir = tempDir();
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox AS Builder\nRUN echo hi\nCMD echo a\n');
+    const r = kiln(['build', '--check', dir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Check complete, 2 warnings have been found!');
+    expect(r.stdout).toContain('WARN: StageNameCasing - https://docs.docker.com/go/dockerfile/rule/stage-name-casing/\nStage name \'Builder\' should be lowercase\nDockerfile:1\n');
+    expect(r.stdout).toContain('   3 | >>> CMD echo a');
+    expect(r.stdout).toContain('WARN: JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/');
+    writeFileSync(path.join(dir, 'Dockerfile'), '# check=error=true\nFROM busybox AS Builder\n');
+    const strict = kiln(['build', '--check', '--progress', 'rawjson', dir]);
+    expect(strict.code).toBe(1);
+    expect(JSON.parse(strict.stdout)).toEqual({ warnings: [expect.objectContaining({ rule: 'StageNameCasing', level: 'error', location: expect.objectContaining({ line: 2 }) })] });
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\nCMD ["true"]\n');
+    expect(kiln(['build', '--check', dir]).stdout).toBe('Check complete, no warnings found.\n');
+  });
 });
