@@ -4,7 +4,7 @@
 // too), so Total is what the root takes on disk.
 
 import * as path from 'node:path';
-import { humanSize as humanSizeWithPrecision } from './units.js';
+import { humanSize as humanSizeWithPrecision } from '../client/units.js';
 import { parseArgs } from 'node:util';
 import { type CacheRecord, type DiskUsage } from '../client/client.js';
 import { connect } from '../client/connect.js';

@@ -7,7 +7,7 @@ import { type ImageRecord } from '../client/client.js';
 import { connect } from '../client/connect.js';
 import { familiarName, parseReference } from '../client/client.js';
 import type { OutStream } from './progress/types.js';
-import { humanSize as humanSizeWithPrecision } from './units.js';
+import { humanSize as humanSizeWithPrecision } from '../client/units.js';
 import { UsageError } from './usage.js';
 
 export const IMAGES_HELP = `Usage: kiln images [OPTIONS] [REPOSITORY[:TAG]]

@@ -26,6 +26,7 @@ import {
 import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
 import { stickyIndex } from './sticky.js';
+import { humanSize } from './units.js';
 import { call, DaemonError, daemonError, jsonLines, readAll, send, upgrade, type Endpoint } from './transport.js';
 
 type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
@@ -172,7 +173,7 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
         if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
         return sent;
       })();
-      onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanBytes(got.bytes)}\n` });
+      onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanSize(got.bytes)}\n` });
     } catch (err) {
       await dropSession(ep, session);
       throw err;
@@ -245,17 +246,4 @@ async function writeAtomic(dest: string, data: NodeJS.ReadableStream): Promise<v
     await fsp.rm(tmp, { force: true });
     throw err;
   }
-}
-
-/** BuildKit's progress sizes: "48.2kB", "1.05MB". */
-function humanBytes(n: number): string {
-  if (n < 1000) return `${n}B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1000;
-    i++;
-  } while (v >= 1000 && i < units.length - 1);
-  return `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)}${units[i]}`;
 }

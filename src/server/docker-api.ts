@@ -107,14 +107,14 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
   );
   app.get('/version', async () => ({
     Platform: { Name: 'kiln' },
-    Components: [{ Name: 'kiln', Version: opts.version, Details: { ApiVersion: DOCKER_API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: goArch() } }],
+    Components: [{ Name: 'kiln', Version: opts.version, Details: { ApiVersion: DOCKER_API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: hostPlatform().architecture } }],
     Version: opts.version,
     ApiVersion: DOCKER_API_VERSION,
     MinAPIVersion: MIN_API_VERSION,
     GitCommit: '',
     GoVersion: `node${process.versions.node}`,
     Os: 'linux',
-    Arch: goArch(),
+    Arch: hostPlatform().architecture,
     KernelVersion: '',
     BuildTime: '',
   }));
@@ -637,9 +637,5 @@ function decodeName(s: string): string {
 function compareVersions(a: readonly [number, number], b: string): number {
   const [major, minor] = b.split('.').map(Number) as [number, number];
   return a[0] !== major ? a[0] - major : a[1] - minor;
-}
-
-function goArch(): string {
-  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch] ?? process.arch;
 }
 

@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { lookupGroup } from '../fsutil/rootfs-users.js';
 
 export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -105,19 +106,17 @@ export async function prepareSocketPath(socket: string): Promise<void> {
   await fsp.rm(socket, { force: true });
 }
 
-/** Mode 0660, owned by root and `group` (name or number), as dockerd's socket. */
+/** Mode 0660, owned by root and `group` (name or number, from this host's /etc/group), as dockerd's socket. */
 export async function secureSocket(socket: string, group: string | undefined): Promise<void> {
-  const gid = group === undefined ? 0 : groupId(group);
+  let gid = 0;
+  if (group !== undefined) {
+    try {
+      // The host's own group database, read as a rootfs's is for COPY --chown: "/" is the root.
+      gid = (await lookupGroup('/', group)).gid;
+    } catch {
+      throw new Error(`--group ${group}: no such group in /etc/group`);
+    }
+  }
   await fsp.chown(socket, 0, gid);
   await fsp.chmod(socket, 0o660);
-}
-
-function groupId(group: string): number {
-  if (/^\d+$/.test(group)) return Number(group);
-  const line = fs
-    .readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[0] === group);
-  if (!line) throw new Error(`--group ${group}: no such group in /etc/group`);
-  return Number(line.split(':')[2]);
 }

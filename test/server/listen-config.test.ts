@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/server/config.js';
-import { checkAddress, formatAddress, isLoopback, parseAddress } from '../../src/server/listen.js';
+import { checkAddress, formatAddress, isLoopback, parseAddress, secureSocket } from '../../src/server/listen.js';
 
 describe('daemon addresses', () => {
   it('parses unix and tcp addresses, IPv6 in brackets', () => {
@@ -26,6 +26,21 @@ describe('daemon addresses', () => {
     expect(() => checkAddress(parseAddress('tcp://0.0.0.0:1'), { ...base, insecureTcp: false, tls })).not.toThrow();
     expect(() => checkAddress(parseAddress('unix:///x.sock'), { ...base, insecureTcp: false })).not.toThrow();
     expect([isLoopback('127.0.0.2'), isLoopback('::1'), isLoopback('localhost'), isLoopback('10.0.0.1'), isLoopback('128.0.0.1')]).toEqual([true, true, true, false, false]);
+  });
+});
+
+describe("the unix socket's owner", () => {
+  it('is root and --group (a name from /etc/group or a number), mode 0660; an unknown group is refused', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-sock-')), 'kiln.sock');
+    fs.writeFileSync(file, '');
+    await secureSocket(file, 'daemon');
+    expect(fs.statSync(file)).toMatchObject({ uid: 0, gid: 1 });
+    expect(fs.statSync(file).mode & 0o777).toBe(0o660);
+    await secureSocket(file, '4242');
+    expect(fs.statSync(file).gid).toBe(4242);
+    await secureSocket(file, undefined);
+    expect(fs.statSync(file).gid).toBe(0);
+    await expect(secureSocket(file, 'no-such-group-kiln')).rejects.toThrow('--group no-such-group-kiln: no such group in /etc/group');
   });
 });
 

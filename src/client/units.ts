@@ -1,5 +1,7 @@
 // Sizes as Docker's tools print them (go-units HumanSizeWithPrecision): decimal units, `precision`
 // significant digits in Go's %g form. `docker images` uses 3 digits, `buildx du` and `builder prune` 4.
+// In the client room so both the CLI's tables and the client's own progress lines (what a context
+// upload moved) use it.
 
 const SIZE_UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
 
