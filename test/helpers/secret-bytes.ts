@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { killStarted } from './daemon.js';
 
 function contains(buf: Buffer, needle: Buffer): boolean {
   if (buf.includes(needle)) return true;
@@ -49,6 +50,19 @@ export function filesContaining(dir: string, needle: string): string[] {
 }
 
 /** A real ssh-agent on a socket in `dir`, with a fresh key loaded. */
+/** The afterAll of a secrets test file: kiln processes, then the ssh-agents it started, then its directories. */
+export async function cleanUp(dirs: string[], agents: number[]): Promise<void> {
+  await killStarted();
+  for (const pid of agents) {
+    try {
+      process.kill(pid);
+    } catch {
+      /* gone */
+    }
+  }
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+}
+
 export function startAgent(dir: string, agents: number[]): { socket: string; comment: string } {
   const socket = path.join(dir, 'agent.sock');
   const out = execFileSync('ssh-agent', ['-a', socket]).toString();

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kilnClient, killStarted, request, startDaemon, tempDir } from '../helpers/daemon.js';
+import { kilnClient, request, startDaemon, tempDir } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
-import { filesContaining, SECRET_DOCKERFILE, sshContext, startAgent } from '../helpers/secret-bytes.js';
+import { cleanUp, filesContaining, SECRET_DOCKERFILE, sshContext, startAgent } from '../helpers/secret-bytes.js';
 
 const FILE_SECRET = 'kiln-DAEMON-file-secret-3e9a';
 const ENV_SECRET = 'kiln-DAEMON-env-secret-81c4';
@@ -14,17 +14,7 @@ const sha = (s: string) => execFileSync('sha256sum', { input: s }).toString().sp
 
 const dirs: string[] = [];
 const agents: number[] = [];
-afterAll(async () => {
-  await killStarted();
-  for (const pid of agents) {
-    try {
-      process.kill(pid);
-    } catch {
-      /* gone */
-    }
-  }
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
+afterAll(() => cleanUp(dirs, agents));
 
 describe('secrets and ssh through the daemon', () => {
   it('secrets reach the step; no byte of them on the daemon host after the build, in its log or build list', async () => {

@@ -4,9 +4,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kilnClient, killStarted, tempDir } from '../helpers/daemon.js';
+import { kilnClient, tempDir } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
-import { filesContaining, SECRET_DOCKERFILE, sshContext, startAgent } from '../helpers/secret-bytes.js';
+import { cleanUp, filesContaining, SECRET_DOCKERFILE, sshContext, startAgent } from '../helpers/secret-bytes.js';
 
 const FILE_SECRET = 'kiln-FILE-secret-7c1d9e0a';
 const ENV_SECRET = 'kiln-ENV-secret-52b8f3aa';
@@ -14,17 +14,7 @@ const sha = (s: string) => execFileSync('sha256sum', { input: s }).toString().sp
 
 const dirs: string[] = [];
 const agents: number[] = [];
-afterAll(async () => {
-  await killStarted();
-  for (const pid of agents) {
-    try {
-      process.kill(pid);
-    } catch {
-      /* gone */
-    }
-  }
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
+afterAll(() => cleanUp(dirs, agents));
 
 function scratch(): string {
   const d = tempDir('kiln-secrets-');
