@@ -71,7 +71,10 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
   const apps: FastifyInstance[] = [];
   const doors = [...addresses.map((a) => ({ a, make: createApi })), ...dockerAddresses.map((a) => ({ a, make: createDockerApi }))];
   try {
-    for (const { a, make } of doors) {
+    // The Docker doors open before kiln's own: clients (and tests) take kiln's socket answering
+    // /_ping as "the daemon is up", so by then every door must be open.
+    for (let i = doors.length - 1; i >= 0; i--) {
+      const { a, make } = doors[i]!;
       const app = make({ daemon, log, serverFactory: serverFactory(a, settings), version: opts.version });
       if (a.kind === 'unix') {
         await prepareSocketPath(a.path);
@@ -80,10 +83,10 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
       } else {
         await app.listen({ host: a.host, port: a.port });
       }
-      apps.push(app);
+      apps[i] = app;
     }
   } catch (err) {
-    await Promise.all(apps.map((a) => a.close()));
+    await Promise.all(apps.filter(Boolean).map((a) => a.close()));
     await daemon.shutdown(0);
     throw err;
   }
