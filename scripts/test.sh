@@ -26,4 +26,8 @@ bash "$here/testenv.sh" up --holder $$ || { echo "testenv: set-up failed" >&2; e
 env_lines="$(bash "$here/testenv.sh" env)" || exit 1
 eval "$env_lines"
 
+# The tests are type-checked too (the build checks only src/): a test calling an API that changed
+# fails here, by name, rather than at run time or never.
+npx tsc -p test/tsconfig.json || { echo "test: the tests do not type-check" >&2; exit 1; }
+
 npx vitest run "$@"

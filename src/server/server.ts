@@ -41,9 +41,12 @@ export type { DiskUsage, PruneOptions, PruneReport };
 export type { CacheRecord, RecordType, UsageTotals } from '../solver/gc.js';
 export { parseDuration, parsePruneFilters, parseSize, summarize } from '../solver/gc.js';
 
+/** What a BuildServer reads of the configuration: the daemon's own limits and defaults are not its business. */
+export type BuilderConfig = Omit<KilnConfig, 'daemon' | 'cache'>;
+
 export interface ServerOptions {
   root?: string;
-  config?: KilnConfig;
+  config?: BuilderConfig;
 }
 
 export class BuildServer {
@@ -54,7 +57,7 @@ export class BuildServer {
     this.root = opts.root ?? defaultRoot();
   }
 
-  private config?: KilnConfig;
+  private config?: BuilderConfig;
 
   /**
    * Opens the root now rather than on first use, failing at once (RootBusyError) when another
@@ -64,7 +67,7 @@ export class BuildServer {
     await this.open(undefined, true);
   }
 
-  private loadedConfig(): KilnConfig {
+  private loadedConfig(): BuilderConfig {
     return (this.config ??= this.opts.config ?? loadConfig());
   }
 

@@ -9,7 +9,7 @@ const NOW = new Date('2024-06-01T12:00:00Z');
 function record(name: string, config: string, createdAgoMs: number, size: number): ImageRecord {
   return {
     name,
-    manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${hex('e')}`, size: 400 },
+    manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${hex('e')}` as ImageRecord['config'], size: 400 },
     config: `sha256:${config}` as ImageRecord['config'],
     size,
     created: new Date(NOW.getTime() - createdAgoMs).toISOString(),

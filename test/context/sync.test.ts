@@ -28,7 +28,7 @@ async function readTar(buf: Buffer): Promise<Map<string, { header: tar.Header; c
   const done = new Promise<void>((resolve, reject) => ex.on('finish', resolve).on('error', reject));
   ex.on('entry', (header, body, next) => {
     const chunks: Buffer[] = [];
-    body.on('data', (c: Buffer) => chunks.push(c));
+    body.on('data', (c: unknown) => void chunks.push(c as Buffer));
     body.on('end', () => {
       out.set(header.name, { header, content: Buffer.concat(chunks).toString() });
       next();
@@ -42,7 +42,7 @@ async function readTar(buf: Buffer): Promise<Map<string, { header: tar.Header; c
 async function tarOf(entries: Awaited<ReturnType<typeof syncEntries>>, wanted: string[]) {
   const pt = new PassThrough();
   const chunks: Buffer[] = [];
-  pt.on('data', (c: Buffer) => chunks.push(c));
+  pt.on('data', (c: unknown) => void chunks.push(c as Buffer));
   const r = await writeWantedTar(ctx, entries, wanted, pt);
   return { r, buf: Buffer.concat(chunks) };
 }

@@ -309,10 +309,10 @@ describe('image config of a stage', () => {
     expect(target(build('FROM scratch\n')).config.shellSet).toBeUndefined();
     const explicit = target(build('FROM scratch\nSHELL ["/bin/sh", "-c"]\n')).config;
     expect(explicit).toMatchObject({ shell: ['/bin/sh', '-c'], shellSet: true });
-    expect(toImageConfig(explicit, [], [], '').config.Shell).toEqual(['/bin/sh', '-c']);
-    expect(toImageConfig(target(build('FROM scratch\n')).config, [], [], '').config.Shell).toBeUndefined();
+    expect(toImageConfig(explicit, [], [], '').config!.Shell).toEqual(['/bin/sh', '-c']);
+    expect(toImageConfig(target(build('FROM scratch\n')).config, [], [], '').config!.Shell).toBeUndefined();
     const inherited = target(build('FROM img\n', { baseImages: { img: { env: [], shell: ['/bin/sh', '-c'] } } })).config;
-    expect(toImageConfig(inherited, [], [], '').config.Shell).toEqual(['/bin/sh', '-c']);
+    expect(toImageConfig(inherited, [], [], '').config!.Shell).toEqual(['/bin/sh', '-c']);
     const fromStage = target(build('FROM scratch AS s\nSHELL ["/bin/bash", "-c"]\nFROM s\nCMD run\n')).config;
     expect(fromStage).toMatchObject({ shell: ['/bin/bash', '-c'], shellSet: true, cmd: ['/bin/bash', '-c', 'run'] });
   });

@@ -34,7 +34,9 @@ function context(): string {
   );
 }
 
-async function roundTrip(to: Parameters<typeof build>[2]['cacheTo'], from: Parameters<typeof build>[2]['cacheFrom'], outputs: Parameters<typeof build>[2]['outputs'] = []) {
+type BuildOpts = NonNullable<Parameters<typeof build>[2]>;
+
+async function roundTrip(to: BuildOpts['cacheTo'], from: BuildOpts['cacheFrom'], outputs: BuildOpts['outputs'] = []) {
   const ctx = context();
   const outA = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-cache-a-')));
   const outB = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-cache-b-')));

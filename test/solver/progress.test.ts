@@ -60,7 +60,7 @@ describe('step log limit', () => {
     } finally {
       await srv.close();
     }
-    const run = events.find((e) => e.type === 'vertex' && e.name.includes('RUN yes'))!;
+    const run = events.find((e): e is Extract<ProgressEvent, { type: 'vertex' }> => e.type === 'vertex' && e.name.includes('RUN yes'))!;
     const log = logsOf(events, run.id);
     expect(log).toMatch(/\n\[output clipped, log limit 4KiB reached\]\n$/);
     expect(Buffer.byteLength(log)).toBeLessThan(4096 + 100);
@@ -86,7 +86,7 @@ describe('step log limit', () => {
     } finally {
       await srv.close();
     }
-    const run = events.find((e) => e.type === 'vertex' && e.name.includes('RUN yes'))!;
+    const run = events.find((e): e is Extract<ProgressEvent, { type: 'vertex' }> => e.type === 'vertex' && e.name.includes('RUN yes'))!;
     const log = logsOf(events, run.id);
     expect(Buffer.byteLength(log)).toBeLessThan(2 * 1024 * 1024 + 100);
     expect(log.match(/\[output clipped, log limit 2MiB reached\]/g)).toHaveLength(1);
