@@ -139,6 +139,14 @@ export class ContentStore {
   async ingest(expected: ExpectedContent | Descriptor | undefined, source: ContentSource, mediaType?: string): Promise<Descriptor> {
     await this.init();
     const mt = mediaType ?? expected?.mediaType ?? DEFAULT_MEDIA_TYPE;
+    if (!expected && typeof source !== 'object') source = Buffer.from(source, 'utf8');
+    if (!expected && source instanceof Uint8Array) {
+      // Content in memory (a config, a manifest) is hashed first: a rebuild writes the same JSON
+      // again, and finding the blob present spares a temporary file, two fsyncs and a rename.
+      const h = new Sha256Hasher();
+      h.update(source);
+      expected = { digest: h.digest(), size: source.length };
+    }
     if (expected) {
       parseDigest(expected.digest, 'ingest');
       if (expected.size !== undefined && (!Number.isSafeInteger(expected.size) || expected.size < 0)) {
