@@ -12,7 +12,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Piscina } from 'piscina';
+// piscina is loaded when the first task needs a pool: a cached build never does, and its import
+// (with its dependencies) is a noticeable part of a warm build's start-up.
+import type { Piscina } from 'piscina';
 import { workerSource } from './worker-source.js';
 
 const IDLE_MS = 10_000;
@@ -126,8 +128,13 @@ function workerModule(): string {
 
 let modulePath: string | undefined;
 
-function getPool(): Piscina {
+let piscinaClass: Promise<typeof Piscina> | undefined;
+
+async function getPool(): Promise<Piscina> {
   if (pool) return pool;
+  piscinaClass ??= import('piscina').then((m) => m.Piscina);
+  const PiscinaClass = await piscinaClass;
+  if (pool) return pool; // another task made it while this one waited for the import
   let filename: string;
   try {
     filename = modulePath = workerModule();
@@ -136,13 +143,13 @@ function getPool(): Piscina {
     throw new Error(`cannot write the worker pool's module under ${os.tmpdir()} (set TMPDIR to a writable directory): ${(err as Error).message}`, { cause: err });
   }
   const threads = Math.max(1, os.availableParallelism());
-  pool = new Piscina({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
+  pool = new PiscinaClass({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
   return pool;
 }
 
 async function run<K extends keyof Tasks>(name: K, input: Tasks[K]['in']): Promise<Tasks[K]['out']> {
-  const p = getPool();
   counters.tasks[name]++;
+  const p = await getPool();
   return (await p.run(input, { name })) as Tasks[K]['out'];
 }
 
