@@ -30,5 +30,5 @@ ENV KILN_ROOT=/var/lib/kiln
 # Content store, snapshots and cache: a volume on a real file system (overlayfs cannot stack its
 # upper directories on the container's own overlay; kiln would fall back to copying).
 VOLUME /var/lib/kiln
-ENTRYPOINT ["node", "/opt/kiln/dist/cli/main.js"]
+ENTRYPOINT ["node", "/opt/kiln/dist/bin/kiln.js"]
 CMD ["daemon"]

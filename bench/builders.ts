@@ -60,7 +60,7 @@ function firstLine(r: RunResult): string {
 // ---- kiln ------------------------------------------------------------------------------------
 
 export interface KilnOptions {
-  /** The compiled CLI, dist/cli/main.js. */
+  /** The compiled CLI, dist/bin/kiln.js. */
   cli: string;
   /** A directory of the benchmark's own (roots, configs). */
   work: string;

@@ -68,9 +68,9 @@ function machine(): Machine {
  */
 async function snapshotKiln(repo: string, dest: string): Promise<string> {
   const dist = path.join(repo, 'dist');
-  const cli = path.join(dest, 'dist', 'cli', 'main.js');
+  const cli = path.join(dest, 'dist', 'bin', 'kiln.js');
   // Not compiled (npm run build failed): the probe then reports kiln as missing.
-  if (!existsSync(path.join(dist, 'cli', 'main.js'))) return cli;
+  if (!existsSync(path.join(dist, 'bin', 'kiln.js'))) return cli;
   const skip = path.join(dist, 'bench');
   await fsp.cp(dist, path.join(dest, 'dist'), { recursive: true, filter: (src) => src !== skip && !src.endsWith('.map') });
   await fsp.copyFile(path.join(repo, 'package.json'), path.join(dest, 'package.json'));

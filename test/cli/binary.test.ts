@@ -1,4 +1,4 @@
-// The compiled command line (dist/cli/main.js, from `npm run build`) as a user runs it: startup
+// The compiled command line (dist/bin/kiln.js, from `npm run build`) as a user runs it: startup
 // time, help, usage errors and exit codes, and a dry run. Needs no registry.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

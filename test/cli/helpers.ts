@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const KILN = path.join(REPO, 'dist', 'cli', 'main.js');
+export const KILN = path.join(REPO, 'dist', 'bin', 'kiln.js');
 
 export function kiln(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
   if (!existsSync(KILN)) throw new Error(`${KILN} is missing: run \`npm run build\` first`);

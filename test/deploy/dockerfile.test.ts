@@ -76,7 +76,7 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
     let volume: string | undefined;
     try {
       const inspect = await docker(['image', 'inspect', '-f', '{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{json .Config.Volumes}}', image]);
-      expect(inspect.stdout.trim()).toBe('["node","/opt/kiln/dist/cli/main.js"] ["daemon"] {"/var/lib/kiln":{}}');
+      expect(inspect.stdout.trim()).toBe('["node","/opt/kiln/dist/bin/kiln.js"] ["daemon"] {"/var/lib/kiln":{}}');
       // Production dependencies only: vitest is a dev dependency, fastify is not.
       const ls = await docker(['run', '--rm', '--entrypoint', 'ls', image, '/opt/kiln/node_modules']);
       expect(ls.code, ls.stderr).toBe(0);

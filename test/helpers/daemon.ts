@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { testEnv } from './env.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const KILN = path.join(REPO, 'dist', 'cli', 'main.js');
+export const KILN = path.join(REPO, 'dist', 'bin', 'kiln.js');
 
 export interface DaemonProc {
   proc: ChildProcess;
@@ -132,7 +132,7 @@ export interface ClientRun {
   stderr: string;
 }
 
-/** Runs the kiln client (`node dist/cli/main.js ARGS`) to completion. */
+/** Runs the kiln client (`node dist/bin/kiln.js ARGS`) to completion. */
 export function kilnClient(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {}): Promise<ClientRun> {
   const child = spawnClient(args, opts);
   return child.done;

@@ -1,4 +1,4 @@
-// The side under test: run kiln's CLI (dist/cli/main.js, built by `npm run build`) as a user would.
+// The side under test: run kiln's CLI (dist/bin/kiln.js, built by `npm run build`) as a user would.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { testEnv, type RunResult } from '../../helpers/env.js';
 import { REPO_ROOT } from './cases.js';
 
-export const KILN_CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+export const KILN_CLI = join(REPO_ROOT, 'dist', 'bin', 'kiln.js');
 
 /**
  * A kiln config in Docker's daemon.json style that sends Docker Hub names to the test registry, as
