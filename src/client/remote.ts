@@ -3,7 +3,7 @@
 // progress, and writes the outputs that have a destination here, on the client's side, as buildx does.
 
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -148,7 +148,8 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
   const name = '[internal] load build context';
   onProgress({ type: 'vertex', id: 1, name, status: 'started' });
   try {
-    const all = await walkContext(dir, req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {});
+    const fileStats = new Map<string, BigIntStats>();
+    const all = await walkContext(dir, { fileStats, ...(req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {}) });
     let graph;
     try {
       graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
@@ -156,7 +157,7 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
       throw new BuildFailure(buildErrorInfo(err));
     }
     // Only what the build's stages can read travels.
-    const entries = await syncEntries(dir, contextUsage(graph, all));
+    const entries = await syncEntries(dir, contextUsage(graph, all), fileStats);
     const id = await contextIdentity(dir);
     const plan = await withUploadSlot(
       () => call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),

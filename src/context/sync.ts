@@ -47,10 +47,10 @@ function nsToMs(ns: bigint): number {
   return Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6;
 }
 
-/** bigint lstat of every file entry, at most 64 at a time. */
-async function statFiles(contextDir: string, entries: ContextEntry[]): Promise<Map<string, BigIntStats>> {
-  const files = entries.filter((e) => e.type === 'file');
-  const out = new Map<string, BigIntStats>();
+/** bigint lstat of every file entry not in `known`, at most 64 at a time. */
+async function statFiles(contextDir: string, entries: ContextEntry[], known?: ReadonlyMap<string, BigIntStats>): Promise<Map<string, BigIntStats>> {
+  const files = entries.filter((e) => e.type === 'file' && !known?.has(e.path));
+  const out = new Map<string, BigIntStats>(known);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
@@ -68,15 +68,16 @@ async function statFiles(contextDir: string, entries: ContextEntry[]): Promise<M
 
 /**
  * From walked ContextEntry[] (already filtered, maybe narrowed further by the caller) to the list
- * sent first. Files are lstat'ed again with bigint precision for their stamp (size and mtime come
- * from that same lstat, so the three agree). Hard links are recomputed here from the inodes rather
+ * sent first. Files are lstat'ed with bigint precision for their stamp (size and mtime come from
+ * that same lstat, so the three agree), unless `walked` has that stat from the walk. Hard links are recomputed here from the inodes rather
  * than taken from the walk, so a link whose first name the caller narrowed away is sent as content.
  */
-export async function syncEntries(contextDir: string, entries: ContextEntry[]): Promise<SyncEntry[]> {
+export async function syncEntries(contextDir: string, entries: ContextEntry[], walked?: ReadonlyMap<string, BigIntStats>): Promise<SyncEntry[]> {
   const out: SyncEntry[] = [];
   const firstOfInode = new Map<string, string>();
-  // The stats run side by side (libuv's thread pool), then the list is built in walk order.
-  const stats = await statFiles(contextDir, entries);
+  // The stats run side by side (libuv's thread pool), then the list is built in walk order. Files
+  // the walk already stat'ed with bigint precision (walkContext's fileStats) are not stat'ed again.
+  const stats = await statFiles(contextDir, entries, walked);
   for (const e of entries) {
     if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink') {
       throw new ContextError(`build context: ${e.path} is a ${e.type}: special files cannot be sent`, e.path);

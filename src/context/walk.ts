@@ -51,9 +51,16 @@ export interface WalkOptions {
   excludes?: readonly string[];
   /** Host path of the Dockerfile, to find a `<Dockerfile>.dockerignore` next to it. */
   dockerfile?: string;
+  /**
+   * When given, entries are lstat'ed with bigint (nanosecond) precision and each listed file's stat
+   * is stored here by path: an upload's change stamps come from it, with no second stat per file.
+   */
+  fileStats?: Map<string, fs.BigIntStats>;
 }
 
-function entryType(st: fs.Stats): EntryType {
+type AnyStats = fs.Stats | fs.BigIntStats;
+
+function entryType(st: AnyStats): EntryType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -89,16 +96,21 @@ export async function readIgnorePatterns(contextDir: string, dockerfile?: string
   return [];
 }
 
-export function entryFromStat(rel: string, st: fs.Stats, linkTarget?: string): ContextEntry {
+/** mtimeMs as a number, the same value whether the stat was taken with bigint precision or not. */
+function mtimeMsOf(st: AnyStats): number {
+  return typeof st.mtimeMs === 'bigint' ? Number(st.mtimeMs) + Number((st as fs.BigIntStats).mtimeNs % 1_000_000n) / 1e6 : st.mtimeMs;
+}
+
+export function entryFromStat(rel: string, st: AnyStats, linkTarget?: string): ContextEntry {
   const type = entryType(st);
   const e: ContextEntry = {
     path: rel,
     type,
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
-    size: type === 'file' ? st.size : type === 'symlink' ? Buffer.byteLength(linkTarget ?? '') : 0,
-    mtimeMs: st.mtimeMs,
+    mode: Number(st.mode) & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: type === 'file' ? Number(st.size) : type === 'symlink' ? Buffer.byteLength(linkTarget ?? '') : 0,
+    mtimeMs: mtimeMsOf(st),
   };
   if (linkTarget !== undefined) e.linkTarget = linkTarget;
   if (type === 'char' || type === 'block') {
@@ -114,7 +126,7 @@ const STAT_BATCH = 256;
 /** Walks `contextDir` and returns the entries the ignore rules let through, in walk order. */
 export async function walkContext(contextDir: string, opts: WalkOptions = {}): Promise<ContextEntry[]> {
   const root = path.resolve(contextDir);
-  let rootStat: fs.Stats;
+  let rootStat: AnyStats;
   try {
     rootStat = await fsp.stat(root);
   } catch (err) {
@@ -135,14 +147,16 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
   // Excluded directories we went into; listed only when something below them is listed.
   const pending: { entry: ContextEntry; emitted: boolean }[] = [];
 
-  const emit = (e: ContextEntry, st: fs.Stats) => {
+  const bigint = opts.fileStats !== undefined;
+  const emit = (e: ContextEntry, st: AnyStats) => {
     for (const p of pending) {
       if (!p.emitted) {
         out.push(p.entry);
         p.emitted = true;
       }
     }
-    if (e.type === 'file' && st.nlink > 1) {
+    if (e.type === 'file' && opts.fileStats) opts.fileStats.set(e.path, st as fs.BigIntStats);
+    if (e.type === 'file' && Number(st.nlink) > 1) {
       const key = `${st.dev}:${st.ino}`;
       const first = inodes.get(key);
       if (first !== undefined) e.hardlinkTo = first;
@@ -164,12 +178,12 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
     names.sort(compareNames);
     // A directory's entries are stat'ed side by side (libuv's thread pool), then visited in order:
     // one round trip per directory instead of one per entry.
-    const stats: (fs.Stats | undefined)[] = [];
+    const stats: (AnyStats | undefined)[] = [];
     for (let from = 0; from < names.length; from += STAT_BATCH) {
       stats.push(
         ...(await Promise.all(
           names.slice(from, from + STAT_BATCH).map((name) =>
-            fsp.lstat(path.join(hostDir, name)).catch((err: NodeJS.ErrnoException) => {
+            fsp.lstat(path.join(hostDir, name), { bigint }).catch((err: NodeJS.ErrnoException) => {
               if (err.code === 'ENOENT') return undefined; // removed while walking
               const rel = relDir === '' ? name : `${relDir}/${name}`;
               throw new ContextError(`cannot stat ${rel} in build context ${root}: ${err.message}`, rel, { cause: err });

@@ -66,6 +66,24 @@ describe('walkContext', () => {
     expect(entries.find((e) => e.path === 'real')).toMatchObject({ type: 'dir' });
   });
 
+  it('with fileStats: the same entries, and the bigint stat of each listed file kept for the upload', async () => {
+    write('f', 'hello');
+    fs.utimesSync(path.join(ctx, 'f'), 1_000_000.25, 1_000_000.25);
+    fs.linkSync(path.join(ctx, 'f'), path.join(ctx, 'g'));
+    write('skip.log');
+    write('dir/x');
+    fs.symlinkSync('f', path.join(ctx, 'link'));
+    const fileStats = new Map<string, fs.BigIntStats>();
+    const plain = await walkContext(ctx, { excludes: ['*.log'] });
+    const withStats = await walkContext(ctx, { excludes: ['*.log'], fileStats });
+    expect(withStats).toEqual(plain);
+    expect([...fileStats.keys()].sort()).toEqual(['dir/x', 'f', 'g']);
+    const f = fileStats.get('f')!;
+    expect(typeof f.ino).toBe('bigint');
+    expect(f.ino).toBe(fs.lstatSync(path.join(ctx, 'f'), { bigint: true }).ino);
+    expect(f.mtimeNs).toBe(1_000_000_250_000_000n);
+  });
+
   it('prefers <Dockerfile>.dockerignore next to the Dockerfile', async () => {
     write('.dockerignore', 'a\n');
     write('a');
