@@ -10,7 +10,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { readFileInside } from '../context/read-inside.js';
-import { extractContextTar } from '../context/tar-extract.js';
 import type { BuildRequest } from '../server/api.js';
 
 export interface StdinContext {
@@ -61,6 +60,8 @@ export async function contextFromStdin(input: NodeJS.ReadableStream, dockerfileN
       return { dir, dockerfile: { name: 'Dockerfile', text: Buffer.concat(chunks).toString('utf8') }, cleanup };
     }
     try {
+      // Loaded here: only `kiln build -` with a tar needs the extractor (and tar-stream under it).
+      const { extractContextTar } = await import('../context/tar-extract.js');
       await extractContextTar(whole, dir);
     } catch (err) {
       throw new Error(`unable to prepare context from stdin: ${(err as Error).message}`, { cause: err });

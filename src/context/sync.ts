@@ -17,7 +17,8 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+// tar-stream (type only here): loaded when there is something to send, not on every client start.
+import type tar from 'tar-stream';
 import { ContextError, type ContextEntry } from './walk.js';
 
 export interface SyncEntry {
@@ -111,8 +112,15 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
  * against the size it planned, and a silently different file would be a wrong build.
  */
 export async function writeWantedTar(contextDir: string, entries: SyncEntry[], wanted: string[], out: NodeJS.WritableStream): Promise<{ files: number; bytes: number }> {
+  if (wanted.length === 0) {
+    // Nothing changed (the warm case): the empty archive is its end marker, two zero blocks, and
+    // needs no tar library loaded.
+    await pipeline(Readable.from([Buffer.alloc(1024)]), out as NodeJS.WritableStream & NodeJS.EventEmitter);
+    return { files: 0, bytes: 0 };
+  }
   const byPath = new Map(entries.map((e) => [e.path, e]));
-  const pack = tar.pack();
+  const { default: tarStream } = await import('tar-stream');
+  const pack = tarStream.pack();
   // tar-stream's pack is a streamx stream; Readable.from makes it a plain Node one for pipeline.
   const sending = pipeline(Readable.from(pack, { objectMode: false }), out as NodeJS.WritableStream & NodeJS.EventEmitter);
   // When the receiver goes away, stop waiting for 'drain' on the entry being written.
