@@ -263,6 +263,68 @@ export async function hashFiles(files: readonly string[], sizes?: readonly numbe
  * read gives `{ error, message }` instead of throwing (the caller knows what a missing file means).
  */
 export async function scanFiles(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
+  // The warm case first: paths whose stamp the memo knows are lstat'ed here (libuv's threads do the
+  // syscalls); only what is new or changed goes on to the tasks below. Handing thousands of
+  // unchanged paths to a worker cost more in copying them across than the stats themselves.
+  const quick = await statKnown(items);
+  const rest: number[] = [];
+  quick.forEach((r, i) => {
+    if (r === undefined) rest.push(i);
+  });
+  if (rest.length === 0) return quick as ScanResult[];
+  const scanned = await scanAll(
+    rest.map((i) => items[i]!),
+    sizes && rest.map((i) => sizes[i]!),
+  );
+  rest.forEach((i, k) => (quick[i] = scanned[k]));
+  return quick as ScanResult[];
+}
+
+/** Stats in flight at once in statKnown. */
+const STAT_CONCURRENCY = 64;
+
+/**
+ * lstat (bigint) of each item with a known stamp: an unchanged file or directory, or a symlink,
+ * gives its result here; anything else (no stamp known, a changed stamp, an error, another type)
+ * is left undefined for the full scan. Must agree with the worker's scanFiles (worker-source.ts):
+ * the same stamp text, type names and fields.
+ */
+async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | undefined)[]> {
+  const out = new Array<ScanResult | undefined>(items.length);
+  let next = 0;
+  const one = async (it: ScanItem): Promise<ScanResult | undefined> => {
+    if (it.known === undefined) return undefined;
+    let st: fs.BigIntStats;
+    try {
+      st = await fs.promises.lstat(it.path, { bigint: true });
+    } catch {
+      return undefined; // the full scan reports the error as it always has
+    }
+    const type: ScannedType | undefined = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : undefined;
+    if (type === undefined) return undefined;
+    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    if (type !== 'symlink' && stamp !== it.known) return undefined;
+    const r: ScanResult = { type, mode: Number(st.mode & 0o7777n), stamp, dev: String(st.dev), ino: String(st.ino), nlink: Number(st.nlink), rdev: String(st.rdev), hashed: false };
+    if (type === 'symlink') {
+      try {
+        r.linkTarget = await fs.promises.readlink(it.path);
+      } catch {
+        return undefined;
+      }
+    }
+    return r;
+  };
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await one(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, items.length) }, worker));
+  return out;
+}
+
+async function scanAll(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
   if (isSmallScan(items, sizes)) {
     // A handful of stats and at most a little hashing (a cached COPY's key, say): not worth waking
     // a worker thread, which costs more than the work. The same task code runs here.

@@ -41,6 +41,33 @@ describe('small scans', () => {
     expect(out).toHaveLength(100);
     expect(workerModulePath()).toBeDefined();
   });
+
+  it('many unchanged paths with known stamps are answered here, as the worker would, without a pool', async () => {
+    const many = Array.from({ length: 300 }, (_, i) => {
+      const p = path.join(dir, `known-${i}`);
+      if (i % 3 === 0) fs.mkdirSync(p);
+      else fs.writeFileSync(p, String(i));
+      return { path: p };
+    });
+    const first = await scanFiles(many, many.map(() => 3));
+    const known = many.map((it, i) => ({ ...it, known: (first[i] as { stamp: string }).stamp }));
+    await closePool();
+    resetPoolCounters();
+    const again = await scanFiles(known, known.map(() => 3));
+    expect(workerModulePath()).toBeUndefined();
+    expect(poolCounters().tasks.scanFiles).toBe(0);
+    // The same fields as the worker's scan of an unchanged path gives (content not read).
+    const fromWorker = first.map((r) => {
+      const { digest: _d, xattrs: _x, ...rest } = r as Record<string, unknown>;
+      return { ...rest, hashed: false };
+    });
+    expect(again).toEqual(fromWorker);
+    // One changed file among them goes to a full scan, in its place.
+    fs.writeFileSync(many[1]!.path, 'changed');
+    const mixed = await scanFiles(known, known.map(() => 3));
+    expect(mixed[1]).toMatchObject({ hashed: true, digest: sha('changed') });
+    expect(mixed[2]).toEqual(fromWorker[2]);
+  });
 });
 
 describe('worker pool', () => {
