@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 // tar-stream (type only here): loaded when there is something to send, not on every client start.
 import type tar from 'tar-stream';
 import { ContextError, type ContextEntry } from './walk.js';
+import { mapLimit } from '../util/map-limit.js';
 
 export interface SyncEntry {
   /** Slash-separated, relative, as ContextEntry.path. */
@@ -52,18 +53,13 @@ function nsToMs(ns: bigint): number {
 async function statFiles(contextDir: string, entries: ContextEntry[], known?: ReadonlyMap<string, BigIntStats>): Promise<Map<string, BigIntStats>> {
   const files = entries.filter((e) => e.type === 'file' && !known?.has(e.path));
   const out = new Map<string, BigIntStats>(known);
-  let next = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const e = files[next++]!;
-      try {
-        out.set(e.path, await fsp.lstat(path.join(contextDir, e.path), { bigint: true }));
-      } catch (err) {
-        throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
-      }
+  await mapLimit(files, 64, async (e) => {
+    try {
+      out.set(e.path, await fsp.lstat(path.join(contextDir, e.path), { bigint: true }));
+    } catch (err) {
+      throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(64, files.length) }, worker));
+  });
   return out;
 }
 

@@ -15,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // piscina is loaded when the first task needs a pool: a cached build never does, and its import
 // (with its dependencies) is a noticeable part of a warm build's start-up.
 import type { Piscina } from 'piscina';
+import { mapLimit } from '../util/map-limit.js';
 import { workerSource } from './worker-source.js';
 
 const IDLE_MS = 10_000;
@@ -290,8 +291,6 @@ const STAT_CONCURRENCY = 64;
  * the same stamp text, type names and fields.
  */
 async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | undefined)[]> {
-  const out = new Array<ScanResult | undefined>(items.length);
-  let next = 0;
   const one = async (it: ScanItem): Promise<ScanResult | undefined> => {
     if (it.known === undefined) return undefined;
     let st: fs.BigIntStats;
@@ -314,14 +313,7 @@ async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | unde
     }
     return r;
   };
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await one(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, items.length) }, worker));
-  return out;
+  return mapLimit(items, STAT_CONCURRENCY, one);
 }
 
 async function scanAll(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {

@@ -39,6 +39,7 @@ import {
 import { Authenticator } from './auth.js';
 import { type Endpoint, type RegistryConfig, endpointsFor } from './config.js';
 import { RegistryError, describeErrorBody } from './errors.js';
+import { mapLimit } from '../../util/map-limit.js';
 
 /** Manifests and configs are small; refuse anything bigger than this instead of buffering it. */
 const MAX_DOCUMENT_BYTES = 8 * 1024 * 1024;
@@ -578,17 +579,4 @@ async function* rechunk(stream: AsyncIterable<Buffer>, size: number): AsyncItera
     }
   }
   if (have > 0) yield Buffer.concat(pending);
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
