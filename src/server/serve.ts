@@ -69,13 +69,17 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
 
   const daemon = await Daemon.start({ root: opts.root, config, log });
   const apps: FastifyInstance[] = [];
+  // Requests answered before the start line is written (a client polling /_ping gets in as soon as
+  // the last socket listens) are logged after it, so the log reads in the order things happened.
+  let held: LogLine[] | undefined = [];
+  const doorLog: DaemonLog = (line) => (held ? void held.push(line) : log(line));
   const doors = [...addresses.map((a) => ({ a, make: createApi })), ...dockerAddresses.map((a) => ({ a, make: createDockerApi }))];
   try {
     // The Docker doors open before kiln's own: clients (and tests) take kiln's socket answering
     // /_ping as "the daemon is up", so by then every door must be open.
     for (let i = doors.length - 1; i >= 0; i--) {
       const { a, make } = doors[i]!;
-      const app = make({ daemon, log, serverFactory: serverFactory(a, settings), version: opts.version });
+      const app = make({ daemon, log: doorLog, serverFactory: serverFactory(a, settings), version: opts.version });
       if (a.kind === 'unix') {
         await prepareSocketPath(a.path);
         await app.listen({ path: a.path });
@@ -98,6 +102,8 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
   const shown = allShown.slice(0, addresses.length);
   const dockerShown = allShown.slice(addresses.length);
   log({ msg: 'kiln daemon serving', root: opts.root, addresses: shown, ...(dockerShown.length ? { dockerApi: dockerShown } : {}), version: opts.version, pid: process.pid });
+  for (const line of held) log(line);
+  held = undefined;
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
