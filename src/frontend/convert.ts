@@ -10,6 +10,7 @@ import { isKnownInstruction, parseInstruction, type Parsed } from './instruction
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
 import { parseMount } from './mounts.js';
 import { redactCredentials } from './urls.js';
+import { resolveSourceDateEpoch, SOURCE_DATE_EPOCH } from './epoch.js';
 import { ParseError, parseDockerfile, chompHeredocContent, type Escape, type Node } from './parser.js';
 import { formatPlatform, parsePlatform } from './platform.js';
 import { isValidReference } from './reference.js';
@@ -250,6 +251,12 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     return env;
   };
   const globalArgs = buildMetaArgs(true);
+  const sdeArg = [...metaArgs].reverse().find((a) => a.args.some((kv) => kv.key === SOURCE_DATE_EPOCH));
+  const sourceDateEpoch = resolveSourceDateEpoch(
+    given.get(SOURCE_DATE_EPOCH),
+    sdeArg && { value: envGet(globalArgs, SOURCE_DATE_EPOCH) ?? '', line: sdeArg.node.startLine },
+    err,
+  );
   const declaredGlobal = new Set([...metaArgs.flatMap((a) => a.args.map((kv) => kv.key)), ...globalArgs.map(([k]) => k)]);
 
   // InvalidDefaultArgInFrom: would the FROM line still name an image with no --build-arg given?
@@ -449,7 +456,8 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     });
   }
 
-  const predefined = new Set([...PROXY_ARGS, ...PLATFORM_ARGS.map((a) => a.toLowerCase())]);
+  // SOURCE_DATE_EPOCH is read by the frontend itself (and filled from the client's environment).
+  const predefined = new Set([...PROXY_ARGS, ...PLATFORM_ARGS.map((a) => a.toLowerCase()), SOURCE_DATE_EPOCH.toLowerCase()]);
   const unusedBuildArgs = Object.keys(opts.buildArgs ?? {})
     .filter((k) => !consumed.has(k) && !predefined.has(k.toLowerCase()))
     .sort();
@@ -462,6 +470,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     unresolvedImages: unresolved,
     warnings: lint.sorted(),
     unusedBuildArgs,
+    ...(sourceDateEpoch !== undefined && { sourceDateEpoch }),
   };
 }
 

@@ -11,3 +11,4 @@ export function buildGraph(text: string, opts: FrontendOptions): BuildGraph {
   return convert(text, opts);
 }
 export { redactCredentials } from './urls.js';
+export { epochDate, EpochValueError, parseSourceDateEpoch, SOURCE_DATE_EPOCH } from './epoch.js';

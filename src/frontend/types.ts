@@ -246,6 +246,9 @@ export interface BuildGraph {
   warnings: LintFinding[];
   /** Build args given but not consumed by any ARG the target reaches (Docker warns about these). */
   unusedBuildArgs: string[];
+  /** SOURCE_DATE_EPOCH in seconds, when the build has one: the image's dates and its layers' file
+   * times are clamped to it (see epoch.ts). */
+  sourceDateEpoch?: number;
 }
 
 export interface FrontendOptions {
