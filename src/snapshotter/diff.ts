@@ -264,12 +264,18 @@ export async function writeLayerTar(entries: AsyncIterable<TarEntry>, dest: stri
   return { diffID: tap.digest(), size: tap.bytes, entries: count };
 }
 
+/** The entries with every mtime after `epoch` set to it (the tar records no atime or ctime). */
+async function* clampMtimes(entries: AsyncIterable<TarEntry>, epoch: number): AsyncGenerator<TarEntry> {
+  for await (const e of entries) yield e.mtime > epoch ? { ...e, mtime: epoch } : e;
+}
+
 /**
  * Writes a layer blob for `entries` to `opts.dest`: tar to a temporary file beside it (diffID), then
  * compress (digest). An empty change set gives `{ empty: true }` and leaves no file behind.
  */
 export async function writeLayer(entries: AsyncIterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
   const compression = opts.compression ?? 'gzip';
+  if (opts.clampMtime !== undefined) entries = clampMtimes(entries, opts.clampMtime);
   const tarPath = compression === 'none' ? opts.dest : `${opts.dest}.tar-${process.pid}`;
   try {
     const t = await writeLayerTar(entries, tarPath);

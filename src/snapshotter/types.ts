@@ -52,6 +52,9 @@ export interface DiffOptions {
   flavor?: 'oci' | 'docker';
   /** zlib level for gzip (default 6) or zstd level (default 3). */
   level?: number;
+  /** SOURCE_DATE_EPOCH (seconds): file times newer than it are written as it (BuildKit's
+   * rewrite-timestamp); older ones are kept. */
+  clampMtime?: number;
 }
 
 /** A layer produced by diff. `path` is `DiffOptions.dest`. */
