@@ -2,6 +2,7 @@
 // the image config and manifest, then each exporter.
 
 import type { ContentStore } from '../cache/content-store.js';
+import { epochDate } from '../frontend/index.js';
 import { toImageConfig } from '../image/config.js';
 import { imageArchive, writeFileAtomic } from '../image/exporter/archive.js';
 import { loadIntoDocker } from '../image/exporter/docker-load.js';
@@ -53,11 +54,17 @@ interface Assembled {
  * entirely from the cache yields the same image ID: a step's entry is dated when its snapshot was
  * made, a config-only entry (ENV, CMD...) shares the date of the nearest layer step after it (or
  * before it), and the image is as old as its newest entry.
+ *
+ * With SOURCE_DATE_EPOCH (as BuildKit's frontend and exporter do): every entry this build adds is
+ * dated the epoch, the entries a base image brought keep theirs, the image is as old as its last
+ * entry, and the layers' file times are clamped to the epoch (their own layer records).
  */
 async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
   // The layers are independent: compute them side by side (each diff streams to disk and
   // compresses off the event loop), then walk the links in order.
-  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression) : undefined)));
+  const epoch = result.graph.sourceDateEpoch;
+  const epochStr = epoch !== undefined ? epochDate(epoch) : undefined;
+  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression, epoch) : undefined)));
   const layers: Descriptor[] = [];
   const diffIds: Digest[] = [];
   const history: HistoryEntry[] = [];
@@ -71,6 +78,10 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
   for (const link of result.target.links) {
     switch (link.kind) {
       case 'config': {
+        if (epochStr !== undefined) {
+          history.push(dated(link.history, epochStr));
+          break;
+        }
         const entry: HistoryEntry = { ...link.history };
         undated.push(entry);
         history.push(entry);
@@ -86,10 +97,10 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
         break;
       }
       case 'step': {
-        const rec = await result.layers.get(link.snapshot, compression);
+        const rec = await result.layers.get(link.snapshot, compression, epoch);
         const info = await snapshotter.stat(link.snapshot);
         // A step taken from an imported cache keeps the date it was first built on.
-        const date = info.labels[CREATED_LABEL] ?? info.created;
+        const date = epochStr ?? info.labels[CREATED_LABEL] ?? info.created;
         if (rec.empty) {
           history.push(dated({ ...link.history, empty_layer: true }, date));
         } else {
@@ -105,7 +116,10 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
   for (const u of undated) u.created = fallback;
   // Key order as BuildKit writes entries: created first.
   const ordered = history.map(({ created, ...rest }) => ({ created, ...rest }));
-  const newest = ordered.reduce<string>((max, h) => (h.created && h.created > max ? h.created : max), fallback);
+  const newest =
+    epochStr !== undefined
+      ? (ordered.at(-1)?.created ?? epochStr) // BuildKit: the last entry's date
+      : ordered.reduce<string>((max, h) => (h.created && h.created > max ? h.created : max), fallback);
   const stageConfig = result.target.stage.config;
   const withLabels = Object.keys(labels).length ? { ...stageConfig, labels: { ...stageConfig.labels, ...labels } } : stageConfig;
   const config = toImageConfig(withLabels, diffIds, ordered, newest);
@@ -160,6 +174,8 @@ export async function exportResult(
   }
   const pushed: Record<string, string> = {};
   const allNames: string[] = [];
+  const epoch = result.graph.sourceDateEpoch;
+  const created = epoch !== undefined ? epochDate(epoch) : undefined;
 
   for (const out of outputs) {
     const v = progress.start(describe(out));
@@ -184,9 +200,9 @@ export async function exportResult(
           const img = await imageFor(out.compression ?? 'gzip', 'docker');
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
           allNames.push(...names.map((n) => n.full));
-          if (out.dest) await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'docker' }));
+          if (out.dest) await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'docker', created }));
           if (out.load) {
-            const messages = await loadIntoDocker(imageArchive(deps.store, img, { names, format: 'docker' }));
+            const messages = await loadIntoDocker(imageArchive(deps.store, img, { names, format: 'docker', created }));
             for (const m of messages) v.log('stdout', m + '\n');
           }
           break;
@@ -194,7 +210,7 @@ export async function exportResult(
         case 'oci': {
           const img = await imageFor(out.compression ?? 'gzip', 'oci');
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
-          await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'oci' }));
+          await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'oci', created }));
           break;
         }
         case 'local':
@@ -202,8 +218,8 @@ export async function exportResult(
           const snapshot = await result.target.snapshot();
           await withScope(async (scope) => {
             const rootfs = await mountView(scope, deps.snapshotter, deps.layout.tmp, snapshot);
-            if (out.type === 'local') await exportLocal(rootfs, out.dest);
-            else await exportTar(rootfs, out.dest);
+            if (out.type === 'local') await exportLocal(rootfs, out.dest, { epoch });
+            else await exportTar(rootfs, out.dest, { epoch });
           });
           break;
         }

@@ -29,6 +29,7 @@ import { type Digest, type ImageConfig, type Index, type Manifest } from '../oci
 import type { SnapshotInfo } from '../snapshotter/index.js';
 import { chainIds, layerSnapshotName } from './base-images.js';
 import { uniqueKey } from './mounted.js';
+import { RECORD_ID } from './layers.js';
 import type { RootServices } from './root.js';
 
 export { parseDuration, parsePruneFilters, parseSize, summarize, type CacheRecord, type RecordType, type UsageTotals } from '../cache/gc.js';
@@ -244,7 +245,8 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   const strayFiles: string[] = [];
   for (const name of await fsp.readdir(layersDir).catch(() => [] as string[])) {
     const file = path.join(layersDir, name);
-    const m = /^(.+)\.(gzip|zstd|none)\.json$/.exec(name);
+    // "<snapshot>.<compression>[.sde<epoch>].json" (see layers.ts).
+    const m = name.endsWith('.json') ? RECORD_ID.exec(name.slice(0, -'.json'.length)) : null;
     if (!m) {
       strayFiles.push(file); // a temporary file a killed write left
       continue;

@@ -1,5 +1,8 @@
 // Layers of built steps, computed when an export needs them and remembered per snapshot and
-// compression, so later exports (and later builds hitting the cache) reuse the same blob.
+// compression, so later exports (and later builds hitting the cache) reuse the same blob. A build
+// with SOURCE_DATE_EPOCH gets layers whose file times are clamped to it: another blob of the same
+// snapshot, remembered apart ("<snapshot>.<compression>.sde<epoch>"), so builds with another epoch
+// or none never reuse it.
 
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -21,12 +24,15 @@ export class LayerRecords {
     private readonly store: ContentStore,
   ) {}
 
-  /** The layer a committed step snapshot adds over its parent ({empty: true} when it changes nothing). */
-  get(snapshot: string, compression: Compression): Promise<LayerRecord> {
-    const id = `${snapshot}.${compression}`;
+  /**
+   * The layer a committed step snapshot adds over its parent ({empty: true} when it changes nothing);
+   * with `epoch` (seconds), file times newer than it are written as it.
+   */
+  get(snapshot: string, compression: Compression, epoch?: number): Promise<LayerRecord> {
+    const id = recordId(snapshot, compression, epoch);
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.load(snapshot, compression, path.join(this.layout.records, 'layers', `${id}.json`));
+      p = this.load(snapshot, compression, epoch, path.join(this.layout.records, 'layers', `${id}.json`));
       this.inflight.set(id, p);
       p.catch(() => this.inflight.delete(id));
     }
@@ -35,7 +41,7 @@ export class LayerRecords {
 
   /** Forgets what it remembered of a snapshot's layers (GC removed the snapshot or its blobs). */
   forget(snapshot: string): void {
-    for (const c of ['gzip', 'zstd', 'none']) this.inflight.delete(`${snapshot}.${c}`);
+    for (const id of this.inflight.keys()) if (RECORD_ID.exec(id)?.[1] === snapshot) this.inflight.delete(id);
   }
 
   /** Records a layer known by other means (imported cache), so exports reuse that very blob. */
@@ -45,14 +51,14 @@ export class LayerRecords {
     this.inflight.set(id, Promise.resolve(rec));
   }
 
-  private async load(snapshot: string, compression: Compression, recordFile: string): Promise<LayerRecord> {
+  private async load(snapshot: string, compression: Compression, epoch: number | undefined, recordFile: string): Promise<LayerRecord> {
     const known = await readRecord(recordFile);
     if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;
 
     await fsp.mkdir(this.layout.tmp, { recursive: true });
     const dest = path.join(this.layout.tmp, uniqueKey('layer'));
     try {
-      const diff = await this.snapshotter.diff(snapshot, { dest, compression });
+      const diff = await this.snapshotter.diff(snapshot, { dest, compression, ...(epoch !== undefined && { clampMtime: epoch }) });
       let rec: LayerRecord;
       if (diff.empty) {
         rec = { empty: true };
@@ -67,6 +73,14 @@ export class LayerRecords {
     }
   }
 }
+
+/** A layer record's name: snapshot, compression and the epoch its file times are clamped to. */
+function recordId(snapshot: string, compression: Compression, epoch: number | undefined): string {
+  return epoch === undefined ? `${snapshot}.${compression}` : `${snapshot}.${compression}.sde${epoch}`;
+}
+
+/** Splits a record's name (as recordId makes them) into snapshot, compression and epoch. */
+export const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:\.sde(-?\d+))?$/;
 
 async function readRecord(file: string): Promise<LayerRecord | undefined> {
   try {

@@ -17,6 +17,9 @@ export interface ArchiveOptions {
   /** Full names ("docker.io/library/x:tag") for annotations, and familiar ones for manifest.json. */
   names: { full: string; familiar: string }[];
   format: 'oci' | 'docker';
+  /** The image's date for index.json's org.opencontainers.image.created annotation (BuildKit writes
+   * it; kiln does only with SOURCE_DATE_EPOCH, where it is the epoch, so archives stay reproducible). */
+  created?: string;
 }
 
 /** Streams the archive; the caller pipes it to a file or to Docker's /images/load. */
@@ -42,15 +45,17 @@ async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: St
   }
   await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
+  const created = opts.created !== undefined ? { 'org.opencontainers.image.created': opts.created } : undefined;
   const manifests: Descriptor[] = opts.names.length
     ? opts.names.map((n) => ({
         ...image.manifest,
         annotations: {
           'io.containerd.image.name': n.full,
+          ...created,
           'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
         },
       }))
-    : [image.manifest];
+    : [created ? { ...image.manifest, annotations: created } : image.manifest];
   const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
   await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(index));
 

@@ -15,19 +15,47 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
+/** With SOURCE_DATE_EPOCH (seconds), BuildKit's local and tar exporters date every file they write at it. */
+export interface FilesystemExportOptions {
+  epoch?: number;
+}
+
 /** Copies the rootfs into `dest` (created if missing), keeping modes, owners, links and xattrs. */
-export async function exportLocal(rootfs: string, dest: string): Promise<void> {
+export async function exportLocal(rootfs: string, dest: string, opts: FilesystemExportOptions = {}): Promise<void> {
   await fsp.mkdir(dest, { recursive: true });
   // cp -a never follows symlinks inside the source, so a hostile image cannot make it read the host.
   await run('cp', ['-a', '--no-target-directory', '--reflink=auto', rootfs + '/.', path.resolve(dest)]);
+  if (opts.epoch !== undefined) await dateCopies(rootfs, path.resolve(dest), opts.epoch);
+}
+
+/**
+ * Sets the times of what exportLocal copied (the rootfs's entries, found at the same paths in dest)
+ * to `epoch`. Links are dated themselves (lutimes), and the walk descends only into directories that
+ * are real directories on both sides, so it never reaches outside dest.
+ */
+async function dateCopies(rootfs: string, dest: string, epoch: number): Promise<void> {
+  async function walk(rel: string): Promise<void> {
+    for (const name of await fsp.readdir(path.join(rootfs, rel))) {
+      const r = path.join(rel, name);
+      const copy = path.join(dest, r);
+      const [src, dst] = await Promise.all([fsp.lstat(path.join(rootfs, r)), fsp.lstat(copy).catch(() => undefined)]);
+      if (!dst) continue; // not copied (cp -a skips nothing a layer can hold, but do not fail on it)
+      if (src.isDirectory() && dst.isDirectory()) await walk(r);
+      await fsp.lutimes(copy, epoch, epoch);
+    }
+  }
+  await walk('');
 }
 
 /** Writes the rootfs as one tarball at `dest` (through a temporary file). */
-export async function exportTar(rootfs: string, dest: string): Promise<void> {
+export async function exportTar(rootfs: string, dest: string, opts: FilesystemExportOptions = {}): Promise<void> {
   const abs = path.resolve(dest);
   const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.kiln-tmp-${process.pid}`);
+  // With an epoch: every mtime is it, and the pax headers GNU tar adds for xattrs carry neither
+  // atime/ctime nor its process ID, so the tarball depends on the files alone.
+  const dated = opts.epoch !== undefined ? [`--mtime=@${opts.epoch}`, '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime'] : [];
   try {
-    await run('tar', ['--create', '--file', tmp, '--directory', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', '.']);
+    await run('tar', ['--create', '--file', tmp, '--directory', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', ...dated, '.']);
     await fsp.rename(tmp, abs);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
