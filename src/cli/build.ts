@@ -37,6 +37,7 @@ import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
 import { loadSecrets, parseSecretFlag, parseSshFlag, resolveSsh, sshForwards, type SshSource, type SecretSpec, type SshSpec } from './secrets.js';
 import { UsageError } from './usage.js';
+import { withSourceDateEpoch } from './source-date-epoch.js';
 
 export { UsageError };
 
@@ -51,6 +52,8 @@ Options:
   -t, --tag NAME[:TAG]       Name the image (repeatable); alone, stores it in kiln's image store
       --target STAGE         Build this stage and what it needs
       --build-arg K=V        Set a build argument; "K" alone takes K from the environment (repeatable)
+                             SOURCE_DATE_EPOCH=SECONDS (default: $SOURCE_DATE_EPOCH) dates the
+                             image's config and history at it and clamps its layers' file times
       --label K=V            Set a label on the image (repeatable)
       --platform OS/ARCH     Target platform (one; default: this machine's)
       --network MODE         Network for RUN steps: default (= host), host or none
@@ -280,7 +283,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   }
 
   const request: BuildInvocation['request'] = {
-    buildArgs: keyValues('--build-arg', v['build-arg'] ?? [], env, true),
+    buildArgs: withSourceDateEpoch(keyValues('--build-arg', v['build-arg'] ?? [], env, true), env),
     dryRun: (v['dry-run'] ?? false) || (v.check ?? false),
     outputs,
     labels: keyValues('--label', v.label ?? [], env, false) as Record<string, string>,

@@ -22,3 +22,4 @@ export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, Usa
 
 export type { Entitlement, BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, OutputSpec, LayerCompression, Platform } from '../server/api.js';
 export { BuildFailure, ENTITLEMENTS, CacheSpecError, familiarName, familiarString, formatReference, hostPlatform, parseCacheFrom, parseCacheTo, parseDuration, parsePlatform, parsePruneFilters, parseReference, parseSize, splitCsv } from '../server/api.js';
+export { parseSourceDateEpoch, SOURCE_DATE_EPOCH } from '../server/api.js';

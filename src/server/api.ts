@@ -8,6 +8,7 @@ import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintF
 export { familiarName, familiarString, formatReference, parseReference } from '../image/reference.js';
 export { hostPlatform } from '../oci/platform.js';
 export { parsePlatform } from '../frontend/platform.js';
+export { parseSourceDateEpoch, SOURCE_DATE_EPOCH } from '../frontend/epoch.js';
 // The client's half of a daemon build: plan locally to know what of the context to send.
 export { buildErrorInfo } from '../solver/errors.js';
 export { contextUsage } from '../solver/context-usage.js';
