@@ -160,7 +160,7 @@ export class BuildServer {
   /** The image outputs, then the cache exports (inline cache rides in the image config). */
   private async exportAll(req: BuildRequest, result: SolveResult, s: RootServices, progress: ProgressTracker, signal?: AbortSignal): Promise<ExportResult | undefined> {
     const cacheDeps = { ...s, layers: result.layers };
-    const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps) : undefined;
+    const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps, { inline: true }) : undefined;
     const exported =
       req.outputs.length === 0 && !req.imageId && !inline ? undefined : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
     for (const to of req.cacheTo ?? []) {

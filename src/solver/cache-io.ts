@@ -155,8 +155,11 @@ async function readRegistry(ref: string, deps: CacheDeps, signal?: AbortSignal):
   };
 }
 
-/** The records for the given step snapshots (in order), with their layers (computed if need be). */
-export async function cacheRecords(snapshots: string[], deps: CacheDeps): Promise<CacheRecord[]> {
+/**
+ * The records for the given step snapshots (in order), with their layers (computed if need be; with
+ * `epoch`, the layers clamped to it, as an image with SOURCE_DATE_EPOCH holds them).
+ */
+export async function cacheRecords(snapshots: string[], deps: CacheDeps, epoch?: number): Promise<CacheRecord[]> {
   const out: CacheRecord[] = [];
   const seen = new Set<string>();
   for (const name of snapshots) {
@@ -164,7 +167,7 @@ export async function cacheRecords(snapshots: string[], deps: CacheDeps): Promis
     if (seen.has(name) || !/^step-[0-9a-f]{64}$/.test(name)) continue;
     seen.add(name);
     const info = await deps.snapshotter.stat(name);
-    const rec = await deps.layers.get(name, 'gzip');
+    const rec = await deps.layers.get(name, 'gzip', epoch);
     const record: CacheRecord = { snapshot: name, created: info.labels[CREATED_LABEL] ?? info.created };
     if (info.parent !== undefined) record.parent = info.parent;
     if (!rec.empty) {

@@ -128,11 +128,20 @@ async function assemble(result: SolveResult, compression: Compression, labels: R
   return { config, layers };
 }
 
-/** The cache records of a solved build: the target's chain (min) or every stage it ran (max). */
-export async function cacheConfigFor(result: SolveResult, mode: 'min' | 'max', deps: ExportDeps & { layers: SolveResult['layers'] }): Promise<CacheConfig> {
+/**
+ * The cache records of a solved build: the target's chain (min) or every stage it ran (max). Inline
+ * records ride in the image and name its layers, so with SOURCE_DATE_EPOCH they name the clamped
+ * ones (the only ones a push sends).
+ */
+export async function cacheConfigFor(
+  result: SolveResult,
+  mode: 'min' | 'max',
+  deps: ExportDeps & { layers: SolveResult['layers'] },
+  opts: { inline?: boolean } = {},
+): Promise<CacheConfig> {
   const stages = mode === 'min' ? [result.target] : result.stages;
   const snapshots = stages.flatMap((s) => s.links.flatMap((l) => (l.kind === 'step' ? [l.snapshot] : [])));
-  const records = await cacheRecords(snapshots, deps);
+  const records = await cacheRecords(snapshots, deps, opts.inline ? result.graph.sourceDateEpoch : undefined);
   // Cache mounts of the RUN steps this build ran: CI workers that start empty get them too.
   const ids = stages.flatMap((s) => s.stage.steps.flatMap((st) => (st.kind === 'run' ? st.mounts.flatMap((m) => (m.type === 'cache' ? [m.id] : [])) : [])));
   const cacheMounts = await cacheMountLayers(ids, deps);

@@ -1,0 +1,41 @@
+// SOURCE_DATE_EPOCH and the build cache: inline cache rides in an image whose layers are clamped to
+// the epoch, so its records must name those very layers, or a fresh root importing from the pushed
+// image finds blobs the registry never got and runs every step again.
+import { afterAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { testEnv } from '../helpers/env.js';
+import { build, cachedSteps, kilnRoot, makeContext, ranSteps, server } from './helpers.js';
+
+const cleanup: string[] = [];
+afterAll(() => {
+  for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
+});
+const tracked = <T extends string>(d: T): T => (cleanup.push(d), d);
+
+describe('SOURCE_DATE_EPOCH with the build cache', () => {
+  it('type=inline: the records name the clamped layers the pushed image holds; a fresh root imports them', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 16 /dev/urandom | od -An -tx1 > /random\nCOPY app.txt /app.txt\n', 'app.txt': 'app\n' }));
+    const ref = `${testEnv().registry}/kiln-test/sde-inline:${randomBytes(4).toString('hex')}`;
+    const buildArgs = { SOURCE_DATE_EPOCH: '1500000000' };
+    const a = server(tracked(kilnRoot()));
+    let first;
+    try {
+      first = await build(a, ctx, { buildArgs, cacheTo: [{ type: 'inline' }], outputs: [{ type: 'image', names: [ref], push: true }] });
+    } finally {
+      await a.close();
+    }
+    const b = server(tracked(kilnRoot()));
+    try {
+      const second = await build(b, ctx, { buildArgs, cacheFrom: [{ type: 'registry', ref }], cacheTo: [{ type: 'inline' }] });
+      expect(second.events.filter((e) => e.type === 'message' && e.level === 'warning')).toEqual([]);
+      expect(ranSteps(second).filter((n) => n.includes('RUN'))).toEqual([]);
+      expect(cachedSteps(second).some((n) => n.includes('RUN head'))).toBe(true);
+      // Same steps, same epoch: the same image (inline records and all), though the second root
+      // never ran the RUN: the imported layers diff back to the same clamped blobs.
+      expect(second.result.image!.id).toBe(first.result.image!.id);
+    } finally {
+      await b.close();
+    }
+  });
+});
