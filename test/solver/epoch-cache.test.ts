@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { testEnv } from '../helpers/env.js';
 import { build, cachedSteps, kilnRoot, makeContext, ranSteps, server } from './helpers.js';
 
@@ -36,6 +37,29 @@ describe('SOURCE_DATE_EPOCH with the build cache', () => {
       expect(second.result.image!.id).toBe(first.result.image!.id);
     } finally {
       await b.close();
+    }
+  });
+
+  it('GC knows the per-epoch layer records: du counts them with their step, prune removes them with it', async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000 /dev/urandom > /junk\n' }));
+    const srv = server(root);
+    try {
+      await build(srv, ctx, { buildArgs: { SOURCE_DATE_EPOCH: '1500000000' } });
+      await build(srv, ctx, {});
+      const layers = path.join(root, 'records', 'layers');
+      const records = fs.readdirSync(layers).filter((f) => f.endsWith('.json')).sort();
+      expect(records).toHaveLength(2);
+      expect(records.filter((f) => f.endsWith('.gzip.sde1500000000.json'))).toHaveLength(1);
+      // One step, two blobs of it (clamped and not), both counted with it.
+      const du = await srv.diskUsage();
+      const step = du.records.filter((r) => r.id.startsWith('step-'));
+      expect(step).toHaveLength(1);
+      expect(step[0]!.size).toBeGreaterThanOrEqual(3 * 300_000);
+      await srv.prune({ all: true });
+      expect(fs.readdirSync(layers).filter((f) => f.endsWith('.json'))).toEqual([]);
+    } finally {
+      await srv.close();
     }
   });
 });
