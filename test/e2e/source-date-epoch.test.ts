@@ -13,7 +13,7 @@ import { killStarted, kilnClient, request, startDaemon } from '../helpers/daemon
 import { testEnv, tmpDir } from '../helpers/env.js';
 import { readDockerArchive, readOciArchive } from './harness/image-archive.js';
 import { kilnBuild, writeKilnConfig } from './harness/kiln.js';
-import { decompress, readTar } from './harness/tar.js';
+import { readTar } from './harness/tar.js';
 
 const EPOCH = 1500000000; // 2017-07-14T02:40:00Z
 const EPOCH_DATE = '2017-07-14T02:40:00Z';
@@ -91,11 +91,16 @@ async function build(name: string, root: string, env: Record<string, string>, ex
     context,
     env,
     extra: [
-      '--progress', 'plain',
-      '-o', `type=oci,dest=${out}/oci.tar`,
-      '-o', `type=docker,dest=${out}/docker.tar,name=${repo}:${name}`,
-      '-o', `type=image,name=${testEnv().registry}/${repo}:${name},push=true`,
-      '-o', `type=tar,dest=${out}/fs.tar`,
+      '--progress',
+      'plain',
+      '-o',
+      `type=oci,dest=${out}/oci.tar`,
+      '-o',
+      `type=docker,dest=${out}/docker.tar,name=${repo}:${name}`,
+      '-o',
+      `type=image,name=${testEnv().registry}/${repo}:${name},push=true`,
+      '-o',
+      `type=tar,dest=${out}/fs.tar`,
       ...extra,
     ],
   });
@@ -221,9 +226,12 @@ describe('SOURCE_DATE_EPOCH', () => {
     const d = await startDaemon({ args: ['--docker-api', `unix://${dockerSock}`] });
     try {
       const out = join(work, 'daemon');
-      const r = await kilnClient(['build', '--addr', d.addr, '--no-cache', '--progress', 'plain', '-o', `type=oci,dest=${out}-oci.tar`, '-o', `type=local,dest=${out}-fs`, context], {
-        env: { SOURCE_DATE_EPOCH: String(EPOCH) },
-      });
+      const r = await kilnClient(
+        ['build', '--addr', d.addr, '--no-cache', '--progress', 'plain', '-o', `type=oci,dest=${out}-oci.tar`, '-o', `type=local,dest=${out}-fs`, context],
+        {
+          env: { SOURCE_DATE_EPOCH: String(EPOCH) },
+        },
+      );
       expect(r.stderr, r.stderr).not.toContain('ERROR');
       expect(r.code).toBe(0);
       expect(await ociDigests(`${out}-oci.tar`)).toEqual(a.oci);
@@ -234,9 +242,15 @@ describe('SOURCE_DATE_EPOCH', () => {
       expect(bad.code).toBe(1);
       expect(bad.stderr).toContain('SOURCE_DATE_EPOCH=yesterday (environment): invalid SOURCE_DATE_EPOCH "yesterday": want a whole number of seconds');
       // A client that is not kiln's CLI (Docker's API) gets the frontend's error from the daemon.
-      const api = await request(dockerSock, 'POST', `/v1.41/build?buildargs=${encodeURIComponent(JSON.stringify({ SOURCE_DATE_EPOCH: '1.5' }))}`, tarOf(context), {
-        'content-type': 'application/x-tar',
-      });
+      const api = await request(
+        dockerSock,
+        'POST',
+        `/v1.41/build?buildargs=${encodeURIComponent(JSON.stringify({ SOURCE_DATE_EPOCH: '1.5' }))}`,
+        tarOf(context),
+        {
+          'content-type': 'application/x-tar',
+        },
+      );
       const last = JSON.parse(api.body.trim().split('\n').at(-1)!) as { errorDetail?: { message: string } };
       expect(last.errorDetail?.message).toContain('invalid SOURCE_DATE_EPOCH "1.5": want a whole number of seconds');
     } finally {

@@ -16,11 +16,13 @@ const tracked = <T extends string>(d: T): T => (cleanup.push(d), d);
 
 describe('SOURCE_DATE_EPOCH with the build cache', () => {
   it('type=inline: the records name the clamped layers the pushed image holds; a fresh root imports them', async () => {
-    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 16 /dev/urandom | od -An -tx1 > /random\nCOPY app.txt /app.txt\n', 'app.txt': 'app\n' }));
+    const ctx = tracked(
+      makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 16 /dev/urandom | od -An -tx1 > /random\nCOPY app.txt /app.txt\n', 'app.txt': 'app\n' }),
+    );
     const ref = `${testEnv().registry}/kiln-test/sde-inline:${randomBytes(4).toString('hex')}`;
     const buildArgs = { SOURCE_DATE_EPOCH: '1500000000' };
     const a = server(tracked(kilnRoot()));
-    let first;
+    let first: Awaited<ReturnType<typeof build>>;
     try {
       first = await build(a, ctx, { buildArgs, cacheTo: [{ type: 'inline' }], outputs: [{ type: 'image', names: [ref], push: true }] });
     } finally {
@@ -48,7 +50,10 @@ describe('SOURCE_DATE_EPOCH with the build cache', () => {
       await build(srv, ctx, { buildArgs: { SOURCE_DATE_EPOCH: '1500000000' } });
       await build(srv, ctx, {});
       const layers = path.join(root, 'records', 'layers');
-      const records = fs.readdirSync(layers).filter((f) => f.endsWith('.json')).sort();
+      const records = fs
+        .readdirSync(layers)
+        .filter((f) => f.endsWith('.json'))
+        .sort();
       expect(records).toHaveLength(2);
       expect(records.filter((f) => f.endsWith('.gzip.sde1500000000.json'))).toHaveLength(1);
       // One step, two blobs of it (clamped and not), both counted with it.
