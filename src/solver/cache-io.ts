@@ -18,6 +18,7 @@ import {
   type CacheRecord,
 } from '../cache/cache-manifest.js';
 import type { ContentStore } from '../cache/content-store.js';
+import { epochDate } from '../frontend/index.js';
 import { resolveInRoot } from '../fsutil/rootpath.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import { digestHex, MediaType, parseDigest, type Descriptor, type Index, type Manifest } from '../oci/index.js';
@@ -157,7 +158,8 @@ async function readRegistry(ref: string, deps: CacheDeps, signal?: AbortSignal):
 
 /**
  * The records for the given step snapshots (in order), with their layers (computed if need be; with
- * `epoch`, the layers clamped to it, as an image with SOURCE_DATE_EPOCH holds them).
+ * `epoch`, the layers clamped to it and the records dated it, as an image with SOURCE_DATE_EPOCH
+ * holds them).
  */
 export async function cacheRecords(snapshots: string[], deps: CacheDeps, epoch?: number): Promise<CacheRecord[]> {
   const out: CacheRecord[] = [];
@@ -168,7 +170,9 @@ export async function cacheRecords(snapshots: string[], deps: CacheDeps, epoch?:
     seen.add(name);
     const info = await deps.snapshotter.stat(name);
     const rec = await deps.layers.get(name, 'gzip', epoch);
-    const record: CacheRecord = { snapshot: name, created: info.labels[CREATED_LABEL] ?? info.created };
+    // With an epoch the records ride in a reproducible image: dated the epoch, as its history is.
+    const created = epoch !== undefined ? epochDate(epoch) : (info.labels[CREATED_LABEL] ?? info.created);
+    const record: CacheRecord = { snapshot: name, created };
     if (info.parent !== undefined) record.parent = info.parent;
     if (!rec.empty) {
       record.layer = { digest: rec.descriptor.digest, size: rec.descriptor.size, mediaType: rec.descriptor.mediaType, diffId: rec.diffId };

@@ -42,6 +42,24 @@ describe('SOURCE_DATE_EPOCH with the build cache', () => {
     }
   });
 
+  it('type=inline: two fresh roots, seconds apart, make the same image (the records are dated the epoch too)', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\n' }));
+    const buildArgs = { SOURCE_DATE_EPOCH: '1500000000' };
+    const ids: string[] = [];
+    for (const pause of [0, 1500]) {
+      await new Promise((r) => setTimeout(r, pause));
+      const srv = server(tracked(kilnRoot()));
+      try {
+        const b = await build(srv, ctx, { buildArgs, cacheTo: [{ type: 'inline' }] });
+        expect(ranSteps(b).filter((n) => n.includes('RUN'))).toHaveLength(1);
+        ids.push(b.result.image!.id);
+      } finally {
+        await srv.close();
+      }
+    }
+    expect(ids[1]).toBe(ids[0]);
+  });
+
   it('GC knows the per-epoch layer records: du counts them with their step, prune removes them with it', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000 /dev/urandom > /junk\n' }));
