@@ -137,6 +137,17 @@ export class ContentStore {
    * safe: each writes its own temporary file and the renames replace like with like.
    */
   async ingest(expected: ExpectedContent | Descriptor | undefined, source: ContentSource, mediaType?: string): Promise<Descriptor> {
+    try {
+      return await this.write(expected, source, mediaType);
+    } catch (err) {
+      // A stream that failed before it was read (a bad digest, the store gone) is still closed: a
+      // file stream left alone opens its file anyway, and an error there would have no listener.
+      destroySource(source);
+      throw err;
+    }
+  }
+
+  private async write(expected: ExpectedContent | Descriptor | undefined, source: ContentSource, mediaType?: string): Promise<Descriptor> {
     await this.init();
     const mt = mediaType ?? expected?.mediaType ?? DEFAULT_MEDIA_TYPE;
     if (!expected && typeof source !== 'object') source = Buffer.from(source, 'utf8');
@@ -267,9 +278,13 @@ async function* chunks(source: ContentSource): AsyncIterable<Uint8Array> {
   else for await (const c of source) yield typeof c === 'string' ? Buffer.from(c) : c;
 }
 
+/** Closes a source this store will not read; an error it raises after that (a file stream still
+ * opening its file) has nobody to go to and is dropped rather than left unhandled. */
 function destroySource(source: ContentSource): void {
-  const s = source as { destroy?: () => void };
-  if (typeof s.destroy === 'function') s.destroy();
+  const s = source as { destroy?: () => void; on?: (event: 'error', fn: () => void) => void };
+  if (typeof s.destroy !== 'function') return;
+  s.on?.('error', () => undefined);
+  s.destroy();
 }
 
 async function writeAll(fh: fsp.FileHandle, chunk: Uint8Array): Promise<void> {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { build } from 'rolldown';
 import { ContentMismatchError, ContentNotFoundError, ContentStore } from '../../src/cache/content-store.js';
@@ -77,6 +78,14 @@ describe('ContentStore', () => {
     await expect(store.ingest({ digest: evil }, 'x')).rejects.toThrow(/invalid digest/);
     await expect(store.readBuffer(evil)).rejects.toThrow(/invalid digest/);
     await expect(store.delete(evil)).rejects.toThrow(/invalid digest/);
+  });
+
+  it('closes a stream it refuses before reading it', async () => {
+    const stream = createReadStream(path.join(dir, 'gone-before-it-opens'));
+    const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+    await expect(store.ingest({ digest: 'sha256:../x' as Digest }, stream)).rejects.toThrow(/invalid digest/);
+    // Its failing open (ENOENT) must not surface as an unhandled error, which fails the run.
+    await closed;
   });
 
   it('reports missing content and deletes', async () => {
