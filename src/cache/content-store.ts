@@ -137,11 +137,14 @@ export class ContentStore {
    * safe: each writes its own temporary file and the renames replace like with like.
    */
   async ingest(expected: ExpectedContent | Descriptor | undefined, source: ContentSource, mediaType?: string): Promise<Descriptor> {
+    // A file stream opens its file at once: if that fails while this store is still getting ready
+    // (or decides not to read it), the error must have a listener. Reading the stream reports its
+    // errors through the iterator as before.
+    (source as { on?: (event: 'error', fn: () => void) => void }).on?.('error', () => undefined);
     try {
       return await this.write(expected, source, mediaType);
     } catch (err) {
-      // A stream that failed before it was read (a bad digest, the store gone) is still closed: a
-      // file stream left alone opens its file anyway, and an error there would have no listener.
+      // A stream refused before it was read (a bad digest, the store gone) is closed.
       destroySource(source);
       throw err;
     }
@@ -278,13 +281,9 @@ async function* chunks(source: ContentSource): AsyncIterable<Uint8Array> {
   else for await (const c of source) yield typeof c === 'string' ? Buffer.from(c) : c;
 }
 
-/** Closes a source this store will not read; an error it raises after that (a file stream still
- * opening its file) has nobody to go to and is dropped rather than left unhandled. */
 function destroySource(source: ContentSource): void {
-  const s = source as { destroy?: () => void; on?: (event: 'error', fn: () => void) => void };
-  if (typeof s.destroy !== 'function') return;
-  s.on?.('error', () => undefined);
-  s.destroy();
+  const s = source as { destroy?: () => void };
+  if (typeof s.destroy === 'function') s.destroy();
 }
 
 async function writeAll(fh: fsp.FileHandle, chunk: Uint8Array): Promise<void> {
