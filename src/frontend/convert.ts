@@ -13,6 +13,7 @@ import { redactCredentials } from './urls.js';
 import { resolveSourceDateEpoch, SOURCE_DATE_EPOCH } from './epoch.js';
 import { ParseError, parseDockerfile, chompHeredocContent, type Escape, type Node } from './parser.js';
 import { formatPlatform, parsePlatform } from './platform.js';
+import { lookupNamedContext, namedContextKey } from './named-contexts.js';
 import { isValidReference } from './reference.js';
 import { processWord, processWords } from './shell-lex.js';
 import type {
@@ -53,6 +54,8 @@ interface StageDef {
   deps: Set<number>;
   images: string[];
   triggers: Parsed[];
+  /** A named build context of the stage's name stands in for the whole stage. */
+  replaced?: boolean;
 }
 
 /** The mutable state of a stage while its instructions are dispatched (BuildKit's dispatchState). */
@@ -281,6 +284,11 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
   }
 
   // ---- resolve every stage's base ----
+  const namedBase = (name: string): Exclude<StageBase, { kind: 'stage' }> | undefined => {
+    const b = lookupNamedContext(opts.namedContexts, name);
+    if (!b) return undefined;
+    return b.kind === 'files' ? { kind: 'context', name: namedContextKey(name)! } : { kind: 'image', ref: b.ref };
+  };
   for (const s of stages) {
     const line = s.location.line;
     const m = word(s.from.base, globalArgs, line);
@@ -304,8 +312,22 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       }
       s.platformStr = pm.result;
     }
+    // A named context of the stage's own name replaces the stage, instructions and all (BuildKit's
+    // pinning pattern); one named like the base is used instead of that image.
+    const own = s.name !== undefined ? namedBase(s.name) : undefined;
+    if (own) {
+      s.base = own;
+      if (own.kind === 'image') s.images.push(own.ref);
+      s.commands = [];
+      s.replaced = true;
+      continue;
+    }
     const baseStage = findStage(stages, m.result, s.index);
-    if (baseStage) {
+    const named = baseStage || m.result === 'scratch' ? undefined : namedBase(m.result);
+    if (named) {
+      s.base = named;
+      if (named.kind === 'image') s.images.push(named.ref);
+    } else if (baseStage) {
       s.base = { kind: 'stage', index: baseStage.index };
       s.deps.add(baseStage.index);
     } else if (m.result === 'scratch') {
@@ -337,8 +359,11 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       throw err(line, `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`);
     }
     if (!isValidReference(from)) throw err(line, `${what}=${from}: no stage named ${JSON.stringify(from)} and not a valid image reference`);
-    if (!s.images.includes(from)) s.images.push(from);
-    return { kind: 'image', ref: from };
+    const named = namedBase(from);
+    if (named?.kind === 'context') return named;
+    const ref = named?.kind === 'image' ? named.ref : from;
+    if (!s.images.includes(ref)) s.images.push(ref);
+    return { kind: 'image', ref };
   };
 
   const parseTriggers = (s: StageDef, triggers: string[]): Parsed[] =>
@@ -358,7 +383,8 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
 
   const depsOf = new Map<StageDef, Map<Parsed, MountFrom>>();
   for (const s of stages) {
-    if (s.base.kind === 'image') s.triggers = parseTriggers(s, opts.baseImages?.[s.base.ref]?.onBuild ?? []);
+    if (s.replaced) s.triggers = [];
+    else if (s.base.kind === 'image') s.triggers = parseTriggers(s, opts.baseImages?.[s.base.ref]?.onBuild ?? []);
     else if (s.base.kind === 'stage') {
       const b = stages[s.base.index];
       s.triggers = parseTriggers(
@@ -408,15 +434,17 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     } else {
       // FROM scratch is BuildKit's emptyImage(targetPlatform), and the stage's platform is reset to
       // the target's: a --platform on a scratch stage changes neither (BuildKit 0.8 and current).
-      const platform = base.kind === 'scratch' ? targetPlatform : (s.platform ?? targetPlatform);
+      // A named context of files is an empty image with those files, as BuildKit's local source.
+      const empty = base.kind === 'scratch' || base.kind === 'context';
+      const platform = empty ? targetPlatform : (s.platform ?? targetPlatform);
       let img: BaseImageConfig | undefined;
       if (base.kind === 'image') {
         img = opts.baseImages?.[base.ref];
         if (!img && !unresolved.includes(base.ref)) unresolved.push(base.ref);
       }
-      st = initialState(img, platform, base.kind === 'scratch');
+      st = initialState(img, platform, empty);
     }
-    if (s.platform && base.kind !== 'scratch') st.platform = s.platform;
+    if (s.platform && base.kind !== 'scratch' && base.kind !== 'context') st.platform = s.platform;
     for (const ref of s.images) if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
 
     const steps: Step[] = [];

@@ -71,7 +71,9 @@ export interface StageImageConfig {
 export type StageBase =
   | { kind: 'scratch' }
   | { kind: 'image'; ref: string } // expanded reference as written (normalisation is the image room's job)
-  | { kind: 'stage'; index: number }; // FROM an earlier stage (index into BuildGraph.stages by Stage.index)
+  | { kind: 'stage'; index: number } // FROM an earlier stage (index into BuildGraph.stages by Stage.index)
+  /** FROM a named build context of files (--build-context NAME=DIR): those files on an empty image. */
+  | { kind: 'context'; name: string };
 
 export interface Stage {
   /** Position of the FROM in the Dockerfile (0-based). Stable even when other stages are pruned. */
@@ -164,7 +166,8 @@ export type RunMount =
   | { type: 'heredoc'; target: string; content: string; mode: number };
 
 export type MountFrom =
-  | { kind: 'context' }
+  /** The build context, or with `name` a named one (--build-context NAME=DIR / an archive URL). */
+  | { kind: 'context'; name?: string }
   | { kind: 'stage'; index: number }
   | { kind: 'image'; ref: string };
 
@@ -262,4 +265,17 @@ export interface FrontendOptions {
   targetPlatform?: Platform;
   /** Configs of base images by the expanded reference string, when the solver has resolved them. */
   baseImages?: Record<string, BaseImageConfig>;
+  /**
+   * Named build contexts (--build-context) by their normalised name (namedContextKey): FROM, COPY
+   * --from and RUN --mount from= naming one use it instead of an image, and a stage of that name is
+   * replaced by it, as in BuildKit.
+   */
+  namedContexts?: Record<string, NamedContextBinding>;
 }
+
+/** What a named build context stands for in the graph. */
+export type NamedContextBinding =
+  /** A tree of files (a directory, an unpacked archive): no image config, as BuildKit's local source. */
+  | { kind: 'files' }
+  /** An image (docker-image://REF, or an OCI layout the solver resolves by `ref`). */
+  | { kind: 'image'; ref: string };
