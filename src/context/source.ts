@@ -27,11 +27,12 @@ export interface ContextSource {
  * A directory read in place, with its .dockerignore (or `<Dockerfile>.dockerignore` beside the
  * Dockerfile at `dockerfile`) applied.
  */
-export function directoryContext(dir: string, opts: { dockerfile?: string; identity?: string } = {}): ContextSource {
+export function directoryContext(dir: string, opts: { dockerfile?: string; identity?: string; excludes?: readonly string[] } = {}): ContextSource {
   return {
     dir,
     identity: opts.identity ?? dir,
-    entries: () => walkContext(dir, opts.dockerfile ? { dockerfile: opts.dockerfile } : {}),
+    // `excludes` given: those patterns instead of any ignore file (an unpacked archive has none).
+    entries: () => walkContext(dir, { ...(opts.dockerfile ? { dockerfile: opts.dockerfile } : {}), ...(opts.excludes ? { excludes: opts.excludes } : {}) }),
   };
 }
 

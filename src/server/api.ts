@@ -1,7 +1,7 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintFinding, Platform, ProgressEvent } from '../solver/index.js';
+import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintFinding, NamedContextBinding, Platform, ProgressEvent } from '../solver/index.js';
 
 // Values come from their own modules rather than the solver's index: this file is the client's
 // view of the API, and a client (`kiln build --addr`) must start without loading the whole solver.
@@ -14,6 +14,8 @@ export { buildErrorInfo } from '../solver/errors.js';
 export { contextUsage } from '../solver/context-usage.js';
 export { planBuild } from '../solver/plan.js';
 export { walkContext } from '../context/walk.js';
+// A client sends only the blobs of the image an oci-layout:// named context names.
+export { findLayoutImage, layoutBlobPaths } from '../image/importer.js';
 // Flag values of du and prune (sizes, durations, filters), parsed on the client's side.
 export { parseDuration, parsePruneFilters, parseSize } from '../cache/gc.js';
 // --cache-from/--cache-to values, read the same way by the CLI and by daemon.json.
@@ -31,6 +33,35 @@ export type ContextSpec =
    * An ephemeral one (a tar from stdin) is not kept for the next upload once the build is done.
    */
   | { type: 'synced'; id: string; session: string; ephemeral?: boolean };
+
+/**
+ * A named build context (--build-context NAME=...), as a request carries it. As with the main
+ * context, a daemon takes only what a client synced; `dir` names a path on the server's host.
+ */
+export type NamedContextSpec =
+  /** A directory of files (its own .dockerignore applied): NAME=DIR. */
+  | { type: 'dir'; path: string }
+  | { type: 'synced'; id: string; session: string }
+  /** NAME=docker-image://REF: the image REF wherever NAME is used as an image. */
+  | { type: 'docker-image'; ref: string }
+  /** NAME=https://.../archive.tar: the files of the archive (or the one file) the URL serves. */
+  | { type: 'url'; url: string }
+  /** NAME=oci-layout://PATH[:TAG][@DIGEST]: an image of an OCI layout directory on the client. */
+  | { type: 'oci-layout'; layout: { type: 'dir'; path: string } | { type: 'synced'; id: string; session: string }; tag: string; digest?: string };
+
+/**
+ * What planning knows of the named contexts without preparing them (a client planning what to
+ * upload, a dry run): which names are files and which images. An OCI layout's image is not read
+ * here, so its name stands for itself.
+ */
+export function namedContextBindings(specs: Readonly<Record<string, NamedContextSpec>> | undefined): Record<string, NamedContextBinding> | undefined {
+  if (!specs) return undefined;
+  const out: Record<string, NamedContextBinding> = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    out[name] = spec.type === 'docker-image' ? { kind: 'image', ref: spec.ref } : spec.type === 'oci-layout' ? { kind: 'image', ref: `oci-layout://${name}` } : { kind: 'files' };
+  }
+  return out;
+}
 
 /** A failed build, with its details as fields (BuildErrorInfo), so a daemon can send it whole. */
 export class BuildFailure extends Error {
@@ -58,6 +89,8 @@ export type OutputSpec =
 export interface BuildRequest {
   /** The build context (a directory in embedded mode, a synced upload through a daemon). */
   context: ContextSpec;
+  /** Named build contexts (--build-context), by name normalised as buildx does. */
+  namedContexts?: Record<string, NamedContextSpec>;
   /** The Dockerfile: its display name (for errors), its text, and its host path when it is a file
    * (a `<Dockerfile>.dockerignore` beside it wins over the context's .dockerignore). */
   dockerfile: { name: string; text: string; path?: string };

@@ -13,6 +13,7 @@ import {
   loadImages,
   openRoot,
   planBuild,
+  prepareNamedContexts,
   ProgressTracker,
   runImage,
   saveImages,
@@ -32,8 +33,9 @@ import {
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
-import { BuildFailure, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec } from './api.js';
+import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
+import { namedContextInputs } from './named-contexts.js';
 
 export type { ImageRecord, RunImageOptions, StoredImageInfo };
 export { ImageLookupError } from '../solver/index.js';
@@ -85,18 +87,30 @@ export class BuildServer {
    * Runs one build. Failures reject with a BuildFailure (its details as data). `context` overrides
    * `req.context` with a source the caller prepared (the daemon's leased copy of a synced upload).
    */
-  async build(req: BuildRequest, onProgress: ProgressSink = () => undefined, signal?: AbortSignal, opts: { context?: ContextSource; sshAgents?: SshAgents } = {}): Promise<BuildResult> {
+  async build(
+    req: BuildRequest,
+    onProgress: ProgressSink = () => undefined,
+    signal?: AbortSignal,
+    opts: { context?: ContextSource; sshAgents?: SshAgents; namedContexts?: Record<string, ContextSource> } = {},
+  ): Promise<BuildResult> {
     try {
-      return await this.buildOrThrow(req, onProgress, signal, opts.context, opts.sshAgents);
+      return await this.buildOrThrow(req, onProgress, signal, opts.context, opts.sshAgents, opts.namedContexts);
     } catch (err) {
       if (err instanceof BuildFailure) throw err;
       throw new BuildFailure(buildErrorInfo(err, signal?.aborted === true));
     }
   }
 
-  private async buildOrThrow(req: BuildRequest, onProgress: ProgressSink, signal: AbortSignal | undefined, source: ContextSource | undefined, sshAgents?: SshAgents): Promise<BuildResult> {
+  private async buildOrThrow(
+    req: BuildRequest,
+    onProgress: ProgressSink,
+    signal: AbortSignal | undefined,
+    source: ContextSource | undefined,
+    sshAgents?: SshAgents,
+    syncedNamed?: Record<string, ContextSource>,
+  ): Promise<BuildResult> {
     if (req.dryRun) {
-      const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
+      const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform, namedContexts: namedContextBindings(req.namedContexts) });
       return { graph, warnings: graph.warnings };
     }
     const progress = new ProgressTracker(onProgress, { logLimitBytes: this.loadedConfig().stepLogMaxBytes });
@@ -114,26 +128,49 @@ export class BuildServer {
         });
       }
     }
-    const result = await s.solver.solve(
-      {
-        context: source ?? contextSource(req),
-        dockerfile: { name: req.dockerfile.name, text: req.dockerfile.text },
-        buildArgs: req.buildArgs,
-        target: req.target,
-        platform: req.platform,
-        network: req.network,
-        allow: req.allow,
-        ...(req.runPidsLimit !== undefined ? { runLimits: { pids: req.runPidsLimit } } : {}),
-        noCache: req.noCache,
-        noCacheFilter: req.noCacheFilter,
-        cacheFrom: req.cacheFrom,
-        pull: req.pull,
-        secrets: secretValues(req.secrets),
-        sshAgents: sshAgents ?? localAgents(req.ssh),
+    // Named contexts: downloaded, imported or read in place before the build plans with them.
+    const named = await prepareNamedContexts(namedContextInputs(req.namedContexts ?? {}, syncedNamed), {
+      store: s.store,
+      tmp: s.layout.tmp,
+      platform: req.platform ?? hostPlatform(),
+      step: async (name, fn) => {
+        const v = progress.start(name);
+        try {
+          const r = await fn();
+          v.done();
+          return r;
+        } catch (err) {
+          v.fail(err);
+          throw err;
+        }
       },
-      progress,
-      signal,
-    );
+    });
+    let result: SolveResult;
+    try {
+      result = await s.solver.solve(
+        {
+          context: source ?? contextSource(req),
+          dockerfile: { name: req.dockerfile.name, text: req.dockerfile.text },
+          buildArgs: req.buildArgs,
+          target: req.target,
+          platform: req.platform,
+          network: req.network,
+          allow: req.allow,
+          ...(req.runPidsLimit !== undefined ? { runLimits: { pids: req.runPidsLimit } } : {}),
+          noCache: req.noCache,
+          noCacheFilter: req.noCacheFilter,
+          cacheFrom: req.cacheFrom,
+          pull: req.pull,
+          secrets: secretValues(req.secrets),
+          sshAgents: sshAgents ?? localAgents(req.ssh),
+          namedContexts: named.contexts,
+        },
+        progress,
+        signal,
+      );
+    } finally {
+      await named.cleanup();
+    }
     // Until its exports are written, GC must leave alone what this build made and used.
     let exported: ExportResult | undefined;
     try {

@@ -5,7 +5,7 @@
 
 import { selectEntries } from '../cache/checksum-select.js';
 import type { ContextEntry } from '../context/index.js';
-import type { BuildGraph, Stage } from '../frontend/types.js';
+import type { BuildGraph, MountFrom, Stage } from '../frontend/types.js';
 
 /**
  * The entries of `entries` (a .dockerignore-filtered walk, in walk order) that the stages the target
@@ -13,8 +13,11 @@ import type { BuildGraph, Stage } from '../frontend/types.js';
  * above them (the receiver needs a file's parents). Base images' ONBUILD triggers are not known to a
  * graph planned without them, so a caller that plans on its own sees only the Dockerfile's steps.
  */
-export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]): ContextEntry[] {
+export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[], name?: string): ContextEntry[] {
   const used = new Set<string>();
+  // `name`: a named context (--build-context NAME=DIR), read by the steps that name it. A stage
+  // built FROM it has every file of it.
+  const ours = (from: MountFrom | undefined) => from?.kind === 'context' && from.name === name;
   const read = (sources: readonly string[], opts: { parents?: boolean; exclude?: readonly string[] } = {}) => {
     if (sources.length === 0) return;
     for (const e of selectEntries(entries, sources, opts).entries) {
@@ -23,11 +26,12 @@ export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]
     }
   };
   for (const stage of reachableStages(graph)) {
+    if (name !== undefined && stage.base.kind === 'context' && stage.base.name === name) return [...entries];
     for (const step of stage.steps) {
-      if (step.kind === 'copy' && step.from.kind === 'context') read(step.sources, { parents: step.parents, exclude: step.exclude });
+      if (step.kind === 'copy' && ours(step.from)) read(step.sources, { parents: step.parents, exclude: step.exclude });
       if (step.kind === 'run') {
         for (const m of step.mounts) {
-          if ((m.type === 'bind' || m.type === 'cache') && m.from?.kind === 'context') read([m.source]);
+          if ((m.type === 'bind' || m.type === 'cache') && ours(m.from)) read([m.source]);
         }
       }
     }

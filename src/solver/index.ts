@@ -5,6 +5,7 @@ export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } fr
 export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';
 export { planBuild } from './plan.js';
 export { contextUsage } from './context-usage.js';
+export { prepareNamedContexts, type NamedContext, type NamedContextInput } from './named-contexts.js';
 export type { SolveResult } from './solver.js';
 export { ProgressTracker, type ProgressEvent, type ProgressSink } from './progress.js';
 export { defaultRoot } from './state-root.js';
@@ -22,6 +23,6 @@ export { directoryContext, listedContext, walkContext } from '../context/index.j
 export { extractTar as extractArchive } from '../fileop/index.js';
 export { loadIntoDocker } from '../image/exporter/docker-load.js';
 export { parsePlatform } from '../frontend/platform.js';
-export type { BuildGraph, LintFinding, Platform } from '../frontend/types.js';
+export type { BuildGraph, LintFinding, NamedContextBinding, Platform } from '../frontend/types.js';
 export { hostPlatform } from '../oci/index.js';
 export { familiarName, familiarString, formatReference, parseReference } from '../image/reference.js';

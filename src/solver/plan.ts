@@ -2,7 +2,7 @@
 // frontend stays a pure translator and the rooms above never speak Dockerfile.
 
 import { buildGraph } from '../frontend/index.js';
-import type { BaseImageConfig, BuildGraph, Platform } from '../frontend/types.js';
+import type { BaseImageConfig, BuildGraph, NamedContextBinding, Platform } from '../frontend/types.js';
 import { hostPlatform } from '../oci/index.js';
 
 export interface PlanRequest {
@@ -12,6 +12,8 @@ export interface PlanRequest {
   targetPlatform?: Platform;
   /** Configs of base images, once resolved (see BuildGraph.unresolvedImages). */
   baseImages?: Record<string, BaseImageConfig>;
+  /** Named build contexts (--build-context) by normalised name. */
+  namedContexts?: Record<string, NamedContextBinding>;
 }
 
 export function planBuild(req: PlanRequest): BuildGraph {
@@ -23,5 +25,6 @@ export function planBuild(req: PlanRequest): BuildGraph {
     buildPlatform: build,
     targetPlatform: req.targetPlatform ?? build,
     baseImages: req.baseImages,
+    namedContexts: req.namedContexts,
   });
 }

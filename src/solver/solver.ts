@@ -24,6 +24,9 @@ import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
 import { snapshotExists, uniqueKey } from './mounted.js';
+import { copy } from '../fileop/index.js';
+import { contextBindings, type NamedContext } from './named-contexts.js';
+import { withActive } from './mounted.js';
 import { copyStep } from './ops/copy.js';
 import { checkEntitlements, runStep } from './ops/run.js';
 import { StepError, type Entitlement, type OpContext } from './ops/types.js';
@@ -63,6 +66,8 @@ export interface SolveRequest {
   secrets?: ReadonlyMap<string, Uint8Array>;
   /** SSH agents by id (--ssh). */
   sshAgents?: SshAgents;
+  /** Named build contexts (--build-context) by normalised name, prepared (named-contexts.ts). */
+  namedContexts?: ReadonlyMap<string, NamedContext>;
 }
 
 /** One entry of a stage's history, with the layer it adds (if any). */
@@ -139,8 +144,12 @@ export class Solver {
     const signal = cancel.signal;
     const platform = req.platform ?? hostPlatform();
     const baseImages = new BaseImages(this.deps, platform, req.pull, signal);
+    const named = req.namedContexts ?? new Map<string, NamedContext>();
+    // An OCI layout's image is resolved already: FROM and COPY --from find it by its ref.
+    for (const c of named.values()) if (c.kind === 'image' && c.pinned) baseImages.pin(c.ref, c.pinned);
+    const namedContexts = named.size > 0 ? contextBindings(named) : undefined;
     const plan = (resolved?: Record<string, BaseImageConfig>) =>
-      planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: platform, baseImages: resolved });
+      planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: platform, baseImages: resolved, namedContexts });
 
     const def = progress.start(`[internal] load build definition from ${req.dockerfile.name}`);
     let graph: BuildGraph;
@@ -188,17 +197,23 @@ export class Solver {
       }
     }
 
-    let entries: Promise<ContextEntry[]> | undefined;
-    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, () => {
-      if (!entries) {
-        const v = req.context.quiet ? undefined : progress.start('[internal] load build context');
-        entries = req.context.entries().then(
+    // Each context is walked once per build, when a step first reads it.
+    const entries = new Map<string, Promise<ContextEntry[]>>();
+    const contextEntries = (name?: string): Promise<ContextEntry[]> => {
+      const key = name ?? '';
+      let p = entries.get(key);
+      if (!p) {
+        const source = contextSourceOf(req, name);
+        const v = source.quiet ? undefined : progress.start(name === undefined ? '[internal] load build context' : `[context ${name}] load from client`);
+        p = source.entries().then(
           (e) => (v?.done(), e),
           (err) => (v?.fail(err), Promise.reject(err)),
         );
+        entries.set(key, p);
       }
-      return entries;
-    }, (reason) => cancel.abort(reason));
+      return p;
+    };
+    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, contextEntries, (reason) => cancel.abort(reason));
     this.running.add(run);
     try {
       const target = await run.stage(graph.target);
@@ -261,7 +276,7 @@ class BuildRun {
     private readonly started: Date,
     private readonly signal: AbortSignal | undefined,
     private readonly imported: CacheImport | undefined,
-    private readonly contextEntries: () => Promise<ContextEntry[]>,
+    private readonly contextEntries: (name?: string) => Promise<ContextEntry[]>,
     private readonly cancel: (reason: unknown) => void,
   ) {}
 
@@ -319,7 +334,8 @@ class BuildRun {
     let parentWhat: string;
     const links: HistoryLink[] = [];
     const base = stage.base;
-    const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${base.kind === 'image' ? displayRef(base.ref) : base.kind === 'stage' ? this.stageName(base.index) : 'scratch'}`);
+    const fromWhat = base.kind === 'image' ? displayRef(base.ref) : base.kind === 'stage' ? this.stageName(base.index) : base.kind === 'context' ? `context ${base.name}` : 'scratch';
+    const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${fromWhat}`);
     try {
       if (base.kind === 'scratch') {
         key = cacheKey('', { from: 'scratch' });
@@ -331,6 +347,10 @@ class BuildRun {
         snapshot = parent.snapshot;
         links.push(...parent.links);
         parentWhat = `stage ${this.stageName(base.index)}`;
+      } else if (base.kind === 'context') {
+        ({ key, snapshot } = await this.contextBase(base.name));
+        parentWhat = `named context ${base.name}`;
+        links.push({ kind: 'step', history: { created_by: `local source for ${base.name}`, comment: 'buildkit.exporter.image.v0' }, snapshot: (await snapshot())! });
       } else {
         const image = await this.baseImages.resolve(base.ref);
         key = cacheKey('', { from: image.manifestDigest });
@@ -389,6 +409,26 @@ class BuildRun {
     return { stage, key, snapshot, links };
   }
 
+  /**
+   * FROM a named context of files: a snapshot holding them all, keyed by their content (so the
+   * stage's steps stay cached while the files do not change), made once however many use it.
+   */
+  private async contextBase(name: string): Promise<{ key: string; snapshot: () => Promise<string | undefined> }> {
+    const from: MountFrom = { kind: 'context', name };
+    const key = cacheKey('', { from: 'context', content: await this.sourceKey(from, ['.']) });
+    const snap = `step-${key}`;
+    this.held.add(snap);
+    await this.solver.once(snap, async () => {
+      const source = contextSourceOf(this.req, name);
+      const entries = await this.contextEntries(name);
+      await withActive(this.deps.snapshotter, this.deps.layout.tmp, undefined, snap, async (destRoot) => {
+        await copy({ spec: { instruction: 'COPY', sources: ['.'], dest: '/', destIsDir: true }, source: { kind: 'context', dir: source.dir, entries }, destRoot });
+      });
+      return 'built';
+    });
+    return { key, snapshot: async () => snap };
+  }
+
   private stageName(index: number): string {
     return this.graph.stages.find((s) => s.index === index)?.name ?? `stage-${index}`;
   }
@@ -435,10 +475,11 @@ class BuildRun {
     switch (from.kind) {
       case 'context': {
         if (sources.length === 0) return 'context:none';
-        const entries = await this.contextEntries();
+        // A named context keys by content exactly as the main one: the same files, the same key.
+        const entries = await this.contextEntries(from.name);
         // Exactly what the copy reads; file digests are memoised under the root across builds.
         const selection = selectEntries(entries, sources, select);
-        return `context:${await checksumEntries(this.req.context.dir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
+        return `context:${await checksumEntries(contextSourceOf(this.req, from.name).dir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
       }
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
@@ -452,7 +493,8 @@ class BuildRun {
       snapshotter: this.deps.snapshotter,
       layout: this.deps.layout,
       contextDir: this.req.context.dir,
-      contextEntries: this.contextEntries,
+      contextEntries: () => this.contextEntries(),
+      context: (name) => ({ dir: contextSourceOf(this.req, name).dir, entries: () => this.contextEntries(name) }),
       sourceSnapshot: async (from) => {
         const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref));
         if (snap) this.held.add(snap);
@@ -474,7 +516,7 @@ class BuildRun {
           return;
         case 'copy': {
           const incremental = history
-            ? await planIncrementalCopy(step, history.previous, history.current, await this.contextEntries(), this.deps.snapshotter, this.solver.copyManifests)
+            ? await planIncrementalCopy(step, history.previous, history.current, await this.contextEntries(step.from.kind === 'context' ? step.from.name : undefined), this.deps.snapshotter, this.solver.copyManifests)
             : undefined;
           const summary = await copyStep(step, ctx, parent, name, incremental);
           if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
@@ -496,7 +538,16 @@ class BuildRun {
 const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
 
 function describeFrom(from: MountFrom): string {
-  return from.kind === 'context' ? 'build context' : from.kind === 'stage' ? `stage ${from.index}` : `image ${from.ref}`;
+  if (from.kind === 'context') return from.name === undefined ? 'build context' : `context ${from.name}`;
+  return from.kind === 'stage' ? `stage ${from.index}` : `image ${from.ref}`;
+}
+
+/** The main context, or the named context of files `name`. */
+function contextSourceOf(req: SolveRequest, name: string | undefined): ContextSource {
+  if (name === undefined) return req.context;
+  const c = req.namedContexts?.get(name);
+  if (c?.kind !== 'files') throw new Error(`internal error: no named context of files ${JSON.stringify(name)}`);
+  return c.source;
 }
 
 type FsStep = Extract<Step, { kind: 'run' | 'copy' | 'workdir' }>;

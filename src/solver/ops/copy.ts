@@ -17,7 +17,8 @@ export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | 
     let source: CopySource | undefined;
     if (step.sources.length > 0) {
       if (step.from.kind === 'context') {
-        source = { kind: 'context', dir: ctx.contextDir, entries: await ctx.contextEntries() };
+        const c = ctx.context(step.from.name);
+        source = { kind: 'context', dir: c.dir, entries: await c.entries() };
       } else {
         const snap = await ctx.sourceSnapshot(step.from);
         source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };

@@ -156,7 +156,7 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
 }
 
 async function sourceRoot(from: MountFrom, ctx: OpContext, scope: Scope): Promise<string> {
-  if (from.kind === 'context') return ctx.contextDir;
+  if (from.kind === 'context') return ctx.context(from.name).dir;
   return mountView(scope, ctx.snapshotter, ctx.layout.tmp, await ctx.sourceSnapshot(from));
 }
 

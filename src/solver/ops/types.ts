@@ -18,6 +18,8 @@ export interface OpContext {
   contextDir: string;
   /** The context as the .dockerignore lets it through; walked once per build. */
   contextEntries(): Promise<ContextEntry[]>;
+  /** The main context (no name) or a named context of files (--build-context NAME=DIR). */
+  context(name?: string): { dir: string; entries(): Promise<ContextEntry[]> };
   /** Committed snapshot for a `--from` / `from=` source (undefined: empty, e.g. scratch). */
   sourceSnapshot(from: Exclude<MountFrom, { kind: 'context' }>): Promise<string | undefined>;
   /** Network for RUN steps that do not choose one. */

@@ -1,0 +1,47 @@
+// A request's named build contexts (--build-context) as the solver takes them: a directory read in
+// place (embedded mode) or the copy a client synced (the daemon passes those in, by name), an image
+// reference, a URL, an OCI layout directory. Preparing them (downloads, layout imports) is the
+// solver's named-contexts module; this only translates and checks what a request may ask.
+
+import { directoryContext, type ContextSource, type NamedContextInput } from '../solver/index.js';
+import { parseReference } from '../image/reference.js';
+import type { NamedContextSpec } from './api.js';
+
+/**
+ * The solver's inputs for `specs`. `synced` gives the source of each synced directory (or layout)
+ * by context name: a daemon's leased copies; without one, a synced spec is an error.
+ */
+export function namedContextInputs(specs: Readonly<Record<string, NamedContextSpec>>, synced: Readonly<Record<string, ContextSource>> = {}): Record<string, NamedContextInput> {
+  const out: Record<string, NamedContextInput> = {};
+  const filesOf = (name: string, spec: { type: 'dir'; path: string } | { type: 'synced' }): ContextSource => {
+    if (spec.type === 'dir') return directoryContext(spec.path, { identity: `${spec.path}#${name}` });
+    const s = synced[name];
+    if (!s) throw new Error(`--build-context ${name}: a synced context needs the daemon that received it`);
+    return s;
+  };
+  for (const [name, spec] of Object.entries(specs)) {
+    switch (spec.type) {
+      case 'dir':
+      case 'synced':
+        out[name] = { kind: 'files', source: filesOf(name, spec) };
+        break;
+      case 'docker-image':
+        try {
+          parseReference(spec.ref);
+        } catch (err) {
+          throw new Error(`--build-context ${name}=docker-image://${spec.ref}: ${(err as Error).message}`);
+        }
+        out[name] = { kind: 'image', ref: spec.ref };
+        break;
+      case 'url':
+        out[name] = { kind: 'url', url: spec.url };
+        break;
+      case 'oci-layout':
+        out[name] = { kind: 'oci-layout', dir: filesOf(name, spec.layout).dir, tag: spec.tag, ...(spec.digest !== undefined ? { digest: spec.digest } : {}) };
+        break;
+      default:
+        throw new Error(`--build-context ${name}: unknown context type ${JSON.stringify((spec as { type: unknown }).type)}`);
+    }
+  }
+  return out;
+}
