@@ -29,6 +29,7 @@ import {
   type ProgressEvent,
 } from '../client/client.js';
 import { connect } from '../client/connect.js';
+import { checkBuildContexts, parseBuildContexts } from './build-contexts.js';
 import { formatCheck } from './check.js';
 import { contextFromStdin, type StdinContext } from '../client/stdin-context.js';
 import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
@@ -71,6 +72,10 @@ Options:
                              id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx
       --ssh default|ID[=SOCKET|KEY[,KEY]]  An SSH agent for RUN --mount=type=ssh (repeatable;
                              default: $SSH_AUTH_SOCK; key files get a private agent)
+      --build-context NAME=VALUE  An extra named context for FROM NAME, COPY --from=NAME and
+                             RUN --mount=from=NAME (repeatable); a stage or image of that name is
+                             replaced by it. VALUE: DIR | docker-image://REF |
+                             oci-layout://PATH[:TAG][@sha256:DIGEST] | https://HOST/archive.tar
   -o, --output SPEC          Where the result goes (repeatable), BuildKit's CSV syntax:
                                type=local,dest=DIR          the final filesystem as a directory
                                type=tar,dest=FILE           ... as one tarball ("dest=-": stdout)
@@ -244,6 +249,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         progress: { type: 'string' },
         secret: { type: 'string', multiple: true },
         ssh: { type: 'string', multiple: true },
+        'build-context': { type: 'string', multiple: true },
         root: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -311,6 +317,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const cacheTo = (v['cache-to'] ?? []).map(parseCacheTo);
   if (cacheTo.length) request.cacheTo = cacheTo;
   if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
+  const namedContexts = parseBuildContexts(v['build-context'] ?? []);
+  if (namedContexts) request.namedContexts = namedContexts;
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };
   if (v.check) inv.check = true;
@@ -416,6 +424,7 @@ export async function buildCommand(argv: string[], io: BuildIO = { stdout: proce
       return 0;
     }
     if (inv.context === '-' && inv.file === '-') throw new UsageError('the context and the Dockerfile cannot both come from stdin ("-")');
+    if (inv.request.namedContexts) inv.request.namedContexts = checkBuildContexts(inv.request.namedContexts);
     if (inv.context !== '-') request = loadRequest(inv);
     secretsAndSsh = {};
     if (inv.secrets) secretsAndSsh.secrets = loadSecrets(inv.secrets, io.env);

@@ -16,13 +16,18 @@ import {
   buildErrorInfo,
   clientOutputTargets,
   contextUsage,
+  findLayoutImage,
+  layoutBlobPaths,
+  namedContextBindings,
   planBuild,
   walkContext,
   type BuildErrorInfo,
   type BuildRequest,
   type BuildResult,
+  type NamedContextSpec,
   type ProgressEvent,
 } from '../server/api.js';
+import type { ContextEntry } from '../context/walk.js';
 import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
 import { stickyIndex } from './sticky.js';
@@ -67,23 +72,43 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
     ep = fleet[stickyIndex(await contextIdentity(req.context.path), fleet.map((e) => e.text))]!;
     onProgress({ type: 'message', level: 'info', text: `building on ${ep.text} (chosen by the context's identity among ${fleet.length} daemons)` });
   }
-  // Vertex numbers: the client's own first, then the daemon's, shifted past them.
-  const shift = 1;
-  const session = await syncContext(ep, req, req.context.path, onProgress, signal);
+  // Vertex numbers: the client's own first (the context, then each named directory it sends), then
+  // the daemon's, shifted past them.
+  const { session, graph } = await syncContext(ep, req, req.context.path, onProgress, signal);
+  const sessions: Session[] = [session];
+  const namedContexts: Record<string, NamedContextSpec> = {};
+  let vertex = 1;
+  try {
+    for (const [name, spec] of Object.entries(req.namedContexts ?? {})) {
+      const synced = await syncNamedContext(ep, name, spec, graph, ++vertex, onProgress, signal);
+      if (synced.session) sessions.push(synced.session);
+      namedContexts[name] = synced.spec;
+    }
+  } catch (err) {
+    for (const s of sessions) await dropSession(ep, s);
+    throw err;
+  }
+  const shift = vertex;
   const { path: _hostPath, ...dockerfile } = req.dockerfile;
   // The agents stay here: the daemon learns their ids and dials back through this client.
   const agents = new Map((req.ssh ?? []).map((s) => [s.id, s.socket]));
   const ssh = req.ssh?.map((s) => ({ id: s.id }));
-  const body = { ...req, ssh, dockerfile, context: { type: 'synced', id: session.id, session: session.session, ephemeral: req.context.ephemeral } };
+  const body = {
+    ...req,
+    ssh,
+    dockerfile,
+    context: { type: 'synced', id: session.id, session: session.session, ephemeral: req.context.ephemeral },
+    ...(req.namedContexts ? { namedContexts } : {}),
+  };
   let res;
   try {
     res = await send(ep, 'POST', '/v1/builds', { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', signal });
   } catch (err) {
-    await dropSession(ep, session);
+    for (const s of sessions) await dropSession(ep, s);
     throw err;
   }
   if ((res.statusCode ?? 500) >= 400) {
-    await dropSession(ep, session);
+    for (const s of sessions) await dropSession(ep, s);
     throw daemonError(res.statusCode ?? 500, (await readAll(res)).toString('utf8'));
   }
   let outcome: StreamLine | undefined;
@@ -138,12 +163,17 @@ function dialBack(ep: Endpoint, buildId: string, dial: SshDial, socket: string |
  * The context's identity on the daemon: this host and the context's real path, so the same
  * checkout keeps landing on the same kept copy (BuildKit's shared key does the same).
  */
-async function contextIdentity(dir: string): Promise<string> {
+async function contextIdentity(dir: string, named?: string): Promise<string> {
   const real = await fsp.realpath(dir);
-  return createHash('sha256').update(`${os.hostname()}\0${real}`).digest('hex').slice(0, 32);
+  // A named context (--build-context NAME=DIR) is kept apart from the same directory as the main
+  // context, or under another name: each sends its own selection of files.
+  const what = named === undefined ? real : `${real}\0context:${named}`;
+  return createHash('sha256').update(`${os.hostname()}\0${what}`).digest('hex').slice(0, 32);
 }
 
-async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<Session> {
+type Graph = ReturnType<typeof planBuild>;
+
+async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<{ session: Session; graph: Graph }> {
   const started = Date.now();
   const name = '[internal] load build context';
   onProgress({ type: 'vertex', id: 1, name, status: 'started' });
@@ -152,39 +182,97 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
     const all = await walkContext(dir, { fileStats, ...(req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {}) });
     let graph;
     try {
-      graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform });
+      graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform, namedContexts: namedContextBindings(req.namedContexts) });
     } catch (err) {
       throw new BuildFailure(buildErrorInfo(err));
     }
     // Only what the build's stages can read travels.
-    const entries = await syncEntries(dir, contextUsage(graph, all), fileStats);
-    const id = await contextIdentity(dir);
-    const plan = await withUploadSlot(
-      () => call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),
-      () => onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: 'waiting for an upload slot on the daemon\n' }),
-      signal,
-    );
-    const session = { id, session: plan.session };
-    try {
-      const body = new PassThrough();
-      const upload = send(ep, 'PUT', `/v1/contexts/${id}/sessions/${plan.session}`, { body, contentType: 'application/x-tar', signal });
-      const [sent, res] = await Promise.all([writeWantedTar(dir, entries, plan.wanted, body), upload]);
-      const got = await (async () => {
-        const text = (await readAll(res)).toString('utf8');
-        if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
-        return sent;
-      })();
-      onProgress({ type: 'log', id: 1, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanSize(got.bytes)}\n` });
-    } catch (err) {
-      await dropSession(ep, session);
-      throw err;
-    }
+    const session = await upload(ep, dir, await contextIdentity(dir), contextUsage(graph, all), 1, started, onProgress, signal, fileStats);
     onProgress({ type: 'vertex', id: 1, name, status: 'done', durationMs: Date.now() - started });
-    return session;
+    return { session, graph };
   } catch (err) {
     onProgress({ type: 'vertex', id: 1, name, status: 'error', durationMs: Date.now() - started, error: (err as Error).message });
     throw err;
   }
+}
+
+/**
+ * A named context the daemon cannot reach by itself: a directory (its own .dockerignore, only what
+ * the build reads of it) or an OCI layout (only the blobs of the image it names) is synced like the
+ * main context and kept between builds; an image reference or a URL goes as it is.
+ */
+async function syncNamedContext(
+  ep: Endpoint,
+  name: string,
+  spec: NamedContextSpec,
+  graph: Graph,
+  vertex: number,
+  onProgress: (e: ProgressEvent) => void,
+  signal?: AbortSignal,
+): Promise<{ spec: NamedContextSpec; session?: Session }> {
+  if (spec.type !== 'dir' && !(spec.type === 'oci-layout' && spec.layout.type === 'dir')) return { spec };
+  const started = Date.now();
+  const title = `[context ${name}] load from client`;
+  onProgress({ type: 'vertex', id: vertex, name: title, status: 'started' });
+  try {
+    let result: { spec: NamedContextSpec; session: Session };
+    if (spec.type === 'dir') {
+      const fileStats = new Map<string, BigIntStats>();
+      const all = await walkContext(spec.path, { fileStats });
+      const session = await upload(ep, spec.path, await contextIdentity(spec.path, name), contextUsage(graph, all, name), vertex, started, onProgress, signal, fileStats);
+      result = { spec: { type: 'synced', id: session.id, session: session.session }, session };
+    } else {
+      const dir = (spec as { layout: { path: string } }).layout.path;
+      const oci = spec as Extract<NamedContextSpec, { type: 'oci-layout' }>;
+      const desc = await findLayoutImage(dir, { tag: oci.tag, digest: oci.digest }, `--build-context ${name}=oci-layout://${dir}`);
+      const wanted = new Set(['index.json', 'oci-layout', 'blobs', 'blobs/sha256', ...(await layoutBlobPaths(dir, desc))]);
+      const all = (await walkContext(dir, { excludes: [] })).filter((e: ContextEntry) => wanted.has(e.path));
+      const session = await upload(ep, dir, await contextIdentity(dir, name), all, vertex, started, onProgress, signal);
+      // The image is pinned by digest here, where the layout was read: the daemon finds that one.
+      result = { spec: { type: 'oci-layout', layout: { type: 'synced', id: session.id, session: session.session }, tag: oci.tag, digest: desc.digest }, session };
+    }
+    onProgress({ type: 'vertex', id: vertex, name: title, status: 'done', durationMs: Date.now() - started });
+    return result;
+  } catch (err) {
+    onProgress({ type: 'vertex', id: vertex, name: title, status: 'error', durationMs: Date.now() - started, error: (err as Error).message });
+    throw err;
+  }
+}
+
+/** Sends `used` (entries of `dir`) to the daemon's kept copy `id`: only what it lacks travels. */
+async function upload(
+  ep: Endpoint,
+  dir: string,
+  id: string,
+  used: ContextEntry[],
+  vertex: number,
+  started: number,
+  onProgress: (e: ProgressEvent) => void,
+  signal?: AbortSignal,
+  fileStats?: Map<string, BigIntStats>,
+): Promise<Session> {
+  const entries = await syncEntries(dir, used, fileStats);
+  const plan = await withUploadSlot(
+    () => call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),
+    () => onProgress({ type: 'log', id: vertex, stream: 'stdout', atMs: Date.now() - started, data: 'waiting for an upload slot on the daemon\n' }),
+    signal,
+  );
+  const session = { id, session: plan.session };
+  try {
+    const body = new PassThrough();
+    const upload = send(ep, 'PUT', `/v1/contexts/${id}/sessions/${plan.session}`, { body, contentType: 'application/x-tar', signal });
+    const [sent, res] = await Promise.all([writeWantedTar(dir, entries, plan.wanted, body), upload]);
+    const got = await (async () => {
+      const text = (await readAll(res)).toString('utf8');
+      if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
+      return sent;
+    })();
+    onProgress({ type: 'log', id: vertex, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanSize(got.bytes)}\n` });
+  } catch (err) {
+    await dropSession(ep, session);
+    throw err;
+  }
+  return session;
 }
 
 /** A daemon at its limit of uploads answers 429: wait and ask again, as long as the build is wanted. */

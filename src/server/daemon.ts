@@ -235,17 +235,38 @@ export class Daemon {
     this.refuseWhileDraining();
     const req = checkRequest(raw);
     if (req.context.type !== 'synced') throw new ApiError(400, 'a daemon builds only from a context the client synced ({"type":"synced"}), never from a path on its host');
-    const session = this.session(req.context.id, req.context.session);
-    if (session.claimed) throw new ApiError(409, `upload session ${session.id} is already used by a build`);
-    if (!session.received) throw new ApiError(409, `upload session ${session.id} has not received its files yet`);
-    session.claimed = true;
-    clearTimeout(session.expiry);
+    // The main context's upload and each named context's (--build-context NAME=DIR, an OCI layout).
+    const named: [string, { id: string; session: string }][] = [];
+    for (const [name, spec] of Object.entries(req.namedContexts ?? {})) {
+      if (spec.type === 'synced') named.push([name, spec]);
+      else if (spec.type === 'oci-layout' && spec.layout.type === 'synced') named.push([name, spec.layout]);
+    }
+    const claimed: UploadSession[] = [];
+    let session!: UploadSession;
+    try {
+      for (const [name, ref] of [['', req.context] as const, ...named]) {
+        const s = this.session(ref.id, ref.session);
+        if (s.claimed) throw new ApiError(409, `upload session ${s.id} is already used by a build`);
+        if (!s.received) throw new ApiError(409, `upload session ${s.id} has not received its files yet`);
+        if (claimed.includes(s)) throw new ApiError(400, `invalid build request: upload session ${s.id} is named twice`);
+        s.claimed = true;
+        clearTimeout(s.expiry);
+        claimed.push(s);
+        if (name === '') session = s;
+      }
+    } catch (err) {
+      // What was claimed is released: the build never started.
+      for (const s of claimed) await this.dropSession(s.id);
+      throw err;
+    }
+    // Each tree equals the list the client sent: its entries are known without walking it.
+    const synced = (s: UploadSession) => listedContext(s.lease.dir, `synced:${s.contextId}`, s.lease.entries());
+    const namedContexts = Object.fromEntries(named.map(([name], i) => [name, synced(claimed[i + 1]!)]));
 
     try {
-      // The tree equals the list the client sent: its entries are known without walking it.
-      return await this.admit(req, client, sink, signal, () => listedContext(session.lease.dir, `synced:${session.contextId}`, session.lease.entries()));
+      return await this.admit(req, client, sink, signal, () => synced(session), namedContexts);
     } finally {
-      await this.dropSession(session.id);
+      for (const s of claimed) await this.dropSession(s.id);
       // A one-off context (a tar from stdin) would only fill the disk: no later upload reuses it.
       if (req.context.ephemeral) await this.contexts.remove(session.lease.id).catch(() => undefined);
       await this.collectContexts();
@@ -295,6 +316,7 @@ export class Daemon {
     sink: (e: ProgressEvent | { type: 'build'; id: string } | SshDialEvent) => void,
     signal: AbortSignal,
     context: () => ContextSource,
+    namedContexts?: Record<string, ContextSource>,
   ): Promise<BuildOutcome> {
     // The daemon's default cache (daemon.json `cache-from`, `cache-to`) for a build that names none,
     // import and export each on its own: a request's own list is kept as it is.
@@ -311,7 +333,7 @@ export class Daemon {
     const timeout = this.limits.buildTimeoutMs > 0 ? setTimeout(() => abort.abort(new Error(`build cancelled: it ran longer than the daemon's build-timeout (${this.limits.buildTimeoutMs / 1000} s)`)), this.limits.buildTimeoutMs) : undefined;
     // The client's agents: each connection a step makes is dialled back over this build's stream.
     const sshAgents = req.ssh?.length ? this.sshDials.agentsFor(id, req.ssh.map((s) => s.id), sink) : undefined;
-    const done = this.runBuild(req, record, context, client, sink, abort, sshAgents);
+    const done = this.runBuild(req, record, context, client, sink, abort, sshAgents, namedContexts);
     this.builds.set(id, { abort, done: done.catch(() => undefined) });
     try {
       return await done;
@@ -330,6 +352,7 @@ export class Daemon {
     sink: (e: ProgressEvent) => void,
     abort: AbortController,
     sshAgents?: SshAgents,
+    namedContexts?: Record<string, ContextSource>,
   ): Promise<BuildOutcome> {
     const dir = path.join(this.outputsDir, record.id);
     let slot;
@@ -343,7 +366,7 @@ export class Daemon {
     this.history.started(record);
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
-      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context(), sshAgents });
+      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context(), sshAgents, namedContexts });
       this.finished(record, { imageId: result.image?.id });
       if (clientOutputs.length === 0) await fsp.rm(dir, { recursive: true, force: true });
       else setTimeout(() => void fsp.rm(dir, { recursive: true, force: true }), OUTPUT_KEEP_MS).unref();
@@ -537,6 +560,7 @@ function checkRequest(raw: unknown): BuildRequest {
   const ctx = r.context;
   if (!isObject(ctx) || typeof ctx.type !== 'string') throw bad('"context" must be an object with a "type"');
   if (ctx.type === 'synced' && (typeof ctx.id !== 'string' || typeof ctx.session !== 'string')) throw bad('a synced "context" needs "id" and "session" strings');
+  if (r.namedContexts !== undefined) checkNamedContexts(r.namedContexts, bad);
   const df = r.dockerfile;
   if (!isObject(df) || typeof df.name !== 'string' || typeof df.text !== 'string') throw bad('"dockerfile" must be {"name": string, "text": string}');
   if (!isObject(r.buildArgs) || Object.values(r.buildArgs).some((v) => v !== undefined && v !== null && typeof v !== 'string')) throw bad('"buildArgs" must map names to strings');
@@ -577,6 +601,37 @@ function checkRequest(raw: unknown): BuildRequest {
   const { path: _hostPath, ...dockerfile } = df as { name: string; text: string; path?: string };
   // A dockerfile path names a file on the client's host; it means nothing here.
   return { ...(r as unknown as BuildRequest), dockerfile, dryRun: false };
+}
+
+/**
+ * Named contexts from the network: directories and layouts only as synced uploads (a path would
+ * name the daemon's host), images and URLs as strings. Names are checked when the build plans.
+ */
+function checkNamedContexts(raw: unknown, bad: (what: string) => ApiError): void {
+  if (!isObject(raw)) throw bad('"namedContexts" must map names to contexts');
+  const synced = (c: unknown) => isObject(c) && c.type === 'synced' && typeof c.id === 'string' && typeof c.session === 'string';
+  for (const c of Object.values(raw)) {
+    if (!isObject(c)) throw bad('a named context must be an object with a "type"');
+    switch (c.type) {
+      case 'synced':
+        if (!synced(c)) throw bad('a synced named context needs "id" and "session" strings');
+        break;
+      case 'docker-image':
+        if (typeof c.ref !== 'string') throw bad('a docker-image named context needs a "ref" string');
+        break;
+      case 'url':
+        if (typeof c.url !== 'string' || !/^https?:\/\//i.test(c.url)) throw bad('a url named context needs an http(s) "url"');
+        break;
+      case 'oci-layout':
+        if (!synced(c.layout)) throw bad('an oci-layout named context needs a synced "layout" (a path would name the daemon\'s host)');
+        if (typeof c.tag !== 'string' || (c.digest !== undefined && typeof c.digest !== 'string')) throw bad('an oci-layout named context needs a "tag" string (and "digest" a string)');
+        break;
+      case 'dir':
+        throw bad('a named context of type "dir" names a path on the daemon\'s host: sync it ({"type":"synced"})');
+      default:
+        throw bad('a named context\'s "type" must be synced, docker-image, url or oci-layout');
+    }
+  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
