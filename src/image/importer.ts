@@ -89,9 +89,17 @@ async function importLayout(store: ContentStore, dir: string, shownAs: string): 
 /** Ingests a descriptor and, for manifests and indexes, everything they point to. */
 async function ingestTree(store: ContentStore, dir: string, desc: Descriptor, shownAs: string): Promise<void> {
   const digest = parseDigest(desc.digest, `${shownAs}: descriptor`);
-  const file = path.join(dir, 'blobs', 'sha256', digestHex(digest));
   try {
-    await store.ingest({ digest, size: desc.size, mediaType: desc.mediaType }, fs.createReadStream(file));
+    // Resolved inside the layout: a blob that is a link cannot make kiln read a file of this host
+    // (a layout a daemon's client synced is as hostile as any context).
+    const file = await resolveInRoot(dir, `blobs/sha256/${digestHex(digest)}`);
+    // Opened first: a missing blob is this error, not a stream error nobody listens to yet.
+    const handle = await fsp.open(file, 'r');
+    try {
+      await store.ingest({ digest, size: desc.size, mediaType: desc.mediaType }, handle.createReadStream());
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
   } catch (err) {
     throw new ImportError(shownAs, `blob ${digest}: ${(err as Error).message}`, { cause: err });
   }
