@@ -3,8 +3,7 @@
 // reference, a URL, an OCI layout directory. Preparing them (downloads, layout imports) is the
 // solver's named-contexts module; this only translates and checks what a request may ask.
 
-import { directoryContext, type ContextSource, type NamedContextInput } from '../solver/index.js';
-import { parseReference } from '../image/reference.js';
+import { directoryContext, familiarString, parseReference, type ContextSource, type NamedContextInput } from '../solver/index.js';
 import type { NamedContextSpec } from './api.js';
 
 /**
@@ -19,7 +18,15 @@ export function namedContextInputs(specs: Readonly<Record<string, NamedContextSp
     if (!s) throw new Error(`--build-context ${name}: a synced context needs the daemon that received it`);
     return s;
   };
-  for (const [name, spec] of Object.entries(specs)) {
+  for (const [given, spec] of Object.entries(specs)) {
+    // Keys as buildx files them (a request from another client may not have normalised them).
+    let name: string;
+    try {
+      name = familiarString(parseReference(given, { defaultTag: false })).replace(/:latest$/, '');
+    } catch (err) {
+      throw new Error(`--build-context ${given}: invalid context name: ${(err as Error).message}`);
+    }
+    if (name !== given && specs[name] !== undefined) throw new Error(`--build-context ${given}: the same name as ${name}`);
     switch (spec.type) {
       case 'dir':
       case 'synced':

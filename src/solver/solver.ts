@@ -516,7 +516,7 @@ class BuildRun {
           return;
         case 'copy': {
           const incremental = history
-            ? await planIncrementalCopy(step, history.previous, history.current, await this.contextEntries(step.from.kind === 'context' ? step.from.name : undefined), this.deps.snapshotter, this.solver.copyManifests)
+            ? await planIncrementalCopy(step, history.previous, history.current, step.from.kind === 'context' ? await this.contextEntries(step.from.name) : [], this.deps.snapshotter, this.solver.copyManifests)
             : undefined;
           const summary = await copyStep(step, ctx, parent, name, incremental);
           if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
