@@ -299,6 +299,12 @@ describe('malformed requests', () => {
       ['cacheTo', [{ type: 'local', dest: MARK_DIR, mode: 'max' }]],
       ['cacheFrom', 'x'],
       ['cacheTo', [{ type: 'registry' }]],
+      // Named contexts never name the daemon's host (a directory, a layout) or a file:// URL.
+      ['namedContexts', 'x'],
+      ['namedContexts', { x: { type: 'dir', path: '/etc' } }],
+      ['namedContexts', { x: { type: 'oci-layout', layout: { type: 'dir', path: '/var/lib' }, tag: 'latest' } }],
+      ['namedContexts', { x: { type: 'url', url: 'file:///etc/shadow' } }],
+      ['namedContexts', { x: { type: 'synced', id: 1 } }],
     ];
     /** The generators of request i: its own PRNG, so a seed reproduces every request whatever the interleaving. */
     const makeGen = (rnd: () => number) => {
