@@ -9,7 +9,7 @@ import { checksumEntries, selectEntries, type SelectOptions } from '../cache/che
 import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
 import type { ContextEntry, ContextSource } from '../context/index.js';
-import { CopyError } from '../fileop/index.js';
+import { copy, CopyError } from '../fileop/index.js';
 import { DockerfileError, redactCredentials } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
@@ -23,10 +23,8 @@ import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
-import { snapshotExists, uniqueKey } from './mounted.js';
-import { copy } from '../fileop/index.js';
+import { snapshotExists, uniqueKey, withActive } from './mounted.js';
 import { contextBindings, type NamedContext } from './named-contexts.js';
-import { withActive } from './mounted.js';
 import { copyStep } from './ops/copy.js';
 import { checkEntitlements, runStep } from './ops/run.js';
 import { StepError, type Entitlement, type OpContext } from './ops/types.js';
@@ -418,7 +416,7 @@ class BuildRun {
     const key = cacheKey('', { from: 'context', content: await this.sourceKey(from, ['.']) });
     const snap = `step-${key}`;
     this.held.add(snap);
-    await this.solver.once(snap, async () => {
+    const outcome = await this.solver.once(snap, async () => {
       const source = contextSourceOf(this.req, name);
       const entries = await this.contextEntries(name);
       await withActive(this.deps.snapshotter, this.deps.layout.tmp, undefined, snap, async (destRoot) => {
@@ -426,6 +424,7 @@ class BuildRun {
       });
       return 'built';
     });
+    if (outcome === 'cached') await this.deps.snapshotter.touch(snap).catch(() => undefined); // recency for GC
     return { key, snapshot: async () => snap };
   }
 
