@@ -246,9 +246,9 @@ export class Daemon {
     try {
       for (const [name, ref] of [['', req.context] as const, ...named]) {
         const s = this.session(ref.id, ref.session);
+        if (claimed.includes(s)) throw new ApiError(400, `invalid build request: upload session ${s.id} is named twice`);
         if (s.claimed) throw new ApiError(409, `upload session ${s.id} is already used by a build`);
         if (!s.received) throw new ApiError(409, `upload session ${s.id} has not received its files yet`);
-        if (claimed.includes(s)) throw new ApiError(400, `invalid build request: upload session ${s.id} is named twice`);
         s.claimed = true;
         clearTimeout(s.expiry);
         claimed.push(s);

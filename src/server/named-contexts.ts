@@ -12,10 +12,11 @@ import type { NamedContextSpec } from './api.js';
  */
 export function namedContextInputs(specs: Readonly<Record<string, NamedContextSpec>>, synced: Readonly<Record<string, ContextSource>> = {}): Record<string, NamedContextInput> {
   const out: Record<string, NamedContextInput> = {};
-  const filesOf = (name: string, spec: { type: 'dir'; path: string } | { type: 'synced' }): ContextSource => {
-    if (spec.type === 'dir') return directoryContext(spec.path, { identity: `${spec.path}#${name}` });
-    const s = synced[name];
-    if (!s) throw new Error(`--build-context ${name}: a synced context needs the daemon that received it`);
+  // `given`: the name as the request spells it, which is how the daemon passes its synced copies.
+  const filesOf = (given: string, spec: { type: 'dir'; path: string } | { type: 'synced' }): ContextSource => {
+    if (spec.type === 'dir') return directoryContext(spec.path, { identity: `${spec.path}#${given}` });
+    const s = synced[given];
+    if (!s) throw new Error(`--build-context ${given}: a synced context needs the daemon that received it`);
     return s;
   };
   for (const [given, spec] of Object.entries(specs)) {
@@ -30,7 +31,7 @@ export function namedContextInputs(specs: Readonly<Record<string, NamedContextSp
     switch (spec.type) {
       case 'dir':
       case 'synced':
-        out[name] = { kind: 'files', source: filesOf(name, spec) };
+        out[name] = { kind: 'files', source: filesOf(given, spec) };
         break;
       case 'docker-image':
         try {
@@ -44,7 +45,7 @@ export function namedContextInputs(specs: Readonly<Record<string, NamedContextSp
         out[name] = { kind: 'url', url: spec.url };
         break;
       case 'oci-layout':
-        out[name] = { kind: 'oci-layout', dir: filesOf(name, spec.layout).dir, tag: spec.tag, ...(spec.digest !== undefined ? { digest: spec.digest } : {}) };
+        out[name] = { kind: 'oci-layout', dir: filesOf(given, spec.layout).dir, tag: spec.tag, ...(spec.digest !== undefined ? { digest: spec.digest } : {}) };
         break;
       default:
         throw new Error(`--build-context ${name}: unknown context type ${JSON.stringify((spec as { type: unknown }).type)}`);
