@@ -442,7 +442,9 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
         img = opts.baseImages?.[base.ref];
         if (!img && !unresolved.includes(base.ref)) unresolved.push(base.ref);
       }
-      st = initialState(img, platform, empty);
+      // A stage replaced by files has no image config at all in BuildKit (not even emptyImage's
+      // WorkingDir "/"); PATH is still set here, as BuildKit sets it in a stage built on it.
+      st = initialState(img, platform, empty && !s.replaced);
     }
     if (s.platform && base.kind !== 'scratch' && base.kind !== 'context') st.platform = s.platform;
     for (const ref of s.images) if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
