@@ -128,8 +128,8 @@ export class BuildServer {
         });
       }
     }
-    // Named contexts: downloaded, imported or read in place before the build plans with them.
-    const named = await prepareNamedContexts(namedContextInputs(req.namedContexts ?? {}, syncedNamed), {
+    // Named contexts: read in place, or downloaded and imported when a step first uses them.
+    const named = prepareNamedContexts(namedContextInputs(req.namedContexts ?? {}, syncedNamed), {
       store: s.store,
       tmp: s.layout.tmp,
       platform: req.platform ?? hostPlatform(),

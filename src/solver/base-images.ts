@@ -89,16 +89,16 @@ export class BaseImages {
     private readonly signal?: AbortSignal,
   ) {}
 
-  /** `ref` stands for `image`, resolved already (an OCI layout's image named as a build context). */
-  pin(ref: string, image: BaseImage): void {
-    this.pinned.set(ref, Promise.resolve(image));
+  /** `ref` stands for the image `image` resolves (an OCI layout's image named as a build context). */
+  pin(ref: string, image: () => Promise<BaseImage>): void {
+    this.pinned.set(ref, image);
   }
 
-  private readonly pinned = new Map<string, Promise<BaseImage>>();
+  private readonly pinned = new Map<string, () => Promise<BaseImage>>();
 
   resolve(ref: string): Promise<BaseImage> {
     const pinned = this.pinned.get(ref);
-    if (pinned) return pinned;
+    if (pinned) return pinned();
     const name = formatReference(parseReference(ref));
     let p = this.resolved.get(name);
     if (!p) {

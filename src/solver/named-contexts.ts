@@ -2,7 +2,8 @@
 // or synced by a client) is a ContextSource like the main context; an https archive is downloaded
 // and unpacked into a private directory that then is one too (BuildKit: llb.HTTP copied with
 // AttemptUnpack); an OCI layout's image is ingested into the content store and pinned, so FROM and
-// COPY --from use it as a base image resolved already; docker-image://REF simply stands for REF.
+// COPY --from use it as a base image; docker-image://REF simply stands for REF. As in BuildKit, a
+// context is only loaded when a step uses it: an unused URL is never fetched, nor can it fail.
 
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -27,8 +28,8 @@ export type NamedContextInput =
   /** oci-layout://PATH[:TAG][@DIGEST]: `dir` is the layout on this host (in place or synced). */
   | { kind: 'oci-layout'; dir: string; tag: string; digest?: string };
 
-/** A named context ready for the solver. */
-export type NamedContext = { kind: 'files'; source: ContextSource } | { kind: 'image'; ref: string; pinned?: BaseImage };
+/** A named context ready for the solver; `pinned` resolves an OCI layout's image when first asked. */
+export type NamedContext = { kind: 'files'; source: ContextSource } | { kind: 'image'; ref: string; pinned?: () => Promise<BaseImage> };
 
 export interface PreparedContexts {
   contexts: Map<string, NamedContext>;
@@ -52,40 +53,43 @@ export interface PrepareDeps {
   step<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
-export async function prepareNamedContexts(inputs: Readonly<Record<string, NamedContextInput>>, deps: PrepareDeps): Promise<PreparedContexts> {
+export function prepareNamedContexts(inputs: Readonly<Record<string, NamedContextInput>>, deps: PrepareDeps): PreparedContexts {
   const contexts = new Map<string, NamedContext>();
   const dirs: string[] = [];
   const cleanup = async () => {
     for (const d of dirs.splice(0)) await fsp.rm(d, { recursive: true, force: true }).catch(() => undefined);
   };
-  try {
-    for (const [name, input] of Object.entries(inputs)) {
-      switch (input.kind) {
-        case 'files':
-        case 'image':
-          contexts.set(name, input);
-          break;
-        case 'url': {
-          const dir = path.join(deps.tmp, uniqueKey('context-url'));
-          dirs.push(dir);
-          await deps.step(`[context ${name}] ${redactCredentials(input.url)}`, () => fetchArchive(input.url, dir));
-          // The archive's own .dockerignore is not applied: BuildKit copies an http context whole.
-          // Quiet: the download's own line already says what was loaded.
-          contexts.set(name, { kind: 'files', source: { ...directoryContext(dir, { identity: `url:${name}`, excludes: [] }), quiet: true } });
-          break;
-        }
-        case 'oci-layout': {
-          const image = await deps.step(`[context ${name}] load metadata from the OCI layout`, () => layoutImage(name, input, deps));
-          contexts.set(name, { kind: 'image', ref: image.name, pinned: image });
-          break;
-        }
+  for (const [name, input] of Object.entries(inputs)) {
+    switch (input.kind) {
+      case 'files':
+      case 'image':
+        contexts.set(name, input);
+        break;
+      case 'url': {
+        const dir = path.join(deps.tmp, uniqueKey('context-url'));
+        dirs.push(dir);
+        // The archive's own .dockerignore is not applied: BuildKit copies an http context whole.
+        const unpacked = directoryContext(dir, { identity: `url:${name}`, excludes: [] });
+        const fetched = once(() => deps.step(`[context ${name}] ${redactCredentials(input.url)}`, () => fetchArchive(input.url, dir)));
+        // Quiet: the download's own line says what was loaded. Every step reads the entries (for its
+        // key) before the files, so the download happens there, once.
+        contexts.set(name, { kind: 'files', source: { ...unpacked, quiet: true, entries: async () => (await fetched(), unpacked.entries()) } });
+        break;
+      }
+      case 'oci-layout': {
+        const ref = `oci-layout://${name}`;
+        contexts.set(name, { kind: 'image', ref, pinned: once(() => deps.step(`[context ${name}] load metadata from the OCI layout`, () => layoutImage(name, input, deps))) });
+        break;
       }
     }
-  } catch (err) {
-    await cleanup();
-    throw err;
   }
   return { contexts, cleanup };
+}
+
+/** `fn` run on the first call only; every call gets its result. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
 }
 
 /** Downloads `url` into `dir`: a tar archive (compressed or not) unpacked, any other file as is. */

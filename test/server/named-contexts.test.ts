@@ -198,6 +198,10 @@ describe.each<Mode>(['embedded', 'daemon'])('--build-context (%s)', (mode) => {
     const gone = await build(['--build-context', `pkg=${archiveBase}/missing.tar`, main]);
     expect(gone.code).not.toBe(0);
     expect(gone.stderr).toMatch(/missing\.tar: HTTP 404/);
+    // As in BuildKit, a context no step uses is never loaded: neither fetched nor able to fail.
+    const unused = await build(['--build-context', `pkg=${archiveBase}/pkg.tar.gz`, '--build-context', `other=${archiveBase}/missing.tar`, main]);
+    expect(unused.stderr).not.toContain('[context other]');
+    ok(unused);
   });
 
   it('a bad value is an error naming the flag, before anything is built', async () => {
