@@ -26,7 +26,7 @@ export function contextName(name: string, value: string): string {
 /** BuildKit's git URL forms (a git context is not supported by kiln). */
 function isGitContext(v: string): boolean {
   if (v.startsWith('git://') || v.startsWith('git@') || v.startsWith('ssh://') || v.startsWith('github.com/')) return true;
-  return /^https?:\/\//.test(v) && /\.git(#.*)?$|\.git\/?$/.test(v.split('#')[0]!);
+  return /^https?:\/\//.test(v) && /\.git\/?$/.test(v.split('#')[0]!);
 }
 
 /** One flag value. Directory paths stay as written: checkBuildContexts resolves them. */
