@@ -15,7 +15,7 @@ export { contextUsage } from '../solver/context-usage.js';
 export { planBuild } from '../solver/plan.js';
 export { walkContext } from '../context/walk.js';
 // A client sends only the blobs of the image an oci-layout:// named context names.
-export { findLayoutImage, layoutBlobPaths } from '../image/importer.js';
+export { findLayoutImage, layoutBlobPaths } from '../image/layout.js';
 // Flag values of du and prune (sizes, durations, filters), parsed on the client's side.
 export { parseDuration, parsePruneFilters, parseSize } from '../cache/gc.js';
 // --cache-from/--cache-to values, read the same way by the CLI and by daemon.json.
