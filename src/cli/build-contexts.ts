@@ -3,7 +3,7 @@
 // docker-image://REF, oci-layout://PATH[:TAG][@sha256:DIGEST] or an http(s) URL of an archive.
 // Parsing is pure; checking the paths (a directory, a layout's index.json) happens before the build.
 
-import { statSync } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { familiarString, parseReference, type NamedContextSpec } from '../client/client.js';
 import { UsageError } from './usage.js';
@@ -76,7 +76,8 @@ export function parseBuildContextFlag(value: string): { name: string; spec: Name
   }
   if (raw.startsWith('target:')) throw fail(value, 'target: contexts are a buildx bake feature, not supported by kiln build');
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(raw);
-  if (scheme) throw fail(value, `unknown context scheme ${JSON.stringify(scheme[1] + '://')} (want a directory, docker-image://, oci-layout://, http:// or https://)`);
+  if (scheme)
+    throw fail(value, `unknown context scheme ${JSON.stringify(scheme[1] + '://')} (want a directory, docker-image://, oci-layout://, http:// or https://)`);
   return { name, spec: { type: 'dir', path: raw } };
 }
 
@@ -97,7 +98,7 @@ export function checkBuildContexts(specs: Record<string, NamedContextSpec> | und
   const out: Record<string, NamedContextSpec> = {};
   const dir = (name: string, p: string, what: string): string => {
     const abs = path.resolve(p);
-    let st;
+    let st: Stats;
     try {
       st = statSync(abs);
     } catch {

@@ -173,7 +173,13 @@ async function contextIdentity(dir: string, named?: string): Promise<string> {
 
 type Graph = ReturnType<typeof planBuild>;
 
-async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<{ session: Session; graph: Graph }> {
+async function syncContext(
+  ep: Endpoint,
+  req: BuildRequest,
+  dir: string,
+  onProgress: (e: ProgressEvent) => void,
+  signal?: AbortSignal,
+): Promise<{ session: Session; graph: Graph }> {
   const started = Date.now();
   const name = '[internal] load build context';
   onProgress({ type: 'vertex', id: 1, name, status: 'started' });
@@ -182,7 +188,13 @@ async function syncContext(ep: Endpoint, req: BuildRequest, dir: string, onProgr
     const all = await walkContext(dir, { fileStats, ...(req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {}) });
     let graph;
     try {
-      graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform, namedContexts: namedContextBindings(req.namedContexts) });
+      graph = planBuild({
+        dockerfile: req.dockerfile,
+        buildArgs: req.buildArgs,
+        target: req.target,
+        targetPlatform: req.platform,
+        namedContexts: namedContextBindings(req.namedContexts),
+      });
     } catch (err) {
       throw new BuildFailure(buildErrorInfo(err));
     }
@@ -219,7 +231,17 @@ async function syncNamedContext(
     if (spec.type === 'dir') {
       const fileStats = new Map<string, BigIntStats>();
       const all = await walkContext(spec.path, { fileStats });
-      const session = await upload(ep, spec.path, await contextIdentity(spec.path, name), contextUsage(graph, all, name), vertex, started, onProgress, signal, fileStats);
+      const session = await upload(
+        ep,
+        spec.path,
+        await contextIdentity(spec.path, name),
+        contextUsage(graph, all, name),
+        vertex,
+        started,
+        onProgress,
+        signal,
+        fileStats,
+      );
       result = { spec: { type: 'synced', id: session.id, session: session.session }, session };
     } else {
       const dir = (spec as { layout: { path: string } }).layout.path;
@@ -229,7 +251,10 @@ async function syncNamedContext(
       const all = (await walkContext(dir, { excludes: [] })).filter((e: ContextEntry) => wanted.has(e.path));
       const session = await upload(ep, dir, await contextIdentity(dir, name), all, vertex, started, onProgress, signal);
       // The image is pinned by digest here, where the layout was read: the daemon finds that one.
-      result = { spec: { type: 'oci-layout', layout: { type: 'synced', id: session.id, session: session.session }, tag: oci.tag, digest: desc.digest }, session };
+      result = {
+        spec: { type: 'oci-layout', layout: { type: 'synced', id: session.id, session: session.session }, tag: oci.tag, digest: desc.digest },
+        session,
+      };
     }
     onProgress({ type: 'vertex', id: vertex, name: title, status: 'done', durationMs: Date.now() - started });
     return result;
@@ -267,7 +292,13 @@ async function upload(
       if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
       return sent;
     })();
-    onProgress({ type: 'log', id: vertex, stream: 'stdout', atMs: Date.now() - started, data: `transferring context: ${got.files} files, ${humanSize(got.bytes)}\n` });
+    onProgress({
+      type: 'log',
+      id: vertex,
+      stream: 'stdout',
+      atMs: Date.now() - started,
+      data: `transferring context: ${got.files} files, ${humanSize(got.bytes)}\n`,
+    });
   } catch (err) {
     await dropSession(ep, session);
     throw err;

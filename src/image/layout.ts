@@ -26,18 +26,22 @@ export async function findLayoutImage(dir: string, opts: { tag: string; digest?:
     const st = file ? await fsp.stat(file).catch(() => undefined) : undefined;
     if (!st?.isFile()) throw new ImportError(shownAs, `the layout has no blob ${opts.digest}`);
     const body = JSON.parse(await fsp.readFile(file, 'utf8')) as { mediaType?: string; manifests?: unknown };
-    const mediaType = body.mediaType ?? (Array.isArray(body.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+    const mediaType =
+      body.mediaType ?? (Array.isArray(body.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
     return { mediaType, digest: opts.digest as Descriptor['digest'], size: st.size };
   }
   const named = all.filter((m) => {
     const ann = m.annotations ?? {};
     const ref = ann['org.opencontainers.image.ref.name'];
     const full = ann['io.containerd.image.name'];
-    return ref === opts.tag || (full !== undefined && full.endsWith(`:${opts.tag}`));
+    return ref === opts.tag || full?.endsWith(`:${opts.tag}`) === true;
   });
   if (named.length > 0) return named[0]!;
   if (all.length === 1) return all[0]!;
-  throw new ImportError(shownAs, `no image tagged ${JSON.stringify(opts.tag)} in the layout (and it holds ${all.length} images): name one with :TAG or @sha256:DIGEST`);
+  throw new ImportError(
+    shownAs,
+    `no image tagged ${JSON.stringify(opts.tag)} in the layout (and it holds ${all.length} images): name one with :TAG or @sha256:DIGEST`,
+  );
 }
 
 /** The blob files (layout-relative paths) an image of the layout needs: the descriptor and all below it. */

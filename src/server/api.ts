@@ -1,7 +1,17 @@
 // The build API: plain data that serialises, so the same request can go in-process (embedded mode)
 // or over HTTP to a daemon.
 
-import type { BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, Entitlement, LintFinding, NamedContextBinding, Platform, ProgressEvent } from '../solver/index.js';
+import type {
+  BuildErrorInfo,
+  BuildGraph,
+  CacheFrom,
+  CacheTo,
+  Entitlement,
+  LintFinding,
+  NamedContextBinding,
+  Platform,
+  ProgressEvent,
+} from '../solver/index.js';
 
 // Values come from their own modules rather than the solver's index: this file is the client's
 // view of the API, and a client (`kiln build --addr`) must start without loading the whole solver.
@@ -58,7 +68,12 @@ export function namedContextBindings(specs: Readonly<Record<string, NamedContext
   if (!specs) return undefined;
   const out: Record<string, NamedContextBinding> = {};
   for (const [name, spec] of Object.entries(specs)) {
-    out[name] = spec.type === 'docker-image' ? { kind: 'image', ref: spec.ref } : spec.type === 'oci-layout' ? { kind: 'image', ref: `oci-layout://${name}` } : { kind: 'files' };
+    out[name] =
+      spec.type === 'docker-image'
+        ? { kind: 'image', ref: spec.ref }
+        : spec.type === 'oci-layout'
+          ? { kind: 'image', ref: `oci-layout://${name}` }
+          : { kind: 'files' };
   }
   return out;
 }

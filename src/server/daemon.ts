@@ -366,7 +366,11 @@ export class Daemon {
     this.history.started(record);
     try {
       const { outputs, client: clientOutputs } = await this.outputsFor(req.outputs, dir);
-      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, { context: context(), sshAgents, namedContexts });
+      const result = await this.server.build({ ...req, outputs }, (e) => (this.history.event(record, e), sink(e)), abort.signal, {
+        context: context(),
+        sshAgents,
+        namedContexts,
+      });
       this.finished(record, { imageId: result.image?.id });
       if (clientOutputs.length === 0) await fsp.rm(dir, { recursive: true, force: true });
       else setTimeout(() => void fsp.rm(dir, { recursive: true, force: true }), OUTPUT_KEEP_MS).unref();
@@ -624,7 +628,8 @@ function checkNamedContexts(raw: unknown, bad: (what: string) => ApiError): void
         break;
       case 'oci-layout':
         if (!synced(c.layout)) throw bad('an oci-layout named context needs a synced "layout" (a path would name the daemon\'s host)');
-        if (typeof c.tag !== 'string' || (c.digest !== undefined && typeof c.digest !== 'string')) throw bad('an oci-layout named context needs a "tag" string (and "digest" a string)');
+        if (typeof c.tag !== 'string' || (c.digest !== undefined && typeof c.digest !== 'string'))
+          throw bad('an oci-layout named context needs a "tag" string (and "digest" a string)');
         break;
       case 'dir':
         throw bad('a named context of type "dir" names a path on the daemon\'s host: sync it ({"type":"synced"})');

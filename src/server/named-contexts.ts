@@ -10,7 +10,10 @@ import type { NamedContextSpec } from './api.js';
  * The solver's inputs for `specs`. `synced` gives the source of each synced directory (or layout)
  * by context name: a daemon's leased copies; without one, a synced spec is an error.
  */
-export function namedContextInputs(specs: Readonly<Record<string, NamedContextSpec>>, synced: Readonly<Record<string, ContextSource>> = {}): Record<string, NamedContextInput> {
+export function namedContextInputs(
+  specs: Readonly<Record<string, NamedContextSpec>>,
+  synced: Readonly<Record<string, ContextSource>> = {},
+): Record<string, NamedContextInput> {
   const out: Record<string, NamedContextInput> = {};
   // `given`: the name as the request spells it, which is how the daemon passes its synced copies.
   const filesOf = (given: string, spec: { type: 'dir'; path: string } | { type: 'synced' }): ContextSource => {

@@ -110,7 +110,13 @@ export class BuildServer {
     syncedNamed?: Record<string, ContextSource>,
   ): Promise<BuildResult> {
     if (req.dryRun) {
-      const graph = planBuild({ dockerfile: req.dockerfile, buildArgs: req.buildArgs, target: req.target, targetPlatform: req.platform, namedContexts: namedContextBindings(req.namedContexts) });
+      const graph = planBuild({
+        dockerfile: req.dockerfile,
+        buildArgs: req.buildArgs,
+        target: req.target,
+        targetPlatform: req.platform,
+        namedContexts: namedContextBindings(req.namedContexts),
+      });
       return { graph, warnings: graph.warnings };
     }
     const progress = new ProgressTracker(onProgress, { logLimitBytes: this.loadedConfig().stepLogMaxBytes });

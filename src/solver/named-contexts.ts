@@ -78,7 +78,11 @@ export function prepareNamedContexts(inputs: Readonly<Record<string, NamedContex
       }
       case 'oci-layout': {
         const ref = `oci-layout://${name}`;
-        contexts.set(name, { kind: 'image', ref, pinned: once(() => deps.step(`[context ${name}] load metadata from the OCI layout`, () => layoutImage(name, input, deps))) });
+        contexts.set(name, {
+          kind: 'image',
+          ref,
+          pinned: once(() => deps.step(`[context ${name}] load metadata from the OCI layout`, () => layoutImage(name, input, deps))),
+        });
         break;
       }
     }
@@ -115,7 +119,10 @@ async function layoutImage(name: string, input: Extract<NamedContextInput, { kin
   let desc = await importLayoutImage(deps.store, input.dir, { tag: input.tag, digest: input.digest }, shownAs);
   if (isIndexMediaType(desc.mediaType)) {
     const index = await deps.store.readJSON<Index>(desc.digest);
-    const i = selectPlatform(deps.platform, index.manifests.map((m) => m.platform));
+    const i = selectPlatform(
+      deps.platform,
+      index.manifests.map((m) => m.platform),
+    );
     if (i < 0) throw new Error(`${shownAs}: the image ${desc.digest} has no manifest for the build's platform`);
     desc = index.manifests[i]!;
   }

@@ -332,7 +332,14 @@ class BuildRun {
     let parentWhat: string;
     const links: HistoryLink[] = [];
     const base = stage.base;
-    const fromWhat = base.kind === 'image' ? displayRef(base.ref) : base.kind === 'stage' ? this.stageName(base.index) : base.kind === 'context' ? `context ${base.name}` : 'scratch';
+    const fromWhat =
+      base.kind === 'image'
+        ? displayRef(base.ref)
+        : base.kind === 'stage'
+          ? this.stageName(base.index)
+          : base.kind === 'context'
+            ? `context ${base.name}`
+            : 'scratch';
     const fromVertex = this.progress.start(`${this.label(stage, 1, total)} FROM ${fromWhat}`);
     try {
       if (base.kind === 'scratch') {
@@ -348,7 +355,11 @@ class BuildRun {
       } else if (base.kind === 'context') {
         ({ key, snapshot } = await this.contextBase(base.name));
         parentWhat = `named context ${base.name}`;
-        links.push({ kind: 'step', history: { created_by: `local source for ${base.name}`, comment: 'buildkit.exporter.image.v0' }, snapshot: (await snapshot())! });
+        links.push({
+          kind: 'step',
+          history: { created_by: `local source for ${base.name}`, comment: 'buildkit.exporter.image.v0' },
+          snapshot: (await snapshot())!,
+        });
       } else {
         const image = await this.baseImages.resolve(base.ref);
         key = cacheKey('', { from: image.manifestDigest });
@@ -420,7 +431,11 @@ class BuildRun {
       const source = contextSourceOf(this.req, name);
       const entries = await this.contextEntries(name);
       await withActive(this.deps.snapshotter, this.deps.layout.tmp, undefined, snap, async (destRoot) => {
-        await copy({ spec: { instruction: 'COPY', sources: ['.'], dest: '/', destIsDir: true }, source: { kind: 'context', dir: source.dir, entries }, destRoot });
+        await copy({
+          spec: { instruction: 'COPY', sources: ['.'], dest: '/', destIsDir: true },
+          source: { kind: 'context', dir: source.dir, entries },
+          destRoot,
+        });
       });
       return 'built';
     });
@@ -515,7 +530,14 @@ class BuildRun {
           return;
         case 'copy': {
           const incremental = history
-            ? await planIncrementalCopy(step, history.previous, history.current, step.from.kind === 'context' ? await this.contextEntries(step.from.name) : [], this.deps.snapshotter, this.solver.copyManifests)
+            ? await planIncrementalCopy(
+                step,
+                history.previous,
+                history.current,
+                step.from.kind === 'context' ? await this.contextEntries(step.from.name) : [],
+                this.deps.snapshotter,
+                this.solver.copyManifests,
+              )
             : undefined;
           const summary = await copyStep(step, ctx, parent, name, incremental);
           if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);

@@ -20,7 +20,12 @@ describe('--build-context values', () => {
     const d = 'sha256:' + 'b'.repeat(64);
     expect(parseBuildContextFlag('a=docker-image://busybox:1.36').spec).toEqual({ type: 'docker-image', ref: 'busybox:1.36' });
     expect(parseBuildContextFlag('a=oci-layout:///tmp/l').spec).toEqual({ type: 'oci-layout', layout: { type: 'dir', path: '/tmp/l' }, tag: 'latest' });
-    expect(parseBuildContextFlag(`a=oci-layout://./l:v2@${d}`).spec).toEqual({ type: 'oci-layout', layout: { type: 'dir', path: './l' }, tag: 'v2', digest: d });
+    expect(parseBuildContextFlag(`a=oci-layout://./l:v2@${d}`).spec).toEqual({
+      type: 'oci-layout',
+      layout: { type: 'dir', path: './l' },
+      tag: 'v2',
+      digest: d,
+    });
     expect(parseBuildContextFlag('a=https://example.com/x.tar.gz').spec).toEqual({ type: 'url', url: 'https://example.com/x.tar.gz' });
     expect(parseBuildContextFlag('a=../dir').spec).toEqual({ type: 'dir', path: '../dir' });
   });

@@ -60,7 +60,7 @@ describe('named contexts in the graph', () => {
     expect(target(build('FROM alpine:3.19\n', { namedContexts })).base).toEqual({ kind: 'image', ref: 'alpine:3.19' });
   });
 
-  it('a named context of a stage\'s name replaces that stage, instructions and all', () => {
+  it("a named context of a stage's name replaces that stage, instructions and all", () => {
     const text = 'FROM busybox AS deps\nRUN exit 1\nCOPY nothing /\nFROM busybox\nCOPY --from=deps /a /a\nFROM deps AS last\nRUN ls\n';
     const g = build(text, { namedContexts: { deps: files } });
     const deps = g.stages.find((s) => s.name === 'deps')!;
@@ -78,7 +78,9 @@ describe('named contexts in the graph', () => {
 
   it('a stage name wins over an image context for COPY --from of an earlier stage', () => {
     // The stage "tools" is not replaced (no context of its name); "busybox" is, wherever used as an image.
-    const g = build('FROM busybox AS tools\nRUN true\nFROM scratch\nCOPY --from=tools /a /a\n', { namedContexts: { busybox: { kind: 'image', ref: 'pinned:1' } } });
+    const g = build('FROM busybox AS tools\nRUN true\nFROM scratch\nCOPY --from=tools /a /a\n', {
+      namedContexts: { busybox: { kind: 'image', ref: 'pinned:1' } },
+    });
     expect(g.stages[0]!.base).toEqual({ kind: 'image', ref: 'pinned:1' });
     const copy = target(g).steps[0]!;
     expect(copy.kind === 'copy' && copy.from).toEqual({ kind: 'stage', index: 0 });

@@ -5,7 +5,7 @@ import { listedContext } from '../../src/context/source.js';
 import { namedContextInputs } from '../../src/server/named-contexts.js';
 
 describe('namedContextInputs', () => {
-  it('files the names as buildx does and finds the daemon\'s synced copies by the given name', () => {
+  it("files the names as buildx does and finds the daemon's synced copies by the given name", () => {
     const copy = listedContext('/nonexistent/kept', 'synced:x', []);
     const out = namedContextInputs(
       {
@@ -25,6 +25,8 @@ describe('namedContextInputs', () => {
     expect(() => namedContextInputs({ 'Bad Name': { type: 'url', url: 'https://x/a.tar' } })).toThrow(/--build-context Bad Name: invalid context name/);
     expect(() => namedContextInputs({ a: { type: 'docker-image', ref: 'bad ref!' } })).toThrow(/--build-context a=docker-image:\/\/bad ref!/);
     expect(() => namedContextInputs({ a: { type: 'synced', id: 'x', session: 's' } })).toThrow(/--build-context a: a synced context needs the daemon/);
-    expect(() => namedContextInputs({ alpine: { type: 'url', url: 'https://x/a' }, 'alpine:latest': { type: 'url', url: 'https://x/b' } })).toThrow(/the same name as alpine/);
+    expect(() => namedContextInputs({ alpine: { type: 'url', url: 'https://x/a' }, 'alpine:latest': { type: 'url', url: 'https://x/b' } })).toThrow(
+      /the same name as alpine/,
+    );
   });
 });

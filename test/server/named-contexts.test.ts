@@ -32,10 +32,42 @@ function makeTls(): { ca: string; cert: string; key: string } {
   const dir = tmp('kiln-tls-');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=kiln-test-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  openssl([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kiln-test-ca',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext']);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'server.ext',
+  ]);
   return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
 }
 
@@ -140,15 +172,9 @@ describe.each<Mode>(['embedded', 'daemon'])('--build-context (%s)', (mode) => {
     expect(fs.readFileSync(path.join(out, '2', 'from-stage.txt'), 'utf8')).toBe('sub-2\n');
   });
 
-  it('docker-image:// pins an image the Dockerfile names in FROM; a stage of the context\'s name is replaced', async () => {
+  it("docker-image:// pins an image the Dockerfile names in FROM; a stage of the context's name is replaced", async () => {
     const main = ctx({
-      Dockerfile: [
-        'FROM busybox AS deps',
-        'RUN exit 1',
-        'FROM alpine:latest',
-        'COPY --from=deps /x /x',
-        'RUN echo pinned > /p && cat /x >> /p',
-      ].join('\n'),
+      Dockerfile: ['FROM busybox AS deps', 'RUN exit 1', 'FROM alpine:latest', 'COPY --from=deps /x /x', 'RUN echo pinned > /p && cat /x >> /p'].join('\n'),
     });
     const deps = ctx({ x: 'from the directory\n' });
     // The test registry has no alpine: without the pin this build cannot resolve its base.
@@ -156,7 +182,15 @@ describe.each<Mode>(['embedded', 'daemon'])('--build-context (%s)', (mode) => {
     expect(unpinned.code).not.toBe(0);
     expect(unpinned.stderr).toMatch(/alpine/);
     const out = tmp('kiln-out-');
-    const r = await build(['--build-context', `alpine=docker-image://${testEnv().busybox}`, '--build-context', `deps=${deps}`, '-o', `type=local,dest=${out}`, main]);
+    const r = await build([
+      '--build-context',
+      `alpine=docker-image://${testEnv().busybox}`,
+      '--build-context',
+      `deps=${deps}`,
+      '-o',
+      `type=local,dest=${out}`,
+      main,
+    ]);
     ok(r);
     expect(r.stderr).not.toContain('RUN exit 1');
     expect(fs.readFileSync(path.join(out, 'p'), 'utf8')).toBe('pinned\nfrom the directory\n');
@@ -221,7 +255,13 @@ describe('--build-context through a daemon: the named directory is kept between 
     cleanup.push(path.dirname(d.socket), d.root);
     try {
       const main = ctx({ Dockerfile: 'FROM busybox\nCOPY --from=lib src/ /lib/\nRUN cat /lib/one.txt\n' });
-      const lib = ctx({ 'src/one.txt': 'one\n', 'src/two.txt': 'two\n', 'unused/big.bin': 'x'.repeat(100_000), 'src/skip.tmp': 'no\n', '.dockerignore': '*/*.tmp\n' });
+      const lib = ctx({
+        'src/one.txt': 'one\n',
+        'src/two.txt': 'two\n',
+        'unused/big.bin': 'x'.repeat(100_000),
+        'src/skip.tmp': 'no\n',
+        '.dockerignore': '*/*.tmp\n',
+      });
       const run = () => kilnClient(['build', '--addr', d.addr, '--progress', 'plain', '--build-context', `lib=${lib}`, main]);
       const transfer = (r: ClientRun) => {
         const id = /#(\d+) \[context lib\] load from client/.exec(r.stderr)?.[1];
