@@ -4,7 +4,7 @@
 // extracted. The solver sees only this interface, never where the files came from, as BuildKit's
 // solver reads its context through a source rather than a host path.
 
-import { walkContext, type ContextEntry } from './walk.js';
+import { readIgnorePatterns, walkContext, type ContextEntry } from './walk.js';
 
 export interface ContextSource {
   /** Directory on this host holding the context's files, read in place. */
@@ -21,6 +21,12 @@ export interface ContextSource {
    * "[internal] load build context" with what it transferred; a second one would only confuse.
    */
   readonly quiet?: boolean;
+  /**
+   * Whether the directory may hold files its entries leave out (an ignore file applies). A RUN
+   * bind mount must not see those, as in BuildKit, so it then gets a filtered copy rather than the
+   * directory itself. Absent: the directory holds exactly its entries.
+   */
+  hasIgnored?(): Promise<boolean>;
 }
 
 /**
@@ -33,6 +39,7 @@ export function directoryContext(dir: string, opts: { dockerfile?: string; ident
     identity: opts.identity ?? dir,
     // `excludes` given: those patterns instead of any ignore file (an unpacked archive has none).
     entries: () => walkContext(dir, { ...(opts.dockerfile ? { dockerfile: opts.dockerfile } : {}), ...(opts.excludes ? { excludes: opts.excludes } : {}) }),
+    hasIgnored: async () => (opts.excludes ?? (await readIgnorePatterns(dir, opts.dockerfile))).length > 0,
   };
 }
 

@@ -422,7 +422,7 @@ class BuildRun {
    * FROM a named context of files: a snapshot holding them all, keyed by their content (so the
    * stage's steps stay cached while the files do not change), made once however many use it.
    */
-  private async contextBase(name: string): Promise<{ key: string; snapshot: () => Promise<string | undefined> }> {
+  private async contextBase(name: string | undefined): Promise<{ key: string; snapshot: () => Promise<string | undefined> }> {
     const from: MountFrom = { kind: 'context', name };
     const key = cacheKey('', { from: 'context', content: await this.sourceKey(from, ['.']) });
     const snap = `step-${key}`;
@@ -509,6 +509,10 @@ class BuildRun {
       contextDir: this.req.context.dir,
       contextEntries: () => this.contextEntries(),
       context: (name) => ({ dir: contextSourceOf(this.req, name).dir, entries: () => this.contextEntries(name) }),
+      filteredContext: async (name) => {
+        if (!(await contextSourceOf(this.req, name).hasIgnored?.())) return undefined;
+        return (await this.contextBase(name)).snapshot();
+      },
       sourceSnapshot: async (from) => {
         const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref));
         if (snap) this.held.add(snap);

@@ -156,7 +156,11 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
 }
 
 async function sourceRoot(from: MountFrom, ctx: OpContext, scope: Scope): Promise<string> {
-  if (from.kind === 'context') return ctx.context(from.name).dir;
+  if (from.kind === 'context') {
+    const filtered = await ctx.filteredContext(from.name);
+    if (filtered === undefined) return ctx.context(from.name).dir;
+    return mountView(scope, ctx.snapshotter, ctx.layout.tmp, filtered);
+  }
   return mountView(scope, ctx.snapshotter, ctx.layout.tmp, await ctx.sourceSnapshot(from));
 }
 

@@ -20,6 +20,11 @@ export interface OpContext {
   contextEntries(): Promise<ContextEntry[]>;
   /** The main context (no name) or a named context of files (--build-context NAME=DIR). */
   context(name?: string): { dir: string; entries(): Promise<ContextEntry[]> };
+  /**
+   * For a RUN bind mount of a context: a committed snapshot of its entries when its directory holds
+   * files they leave out (.dockerignore), else undefined (the directory is mounted as it is).
+   */
+  filteredContext(name?: string): Promise<string | undefined>;
   /** Committed snapshot for a `--from` / `from=` source (undefined: empty, e.g. scratch). */
   sourceSnapshot(from: Exclude<MountFrom, { kind: 'context' }>): Promise<string | undefined>;
   /** Network for RUN steps that do not choose one. */
