@@ -21,7 +21,9 @@ import { cleanPath, compileGoMatch } from '../context/gopath.js';
 import { PatternMatcher } from '../context/patterns.js';
 import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
 import { detectArchive, extractTar } from './archive.js';
-import { download, isGitUrl, isHttpUrl } from './download.js';
+import { download, isHttpUrl } from './download.js';
+import { parseGitRef, type GitRef } from '../frontend/git-ref.js';
+import { checkoutGit, resolveGit } from './git.js';
 import { applyMeta, clearForFile } from './meta.js';
 import { lstatOrUndefined } from '../fsutil/stat.js';
 import { parseChmod, resolveChown, type Owner } from './owner.js';
@@ -45,7 +47,8 @@ type Item =
       excludeRel: string;
     }
   | { kind: 'inline'; name: string; content: string }
-  | { kind: 'url'; url: string };
+  | { kind: 'url'; url: string }
+  | { kind: 'git'; url: string; git: GitRef };
 
 export async function copy(op: CopyOp): Promise<CopySummary> {
   const { spec } = op;
@@ -68,9 +71,13 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
   const dest = cleanPath('/' + spec.dest);
   const summary = emptySummary();
 
+  const gitRefs = new Map<string, GitRef>();
   for (const u of urls) {
-    if (isGitUrl(u)) fail(`ADD from git repositories is not supported yet: ${redactCredentials(u)}`);
-    if (!isHttpUrl(u)) fail(`unsupported URL ${redactCredentials(u)}: only http and https are supported`);
+    const g = parseGitRef(u);
+    if (g) {
+      if (!op.git) fail(`ADD of a git repository needs a git source here: ${redactCredentials(u)}`);
+      gitRefs.set(u, g);
+    } else if (!isHttpUrl(u)) fail(`unsupported URL ${redactCredentials(u)}: only http and https are supported`);
   }
   if (spec.checksum !== undefined && (urls.length === 0 || spec.sources.length > 0)) {
     fail(`--checksum can only be used with http(s) sources`);
@@ -92,7 +99,10 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     }
   }
   for (const f of inline) items.push({ kind: 'inline', name: f.name, content: f.content });
-  for (const u of urls) items.push({ kind: 'url', url: u });
+  for (const u of urls) {
+    const g = gitRefs.get(u);
+    items.push(g ? { kind: 'git', url: u, git: g } : { kind: 'url', url: u });
+  }
 
   // Several items and a destination without a trailing slash are not an error in BuildKit (that
   // rule is the classic builder's): each source is one copy action to the same path, so with no
@@ -185,6 +195,30 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
         summary.files++;
         summary.bytes += Buffer.byteLength(item.content);
         summary.targets.push(show(target));
+      });
+    } else if (item.kind === 'git') {
+      await wrap(redactCredentials(item.url), async () => {
+        // The tree of the commit the cache key names (resolved by the caller), checked out in the
+        // store's temporary directory and copied in like a directory from a stage: links stay links.
+        const g = op.git!;
+        const resolved = g.resolved?.get(item.url) ?? (await resolveGit(item.git, spec.checksum, g.tmpDir, g));
+        const checkout = await checkoutGit(item.git, resolved, spec.keepGitDir ?? false, g.tmpDir, g);
+        try {
+          if (destSt === undefined) {
+            await fsp.mkdir(destHost, { mode: 0o755 });
+            await fsp.chmod(destHost, 0o755);
+            await fsp.chown(destHost, created.uid, created.gid);
+          } else if (!destSt.isDirectory()) {
+            fail(`cannot copy a git repository to non-directory ${dest}`);
+          }
+          const gitView = await openSource({ kind: 'rootfs', dir: checkout.dir });
+          const copier = new TreeCopier(gitView, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show }, summary);
+          await copier.copy('', destHost, true);
+          summary.downloaded.push(redactCredentials(item.url));
+          summary.targets.push(show(destHost));
+        } finally {
+          await checkout.cleanup();
+        }
       });
     } else {
       // Named in messages with any credentials redacted (the download itself uses them).

@@ -1,6 +1,6 @@
 // ADD <url>: fetch an http(s) resource to a temporary file, verify --checksum while streaming, and
 // report what BuildKit's http source records: the file name from the URL path, the Last-Modified time.
-// Remote files are never extracted. Git URLs are recognised and refused until git sources exist.
+// Remote files are never extracted. Git repositories are git.ts's.
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -14,13 +14,6 @@ export class DownloadError extends Error {
     super(message);
     this.name = 'DownloadError';
   }
-}
-
-/** BuildKit's isGitRef, roughly: git:// and git@ forms, github.com/ shorthands, *.git URLs. */
-export function isGitUrl(s: string): boolean {
-  if (s.startsWith('git://') || s.startsWith('git@') || s.startsWith('github.com/')) return true;
-  const noFragment = s.split('#')[0]!;
-  return /^(https?|ssh):\/\//.test(s) && /\.git\/?$/.test(noFragment);
 }
 
 export function isHttpUrl(s: string): boolean {

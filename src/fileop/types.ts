@@ -3,12 +3,20 @@
 
 import type { SourceLocation } from '../frontend/types.js';
 import type { ContextEntry } from '../context/walk.js';
+import type { GitRunOptions, ResolvedGit } from './git.js';
+
+export interface GitSourceOptions extends GitRunOptions {
+  /** A temporary directory of kiln's root for the checkouts. */
+  tmpDir: string;
+  /** Git URLs (as written) already resolved to commits for the cache key: exactly those are checked out. */
+  resolved?: ReadonlyMap<string, ResolvedGit>;
+}
 
 export interface CopySpec {
   instruction: 'COPY' | 'ADD';
   /** Source paths or patterns as written (relative to the source root; `..` cannot leave it). */
   sources: string[];
-  /** ADD: http(s) URLs (git URLs are refused for now). */
+  /** ADD: http(s) URLs and git repositories. */
   urls?: string[];
   /** Heredoc sources: files with inline content. */
   inline?: { name: string; content: string }[];
@@ -20,8 +28,10 @@ export interface CopySpec {
   chmod?: string;
   parents?: boolean;
   exclude?: string[];
-  /** ADD --checksum=sha256:... for URL sources. */
+  /** ADD --checksum: sha256:... for an http(s) URL, a commit sha (or prefix) for git. */
   checksum?: string;
+  /** ADD of a git repository: keep its .git directory. */
+  keepGitDir?: boolean;
   /** ADD: extract local tar archives. */
   unpack?: boolean;
   /** For error messages. */
@@ -45,6 +55,8 @@ export interface CopyOp {
   source?: CopySource;
   /** Host directory of the destination rootfs. */
   destRoot: string;
+  /** ADD of git repositories: where to check out, how to run git, refs resolved already. */
+  git?: GitSourceOptions;
   /** Limits for ADD <url> downloads. */
   http?: { timeoutMs?: number; maxBytes?: number };
   /**

@@ -9,6 +9,7 @@ import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint 
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
 import { parseMount } from './mounts.js';
+import { gitSourceProblem, isGitSource, parseGitRef } from './git-ref.js';
 import { redactCredentials } from './urls.js';
 import { resolveSourceDateEpoch, SOURCE_DATE_EPOCH } from './epoch.js';
 import { ParseError, parseDockerfile, chompHeredocContent, type Escape, type Node } from './parser.js';
@@ -886,17 +887,8 @@ function dispatchRun(
 
 const reDigest: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
 
-function isGitRef(src: string): boolean {
-  if (/^(git@|git:\/\/|ssh:\/\/)/.test(src)) return true;
-  if (/^https?:\/\//.test(src)) {
-    const noFrag = src.replace(/#.*$/, '');
-    return /\.git$/.test(noFrag);
-  }
-  return false;
-}
-
 function isHTTPSource(src: string): boolean {
-  return /^https?:\/\//.test(src) && !isGitRef(src);
+  return /^https?:\/\//.test(src) && !isGitSource(src);
 }
 
 function dispatchCopy(
@@ -925,8 +917,11 @@ function dispatchCopy(
   const sources: string[] = [];
   const urls: string[] = [];
   for (const s of srcs) {
-    if (isGitRef(s)) {
+    const git = parseGitRef(s);
+    if (git) {
       if (!isAdd) failAt('source can\'t be a git ref for COPY');
+      const bad = gitSourceProblem(git);
+      if (bad !== undefined) failAt(`${redactCredentials(s)}: ${bad}`);
       urls.push(s);
     } else if (isHTTPSource(s)) {
       if (!isAdd) failAt("source can't be a URL for COPY");
@@ -937,12 +932,17 @@ function dispatchCopy(
   }
   if (checksum !== undefined) {
     if (srcs.length !== 1) failAt("checksum can't be specified for multiple sources");
-    if (!isHTTPSource(srcs[0])) failAt("checksum can't be specified for non-HTTP(S) sources");
-    const m = /^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):(.*)$/.exec(checksum);
-    if (!m) failAt(`invalid checksum digest format: ${checksum}`);
-    const len = reDigest[m[1]];
-    if (len === undefined) failAt(`unsupported digest algorithm: ${m[1]}`);
-    if (!new RegExp(`^[a-f0-9]{${len}}$`).test(m[2])) failAt(`invalid checksum digest format: ${checksum}`);
+    if (isGitSource(srcs[0]!)) {
+      // For git the checksum is the commit (or annotated tag) sha, or a prefix of it (BuildKit).
+      if (!/^[0-9a-fA-F]+$/.test(checksum)) failAt(`invalid checksum ${checksum} for Git URL, expected hex commit hash`);
+    } else {
+      if (!isHTTPSource(srcs[0])) failAt("checksum can't be specified for non-HTTP(S) sources");
+      const m = /^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):(.*)$/.exec(checksum);
+      if (!m) failAt(`invalid checksum digest format: ${checksum}`);
+      const len = reDigest[m[1]];
+      if (len === undefined) failAt(`unsupported digest algorithm: ${m[1]}`);
+      if (!new RegExp(`^[a-f0-9]{${len}}$`).test(m[2])) failAt(`invalid checksum digest format: ${checksum}`);
+    }
   }
   const inline = c.contents.map((h) => {
     if (!h.expand) return { name: h.path, content: h.data };

@@ -26,6 +26,8 @@ import { LayerRecords } from './layers.js';
 import { snapshotExists, uniqueKey, withActive } from './mounted.js';
 import { contextBindings, type NamedContext } from './named-contexts.js';
 import { copyStep } from './ops/copy.js';
+import { gitKeyDefinition, gitSources, resolveGitSources, withGitOptions } from './git-sources.js';
+import type { ResolvedGit } from '../fileop/index.js';
 import { checkEntitlements, runStep } from './ops/run.js';
 import { StepError, type Entitlement, type OpContext } from './ops/types.js';
 import { workdirStep } from './ops/workdir.js';
@@ -443,6 +445,23 @@ class BuildRun {
     return { key, snapshot: async () => snap };
   }
 
+  /** Git URLs of ADD steps resolved for their keys: the checkout takes exactly these commits. */
+  private readonly gitResolved = new Map<Step, Map<string, ResolvedGit>>();
+
+  private gitContext() {
+    return { tmpDir: this.deps.layout.tmp, ...(this.req.sshAgents ? { sshAgents: this.req.sshAgents } : {}), ...(this.signal ? { signal: this.signal } : {}) };
+  }
+
+  /** Runs `fn`, reporting a failure as the step's (with its Dockerfile line). */
+  private async stepError<T>(step: FsStep, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StepError) throw err;
+      throw new StepError(step.location, `${step.original}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   private stageName(index: number): string {
     return this.graph.stages.find((s) => s.index === index)?.name ?? `stage-${index}`;
   }
@@ -458,7 +477,14 @@ class BuildRun {
         return { material: def, inputs: { env: [], buildArgs: [], definition: stableStringify(def) } };
       }
       case 'copy': {
-        const def = definitionOf(step);
+        const git = gitSources(step);
+        let def = definitionOf(step);
+        if (git.size > 0) {
+          // ADD of a git repository: the key names the commit the ref resolves to now.
+          const resolved = await this.stepError(step, () => resolveGitSources(step, this.gitContext()));
+          this.gitResolved.set(step, resolved);
+          def = gitKeyDefinition(def, git, resolved);
+        }
         const files: Record<string, string> = {};
         const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
         const { env, ...rest } = def;
@@ -543,7 +569,11 @@ class BuildRun {
                 this.solver.copyManifests,
               )
             : undefined;
-          const summary = await copyStep(step, ctx, parent, name, incremental);
+          const git = gitSources(step);
+          const summary =
+            git.size > 0
+              ? await withGitOptions(this.gitContext(), git.values(), this.gitResolved.get(step), (opts) => copyStep(step, ctx, parent, name, incremental, opts))
+              : await copyStep(step, ctx, parent, name, incremental);
           if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
           await this.solver.copyManifests.save(name, summary.written);
           return;

@@ -1,13 +1,13 @@
 // COPY and ADD: the file operation runs on the mounted destination; sources come from the context,
 // an earlier stage, or an image, each mounted read-only for the duration.
 
-import { copy, type CopySource, type CopySummary } from '../../fileop/index.js';
+import { copy, type CopySource, type CopySummary, type GitSourceOptions } from '../../fileop/index.js';
 import { dropFromClone, type IncrementalCopy } from '../incremental-copy.js';
 import type { CopyStep } from '../../frontend/types.js';
 import { mountView, withActive } from '../mounted.js';
 import type { OpContext } from './types.js';
 
-export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string, incremental?: IncrementalCopy): Promise<CopySummary> {
+export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string, incremental?: IncrementalCopy, git?: GitSourceOptions): Promise<CopySummary> {
   let summary!: CopySummary;
   // Incremental: start from the previous result's changes and take out what may have changed.
   const beforeMount = incremental
@@ -24,7 +24,7 @@ export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | 
         source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
       }
     }
-    summary = await copy({ spec: { ...step, location: step.location }, source, destRoot, ...(incremental ? { reuse: incremental.reuse } : {}) });
+    summary = await copy({ spec: { ...step, location: step.location }, source, destRoot, ...(incremental ? { reuse: incremental.reuse } : {}), ...(git ? { git } : {}) });
   }, beforeMount);
   return summary;
 }

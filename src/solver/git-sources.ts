@@ -1,0 +1,82 @@
+// ADD of git repositories in the solver: each git URL of a step is resolved to a commit before the
+// step's key is made (git ls-remote, no fetch), and the key names that commit rather than the ref
+// as written, as BuildKit's git source keys by commit: the same commit through another ref, or with
+// --checksum, is the same step; a branch that moved is a miss. ssh remotes use the build's
+// `--ssh default` agent through a private proxy socket, as RUN --mount=type=ssh does.
+
+import { cleanSubdir, parseGitRef, type GitRef } from '../frontend/git-ref.js';
+import { redactCredentials } from '../frontend/urls.js';
+import { resolveGit, type GitSourceOptions, type ResolvedGit } from '../fileop/index.js';
+import type { CopyStep } from '../frontend/types.js';
+import { serveAgentProxy, type SshAgents } from './ssh-agent.js';
+
+export interface GitContext {
+  tmpDir: string;
+  sshAgents?: SshAgents;
+  signal?: AbortSignal;
+}
+
+/** The step's git sources by URL as written (none: not an ADD of a repository). */
+export function gitSources(step: CopyStep): Map<string, GitRef> {
+  const out = new Map<string, GitRef>();
+  for (const u of step.urls) {
+    const g = parseGitRef(u);
+    if (g) out.set(u, g);
+  }
+  return out;
+}
+
+/**
+ * Runs `fn` with git options for these sources: an SSH agent socket when one is an ssh remote and
+ * the build forwarded a default agent. Errors of ssh remotes without an agent say so.
+ */
+export async function withGitOptions<T>(ctx: GitContext, refs: Iterable<GitRef>, resolved: ReadonlyMap<string, ResolvedGit> | undefined, fn: (opts: GitSourceOptions) => Promise<T>): Promise<T> {
+  const base: GitSourceOptions = { tmpDir: ctx.tmpDir, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(resolved ? { resolved } : {}) };
+  const ssh = [...refs].some((r) => r.scheme === 'ssh');
+  if (!ssh) return fn(base);
+  const agent = ctx.sshAgents?.get('default');
+  if (!agent) {
+    try {
+      return await fn(base);
+    } catch (err) {
+      (err as Error).message += ' (no SSH agent was forwarded for this ssh remote: build with --ssh default)';
+      throw err;
+    }
+  }
+  const proxy = await serveAgentProxy(ctx.tmpDir, agent, { mode: 0o600, uid: 0, gid: 0, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  try {
+    return await fn({ ...base, sshAuthSock: proxy.socket });
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** Resolves every git source of the step to its commit (verifying --checksum). */
+export async function resolveGitSources(step: CopyStep, ctx: GitContext): Promise<Map<string, ResolvedGit>> {
+  const refs = gitSources(step);
+  const out = new Map<string, ResolvedGit>();
+  if (refs.size === 0) return out;
+  await withGitOptions(ctx, refs.values(), undefined, async (opts) => {
+    for (const [url, ref] of refs) out.set(url, await resolveGit(ref, step.checksum, ctx.tmpDir, opts));
+  });
+  return out;
+}
+
+/**
+ * The step's definition for its cache key with each git URL replaced by what its checkout holds:
+ * the commit and subdirectory, and with --keep-git-dir the ref, tag and (redacted) remote that the
+ * .git directory records. A --checksum for git only checks the commit, so it is left out.
+ */
+export function gitKeyDefinition<T extends { urls: string[]; checksum?: string; keepGitDir: boolean }>(def: T, refs: ReadonlyMap<string, GitRef>, resolved: ReadonlyMap<string, ResolvedGit>): T {
+  if (refs.size === 0) return def;
+  const urls = def.urls.map((u) => {
+    const g = refs.get(u);
+    const r = resolved.get(u);
+    if (!g || !r) return u;
+    const subdir = cleanSubdir(g.subdir);
+    const keep = def.keepGitDir && subdir === '';
+    return JSON.stringify({ git: r.commit, subdir, ...(keep ? { ref: r.ref, tag: r.tagObject, remote: redactCredentials(g.remote) } : {}) });
+  });
+  const { checksum: _checksum, ...rest } = def;
+  return { ...rest, urls } as T;
+}
