@@ -27,8 +27,9 @@ KILN_PACKAGES=(
   runc containerd docker.io tini docker-registry busybox-static debootstrap skopeo umoci buildah
   debian-archive-keyring gpgv wget curl ca-certificates jq tar gzip xz-utils iptables util-linux
   # tools the tests call: ADD archives (bzip2, zstd), registry auth (htpasswd, openssl), tty progress (tmux),
-  # SSH agent forwarding (ssh-agent, ssh-add, ssh-keygen)
-  bzip2 zstd apache2-utils openssl tmux openssh-client
+  # SSH agent forwarding (ssh-agent, ssh-add, ssh-keygen), ADD of git repositories (git daemon,
+  # git http-backend, sshd for ssh remotes)
+  bzip2 zstd apache2-utils openssl tmux openssh-client git openssh-server
 )
 
 ensure_packages() {

@@ -71,7 +71,8 @@ Options:
       --secret SPEC          A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE |
                              id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx
       --ssh default|ID[=SOCKET|KEY[,KEY]]  An SSH agent for RUN --mount=type=ssh (repeatable;
-                             default: $SSH_AUTH_SOCK; key files get a private agent)
+                             default: $SSH_AUTH_SOCK; key files get a private agent); "default"
+                             also authenticates ADD of git@HOST:REPO and ssh:// repositories
       --build-context NAME=VALUE  An extra named context for FROM NAME, COPY --from=NAME and
                              RUN --mount=from=NAME (repeatable); a stage or image of that name is
                              replaced by it. VALUE: DIR | docker-image://REF |
