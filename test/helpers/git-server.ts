@@ -77,7 +77,7 @@ async function freePort(): Promise<number> {
 
 async function waitForPort(port: number, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`git daemon exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
       s.once('connect', () => (s.destroy(), resolve(true)));
@@ -86,7 +86,7 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
     if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`git daemon did not listen on ${port}`);
+  throw new Error(`server did not listen on ${port}`);
 }
 
 export interface GitServer {
@@ -180,5 +180,46 @@ export async function startHttpBackend(base: string, auth?: { user: string; pass
     url: `http://127.0.0.1:${port}`,
     requests,
     stop: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
+/**
+ * sshd on 127.0.0.1 letting `root` in with the key whose public half is `authorizedKey` (git over
+ * ssh runs `git-upload-pack` through it). Its host key, config and pid file live in `dir`.
+ */
+export async function startSshd(dir: string, authorizedKey: string): Promise<GitServer & { port: number }> {
+  const port = await freePort();
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')]);
+  fs.writeFileSync(path.join(dir, 'authorized_keys'), authorizedKey, { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(dir, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${path.join(dir, 'host_key')}`,
+      `PidFile ${path.join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      '',
+    ].join('\n'),
+  );
+  // sshd's privilege separation directory (Debian's service makes it at boot).
+  fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: 'ignore' });
+  await waitForPort(port, child);
+  return {
+    port,
+    url: `ssh://root@127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode !== null || child.pid === undefined) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      process.kill(child.pid, 'SIGTERM');
+      await gone;
+    },
   };
 }
