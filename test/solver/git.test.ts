@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailure } from '../../src/server/api.js';
 import type { BuildServer } from '../../src/server/server.js';
 import { commitFiles, initRepo, publish, push, startGitDaemon, startHttpBackend, type GitServer } from '../helpers/git-server.js';
+import { filesContaining } from '../helpers/secret-bytes.js';
 import { build, cachedSteps, kilnRoot, makeContext, ranSteps, server } from './helpers.js';
 
 const cleanup: string[] = [];
@@ -20,6 +21,9 @@ let work: string;
 let bare: string;
 let daemon: GitServer;
 let httpd: GitServer;
+let authd: GitServer;
+let root: string;
+const PASSWORD = `gitpw-${process.pid}-s3cr3t`;
 let first: string;
 let srv: BuildServer;
 let files: http.Server;
@@ -35,10 +39,11 @@ beforeAll(async () => {
   bare = publish(work, repos, 'app.git');
   daemon = await startGitDaemon(repos);
   httpd = await startHttpBackend(repos);
+  authd = await startHttpBackend(repos, { user: 'ci', password: PASSWORD });
   files = http.createServer((_req, res) => res.writeHead(200).end('payload\n'));
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
-  const root = kilnRoot();
+  root = kilnRoot();
   cleanup.push(root);
   srv = server(root);
 });
@@ -46,6 +51,7 @@ afterAll(async () => {
   await srv?.close();
   await daemon?.stop();
   await httpd?.stop();
+  await authd?.stop();
   await new Promise((r) => files?.close(r));
   for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
 });
@@ -102,6 +108,26 @@ describe('ADD of a git repository in a build', () => {
   it('--keep-git-dir keeps a .git the image can use', async () => {
     const b = await build(srv, ctxWith(`FROM busybox\nADD --keep-git-dir ${httpd.url}/app.git#${first} /app\nRUN test -f /app/.git/HEAD && cat /app/.git/HEAD\n`));
     expect(b.logs).toContain(first);
+  });
+});
+
+describe('credentials in a git URL', () => {
+  it('authenticate the fetch and reach no byte of the image, the progress or kiln\'s root', async () => {
+    const host = authd.url.slice('http://'.length);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-gitcred-'));
+    cleanup.push(out);
+    const b = await build(srv, ctxWith(`FROM busybox\nADD --keep-git-dir http://ci:${PASSWORD}@${host}/app.git#main /app\nRUN cat /app/.git/config\n`), {
+      outputs: [{ type: 'oci', names: ['gitcred:1'], dest: path.join(out, 'image.tar') }],
+    });
+    expect(b.logs).toContain(`url = http://ci:xxxxx@${host}/app.git`);
+    expect(JSON.stringify(b.events)).not.toContain(PASSWORD);
+    expect(JSON.stringify(b.events)).toContain(`ADD --keep-git-dir http://ci:xxxxx@${host}/app.git#main /app`);
+    expect(filesContaining(out, PASSWORD)).toEqual([]);
+    expect(filesContaining(out, 'http://ci:xxxxx@')).not.toEqual([]);
+    expect(filesContaining(root, PASSWORD)).toEqual([]);
+    const msg = await failure(`FROM busybox\nADD http://ci:${PASSWORD}@${host}/app.git#nope /app\n`);
+    expect(msg).toContain(`http://ci:xxxxx@${host}/app.git`);
+    expect(msg).not.toContain(PASSWORD);
   });
 });
 
