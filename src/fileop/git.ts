@@ -107,6 +107,8 @@ async function git(args: string[], opts: GitRunOptions, run: Run): Promise<strin
     cwd: run.cwd ?? run.home,
     env: gitEnv(opts, run),
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so a timeout or cancel also ends the helpers git starts (remote-http, ssh).
+    detached: true,
   });
   let stdout = '';
   let stderr = '';
@@ -119,7 +121,11 @@ async function git(args: string[], opts: GitRunOptions, run: Run): Promise<strin
   let why: string | undefined;
   const kill = (reason: string) => {
     why ??= reason;
-    child.kill('SIGKILL');
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL');
+    }
   };
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const timer = setTimeout(() => kill(`timed out after ${Math.round(timeoutMs / 1000)}s`), timeoutMs);

@@ -3,6 +3,8 @@
 // rootfs. Hostile repositories (links out, ".git" paths, ext:: and file:// submodules) stay inside.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseGitRef } from '../../src/frontend/git-ref.js';
@@ -244,5 +246,37 @@ describe('ADD git: a moved branch', () => {
       git: { tmpDir, resolved: new Map([[url, resolved]]) },
     });
     expect(read('m/v.txt')).toBe('1\n');
+  });
+});
+
+describe('ADD git: a remote that never answers', () => {
+  it('is ended by the timeout and by the cancel signal, with a clear error and nothing left over', async () => {
+    const sockets: net.Socket[] = [];
+    let closed = 0;
+    const silent = net.createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => undefined).on('close', () => closed++).resume();
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      // git:// is git's own connection; over http it is git-remote-http's, a helper process.
+      for (const url of [`git://127.0.0.1:${port}/r.git#main`, `http://127.0.0.1:${port}/r.git#main`]) {
+        const started = Date.now();
+        await expect(resolveGit(parseGitRef(url)!, undefined, tmpDir, { timeoutMs: 700 })).rejects.toThrow('git ls-remote timed out after 1s');
+        expect(Date.now() - started).toBeLessThan(10_000);
+        const ac = new AbortController();
+        setTimeout(() => ac.abort(), 300);
+        await expect(resolveGit(parseGitRef(url)!, undefined, tmpDir, { signal: ac.signal })).rejects.toThrow('git ls-remote cancelled');
+      }
+      expect(fs.readdirSync(tmpDir)).toEqual([]);
+      // Every connection git opened is closed: its process group was killed.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(sockets.length).toBeGreaterThanOrEqual(4);
+      expect(closed).toBe(sockets.length);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });
