@@ -164,8 +164,15 @@ async function withHome<T>(tmpDir: string, fn: (home: string) => Promise<T>): Pr
  * refs it lists as BuildKit does: an exact "refs/..." name, then a branch, then a tag (an annotated
  * tag's commit). `checksum` (hex, a prefix of the commit or tag object sha) is verified here.
  */
-export async function resolveGit(src: GitRef, checksum: string | undefined, tmpDir: string, opts: GitRunOptions = {}): Promise<ResolvedGit> {
+export async function resolveGit(src: GitRef, flagChecksum: string | undefined, tmpDir: string, opts: GitRunOptions = {}): Promise<ResolvedGit> {
   const shown = redactCredentials(src.remote);
+  if (src.invalid !== undefined) throw new GitError(src.invalid);
+  // ADD --checksum and a ?checksum= in the URL must agree (one may be a prefix of the other).
+  if (flagChecksum !== undefined && src.checksum !== undefined) {
+    const [a, b] = [flagChecksum.toLowerCase(), src.checksum.toLowerCase()];
+    if (!a.startsWith(b) && !b.startsWith(a)) throw new GitError(`checksum conflicts: --checksum=${flagChecksum} and ${src.checksum} in the URL`);
+  }
+  const checksum = flagChecksum !== undefined && src.checksum !== undefined ? (flagChecksum.length >= src.checksum.length ? flagChecksum : src.checksum) : (flagChecksum ?? src.checksum);
   if (checksum !== undefined && !/^[0-9a-fA-F]+$/.test(checksum)) throw new GitError(`invalid checksum ${checksum} for Git URL, expected hex commit hash`);
   const badRef = invalidGitRef(src.ref);
   if (badRef !== undefined) throw new GitError(`invalid git ref ${JSON.stringify(src.ref)}: ${badRef}`);

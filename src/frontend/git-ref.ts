@@ -17,6 +17,10 @@ export interface GitRef {
   ref: string;
   /** Clean relative path inside the repository ("" for the whole tree). */
   subdir: string;
+  /** `?checksum=` (or `?commit=`): a commit sha or prefix the ref must resolve to. */
+  checksum?: string;
+  /** Why the source cannot be used (conflicting or unknown query parameters), if it cannot. */
+  invalid?: string;
 }
 
 const SCP_LIKE = /^([A-Za-z0-9_-]+)@([A-Za-z0-9.-]+):(.*)$/;
@@ -51,9 +55,55 @@ export function parseGitRef(src: string): GitRef | undefined {
     return undefined;
   }
   const colon = fragment.indexOf(':');
-  const ref = colon >= 0 ? fragment.slice(0, colon) : fragment;
-  const subdir = colon >= 0 ? fragment.slice(colon + 1) : '';
-  return { remote, scheme, ref, subdir };
+  const out: GitRef = { remote, scheme, ref: colon >= 0 ? fragment.slice(0, colon) : fragment, subdir: colon >= 0 ? fragment.slice(colon + 1) : '' };
+  if (m && remote.includes('?')) applyQuery(out);
+  return out;
+}
+
+/**
+ * BuildKit's URL queries (Dockerfile 1.18): ?ref=, ?branch= (refs/heads/...), ?tag= (refs/tags/...),
+ * ?subdir=, ?checksum= (alias ?commit=). The query is not sent to the server. A fragment may say
+ * the same thing again, but not something else.
+ */
+function applyQuery(g: GitRef): void {
+  const u = new URL(g.remote);
+  const refs: string[] = [];
+  let subdir: string | undefined;
+  for (const [key, value] of u.searchParams) {
+    switch (key) {
+      case 'ref':
+        refs.push(value);
+        break;
+      case 'branch':
+        refs.push(`refs/heads/${value}`);
+        break;
+      case 'tag':
+        refs.push(`refs/tags/${value}`);
+        break;
+      case 'subdir':
+        subdir = value;
+        break;
+      case 'checksum':
+      case 'commit':
+        if (g.checksum !== undefined && g.checksum !== value) g.invalid ??= `checksum conflicts: ${g.checksum} and ${value}`;
+        g.checksum = value;
+        break;
+      default:
+        g.invalid ??= `unsupported git URL query parameter ${JSON.stringify(key)} (supported: ref, branch, tag, subdir, checksum, commit)`;
+    }
+  }
+  u.search = '';
+  g.remote = u.toString();
+  const same = (a: string, b: string) => a === b || a.replace(/^refs\/(heads|tags)\//, '') === b;
+  if (refs.length > 1) g.invalid ??= `ref conflicts: ${refs.join(', ')}`;
+  if (refs.length > 0) {
+    if (g.ref !== '' && !same(refs[0]!, g.ref) && !same(g.ref, refs[0]!)) g.invalid ??= `ref conflicts: ${refs[0]} and ${g.ref}`;
+    else g.ref = refs[0]!;
+  }
+  if (subdir !== undefined) {
+    if (g.subdir !== '' && g.subdir !== subdir) g.invalid ??= `subdir conflicts: ${subdir} and ${g.subdir}`;
+    g.subdir = subdir;
+  }
 }
 
 export function isGitSource(src: string): boolean {
@@ -93,6 +143,8 @@ export function cleanSubdir(subdir: string): string {
 
 /** What is wrong with a parsed git source (an invalid ref, a subdirectory out of the tree), if anything. */
 export function gitSourceProblem(g: GitRef): string | undefined {
+  if (g.invalid !== undefined) return g.invalid;
+  if (g.checksum !== undefined && !/^[0-9a-fA-F]+$/.test(g.checksum)) return `invalid checksum ${g.checksum} for Git URL, expected hex commit hash`;
   const bad = invalidGitRef(g.ref);
   if (bad !== undefined) return `invalid git ref ${JSON.stringify(g.ref)}: ${bad}`;
   try {

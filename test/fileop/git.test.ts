@@ -104,6 +104,22 @@ describe('ADD git: refs', () => {
     expect(await r(`#${first}`)).toEqual({ commit: first, ref: first });
   });
 
+  it('URL queries: ?branch=, ?tag= with ?subdir=, ?ref=, ?checksum= (BuildKit 0.24)', async () => {
+    await addGit(`${httpd.url}/r.git?branch=feature`, { dest: '/q1' });
+    expect(read('q1/a.txt')).toBe('one\n');
+    await addGit(`${daemon.url}/r.git?tag=v1&subdir=sub/deep`, { dest: '/q2' });
+    expect(fs.readdirSync(f.dst('q2'))).toEqual(['d.txt']);
+    await addGit(`${daemon.url}/r.git?tag=v1a#refs/tags/v1a`, { dest: '/q3' });
+    expect(read('q3/a.txt')).toBe('one\n');
+    await addGit(`${daemon.url}/r.git?ref=main&checksum=${second.slice(0, 8)}`, { dest: '/q4' });
+    expect(read('q4/a.txt')).toBe('two\n');
+    // A tag asked for as a branch is not found; a checksum that is not the commit fails.
+    await expect(addGit(`${daemon.url}/r.git?branch=v1`, { dest: '/x' })).rejects.toThrow('does not contain ref refs/heads/v1');
+    await expect(addGit(`${daemon.url}/r.git?branch=main&commit=${first}`, { dest: '/x' })).rejects.toThrow(`expected checksum to match ${first}, got ${second}`);
+    await expect(addGit(`${daemon.url}/r.git?checksum=${first}`, { dest: '/x', checksum: second })).rejects.toThrow('checksum conflicts');
+    expect(fs.existsSync(f.dst('x'))).toBe(false);
+  });
+
   it('a ref the repository lacks is a clear error naming the line and ref', async () => {
     await expect(addGit(`${daemon.url}/r.git#nope`)).rejects.toThrow(`Dockerfile:7: ADD ${daemon.url}/r.git#nope: repository ${daemon.url}/r.git does not contain ref nope`);
     await expect(addGit(`${daemon.url}/missing.git#main`)).rejects.toThrow(/Dockerfile:7: .*failed to fetch remote/);

@@ -13,6 +13,12 @@ describe('parseGitRef', () => {
     ['ssh://git@host:22/r.git#:sub', { remote: 'ssh://git@host:22/r.git', scheme: 'ssh', ref: '', subdir: 'sub' }],
     ['git@github.com:o/r.git#main', { remote: 'git@github.com:o/r.git', scheme: 'ssh', ref: 'main', subdir: '' }],
     ['deploy_user@host.example:r#abc', { remote: 'deploy_user@host.example:r', scheme: 'ssh', ref: 'abc', subdir: '' }],
+    // BuildKit's URL queries (Dockerfile 1.18); the query is not part of the remote.
+    ['https://h/r.git?branch=dev&subdir=docs', { remote: 'https://h/r.git', scheme: 'https', ref: 'refs/heads/dev', subdir: 'docs' }],
+    ['https://h/r.git?tag=v1&checksum=abc123', { remote: 'https://h/r.git', scheme: 'https', ref: 'refs/tags/v1', subdir: '', checksum: 'abc123' }],
+    ['https://h/r.git?ref=pull/42/head', { remote: 'https://h/r.git', scheme: 'https', ref: 'pull/42/head', subdir: '' }],
+    ['https://h/r.git?tag=v1#refs/tags/v1', { remote: 'https://h/r.git', scheme: 'https', ref: 'refs/tags/v1', subdir: '' }],
+    ['https://h/r.git?commit=abc#v1', { remote: 'https://h/r.git', scheme: 'https', ref: 'v1', subdir: '', checksum: 'abc' }],
   ])('%s is a git source', (src, want) => {
     expect(parseGitRef(src)).toEqual(want);
   });
@@ -23,6 +29,15 @@ describe('parseGitRef', () => {
       expect(parseGitRef(src)).toBeUndefined();
     },
   );
+
+  it.each([
+    ['https://h/r.git?tag=v1#refs/heads/main', 'ref conflicts'],
+    ['https://h/r.git?tag=v1&branch=v1', 'ref conflicts'],
+    ['https://h/r.git?subdir=a#main:b', 'subdir conflicts'],
+    ['https://h/r.git?token=x', 'unsupported git URL query parameter "token"'],
+  ])('%s: %s', (src, why) => {
+    expect(parseGitRef(src)?.invalid).toContain(why);
+  });
 
   it('refuses refs git would read as options or that are not ref names', () => {
     expect(invalidGitRef('--upload-pack=touch /tmp/x')).toMatch(/cannot start with "-"/);
@@ -50,6 +65,8 @@ describe('ADD of git sources in the frontend', () => {
     ['a subdir out of the repository', 'FROM a\nADD git@h:r.git#main:../../etc /s\n', 2, ['leaves the repository']],
     ['a non-hex checksum', 'FROM a\nADD --checksum=sha256:' + '0'.repeat(64) + ' https://h/r.git /s\n', 2, ['invalid checksum', 'expected hex commit hash']],
     ['a checksum with two sources', 'FROM a\nADD --checksum=abc https://h/r.git https://h/s.git /s/\n', 2, ['multiple sources']],
+    ['conflicting refs in the URL', 'FROM a\nADD https://h/r.git?branch=x#y /s\n', 2, ['ref conflicts']],
+    ['a non-hex checksum in the URL', 'FROM a\nADD https://h/r.git?checksum=zz /s\n', 2, ['invalid checksum zz']],
     ['credentials in the message', 'FROM a\nADD https://u:tok3n@h/r.git#-x /s\n', 2, ['https://u:xxxxx@h/r.git#-x']],
   ])('%s is an error on its line', (_name, text, line, parts) => {
     expect(expectError(text, line, parts).message).not.toContain('tok3n');
