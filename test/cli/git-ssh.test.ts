@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initRepo, publish, startSshd, type GitServer } from '../helpers/git-server.js';
+import { kilnClient, killStarted, startDaemon } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
 import { kiln } from './helpers.js';
 
@@ -23,6 +24,7 @@ beforeAll(async () => {
   repo = publish(work, dir, 'app.git');
 });
 afterAll(async () => {
+  await killStarted();
   await sshd?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -52,5 +54,17 @@ describe('ADD git over ssh', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('Dockerfile:2:');
     expect(r.stderr).toContain('build with --ssh default');
+  });
+
+  it('through a daemon: the client\'s agent reaches the daemon\'s git', async () => {
+    const daemon = await startDaemon({ root: path.join(dir, 'droot') });
+    try {
+      const ctx = context('daemon', `${sshd.url}${repo}#main`);
+      const r = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--ssh', `default=${path.join(dir, 'id_git')}`, ctx], { env: { SSH_AUTH_SOCK: '' } });
+      expect(r.stderr).toContain('over ssh');
+      expect(r.code).toBe(0);
+    } finally {
+      await daemon.stop();
+    }
   });
 });
