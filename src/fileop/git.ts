@@ -287,7 +287,7 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, keepGitDir
       await submodules(inWork, shown);
       // A submodule's work tree has a ".git" file pointing into the bare repository, a host path of
       // a directory that is about to go: nothing of git belongs in the layer without --keep-git-dir.
-      await removeGitLinks(tree);
+      if (await fsp.lstat(path.join(tree, '.gitmodules')).catch(() => undefined)) await removeGitLinks(tree);
     }
 
     let dir = tree;

@@ -23,7 +23,8 @@ export interface GitRef {
   invalid?: string;
 }
 
-const SCP_LIKE = /^([A-Za-z0-9_-]+)@([A-Za-z0-9.-]+):(.*)$/;
+// user@host:path; neither may start with "-", which ssh would take for an option.
+const SCP_LIKE = /^([A-Za-z0-9_][A-Za-z0-9_-]*)@([A-Za-z0-9][A-Za-z0-9.-]*):(.*)$/;
 
 /** The git source `src` names, or undefined when it is no git source (a local path or plain URL). */
 export function parseGitRef(src: string): GitRef | undefined {
@@ -46,6 +47,8 @@ export function parseGitRef(src: string): GitRef | undefined {
       scheme = s;
     } else if (s === 'git' || s === 'ssh') {
       scheme = s;
+      // A host or user starting with "-" would be an option to ssh: not a repository.
+      if (/^[a-z]+:\/\/([^/@]*@)?-/i.test(remote) || /^[a-z]+:\/\/-/i.test(remote)) return undefined;
     } else {
       return undefined;
     }
