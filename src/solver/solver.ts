@@ -479,17 +479,20 @@ class BuildRun {
       case 'copy': {
         const git = gitSources(step);
         let def = definitionOf(step);
+        // For a miss explanation: "git https://host/r.git#main changed" when the branch moved.
+        const gitCommits: Record<string, string> = {};
         if (git.size > 0) {
           // ADD of a git repository: the key names the commit the ref resolves to now.
           const resolved = await this.stepError(step, () => resolveGitSources(step, this.gitContext()));
           this.gitResolved.set(step, resolved);
           def = gitKeyDefinition(def, git, resolved);
+          for (const [u, r] of resolved) gitCommits[`git ${redactCredentials(u)}`] = r.commit;
         }
         const files: Record<string, string> = {};
         const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
         const { env, ...rest } = def;
         // The definition is kept on disk to explain a later miss: ADD URLs' credentials redacted.
-        const inputs = { env, buildArgs: [], definition: redactCredentials(stableStringify(rest)), sources: { [describeFrom(step.from)]: from } };
+        const inputs = { env, buildArgs: [], definition: redactCredentials(stableStringify(rest)), sources: { [describeFrom(step.from)]: from, ...gitCommits } };
         // From the context, a miss can name the files: "COPY: src/app.js changed".
         return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
       }

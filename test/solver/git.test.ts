@@ -74,11 +74,12 @@ async function failure(dockerfile: string): Promise<string> {
 describe('ADD of a git repository in a build', () => {
   it('is keyed by the resolved commit: unchanged hits, a moved branch misses, --checksum and the sha hit', async () => {
     const df = (src: string) => `FROM busybox\nADD ${src} /app\nRUN cat /app/v.txt && /app/bin/tool.sh && test ! -e /app/.git\n`;
-    const b1 = await build(srv, ctxWith(df(`${daemon.url}/app.git#main`)));
+    const onMain = ctxWith(df(`${daemon.url}/app.git#main`));
+    const b1 = await build(srv, onMain);
     expect(ranSteps(b1)).toEqual([`[2/3] ADD ${daemon.url}/app.git#main /app`, expect.stringContaining('[3/3] RUN')]);
     expect(b1.logs).toContain('one\ntool\n');
 
-    const b2 = await build(srv, ctxWith(df(`${daemon.url}/app.git#main`)));
+    const b2 = await build(srv, onMain);
     expect(ranSteps(b2)).toEqual([]);
     expect(cachedSteps(b2)).toContain(`[2/3] ADD ${daemon.url}/app.git#main /app`);
 
@@ -88,8 +89,9 @@ describe('ADD of a git repository in a build', () => {
 
     commitFiles(work, { 'v.txt': 'two\n' }, 'second');
     push(work, bare);
-    const b4 = await build(srv, ctxWith(df(`${daemon.url}/app.git#main`)));
+    const b4 = await build(srv, onMain);
     expect(ranSteps(b4)).toHaveLength(2);
+    expect(JSON.stringify(b4.events)).toContain(`git ${daemon.url}/app.git#main changed`);
     expect(b4.logs).toContain('two\ntool\n');
   });
 
