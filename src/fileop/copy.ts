@@ -80,7 +80,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     } else if (!isHttpUrl(u)) fail(`unsupported URL ${redactCredentials(u)}: only http and https are supported`);
   }
   if (spec.checksum !== undefined && (urls.length === 0 || spec.sources.length > 0)) {
-    fail(`--checksum can only be used with http(s) sources`);
+    fail(`--checksum can only be used with http(s) and git sources`);
   }
 
   const chmod = spec.chmod !== undefined ? await wrap('--chmod', async () => parseChmod(spec.chmod!)) : undefined;

@@ -210,9 +210,9 @@ describe('ADD: URLs', () => {
 
   it('HTTP errors, git URLs, bad checksums and checksums on local files are clear errors', async () => {
     await expect(f.run({ instruction: 'ADD', urls: [`${base}/missing`], dest: '/x' })).rejects.toThrow(/HTTP 404/);
-    await expect(f.run({ instruction: 'ADD', urls: ['https://example.invalid/repo.git'], dest: '/x' })).rejects.toThrow(/git repositories is not supported yet/);
+    await expect(f.run({ instruction: 'ADD', urls: ['https://example.invalid/repo.git'], dest: '/x' })).rejects.toThrow(/ADD of a git repository needs a git source here/);
     await expect(f.run({ instruction: 'ADD', urls: [`${base}/files/hello.txt`], dest: '/x', checksum: 'md5:abc' })).rejects.toThrow(/invalid --checksum/);
     f.write('local');
-    await expect(f.run({ instruction: 'ADD', sources: ['local'], dest: '/x', checksum: `sha256:${sha}` })).rejects.toThrow(/--checksum can only be used with http\(s\) sources/);
+    await expect(f.run({ instruction: 'ADD', sources: ['local'], dest: '/x', checksum: `sha256:${sha}` })).rejects.toThrow(/--checksum can only be used with http\(s\) and git sources/);
   });
 });
