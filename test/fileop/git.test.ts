@@ -246,6 +246,24 @@ describe('ADD git: submodules and hostile repositories', () => {
   });
 });
 
+describe('ADD git: .gitmodules commands', () => {
+  it('an "update = !command" in .gitmodules never runs', async () => {
+    const lib = path.join(base, 'libwork2');
+    const libCommit = initRepo(lib, { 'lib.txt': 'library\n' });
+    publish(lib, repos, 'lib2.git');
+    const marker = path.join(base, `update-ran-${process.pid}`);
+    const evil = path.join(base, 'evil-update');
+    initRepo(evil, { '.gitmodules': `[submodule "x"]\n\tpath = x\n\turl = ${daemon.url}/lib2.git\n\tupdate = !touch ${marker}\n` });
+    gitIn(evil, ['update-index', '--add', '--cacheinfo', `160000,${libCommit},x`]);
+    gitIn(evil, ['commit', '-q', '-m', 'sub']);
+    publish(evil, repos, 'evil-update.git');
+    // git refuses a command from .gitmodules outright (CVE-2019-19604): a clear failure.
+    await expect(addGit(`${daemon.url}/evil-update.git#main`)).rejects.toThrow("failed to update submodules");
+    await addGit(`${daemon.url}/evil-update.git#main`, { keepGitDir: true, dest: '/k' }).catch((e: Error) => e);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+});
+
 describe('ADD git: a moved branch', () => {
   it('checks out the commit it was resolved to, even after the branch moved', async () => {
     const moving = path.join(base, 'moving');
