@@ -137,6 +137,7 @@ async function git(args: string[], opts: GitRunOptions, run: Run): Promise<strin
       child.once('close', (c) => resolve(c));
     });
     if (why !== undefined) throw new GitError(`git ${args[0]} ${why}`);
+    if (code === 127 && /exec: git: not found/.test(stderr)) throw new GitError('git is not installed on this host (ADD of a git repository runs it)');
     if (code !== 0) {
       const msg = stderr.trim().split('\n').filter((l) => l.trim() !== '').slice(-6).join('\n');
       throw new GitError(redactCredentials(msg || `git ${args[0]} exited with code ${code}`));

@@ -283,6 +283,18 @@ describe('ADD git: a moved branch', () => {
   });
 });
 
+describe('ADD git: no git on the host', () => {
+  it('says so', async () => {
+    const saved = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      await expect(resolveGit(parseGitRef(`${daemon.url}/r.git#main`)!, undefined, tmpDir)).rejects.toThrow('git is not installed on this host');
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+});
+
 describe('ADD git: a remote that never answers', () => {
   it('is ended by the timeout and by the cancel signal, with a clear error and nothing left over', async () => {
     const sockets: net.Socket[] = [];
