@@ -573,6 +573,8 @@ class BuildRun {
               )
             : undefined;
           const git = gitSources(step);
+          // As BuildKit's git vertex shows: what each ref resolved to.
+          for (const r of this.gitResolved.get(step)?.values() ?? []) vertex.log('stdout', `${r.commit}\t${r.ref}\n`);
           const summary =
             git.size > 0
               ? await withGitOptions(this.gitContext(), git.values(), this.gitResolved.get(step), (opts) => copyStep(step, ctx, parent, name, incremental, opts))

@@ -78,6 +78,7 @@ describe('ADD of a git repository in a build', () => {
     const b1 = await build(srv, onMain);
     expect(ranSteps(b1)).toEqual([`[2/3] ADD ${daemon.url}/app.git#main /app`, expect.stringContaining('[3/3] RUN')]);
     expect(b1.logs).toContain('one\ntool\n');
+    expect(b1.logs).toContain(`${first}\trefs/heads/main\n`);
 
     const b2 = await build(srv, onMain);
     expect(ranSteps(b2)).toEqual([]);
