@@ -69,7 +69,8 @@ Options:
                              (with mode=min|max; cache mounts included) | type=inline
       --pull                 Always ask the registry for base images
       --secret SPEC          A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE |
-                             id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx
+                             id=ID,env=VAR | id=ID (the variable ID); type=file|env as buildx;
+                             GIT_AUTH_TOKEN[.HOST] / GIT_AUTH_HEADER[.HOST] authenticate ADD of git
       --ssh default|ID[=SOCKET|KEY[,KEY]]  An SSH agent for RUN --mount=type=ssh (repeatable;
                              default: $SSH_AUTH_SOCK; key files get a private agent); "default"
                              also authenticates ADD of git@HOST:REPO and ssh:// repositories

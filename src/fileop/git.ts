@@ -41,6 +41,11 @@ export interface ResolvedGit {
 export interface GitRunOptions {
   /** A unix socket of an SSH agent for ssh remotes (the build's `--ssh default`). */
   sshAuthSock?: string;
+  /**
+   * An Authorization header for http(s) URLs starting with `scope` (BuildKit's GIT_AUTH_TOKEN /
+   * GIT_AUTH_HEADER secrets). Given to git through its environment, never on a command line.
+   */
+  httpAuth?: { scope: string; header: string };
   signal?: AbortSignal;
   /** Per git command; default 10 minutes. */
   timeoutMs?: number;
@@ -82,8 +87,6 @@ function gitEnv(opts: GitRunOptions, run: Run): NodeJS.ProcessEnv {
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: '/dev/null',
     GIT_TERMINAL_PROMPT: '0',
-    GIT_ASKPASS: '/bin/false',
-    SSH_ASKPASS: '/bin/false',
     GIT_NO_REPLACE_OBJECTS: '1',
     GIT_ALLOW_PROTOCOL: run.allowFile ? `${REMOTE_PROTOCOLS}:file` : REMOTE_PROTOCOLS,
     GIT_SSH_COMMAND: SSH_COMMAND,
@@ -93,6 +96,11 @@ function gitEnv(opts: GitRunOptions, run: Run): NodeJS.ProcessEnv {
     if (process.env[k] !== undefined) env[k] = process.env[k];
   }
   if (opts.sshAuthSock !== undefined) env.SSH_AUTH_SOCK = opts.sshAuthSock;
+  if (opts.httpAuth !== undefined) {
+    env.GIT_CONFIG_COUNT = '1';
+    env.GIT_CONFIG_KEY_0 = `http.${opts.httpAuth.scope}.extraheader`;
+    env.GIT_CONFIG_VALUE_0 = `Authorization: ${opts.httpAuth.header}`;
+  }
   return env;
 }
 

@@ -13,7 +13,40 @@ import { serveAgentProxy, type SshAgents } from './ssh-agent.js';
 export interface GitContext {
   tmpDir: string;
   sshAgents?: SshAgents;
+  /** The build's secrets: GIT_AUTH_TOKEN[.HOST] and GIT_AUTH_HEADER[.HOST] authenticate http(s) remotes. */
+  secrets?: ReadonlyMap<string, Uint8Array>;
   signal?: AbortSignal;
+}
+
+/**
+ * BuildKit's git credentials from build secrets, for one http(s) remote: GIT_AUTH_HEADER.<host>,
+ * GIT_AUTH_TOKEN.<host>, GIT_AUTH_HEADER, GIT_AUTH_TOKEN, the first that exists. A token becomes
+ * Basic "x-access-token:TOKEN"; the header applies to URLs under the remote (all of github.com
+ * for a github.com remote, as actions/checkout does).
+ */
+export function gitHttpAuth(ref: GitRef, secrets: ReadonlyMap<string, Uint8Array> | undefined): { scope: string; header: string } | undefined {
+  if (!secrets || (ref.scheme !== 'https' && ref.scheme !== 'http')) return undefined;
+  let host: string;
+  try {
+    host = new URL(ref.remote).host;
+  } catch {
+    return undefined;
+  }
+  const names: [string, boolean][] = [
+    [`GIT_AUTH_HEADER.${host}`, false],
+    [`GIT_AUTH_TOKEN.${host}`, true],
+    ['GIT_AUTH_HEADER', false],
+    ['GIT_AUTH_TOKEN', true],
+  ];
+  for (const [name, token] of names) {
+    const v = secrets.get(name);
+    if (v === undefined) continue;
+    const text = Buffer.from(v).toString('utf8').trim();
+    const header = token ? `basic ${Buffer.from(`x-access-token:${text}`).toString('base64')}` : text;
+    const scope = ['https://github.com/', 'https://www.github.com/'].find((p) => ref.remote.startsWith(p)) ?? ref.remote;
+    return { scope, header };
+  }
+  return undefined;
 }
 
 /** The step's git sources by URL as written (none: not an ADD of a repository). */
@@ -31,8 +64,12 @@ export function gitSources(step: CopyStep): Map<string, GitRef> {
  * the build forwarded a default agent. Errors of ssh remotes without an agent say so.
  */
 export async function withGitOptions<T>(ctx: GitContext, refs: Iterable<GitRef>, resolved: ReadonlyMap<string, ResolvedGit> | undefined, fn: (opts: GitSourceOptions) => Promise<T>): Promise<T> {
-  const base: GitSourceOptions = { tmpDir: ctx.tmpDir, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(resolved ? { resolved } : {}) };
-  const ssh = [...refs].some((r) => r.scheme === 'ssh');
+  const list = [...refs];
+  // One step has one git source in practice (ADD --checksum needs exactly one); the first http(s)
+  // remote with credentials in the secrets gets them.
+  const httpAuth = list.map((r) => gitHttpAuth(r, ctx.secrets)).find((a) => a !== undefined);
+  const base: GitSourceOptions = { tmpDir: ctx.tmpDir, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(resolved ? { resolved } : {}), ...(httpAuth ? { httpAuth } : {}) };
+  const ssh = list.some((r) => r.scheme === 'ssh');
   if (!ssh) return fn(base);
   const agent = ctx.sshAgents?.get('default');
   if (!agent) {

@@ -449,7 +449,12 @@ class BuildRun {
   private readonly gitResolved = new Map<Step, Map<string, ResolvedGit>>();
 
   private gitContext() {
-    return { tmpDir: this.deps.layout.tmp, ...(this.req.sshAgents ? { sshAgents: this.req.sshAgents } : {}), ...(this.signal ? { signal: this.signal } : {}) };
+    return {
+      tmpDir: this.deps.layout.tmp,
+      ...(this.req.sshAgents ? { sshAgents: this.req.sshAgents } : {}),
+      ...(this.req.secrets ? { secrets: this.req.secrets } : {}),
+      ...(this.signal ? { signal: this.signal } : {}),
+    };
   }
 
   /** Runs `fn`, reporting a failure as the step's (with its Dockerfile line). */

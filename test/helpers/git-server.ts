@@ -123,7 +123,8 @@ export async function startHttpBackend(base: string, auth?: { user: string; pass
   const want = auth ? 'Basic ' + Buffer.from(`${auth.user}:${auth.password}`).toString('base64') : undefined;
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
-    if (want !== undefined && req.headers.authorization !== want) {
+    // The scheme is case-insensitive (BuildKit sends "basic ...").
+    if (want !== undefined && req.headers.authorization?.replace(/^basic /i, 'Basic ') !== want) {
       res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' }).end();
       return;
     }

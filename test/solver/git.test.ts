@@ -22,6 +22,8 @@ let bare: string;
 let daemon: GitServer;
 let httpd: GitServer;
 let authd: GitServer;
+let tokend: GitServer;
+const TOKEN = `ghp-${process.pid}-t0k3n`;
 let root: string;
 const PASSWORD = `gitpw-${process.pid}-s3cr3t`;
 let first: string;
@@ -40,6 +42,7 @@ beforeAll(async () => {
   daemon = await startGitDaemon(repos);
   httpd = await startHttpBackend(repos);
   authd = await startHttpBackend(repos, { user: 'ci', password: PASSWORD });
+  tokend = await startHttpBackend(repos, { user: 'x-access-token', password: TOKEN });
   files = http.createServer((_req, res) => res.writeHead(200).end('payload\n'));
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
@@ -52,6 +55,7 @@ afterAll(async () => {
   await daemon?.stop();
   await httpd?.stop();
   await authd?.stop();
+  await tokend?.stop();
   await new Promise((r) => files?.close(r));
   for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
 });
@@ -131,6 +135,25 @@ describe('credentials in a git URL', () => {
     const msg = await failure(`FROM busybox\nADD http://ci:${PASSWORD}@${host}/app.git#nope /app\n`);
     expect(msg).toContain(`http://ci:xxxxx@${host}/app.git`);
     expect(msg).not.toContain(PASSWORD);
+  });
+});
+
+describe('GIT_AUTH_TOKEN and GIT_AUTH_HEADER build secrets', () => {
+  it('authenticate http(s) remotes, per host or for all, and leave no trace', async () => {
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const df = (url: string) => `FROM busybox\nADD ${url}/app.git#main /app\nRUN cat /app/v.txt\n`;
+    // Without the secret: refused by the server, a clear failure (no prompt).
+    expect(await failure(df(tokend.url))).toMatch(/Dockerfile:2: .*failed to fetch remote/);
+    const withToken = await build(srv, ctxWith(df(tokend.url)), { noCache: true, secrets: { GIT_AUTH_TOKEN: b64(TOKEN) } });
+    expect(withToken.logs).toMatch(/one|two/);
+    // A per-host header wins over the general token; here the token alone would be refused.
+    const host = authd.url.slice('http://'.length);
+    const header = `basic ${b64(`ci:${PASSWORD}`)}`;
+    const withHeader = await build(srv, ctxWith(df(authd.url) + 'RUN true\n'), { noCache: true, secrets: { [`GIT_AUTH_HEADER.${host}`]: b64(header), GIT_AUTH_TOKEN: b64(TOKEN) } });
+    expect(withHeader.logs).toMatch(/one|two/);
+    for (const b of [withToken, withHeader]) expect(JSON.stringify(b.events)).not.toContain(TOKEN);
+    expect(filesContaining(root, TOKEN)).toEqual([]);
+    expect(filesContaining(root, PASSWORD)).toEqual([]);
   });
 });
 
