@@ -209,7 +209,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
             await fsp.chmod(destHost, 0o755);
             await fsp.chown(destHost, created.uid, created.gid);
           } else if (!destSt.isDirectory()) {
-            fail(`cannot copy a git repository to non-directory ${dest}`);
+            fail(`ADD ${redactCredentials(item.url)}: cannot copy a git repository to non-directory ${dest}`);
           }
           const gitView = await openSource({ kind: 'rootfs', dir: checkout.dir });
           const copier = new TreeCopier(gitView, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show }, summary);

@@ -80,6 +80,19 @@ describe('ADD git: refs', () => {
     expect(fs.existsSync(f.dst('src/.git'))).toBe(false);
     expect(s.downloaded).toEqual([`${daemon.url}/r.git#main`]);
     expect(fs.readdirSync(tmpDir)).toEqual([]);
+    // mtimes are the checkout's, as BuildKit leaves them (not the 2024 commit date).
+    expect(Date.now() - fs.statSync(f.dst('src/a.txt')).mtimeMs).toBeLessThan(10 * 60_000);
+  });
+
+  it('several repositories into one directory; a file in the way is an error', async () => {
+    await copy({
+      spec: { instruction: 'ADD', sources: [], urls: [`${daemon.url}/r.git#main:sub/deep`, `${httpd.url}/r.git#v1:sub`], dest: '/multi/', destIsDir: true },
+      destRoot: f.rootfs,
+      git: { tmpDir },
+    });
+    expect(fs.readdirSync(f.dst('multi')).sort()).toEqual(['d.txt', 'deep', 'up']);
+    fs.writeFileSync(f.dst('file'), 'x');
+    await expect(addGit(`${daemon.url}/r.git#main`, { dest: '/file' })).rejects.toThrow('Dockerfile:7: ADD ' + `${daemon.url}/r.git#main: cannot copy a git repository to non-directory /file`);
   });
 
   it('a lightweight tag, an annotated tag and a commit over http (git http-backend)', async () => {
