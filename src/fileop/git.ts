@@ -147,7 +147,12 @@ async function git(args: string[], opts: GitRunOptions, run: Run): Promise<strin
     if (why !== undefined) throw new GitError(`git ${args[0]} ${why}`);
     if (code === 127 && /exec: git: not found/.test(stderr)) throw new GitError('git is not installed on this host (ADD of a git repository runs it)');
     if (code !== 0) {
-      const msg = stderr.trim().split('\n').filter((l) => l.trim() !== '').slice(-6).join('\n');
+      const msg = stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .slice(-6)
+        .join('\n');
       throw new GitError(redactCredentials(msg || `git ${args[0]} exited with code ${code}`));
     }
     return stdout;
@@ -181,7 +186,8 @@ export async function resolveGit(src: GitRef, flagChecksum: string | undefined, 
     const [a, b] = [flagChecksum.toLowerCase(), src.checksum.toLowerCase()];
     if (!a.startsWith(b) && !b.startsWith(a)) throw new GitError(`checksum conflicts: --checksum=${flagChecksum} and ${src.checksum} in the URL`);
   }
-  const checksum = flagChecksum !== undefined && src.checksum !== undefined ? (flagChecksum.length >= src.checksum.length ? flagChecksum : src.checksum) : (flagChecksum ?? src.checksum);
+  // When both are given they agree, and the longer says more.
+  const checksum = [flagChecksum, src.checksum].filter((c): c is string => c !== undefined).sort((a, b) => b.length - a.length)[0];
   if (checksum !== undefined && !/^[0-9a-fA-F]+$/.test(checksum)) throw new GitError(`invalid checksum ${checksum} for Git URL, expected hex commit hash`);
   const badRef = invalidGitRef(src.ref);
   if (badRef !== undefined) throw new GitError(`invalid git ref ${JSON.stringify(src.ref)}: ${badRef}`);
@@ -353,7 +359,9 @@ async function fetchCommit(inBare: (args: string[]) => Promise<string>, resolved
     // handled below
   }
   if (!(await have(resolved.commit))) {
-    throw new GitError(`fetched ref ${resolved.ref} (${got}) does not match expected commit ${resolved.commit} and that commit cannot be fetched from ${shown}`);
+    throw new GitError(
+      `fetched ref ${resolved.ref} (${got}) does not match expected commit ${resolved.commit} and that commit cannot be fetched from ${shown}`,
+    );
   }
   await inBare(['update-ref', '--no-deref', resolved.ref, resolved.commit]);
 }

@@ -63,12 +63,22 @@ export function gitSources(step: CopyStep): Map<string, GitRef> {
  * Runs `fn` with git options for these sources: an SSH agent socket when one is an ssh remote and
  * the build forwarded a default agent. Errors of ssh remotes without an agent say so.
  */
-export async function withGitOptions<T>(ctx: GitContext, refs: Iterable<GitRef>, resolved: ReadonlyMap<string, ResolvedGit> | undefined, fn: (opts: GitSourceOptions) => Promise<T>): Promise<T> {
+export async function withGitOptions<T>(
+  ctx: GitContext,
+  refs: Iterable<GitRef>,
+  resolved: ReadonlyMap<string, ResolvedGit> | undefined,
+  fn: (opts: GitSourceOptions) => Promise<T>,
+): Promise<T> {
   const list = [...refs];
   // One step has one git source in practice (ADD --checksum needs exactly one); the first http(s)
   // remote with credentials in the secrets gets them.
   const httpAuth = list.map((r) => gitHttpAuth(r, ctx.secrets)).find((a) => a !== undefined);
-  const base: GitSourceOptions = { tmpDir: ctx.tmpDir, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(resolved ? { resolved } : {}), ...(httpAuth ? { httpAuth } : {}) };
+  const base: GitSourceOptions = {
+    tmpDir: ctx.tmpDir,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    ...(resolved ? { resolved } : {}),
+    ...(httpAuth ? { httpAuth } : {}),
+  };
   const ssh = list.some((r) => r.scheme === 'ssh');
   if (!ssh) return fn(base);
   const agent = ctx.sshAgents?.get('default');
@@ -104,7 +114,11 @@ export async function resolveGitSources(step: CopyStep, ctx: GitContext): Promis
  * the commit and subdirectory, and with --keep-git-dir the ref, tag and (redacted) remote that the
  * .git directory records. A --checksum for git only checks the commit, so it is left out.
  */
-export function gitKeyDefinition<T extends { urls: string[]; checksum?: string; keepGitDir: boolean }>(def: T, refs: ReadonlyMap<string, GitRef>, resolved: ReadonlyMap<string, ResolvedGit>): T {
+export function gitKeyDefinition<T extends { urls: string[]; checksum?: string; keepGitDir: boolean }>(
+  def: T,
+  refs: ReadonlyMap<string, GitRef>,
+  resolved: ReadonlyMap<string, ResolvedGit>,
+): T {
   if (refs.size === 0) return def;
   const urls = def.urls.map((u) => {
     const g = refs.get(u);

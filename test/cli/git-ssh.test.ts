@@ -39,10 +39,14 @@ function context(name: string, src: string): string {
 describe('ADD git over ssh', () => {
   it('uses the --ssh default agent; the same commit is then a cache hit', () => {
     const ctx = context('ok', `${sshd.url}${repo}#main`);
-    const r = kiln(['build', '--root', path.join(dir, 'root'), '--progress', 'plain', '--ssh', `default=${path.join(dir, 'id_git')}`, ctx], { env: { SSH_AUTH_SOCK: '' } });
+    const r = kiln(['build', '--root', path.join(dir, 'root'), '--progress', 'plain', '--ssh', `default=${path.join(dir, 'id_git')}`, ctx], {
+      env: { SSH_AUTH_SOCK: '' },
+    });
     expect(r.stderr).toContain('over ssh');
     expect(r.code).toBe(0);
-    const again = kiln(['build', '--root', path.join(dir, 'root'), '--progress', 'plain', context('again', `${sshd.url}${repo}#${first}`)], { env: { SSH_AUTH_SOCK: '' } });
+    const again = kiln(['build', '--root', path.join(dir, 'root'), '--progress', 'plain', context('again', `${sshd.url}${repo}#${first}`)], {
+      env: { SSH_AUTH_SOCK: '' },
+    });
     expect(again.code).toBe(0);
     expect(again.stderr).toMatch(/ADD ssh:\/\/\S+ \/app\n#\d+ CACHED/);
   });
@@ -56,11 +60,13 @@ describe('ADD git over ssh', () => {
     expect(r.stderr).toContain('build with --ssh default');
   });
 
-  it('through a daemon: the client\'s agent reaches the daemon\'s git', async () => {
+  it("through a daemon: the client's agent reaches the daemon's git", async () => {
     const daemon = await startDaemon({ root: path.join(dir, 'droot') });
     try {
       const ctx = context('daemon', `${sshd.url}${repo}#main`);
-      const r = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--ssh', `default=${path.join(dir, 'id_git')}`, ctx], { env: { SSH_AUTH_SOCK: '' } });
+      const r = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--ssh', `default=${path.join(dir, 'id_git')}`, ctx], {
+        env: { SSH_AUTH_SOCK: '' },
+      });
       expect(r.stderr).toContain('over ssh');
       expect(r.code).toBe(0);
     } finally {

@@ -92,7 +92,9 @@ describe('ADD git: refs', () => {
     });
     expect(fs.readdirSync(f.dst('multi')).sort()).toEqual(['d.txt', 'deep', 'up']);
     fs.writeFileSync(f.dst('file'), 'x');
-    await expect(addGit(`${daemon.url}/r.git#main`, { dest: '/file' })).rejects.toThrow('Dockerfile:7: ADD ' + `${daemon.url}/r.git#main: cannot copy a git repository to non-directory /file`);
+    await expect(addGit(`${daemon.url}/r.git#main`, { dest: '/file' })).rejects.toThrow(
+      'Dockerfile:7: ADD ' + `${daemon.url}/r.git#main: cannot copy a git repository to non-directory /file`,
+    );
   });
 
   it('a lightweight tag, an annotated tag and a commit over http (git http-backend)', async () => {
@@ -128,13 +130,17 @@ describe('ADD git: refs', () => {
     expect(read('q4/a.txt')).toBe('two\n');
     // A tag asked for as a branch is not found; a checksum that is not the commit fails.
     await expect(addGit(`${daemon.url}/r.git?branch=v1`, { dest: '/x' })).rejects.toThrow('does not contain ref refs/heads/v1');
-    await expect(addGit(`${daemon.url}/r.git?branch=main&commit=${first}`, { dest: '/x' })).rejects.toThrow(`expected checksum to match ${first}, got ${second}`);
+    await expect(addGit(`${daemon.url}/r.git?branch=main&commit=${first}`, { dest: '/x' })).rejects.toThrow(
+      `expected checksum to match ${first}, got ${second}`,
+    );
     await expect(addGit(`${daemon.url}/r.git?checksum=${first}`, { dest: '/x', checksum: second })).rejects.toThrow('checksum conflicts');
     expect(fs.existsSync(f.dst('x'))).toBe(false);
   });
 
   it('a ref the repository lacks is a clear error naming the line and ref', async () => {
-    await expect(addGit(`${daemon.url}/r.git#nope`)).rejects.toThrow(`Dockerfile:7: ADD ${daemon.url}/r.git#nope: repository ${daemon.url}/r.git does not contain ref nope`);
+    await expect(addGit(`${daemon.url}/r.git#nope`)).rejects.toThrow(
+      `Dockerfile:7: ADD ${daemon.url}/r.git#nope: repository ${daemon.url}/r.git does not contain ref nope`,
+    );
     await expect(addGit(`${daemon.url}/missing.git#main`)).rejects.toThrow(/Dockerfile:7: .*failed to fetch remote/);
   });
 
@@ -144,9 +150,13 @@ describe('ADD git: refs', () => {
     await addGit(`${daemon.url}/r.git#v1a`, { checksum: tagObject, dest: '/tag' });
     await addGit(`${daemon.url}/r.git#${first}`, { checksum: first, dest: '/sha' });
     await expect(addGit(`${daemon.url}/r.git#main`, { checksum: first, dest: '/bad' })).rejects.toThrow(`expected checksum to match ${first}, got ${second}`);
-    await expect(addGit(`${daemon.url}/r.git#${second}`, { checksum: first, dest: '/bad' })).rejects.toThrow(`expected checksum to match ${first}, got ${second}`);
+    await expect(addGit(`${daemon.url}/r.git#${second}`, { checksum: first, dest: '/bad' })).rejects.toThrow(
+      `expected checksum to match ${first}, got ${second}`,
+    );
     await expect(addGit(`${daemon.url}/r.git#v1a`, { checksum: 'abc0', dest: '/bad' })).rejects.toThrow(`got ${tagObject} or ${first}`);
-    await expect(addGit(`${daemon.url}/r.git#main`, { checksum: 'foobar', dest: '/bad' })).rejects.toThrow('invalid checksum foobar for Git URL, expected hex commit hash');
+    await expect(addGit(`${daemon.url}/r.git#main`, { checksum: 'foobar', dest: '/bad' })).rejects.toThrow(
+      'invalid checksum foobar for Git URL, expected hex commit hash',
+    );
     expect(fs.existsSync(f.dst('bad'))).toBe(false);
   });
 });
@@ -211,7 +221,7 @@ describe('ADD git: submodules and hostile repositories', () => {
 
   it('links pointing out are copied as links, never followed', async () => {
     const evil = path.join(base, 'evil-links');
-    initRepo(evil, { 'etc-link': '->/etc', 'passwd': '->../../../../../../etc/passwd', 'dir/x': 'x' });
+    initRepo(evil, { 'etc-link': '->/etc', passwd: '->../../../../../../etc/passwd', 'dir/x': 'x' });
     publish(evil, repos, 'links.git');
     await addGit(`${daemon.url}/links.git#main`);
     expect(fs.readlinkSync(f.dst('src/etc-link'))).toBe('/etc');
@@ -233,8 +243,14 @@ describe('ADD git: submodules and hostile repositories', () => {
     gitIn(evil, ['update-ref', 'refs/heads/main', commit]);
     publish(evil, repos, 'dotgit.git');
     // git never writes a ".git" path of a tree (it skips or refuses it): either way nothing of it lands.
-    const plain = await addGit(`${daemon.url}/dotgit.git#main`).then(() => 'ok', (e: Error) => e.message);
-    const kept = await addGit(`${daemon.url}/dotgit.git#main`, { keepGitDir: true, dest: '/k' }).then(() => 'ok', (e: Error) => e.message);
+    const plain = await addGit(`${daemon.url}/dotgit.git#main`).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    const kept = await addGit(`${daemon.url}/dotgit.git#main`, { keepGitDir: true, dest: '/k' }).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
     expect([plain, kept].every((r) => r === 'ok' || /invalid path|failed to checkout/.test(r))).toBe(true);
     if (plain === 'ok') expect(read('src/ok.txt')).toBe('ok\n');
     expect(fs.existsSync(f.dst('k/.git/hooks/post-checkout'))).toBe(false);
@@ -271,7 +287,7 @@ describe('ADD git: .gitmodules commands', () => {
     gitIn(evil, ['commit', '-q', '-m', 'sub']);
     publish(evil, repos, 'evil-update.git');
     // git refuses a command from .gitmodules outright (CVE-2019-19604): a clear failure.
-    await expect(addGit(`${daemon.url}/evil-update.git#main`)).rejects.toThrow("failed to update submodules");
+    await expect(addGit(`${daemon.url}/evil-update.git#main`)).rejects.toThrow('failed to update submodules');
     await addGit(`${daemon.url}/evil-update.git#main`, { keepGitDir: true, dest: '/k' }).catch((e: Error) => e);
     expect(fs.existsSync(marker)).toBe(false);
   });
@@ -314,7 +330,9 @@ describe('ADD git: a remote that never answers', () => {
     let closed = 0;
     const silent = net.createServer((s) => {
       sockets.push(s);
-      s.on('error', () => undefined).on('close', () => closed++).resume();
+      s.on('error', () => undefined)
+        .on('close', () => closed++)
+        .resume();
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     const port = (silent.address() as AddressInfo).port;

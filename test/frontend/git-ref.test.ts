@@ -23,12 +23,23 @@ describe('parseGitRef', () => {
     expect(parseGitRef(src)).toEqual(want);
   });
 
-  it.each(['https://host/file.tar.gz', 'https://host/r.git/x', 'https://host/x?r.git', 'github.com/o/r', './r.git', 'file:///srv/r.git', 'ext::sh -c x', 'r.git', '/abs/r.git', '-oProxyCommand=x@h:r', 'u@-oProxyCommand=x:r', 'ssh://-oProxyCommand=x/r', 'ssh://-u@h/r'])(
-    '%s is not',
-    (src) => {
-      expect(parseGitRef(src)).toBeUndefined();
-    },
-  );
+  it.each([
+    'https://host/file.tar.gz',
+    'https://host/r.git/x',
+    'https://host/x?r.git',
+    'github.com/o/r',
+    './r.git',
+    'file:///srv/r.git',
+    'ext::sh -c x',
+    'r.git',
+    '/abs/r.git',
+    '-oProxyCommand=x@h:r',
+    'u@-oProxyCommand=x:r',
+    'ssh://-oProxyCommand=x/r',
+    'ssh://-u@h/r',
+  ])('%s is not', (src) => {
+    expect(parseGitRef(src)).toBeUndefined();
+  });
 
   it.each([
     ['https://h/r.git?tag=v1#refs/heads/main', 'ref conflicts'],

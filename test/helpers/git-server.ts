@@ -98,10 +98,14 @@ export interface GitServer {
 /** `git daemon` exporting every repository under `base`, on 127.0.0.1. */
 export async function startGitDaemon(base: string): Promise<GitServer> {
   const port = await freePort();
-  const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', '--enable=upload-pack', `--base-path=${base}`, '--listen=127.0.0.1', `--port=${port}`, base], {
-    stdio: 'ignore',
-    env: { PATH: process.env.PATH, HOME: base, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
-  });
+  const child = spawn(
+    'git',
+    ['daemon', '--reuseaddr', '--export-all', '--enable=upload-pack', `--base-path=${base}`, '--listen=127.0.0.1', `--port=${port}`, base],
+    {
+      stdio: 'ignore',
+      env: { PATH: process.env.PATH, HOME: base, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
+    },
+  );
   await waitForPort(port, child);
   return {
     url: `git://127.0.0.1:${port}`,

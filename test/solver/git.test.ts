@@ -113,13 +113,16 @@ describe('ADD of a git repository in a build', () => {
   });
 
   it('--keep-git-dir keeps a .git the image can use', async () => {
-    const b = await build(srv, ctxWith(`FROM busybox\nADD --keep-git-dir ${httpd.url}/app.git#${first} /app\nRUN test -f /app/.git/HEAD && cat /app/.git/HEAD\n`));
+    const b = await build(
+      srv,
+      ctxWith(`FROM busybox\nADD --keep-git-dir ${httpd.url}/app.git#${first} /app\nRUN test -f /app/.git/HEAD && cat /app/.git/HEAD\n`),
+    );
     expect(b.logs).toContain(first);
   });
 });
 
 describe('credentials in a git URL', () => {
-  it('authenticate the fetch and reach no byte of the image, the progress or kiln\'s root', async () => {
+  it("authenticate the fetch and reach no byte of the image, the progress or kiln's root", async () => {
     const host = authd.url.slice('http://'.length);
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-gitcred-'));
     cleanup.push(out);
@@ -149,7 +152,10 @@ describe('GIT_AUTH_TOKEN and GIT_AUTH_HEADER build secrets', () => {
     // A per-host header wins over the general token; here the token alone would be refused.
     const host = authd.url.slice('http://'.length);
     const header = `basic ${b64(`ci:${PASSWORD}`)}`;
-    const withHeader = await build(srv, ctxWith(df(authd.url) + 'RUN true\n'), { noCache: true, secrets: { [`GIT_AUTH_HEADER.${host}`]: b64(header), GIT_AUTH_TOKEN: b64(TOKEN) } });
+    const withHeader = await build(srv, ctxWith(df(authd.url) + 'RUN true\n'), {
+      noCache: true,
+      secrets: { [`GIT_AUTH_HEADER.${host}`]: b64(header), GIT_AUTH_TOKEN: b64(TOKEN) },
+    });
     expect(withHeader.logs).toMatch(/one|two/);
     for (const b of [withToken, withHeader]) expect(JSON.stringify(b.events)).not.toContain(TOKEN);
     expect(filesContaining(root, TOKEN)).toEqual([]);
