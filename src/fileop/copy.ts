@@ -212,7 +212,8 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
             fail(`ADD ${redactCredentials(item.url)}: cannot copy a git repository to non-directory ${dest}`);
           }
           const gitView = await openSource({ kind: 'rootfs', dir: checkout.dir });
-          const copier = new TreeCopier(gitView, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show }, summary);
+          const opts = { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), show };
+          const copier = new TreeCopier(gitView, opts, summary);
           await copier.copy('', destHost, true);
           summary.downloaded.push(redactCredentials(item.url));
           summary.targets.push(show(destHost));

@@ -27,7 +27,7 @@ import { snapshotExists, uniqueKey, withActive } from './mounted.js';
 import { contextBindings, type NamedContext } from './named-contexts.js';
 import { copyStep } from './ops/copy.js';
 import { gitKeyDefinition, gitSources, resolveGitSources, withGitOptions } from './git-sources.js';
-import type { ResolvedGit } from '../fileop/index.js';
+import type { GitSourceOptions, ResolvedGit } from '../fileop/index.js';
 import { checkEntitlements, runStep } from './ops/run.js';
 import { StepError, type Entitlement, type OpContext } from './ops/types.js';
 import { workdirStep } from './ops/workdir.js';
@@ -497,7 +497,12 @@ class BuildRun {
         const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
         const { env, ...rest } = def;
         // The definition is kept on disk to explain a later miss: ADD URLs' credentials redacted.
-        const inputs = { env, buildArgs: [], definition: redactCredentials(stableStringify(rest)), sources: { [describeFrom(step.from)]: from, ...gitCommits } };
+        const inputs = {
+          env,
+          buildArgs: [],
+          definition: redactCredentials(stableStringify(rest)),
+          sources: { [describeFrom(step.from)]: from, ...gitCommits },
+        };
         // From the context, a miss can name the files: "COPY: src/app.js changed".
         return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
       }
@@ -580,10 +585,8 @@ class BuildRun {
           const git = gitSources(step);
           // As BuildKit's git vertex shows: what each ref resolved to.
           for (const r of this.gitResolved.get(step)?.values() ?? []) vertex.log('stdout', `${r.commit}\t${r.ref}\n`);
-          const summary =
-            git.size > 0
-              ? await withGitOptions(this.gitContext(), git.values(), this.gitResolved.get(step), (opts) => copyStep(step, ctx, parent, name, incremental, opts))
-              : await copyStep(step, ctx, parent, name, incremental);
+          const run = (opts?: GitSourceOptions) => copyStep(step, ctx, parent, name, incremental, opts);
+          const summary = git.size > 0 ? await withGitOptions(this.gitContext(), git.values(), this.gitResolved.get(step), run) : await run();
           if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
           await this.solver.copyManifests.save(name, summary.written);
           return;

@@ -7,7 +7,14 @@ import type { CopyStep } from '../../frontend/types.js';
 import { mountView, withActive } from '../mounted.js';
 import type { OpContext } from './types.js';
 
-export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | undefined, name: string, incremental?: IncrementalCopy, git?: GitSourceOptions): Promise<CopySummary> {
+export async function copyStep(
+  step: CopyStep,
+  ctx: OpContext,
+  parent: string | undefined,
+  name: string,
+  incremental?: IncrementalCopy,
+  git?: GitSourceOptions,
+): Promise<CopySummary> {
   let summary!: CopySummary;
   // Incremental: start from the previous result's changes and take out what may have changed.
   const beforeMount = incremental
@@ -24,7 +31,13 @@ export async function copyStep(step: CopyStep, ctx: OpContext, parent: string | 
         source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
       }
     }
-    summary = await copy({ spec: { ...step, location: step.location }, source, destRoot, ...(incremental ? { reuse: incremental.reuse } : {}), ...(git ? { git } : {}) });
+    summary = await copy({
+      spec: { ...step, location: step.location },
+      source,
+      destRoot,
+      ...(incremental ? { reuse: incremental.reuse } : {}),
+      ...(git ? { git } : {}),
+    });
   }, beforeMount);
   return summary;
 }
