@@ -176,26 +176,46 @@ async function withHome<T>(tmpDir: string, fn: (home: string) => Promise<T>): Pr
 /**
  * Resolves the ref to a commit on the remote with `git ls-remote` (no fetch), choosing among the
  * refs it lists as BuildKit does: an exact "refs/..." name, then a branch, then a tag (an annotated
- * tag's commit). `checksum` (hex, a prefix of the commit or tag object sha) is verified here.
+ * tag's commit). The checksum (hex, a prefix of the commit or tag object sha; --checksum and/or
+ * ?checksum=) is verified here.
  */
 export async function resolveGit(src: GitRef, flagChecksum: string | undefined, tmpDir: string, opts: GitRunOptions = {}): Promise<ResolvedGit> {
-  const shown = redactCredentials(src.remote);
   if (src.invalid !== undefined) throw new GitError(src.invalid);
-  // ADD --checksum and a ?checksum= in the URL must agree (one may be a prefix of the other).
+  const checksum = gitChecksum(flagChecksum, src);
+  const r = await resolveRef(src, tmpDir, opts);
+  verifyGitChecksum(r, checksum);
+  return r;
+}
+
+/**
+ * The checksum a git source must match: ADD --checksum and a ?checksum= in the URL, which must
+ * agree (one may be a prefix of the other; the longer says more). Hex only.
+ */
+export function gitChecksum(flagChecksum: string | undefined, src: GitRef): string | undefined {
   if (flagChecksum !== undefined && src.checksum !== undefined) {
     const [a, b] = [flagChecksum.toLowerCase(), src.checksum.toLowerCase()];
     if (!a.startsWith(b) && !b.startsWith(a)) throw new GitError(`checksum conflicts: --checksum=${flagChecksum} and ${src.checksum} in the URL`);
   }
-  // When both are given they agree, and the longer says more.
   const checksum = [flagChecksum, src.checksum].filter((c): c is string => c !== undefined).sort((a, b) => b.length - a.length)[0];
   if (checksum !== undefined && !/^[0-9a-fA-F]+$/.test(checksum)) throw new GitError(`invalid checksum ${checksum} for Git URL, expected hex commit hash`);
+  return checksum;
+}
+
+/** BuildKit's check: the checksum is a prefix of the commit sha, or of an annotated tag's object sha. */
+export function verifyGitChecksum(r: ResolvedGit, checksum: string | undefined): void {
+  const want = checksum?.toLowerCase();
+  if (want === undefined || r.commit.startsWith(want) || (r.tagObject ?? '').startsWith(want)) return;
+  const got = r.tagObject !== undefined ? `${r.tagObject} or ${r.commit}` : r.commit;
+  throw new GitError(`expected checksum to match ${checksum}, got ${got}`);
+}
+
+/** The ref on the remote, without any checksum check. */
+export async function resolveRef(src: GitRef, tmpDir: string, opts: GitRunOptions = {}): Promise<ResolvedGit> {
+  const shown = redactCredentials(src.remote);
+  if (src.invalid !== undefined) throw new GitError(src.invalid);
   const badRef = invalidGitRef(src.ref);
   if (badRef !== undefined) throw new GitError(`invalid git ref ${JSON.stringify(src.ref)}: ${badRef}`);
-  const want = checksum?.toLowerCase();
-  if (isCommitSha(src.ref)) {
-    if (want !== undefined && !src.ref.startsWith(want)) throw new GitError(`expected checksum to match ${checksum}, got ${src.ref}`);
-    return { commit: src.ref, ref: src.ref };
-  }
+  if (isCommitSha(src.ref)) return { commit: src.ref, ref: src.ref };
   return withHome(tmpDir, async (home) => {
     let ref = src.ref;
     if (ref === '') {
@@ -235,10 +255,6 @@ export async function resolveGit(src: GitRef, flagChecksum: string | undefined, 
     else if (tagSha !== undefined) resolved = peeled !== undefined ? { commit: peeled, ref: tag, tagObject: tagSha } : { commit: tagSha, ref: tag };
     if (resolved === undefined) throw new GitError(`repository ${shown} does not contain ref ${ref}`);
     if (!isCommitSha(resolved.commit)) throw new GitError(`invalid commit sha ${JSON.stringify(resolved.commit)}`);
-    if (want !== undefined && !resolved.commit.startsWith(want) && !(resolved.tagObject ?? '').startsWith(want)) {
-      const got = resolved.tagObject !== undefined ? `${resolved.tagObject} or ${resolved.commit}` : resolved.commit;
-      throw new GitError(`expected checksum to match ${checksum}, got ${got}`);
-    }
     return resolved;
   });
 }

@@ -5,7 +5,7 @@ export type { CopyOp, CopySpec, CopySource, CopySummary, WrittenEntry } from './
 export { detectArchive, detectCompression, extractTar, ArchiveError } from './archive.js';
 export type { Compression, ExtractResult } from './archive.js';
 export { download, urlFilename, parseChecksum, DownloadError } from './download.js';
-export { resolveGit, checkoutGit, GitError } from './git.js';
+export { resolveGit, resolveRef, gitChecksum, verifyGitChecksum, checkoutGit, GitError } from './git.js';
 export type { ResolvedGit, GitRunOptions } from './git.js';
 export type { GitSourceOptions } from './types.js';
 export { resolveChown, parseChmod } from './owner.js';

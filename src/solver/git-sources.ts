@@ -6,7 +6,7 @@
 
 import { cleanSubdir, parseGitRef, type GitRef } from '../frontend/git-ref.js';
 import { redactCredentials } from '../frontend/urls.js';
-import { resolveGit, type GitSourceOptions, type ResolvedGit } from '../fileop/index.js';
+import { gitChecksum, resolveRef, verifyGitChecksum, type GitSourceOptions, type ResolvedGit } from '../fileop/index.js';
 import type { CopyStep } from '../frontend/types.js';
 import { serveAgentProxy, type SshAgents } from './ssh-agent.js';
 
@@ -16,6 +16,11 @@ export interface GitContext {
   /** The build's secrets: GIT_AUTH_TOKEN[.HOST] and GIT_AUTH_HEADER[.HOST] authenticate http(s) remotes. */
   secrets?: ReadonlyMap<string, Uint8Array>;
   signal?: AbortSignal;
+  /**
+   * Refs resolved so far in this build, by remote and ref (BuildKit's resolver cache): every step
+   * of one build that names the same ref gets the same commit, even if the branch moves meanwhile.
+   */
+  refCache?: Map<string, Promise<ResolvedGit>>;
 }
 
 /**
@@ -104,7 +109,20 @@ export async function resolveGitSources(step: CopyStep, ctx: GitContext): Promis
   const out = new Map<string, ResolvedGit>();
   if (refs.size === 0) return out;
   await withGitOptions(ctx, refs.values(), undefined, async (opts) => {
-    for (const [url, ref] of refs) out.set(url, await resolveGit(ref, step.checksum, ctx.tmpDir, opts));
+    for (const [url, ref] of refs) {
+      // Resolved once per build; the checksum is each step's own.
+      const key = `${ref.remote}#${ref.ref}`;
+      let p = ctx.refCache?.get(key);
+      if (!p) {
+        p = resolveRef(ref, ctx.tmpDir, opts);
+        ctx.refCache?.set(key, p);
+        // A failure is not remembered: a later step may give credentials that work.
+        p.catch(() => ctx.refCache?.delete(key));
+      }
+      const r = await p;
+      verifyGitChecksum(r, gitChecksum(step.checksum, ref));
+      out.set(url, r);
+    }
   });
   return out;
 }

@@ -447,10 +447,13 @@ class BuildRun {
 
   /** Git URLs of ADD steps resolved for their keys: the checkout takes exactly these commits. */
   private readonly gitResolved = new Map<Step, Map<string, ResolvedGit>>();
+  /** Each remote#ref resolved once per build, so all its steps agree on the commit. */
+  private readonly gitRefCache = new Map<string, Promise<ResolvedGit>>();
 
   private gitContext() {
     return {
       tmpDir: this.deps.layout.tmp,
+      refCache: this.gitRefCache,
       ...(this.req.sshAgents ? { sshAgents: this.req.sshAgents } : {}),
       ...(this.req.secrets ? { secrets: this.req.secrets } : {}),
       ...(this.signal ? { signal: this.signal } : {}),

@@ -20,7 +20,7 @@ let base: string;
 let work: string;
 let bare: string;
 let daemon: GitServer;
-let httpd: GitServer;
+let httpd: GitServer & { requests: string[] };
 let authd: GitServer;
 let tokend: GitServer;
 const TOKEN = `ghp-${process.pid}-t0k3n`;
@@ -98,6 +98,16 @@ describe('ADD of a git repository in a build', () => {
     expect(ranSteps(b4)).toHaveLength(2);
     expect(JSON.stringify(b4.events)).toContain(`git ${daemon.url}/app.git#main changed`);
     expect(b4.logs).toContain('two\ntool\n');
+  });
+
+  it('one ref named by several steps is resolved once per build (they agree on the commit)', async () => {
+    const url = `${httpd.url}/app.git#main`;
+    const before = httpd.requests.length;
+    const b = await build(srv, ctxWith(`FROM busybox\nADD ${url} /a\nADD ${url} /b\nRUN cmp /a/v.txt /b/v.txt\n`), { noCache: true });
+    expect(ranSteps(b)).toHaveLength(3);
+    const adverts = httpd.requests.slice(before).filter((r) => r.startsWith('GET /app.git/info/refs')).length;
+    // One ls-remote for both keys, then one fetch per checkout.
+    expect(adverts).toBe(3);
   });
 
   it('a ref the repository lacks fails on its line, naming the ref', async () => {
