@@ -8,7 +8,7 @@ import type { BaseImageConfig } from '../frontend/types.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import type { ImageStore } from '../image/store.js';
-import { isIndexMediaType, selectPlatform, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from '../oci/index.js';
+import { formatPlatform, isIndexMediaType, platformMatches, selectPlatform, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { snapshotExists, uniqueKey } from './mounted.js';
 
@@ -96,41 +96,49 @@ export class BaseImages {
 
   private readonly pinned = new Map<string, () => Promise<BaseImage>>();
 
-  resolve(ref: string): Promise<BaseImage> {
+  /**
+   * `platform` is the stage's (FROM --platform=$BUILDPLATFORM pulls the build machine's image in a
+   * cross build); by default the build's target platform.
+   */
+  resolve(ref: string, platform: Platform = this.platform): Promise<BaseImage> {
     const pinned = this.pinned.get(ref);
     if (pinned) return pinned();
     const name = formatReference(parseReference(ref));
-    let p = this.resolved.get(name);
+    const id = `${formatPlatform(platform)} ${name}`;
+    let p = this.resolved.get(id);
     if (!p) {
-      p = this.doResolve(name);
-      this.resolved.set(name, p);
+      p = this.doResolve(name, platform);
+      this.resolved.set(id, p);
     }
     return p;
   }
 
-  private async doResolve(name: string): Promise<BaseImage> {
+  private async doResolve(name: string, platform: Platform): Promise<BaseImage> {
     if (!this.pull) {
-      const local = await this.fromLocalStore(name);
+      const local = await this.fromLocalStore(name, platform);
       if (local) return local;
     }
-    const r = await this.deps.registry.resolve(name, { platform: this.platform, store: this.deps.store, signal: this.signal });
+    const r = await this.deps.registry.resolve(name, { platform, store: this.deps.store, signal: this.signal });
     return { name, manifestDigest: r.manifestDigest, config: r.config, layers: r.manifest.layers, source: r.source };
   }
 
   // Images built by kiln (or loaded into its store) are found before any registry, as `docker build`
   // finds the daemon's own images.
-  private async fromLocalStore(name: string): Promise<BaseImage | undefined> {
+  private async fromLocalStore(name: string, platform: Platform): Promise<BaseImage | undefined> {
     const rec = await this.deps.images.get(name);
     if (!rec || !(await this.deps.store.has(rec.manifest.digest))) return undefined;
     let manifestDesc = rec.manifest;
     if (isIndexMediaType(manifestDesc.mediaType)) {
       const index = await this.deps.store.readJSON<Index>(manifestDesc.digest);
-      const i = selectPlatform(this.platform, index.manifests.map((m) => m.platform));
+      const i = selectPlatform(platform, index.manifests.map((m) => m.platform));
       if (i < 0) return undefined;
       manifestDesc = index.manifests[i]!;
     }
     const manifest = await this.deps.store.readJSON<Manifest>(manifestDesc.digest);
     const config = await this.deps.store.readJSON<ImageConfig>(manifest.config.digest);
+    // A single-platform image of another platform is not this stage's base: ask the registry, as
+    // a cross build for arm64 must not quietly get the amd64 image the store holds.
+    if (config.architecture && !platformMatches(platform, { os: config.os ?? platform.os, architecture: config.architecture, variant: config.variant })) return undefined;
     return { name, manifestDigest: manifestDesc.digest, config, layers: manifest.layers, source: 'kiln image store' };
   }
 

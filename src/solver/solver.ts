@@ -15,7 +15,7 @@ import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } fr
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
-import { hostPlatform, type HistoryEntry } from '../oci/index.js';
+import { formatPlatform, hostPlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
@@ -33,6 +33,7 @@ import { StepError, type Entitlement, type OpContext } from './ops/types.js';
 import { workdirStep } from './ops/workdir.js';
 import type { SshAgents } from './ssh-agent.js';
 import { planBuild } from './plan.js';
+import { checkRunnable, progressPlatform, stagePlatform } from './platforms.js';
 import type { ProgressTracker, VertexHandle } from './progress.js';
 import type { RootLayout } from './state-root.js';
 
@@ -50,7 +51,10 @@ export interface SolveRequest {
   dockerfile: { name: string; text: string };
   buildArgs: Record<string, string | undefined>;
   target?: string;
+  /** The target platform (default: the host's). */
   platform?: Platform;
+  /** One of several platforms of a multi-platform build: progress names carry the platform. */
+  prefixPlatform?: boolean;
   network: 'host' | 'none';
   /** Entitlements granted to this build (asked for with --allow and permitted by the configuration). */
   allow?: readonly Entitlement[];
@@ -164,11 +168,13 @@ export class Solver {
     // translate once more, as BuildKit's frontend does.
     if (graph.unresolvedImages.length > 0) {
       const configs: Record<string, BaseImageConfig> = {};
+      const first = graph;
       await Promise.all(
         graph.unresolvedImages.map(async (ref) => {
-          const v = progress.start(`[internal] load metadata for ${displayRef(ref)}`);
+          const refPlatform = configPlatform(first, ref, platform);
+          const v = progress.start(`[internal] load metadata for ${req.prefixPlatform ? `${formatPlatform(refPlatform)} ` : ''}${displayRef(ref)}`);
           try {
-            configs[ref] = toBaseImageConfig((await baseImages.resolve(ref)).config);
+            configs[ref] = toBaseImageConfig((await baseImages.resolve(ref, refPlatform)).config);
             v.done();
           } catch (err) {
             v.fail(err);
@@ -251,6 +257,17 @@ export class Solver {
 }
 
 
+/**
+ * The platform to read a base image's config for, when the frontend asks for it by reference alone:
+ * the target's when a stage uses it so (that config becomes the image's), else the platform of the
+ * first stage built on it (FROM --platform=$BUILDPLATFORM).
+ */
+function configPlatform(graph: BuildGraph, ref: string, target: Platform): Platform {
+  const users = graph.stages.filter((s) => s.base.kind === 'image' && s.base.ref === ref).map((s) => stagePlatform(graph, s, target));
+  if (users.length === 0 || users.some((p) => formatPlatform(p) === formatPlatform(target))) return target;
+  return users[0]!;
+}
+
 /** A reference as BuildKit shows it in progress: normalised ("docker.io/library/busybox:latest"). */
 function displayRef(ref: string): string {
   try {
@@ -316,9 +333,21 @@ class BuildRun {
     this.cancel(err);
   }
 
-  private label(stage: Stage, n: number, total: number): string {
+  private label(stage: Stage, n: number, total: number, step?: Step): string {
     const multi = this.graph.stages.length > 1;
-    return multi ? `[${stage.name ?? `stage-${stage.index}`} ${n}/${total}]` : `[${n}/${total}]`;
+    // As BuildKit in a multi-platform build: "[linux/arm64 build 2/3]", "[linux/amd64->arm64 ...]".
+    const platform = this.req.prefixPlatform
+      ? `${progressPlatform(this.platformOf(stage), this.target, step?.kind === 'run' ? step.buildArgs : undefined)} `
+      : '';
+    return multi ? `[${platform}${stage.name ?? `stage-${stage.index}`} ${n}/${total}]` : `[${platform}${n}/${total}]`;
+  }
+
+  private get target(): Platform {
+    return this.req.platform ?? hostPlatform();
+  }
+
+  private platformOf(stage: Stage): Platform {
+    return stagePlatform(this.graph, stage, this.target);
   }
 
   private async runStage(stage: Stage): Promise<StageResult> {
@@ -363,7 +392,7 @@ class BuildRun {
           snapshot: (await snapshot())!,
         });
       } else {
-        const image = await this.baseImages.resolve(base.ref);
+        const image = await this.baseImages.resolve(base.ref, this.platformOf(stage));
         key = cacheKey('', { from: image.manifestDigest });
         parentWhat = `base image ${image.name}@${image.manifestDigest}`;
         let unpacked: Promise<string | undefined> | undefined;
@@ -385,23 +414,25 @@ class BuildRun {
       }
       n++;
       if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
-      const { material, inputs } = await this.keyInputs(step);
+      const { material, inputs } = await this.keyInputs(step, stage);
       const stepKey = cacheKey(key, material);
       const noCache = this.req.noCache || (stage.name !== undefined && (this.req.noCacheFilter ?? []).includes(stage.name));
       // Without the cache a step gets a fresh name, so it runs and nothing older is reused; what
       // follows gets a fresh key too, since this step's result may now differ from the cached one.
       const name = noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
-      const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stage.name ?? String(stage.index), n);
+      // Each platform of a multi-platform build keeps its own record of what a step last saw.
+      const stageId = (stage.name ?? String(stage.index)) + (this.req.prefixPlatform ? ` ${formatPlatform(this.target)}` : '');
+      const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stageId, n);
       const current: StepInputs = { key: stepKey, parentKey: key, parent: n === 2 ? parentWhat : 'step', instruction: step.original, ...inputs };
       const parentSnapshot = snapshot;
       this.held.add(name);
-      const vertex = this.progress.start(`${this.label(stage, n, total)} ${step.original}`);
+      const vertex = this.progress.start(`${this.label(stage, n, total, step)} ${step.original}`);
       try {
         const previous = await this.solver.inputsLog.load(place);
         const outcome = await this.solver.once(name, async () => {
           const parent = await parentSnapshot();
           if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
-          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current });
+          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, this.platformOf(stage));
           return 'built';
         });
         // Recency for GC's least-recently-used order.
@@ -478,7 +509,7 @@ class BuildRun {
    * What a step's key covers besides its definition (the content of what it reads), and the same
    * broken into named pieces for explaining a miss.
    */
-  private async keyInputs(step: FsStep): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
+  private async keyInputs(step: FsStep, stage: Stage): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
     switch (step.kind) {
       case 'workdir': {
         const def = definitionOf(step);
@@ -522,7 +553,10 @@ class BuildRun {
           }),
         );
         const { env, buildArgs, ...others } = rest;
-        return { material: { ...rest, mounts }, inputs: { env, buildArgs, definition: stableStringify({ ...others, mounts }), sources } };
+        // The same RUN for amd64 and for arm64 makes different files even on the same parent (a
+        // scratch stage, an image without an index): the platform it executes for is part of it.
+        const platform = formatPlatform(this.platformOf(stage));
+        return { material: { ...rest, mounts, platform }, inputs: { env, buildArgs, definition: stableStringify({ ...others, mounts }), sources } };
       }
     }
   }
@@ -544,7 +578,7 @@ class BuildRun {
     }
   }
 
-  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle, history?: { previous?: StepInputs; current: StepInputs }): Promise<void> {
+  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle, history: { previous?: StepInputs; current: StepInputs } | undefined, platform: Platform): Promise<void> {
     const ctx: OpContext = {
       snapshotter: this.deps.snapshotter,
       layout: this.deps.layout,
@@ -572,6 +606,7 @@ class BuildRun {
     try {
       switch (step.kind) {
         case 'run':
+          checkRunnable(step, platform, hostPlatform());
           await this.solver.queueRun(() => runStep(step, ctx, parent, name));
           return;
         case 'copy': {
