@@ -56,7 +56,9 @@ Options:
                              SOURCE_DATE_EPOCH=SECONDS (default: $SOURCE_DATE_EPOCH) dates the
                              image's config and history at it and clamps its layers' file times
       --label K=V            Set a label on the image (repeatable)
-      --platform OS/ARCH     Target platform (one; default: this machine's)
+      --platform OS/ARCH[,..]  Target platform(s) (default: this machine's); several build one
+                             image each under an image index (oci, image, push outputs) or a
+                             directory each (local, tar: linux_amd64/...); not for type=docker
       --network MODE         Network for RUN steps: default (= host), host or none
       --pids-limit N         Processes each RUN may have (default: the config's, 2048), up to
                              the config's max-run-pids-limit
@@ -206,15 +208,22 @@ function parseProgress(value: string, flag: string): ProgressMode {
   throw flagError(flag, value, `want ${PROGRESS_MODES.slice(0, -1).join(', ')} or ${PROGRESS_MODES.at(-1)}`);
 }
 
-function parsePlatformFlag(value: string): Platform {
-  const specs = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (specs.length === 0) throw flagError('--platform', value, 'empty platform');
-  if (specs.length > 1) throw flagError('--platform', value, 'multi-platform builds are not supported: give one platform');
-  try {
-    return parsePlatform(specs[0]!, hostPlatform());
-  } catch (err) {
-    throw flagError('--platform', value, (err as Error).message);
+/** --platform A,B (repeatable, as buildx): the distinct target platforms, in the order given. */
+function parsePlatformFlag(values: string[]): Platform[] {
+  const specs = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  if (specs.length === 0) throw flagError('--platform', values.join(','), 'empty platform');
+  const out = new Map<string, Platform>();
+  for (const spec of specs) {
+    let p: Platform;
+    try {
+      p = parsePlatform(spec, hostPlatform());
+    } catch (err) {
+      throw flagError('--platform', spec, (err as Error).message);
+    }
+    const key = [p.os, p.architecture, p.variant ?? ''].join('/');
+    if (!out.has(key)) out.set(key, p);
   }
+  return [...out.values()];
 }
 
 /** Flags to an invocation. Pure: reads nothing but `argv` and `env`; throws UsageError. */
@@ -231,7 +240,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         target: { type: 'string' },
         'build-arg': { type: 'string', multiple: true },
         label: { type: 'string', multiple: true },
-        platform: { type: 'string' },
+        platform: { type: 'string', multiple: true },
         network: { type: 'string' },
         allow: { type: 'string', multiple: true },
         'pids-limit': { type: 'string' },
@@ -318,7 +327,11 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (cacheFrom.length) request.cacheFrom = cacheFrom;
   const cacheTo = (v['cache-to'] ?? []).map(parseCacheTo);
   if (cacheTo.length) request.cacheTo = cacheTo;
-  if (v.platform !== undefined) request.platform = parsePlatformFlag(v.platform);
+  if (v.platform !== undefined) {
+    const platforms = parsePlatformFlag(v.platform);
+    if (platforms.length === 1) request.platform = platforms[0];
+    else request.platforms = platforms;
+  }
   const namedContexts = parseBuildContexts(v['build-context'] ?? []);
   if (namedContexts) request.namedContexts = namedContexts;
 
@@ -379,7 +392,8 @@ export function formatFinding(f: LintFinding): string {
 
 /** buildx's --metadata-file keys, sorted as Go's JSON encoder writes a map. */
 export function buildMetadata(image: NonNullable<BuildResult['image']>): Record<string, string> {
-  const meta: Record<string, string> = {
+  // A multi-platform image is an index, which has no config of its own (as buildx writes it).
+  const meta: Record<string, string> = image.platforms ? { 'containerimage.digest': image.manifestDigest } : {
     'containerimage.config.digest': image.configDigest,
     'containerimage.digest': image.manifestDigest,
   };

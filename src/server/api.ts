@@ -112,6 +112,11 @@ export interface BuildRequest {
   buildArgs: Record<string, string | undefined>;
   target?: string;
   platform?: Platform;
+  /**
+   * Several target platforms (--platform A,B): one image per platform under an image index (or one
+   * directory per platform for local and tar outputs). Wins over `platform`; one entry is `platform`.
+   */
+  platforms?: Platform[];
   /** Translate only: return the step graph, run nothing. */
   dryRun: boolean;
   outputs: OutputSpec[];
@@ -170,6 +175,8 @@ export interface BuildResult {
     /** Digests pushed, by name. */
     pushed: Record<string, string>;
     names: string[];
+    /** A multi-platform build's platforms: then `id` and `manifestDigest` are the index's digest. */
+    platforms?: string[];
   };
 }
 

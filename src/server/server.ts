@@ -9,8 +9,12 @@ import {
   describeImages,
   directoryContext,
   findImage,
+  exportPlatforms,
   exportResult,
   loadImages,
+  mergeCacheConfigs,
+  refuseMultiPlatform,
+  solvePlatforms,
   openRoot,
   planBuild,
   prepareNamedContexts,
@@ -33,7 +37,7 @@ import {
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
-import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec } from './api.js';
+import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec, type Platform } from './api.js';
 import { loadConfig, type KilnConfig } from './config.js';
 import { namedContextInputs } from './named-contexts.js';
 
@@ -110,11 +114,12 @@ export class BuildServer {
     syncedNamed?: Record<string, ContextSource>,
   ): Promise<BuildResult> {
     if (req.dryRun) {
+      // Several platforms translate alike but for their TARGET* values: the first one's graph is shown.
       const graph = planBuild({
         dockerfile: req.dockerfile,
         buildArgs: req.buildArgs,
         target: req.target,
-        targetPlatform: req.platform,
+        targetPlatform: req.platforms?.[0] ?? req.platform,
         namedContexts: namedContextBindings(req.namedContexts),
       });
       return { graph, warnings: graph.warnings };
@@ -134,11 +139,13 @@ export class BuildServer {
         });
       }
     }
-    // Named contexts: read in place, or downloaded and imported when a step first uses them.
+    const platforms = req.platforms ?? [];
+    // Named contexts: read in place, or downloaded and imported when a step first uses them. (A
+    // multi-platform build resolves a named image context for its first platform.)
     const named = prepareNamedContexts(namedContextInputs(req.namedContexts ?? {}, syncedNamed), {
       store: s.store,
       tmp: s.layout.tmp,
-      platform: req.platform ?? hostPlatform(),
+      platform: platforms[0] ?? req.platform ?? hostPlatform(),
       step: async (name, fn) => {
         const v = progress.start(name);
         try {
@@ -151,29 +158,32 @@ export class BuildServer {
         }
       },
     });
+    const solveReq = {
+      context: source ?? contextSource(req),
+      dockerfile: { name: req.dockerfile.name, text: req.dockerfile.text },
+      buildArgs: req.buildArgs,
+      target: req.target,
+      network: req.network,
+      allow: req.allow,
+      ...(req.runPidsLimit !== undefined ? { runLimits: { pids: req.runPidsLimit } } : {}),
+      noCache: req.noCache,
+      noCacheFilter: req.noCacheFilter,
+      cacheFrom: req.cacheFrom,
+      pull: req.pull,
+      secrets: secretValues(req.secrets),
+      sshAgents: sshAgents ?? localAgents(req.ssh),
+      namedContexts: named.contexts,
+    };
+    if (platforms.length > 1) {
+      try {
+        return await this.buildPlatforms(req, platforms, solveReq, s, progress, signal);
+      } finally {
+        await named.cleanup();
+      }
+    }
     let result: SolveResult;
     try {
-      result = await s.solver.solve(
-        {
-          context: source ?? contextSource(req),
-          dockerfile: { name: req.dockerfile.name, text: req.dockerfile.text },
-          buildArgs: req.buildArgs,
-          target: req.target,
-          platform: req.platform,
-          network: req.network,
-          allow: req.allow,
-          ...(req.runPidsLimit !== undefined ? { runLimits: { pids: req.runPidsLimit } } : {}),
-          noCache: req.noCache,
-          noCacheFilter: req.noCacheFilter,
-          cacheFrom: req.cacheFrom,
-          pull: req.pull,
-          secrets: secretValues(req.secrets),
-          sshAgents: sshAgents ?? localAgents(req.ssh),
-          namedContexts: named.contexts,
-        },
-        progress,
-        signal,
-      );
+      result = await s.solver.solve({ ...solveReq, platform: platforms[0] ?? req.platform }, progress, signal);
     } finally {
       await named.cleanup();
     }
@@ -198,6 +208,47 @@ export class BuildServer {
         names: exported.names,
       },
     };
+  }
+
+  /** A multi-platform build: every platform solved, then one index (or a directory each) exported. */
+  private async buildPlatforms(
+    req: BuildRequest,
+    platforms: Platform[],
+    solveReq: Parameters<typeof solvePlatforms>[1],
+    s: RootServices,
+    progress: ProgressTracker,
+    signal?: AbortSignal,
+  ): Promise<BuildResult> {
+    const outputs = req.outputs.map(toExportOutput);
+    // Refused before anything runs: the build could only fail at its end.
+    const refused = refuseMultiPlatform(outputs, platforms);
+    if (refused) throw new BuildFailure({ message: refused });
+    const results = await solvePlatforms(s.solver, solveReq, platforms, progress, signal);
+    const cacheDeps = { ...s, layers: results[0]!.result.layers };
+    const graph = results[0]!.result.graph;
+    let exported: Awaited<ReturnType<typeof exportPlatforms>> | undefined;
+    try {
+      const inline = req.cacheTo?.some((c) => c.type === 'inline') ? (r: SolveResult) => cacheConfigFor(r, 'min', cacheDeps) : undefined;
+      if (outputs.length > 0 || req.imageId || inline) exported = await exportPlatforms(results, outputs, req.labels, s, progress, inline);
+      for (const to of req.cacheTo ?? []) {
+        if (to.type === 'inline') continue;
+        const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);
+        try {
+          const configs = await Promise.all(results.map((r) => cacheConfigFor(r.result, to.mode, cacheDeps)));
+          await writeCache(to, mergeCacheConfigs(configs), cacheDeps, signal);
+          v.done();
+        } catch (err) {
+          v.fail(err);
+          throw err;
+        }
+      }
+    } finally {
+      for (const r of results) r.result.release();
+    }
+    await this.collect(progress);
+    if (!exported) return { graph, warnings: graph.warnings };
+    const { configDigest, manifestDigest, pushed, names, platforms: exportedPlatforms } = exported;
+    return { graph, warnings: graph.warnings, image: { id: manifestDigest, configDigest, manifestDigest, pushed, names, platforms: exportedPlatforms } };
   }
 
   /** The image outputs, then the cache exports (inline cache rides in the image config). */

@@ -42,7 +42,7 @@ export interface ExportResult {
   pushed: Record<string, string>;
 }
 
-interface Assembled {
+export interface Assembled {
   config: ImageConfig;
   layers: Descriptor[];
 }
@@ -59,7 +59,7 @@ interface Assembled {
  * dated the epoch, the entries a base image brought keep theirs, the image is as old as its last
  * entry, and the layers' file times are clamped to the epoch (their own layer records).
  */
-async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
+export async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
   // The layers are independent: compute them side by side (each diff streams to disk and
   // compresses off the event loop), then walk the links in order.
   const epoch = result.graph.sourceDateEpoch;
@@ -242,7 +242,7 @@ export async function exportResult(
   return { configDigest: primary.config.digest, manifestDigest: primary.manifest.digest, names: allNames, pushed };
 }
 
-function normalise(name: string): string {
+export function normalise(name: string): string {
   return formatReference(parseReference(name));
 }
 

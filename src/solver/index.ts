@@ -2,6 +2,8 @@
 export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
 export { RootBusyError } from './root-lock.js';
 export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } from './export.js';
+export { exportPlatforms, refuseMultiPlatform, type PlatformResult } from './export-platforms.js';
+export { mergeCacheConfigs, solvePlatforms } from './solve-platforms.js';
 export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';
 export { planBuild } from './plan.js';
 export { contextUsage } from './context-usage.js';

@@ -71,6 +71,52 @@ async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: St
   }
 }
 
+/** A multi-platform image: its index (already in the store) and the image of each platform. */
+export interface StoredIndex {
+  index: Descriptor;
+  images: StoredImage[];
+}
+
+/**
+ * An OCI layout tarball of a multi-platform image. As BuildKit's oci exporter writes it, index.json
+ * holds one entry, the image index (with the names as annotations), and that index lists the
+ * platform manifests. There is no docker form: `docker load` cannot take an index.
+ */
+export function indexArchive(store: ContentStore, image: StoredIndex, opts: Omit<ArchiveOptions, 'format'>): Readable {
+  const pack = tarStream.pack();
+  void writeIndexArchive(pack, store, image, opts).then(
+    () => pack.finalize(),
+    (err: Error) => pack.destroy(err),
+  );
+  return Readable.from(pack);
+}
+
+async function writeIndexArchive(pack: tarStream.Pack, store: ContentStore, image: StoredIndex, opts: Omit<ArchiveOptions, 'format'>): Promise<void> {
+  const blobPath = (d: Descriptor) => `blobs/sha256/${digestHex(d.digest)}`;
+  await addEntry(pack, { name: 'blobs/', type: 'directory', mode: 0o755 });
+  await addEntry(pack, { name: 'blobs/sha256/', type: 'directory', mode: 0o755 });
+  const written = new Set<string>();
+  // Layers shared by the platforms (a COPY of the same files into scratch) are stored once.
+  for (const d of [...image.images.flatMap((i) => [...i.layers, i.config, i.manifest]), image.index]) {
+    if (written.has(d.digest)) continue;
+    written.add(d.digest);
+    await addEntry(pack, { name: blobPath(d), size: d.size, mode: 0o444 }, await store.readStream(d.digest));
+  }
+  await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const root: Descriptor = { mediaType: image.index.mediaType, digest: image.index.digest, size: image.index.size };
+  const manifests: Descriptor[] = opts.names.length
+    ? opts.names.map((n) => ({
+        ...root,
+        annotations: {
+          'io.containerd.image.name': n.full,
+          'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
+        },
+      }))
+    : [root];
+  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(index));
+}
+
 async function addEntry(pack: tarStream.Pack, header: Partial<tarStream.Header> & { name: string }, body?: string | Readable): Promise<void> {
   const full = { mtime: new Date(0), uid: 0, gid: 0, ...header } as tarStream.Header;
   if (body === undefined || typeof body === 'string') {
