@@ -156,7 +156,7 @@ async function exportTarPlatforms(results: PlatformResult[], dest: string, deps:
   // The platforms' filesystems are copied side by side into a staging directory (reflinks where the
   // file system has them), then archived in one pass.
   const staging = path.join(deps.layout.tmp, uniqueKey('tar-platforms'));
-  await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
+  await fsp.mkdir(staging, { recursive: true, mode: 0o755 });
   try {
     for (const { platform, result } of results) await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(staging, platformDir(platform))));
     await exportTar(staging, dest);

@@ -15,7 +15,7 @@ import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } fr
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
-import { formatPlatform, hostPlatform, type HistoryEntry } from '../oci/index.js';
+import { formatPlatform, hostPlatform, platformMatches, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
@@ -280,6 +280,8 @@ function displayRef(ref: string): string {
 /** The state of one build: its stages, memoised so each runs once however many stages need it. */
 class BuildRun {
   private readonly stages = new Map<number, Promise<StageResult>>();
+  /** Per stage, the platform its RUN steps execute (see runStage). */
+  private readonly execPlatforms = new Map<number, Platform>();
   /** Every snapshot this build made, found or read: what GC must not take while it runs. */
   readonly held = new Set<string>();
 
@@ -361,6 +363,9 @@ class BuildRun {
     let key: string;
     let snapshot: () => Promise<string | undefined>;
     let parentWhat: string;
+    // The platform of the programs a RUN executes: the base image's (as its config says), which is
+    // the stage's unless a single-platform image of another platform was all there was.
+    let execPlatform: Platform = this.platformOf(stage);
     const links: HistoryLink[] = [];
     const base = stage.base;
     const fromWhat =
@@ -382,6 +387,7 @@ class BuildRun {
         key = parent.key;
         snapshot = parent.snapshot;
         links.push(...parent.links);
+        execPlatform = this.execPlatforms.get(base.index) ?? execPlatform;
         parentWhat = `stage ${this.stageName(base.index)}`;
       } else if (base.kind === 'context') {
         ({ key, snapshot } = await this.contextBase(base.name));
@@ -392,13 +398,21 @@ class BuildRun {
           snapshot: (await snapshot())!,
         });
       } else {
-        const image = await this.baseImages.resolve(base.ref, this.platformOf(stage));
+        const want = this.platformOf(stage);
+        const image = await this.baseImages.resolve(base.ref, want);
+        const got = image.config.architecture ? { os: image.config.os ?? want.os, architecture: image.config.architecture, variant: image.config.variant } : want;
+        if (!platformMatches(want, got)) {
+          // A single-platform image of another platform: BuildKit's InvalidBaseImagePlatform warning.
+          this.progress.message('warning', `InvalidBaseImagePlatform: Base image ${image.name} was pulled with platform ${formatPlatform(got)}, expected ${formatPlatform(want)} for current build (${stage.location.file} line ${stage.location.line})`);
+        }
+        execPlatform = got;
         key = cacheKey('', { from: image.manifestDigest });
         parentWhat = `base image ${image.name}@${image.manifestDigest}`;
         let unpacked: Promise<string | undefined> | undefined;
         snapshot = () => (unpacked ??= this.baseImages.unpack(image).then((s) => (s && this.held.add(s), s)));
         links.push({ kind: 'base', image });
       }
+      this.execPlatforms.set(stage.index, execPlatform);
       fromVertex.done();
     } catch (err) {
       fromVertex.fail(err);
@@ -432,7 +446,7 @@ class BuildRun {
         const outcome = await this.solver.once(name, async () => {
           const parent = await parentSnapshot();
           if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
-          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, this.platformOf(stage));
+          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, execPlatform);
           return 'built';
         });
         // Recency for GC's least-recently-used order.
