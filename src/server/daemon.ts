@@ -582,6 +582,11 @@ function checkRequest(raw: unknown): BuildRequest {
   }
   for (const k of ['noCache', 'pull', 'dryRun'] as const) if (typeof r[k] !== 'boolean') throw bad(`"${k}" must be true or false`);
   if (r.target !== undefined && typeof r.target !== 'string') throw bad('"target" must be a string');
+  const isPlatform = (p: unknown) => isObject(p) && typeof p.os === 'string' && typeof p.architecture === 'string' && (p.variant === undefined || typeof p.variant === 'string');
+  if (r.platform !== undefined && !isPlatform(r.platform)) throw bad('"platform" must be {"os": string, "architecture": string}');
+  if (r.platforms !== undefined && (!Array.isArray(r.platforms) || r.platforms.length > MAX_PLATFORMS || !r.platforms.every(isPlatform))) {
+    throw bad(`"platforms" must be a list of at most ${MAX_PLATFORMS} {"os": string, "architecture": string}`);
+  }
   // Checked without ever quoting a value: error messages are logged.
   if (r.secrets !== undefined && (!isObject(r.secrets) || Object.values(r.secrets).some((v) => typeof v !== 'string'))) throw bad('"secrets" must map ids to base64 strings');
   if (r.ssh !== undefined) {
@@ -638,6 +643,9 @@ function checkNamedContexts(raw: unknown, bad: (what: string) => ApiError): void
     }
   }
 }
+
+/** Platforms of one build: each is a whole solve, so a request cannot ask for thousands. */
+const MAX_PLATFORMS = 16;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -439,6 +439,8 @@ function buildParams(q: Record<string, string | string[] | undefined>): BuildPar
   let platform: Platform | undefined;
   const p = one(q, 'platform');
   if (p) {
+    // dockerd's classic builder stores one image: it has no place for an index of several.
+    if (p.includes(',')) throw new ApiError(400, `invalid platform ${p}: the Docker API builds one platform (its image store holds no image index); use kiln build --platform for several`);
     try {
       platform = parsePlatform(p, hostPlatform());
     } catch (err) {
