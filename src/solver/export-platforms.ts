@@ -30,8 +30,10 @@ export const MULTI_PLATFORM_DOCKER_ERROR = 'docker exporter does not currently s
  */
 export function refuseMultiPlatform(outputs: readonly ExportOutput[], platforms: readonly Platform[]): string | undefined {
   if (!outputs.some((o) => o.type === 'docker')) return undefined;
-  return `${MULTI_PLATFORM_DOCKER_ERROR} (--platform ${platforms.map(formatPlatform).join(',')}): ` +
-    'docker load takes one platform; build one --platform for type=docker/--load, or use type=oci or --push for all of them';
+  return (
+    `${MULTI_PLATFORM_DOCKER_ERROR} (--platform ${platforms.map(formatPlatform).join(',')}): ` +
+    'docker load takes one platform; build one --platform for type=docker/--load, or use type=oci or --push for all of them'
+  );
 }
 
 /** The directory of a platform in a local or tar export: "linux_amd64", "linux_arm_v7". */
@@ -54,7 +56,10 @@ export async function exportPlatforms(
   /** Inline cache (--cache-to type=inline): each platform's image carries its own records. */
   inlineCache?: (result: SolveResult) => Promise<CacheConfig>,
 ): Promise<ExportResult & { platforms: string[] }> {
-  const refused = refuseMultiPlatform(outputs, results.map((r) => r.platform));
+  const refused = refuseMultiPlatform(
+    outputs,
+    results.map((r) => r.platform),
+  );
   if (refused) throw new Error(refused);
 
   const indexes = new Map<Compression, Promise<StoredIndex>>();
@@ -103,7 +108,8 @@ export async function exportPlatforms(
           break;
         }
         case 'local':
-          for (const { platform, result } of results) await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(out.dest, platformDir(platform))));
+          for (const { platform, result } of results)
+            await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(out.dest, platformDir(platform))));
           break;
         case 'tar':
           await exportTarPlatforms(results, out.dest, deps);
@@ -158,7 +164,8 @@ async function exportTarPlatforms(results: PlatformResult[], dest: string, deps:
   const staging = path.join(deps.layout.tmp, uniqueKey('tar-platforms'));
   await fsp.mkdir(staging, { recursive: true, mode: 0o755 });
   try {
-    for (const { platform, result } of results) await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(staging, platformDir(platform))));
+    for (const { platform, result } of results)
+      await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(staging, platformDir(platform))));
     await exportTar(staging, dest);
   } finally {
     await fsp.rm(staging, { recursive: true, force: true });

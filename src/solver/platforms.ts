@@ -38,7 +38,7 @@ export function stagePlatform(graph: BuildGraph, stage: Stage, target: Platform)
  */
 export function progressPlatform(platform: Platform, target: Platform, args: readonly [string, string][] | undefined): string {
   const base = formatPlatform(platform);
-  if (!args || !args.some(([k]) => TARGET_ARGS.includes(k))) return base;
+  if (!args?.some(([k]) => TARGET_ARGS.includes(k))) return base;
   const p = normalizePlatform(target);
   const b = normalizePlatform(platform);
   if (p.os === b.os && p.architecture !== b.architecture) return `${base}->${p.architecture}${p.variant ? `/${p.variant}` : ''}`;

@@ -211,11 +211,16 @@ describe('kiln build --platform linux/amd64,linux/arm64', () => {
     expect(readFileSync(path.join(dest, 'linux_arm64', 'arch'), 'utf8')).toBe('arm64\n');
     const list = spawnSync('tar', ['-tf', tar], { encoding: 'utf8' });
     expect(list.status).toBe(0);
-    expect(list.stdout.split('\n').filter((l) => l.endsWith('arch')).sort()).toEqual(['./linux_amd64/arch', './linux_arm64/arch']);
+    expect(
+      list.stdout
+        .split('\n')
+        .filter((l) => l.endsWith('arch'))
+        .sort(),
+    ).toEqual(['./linux_amd64/arch', './linux_arm64/arch']);
     expect(spawnSync('tar', ['-xOf', tar, './linux_arm64/arch'], { encoding: 'utf8' }).stdout).toBe('arm64\n');
   });
 
-  it('type=docker and --load are refused before anything is built, with BuildKit\'s message', () => {
+  it("type=docker and --load are refused before anything is built, with BuildKit's message", () => {
     const ctx = context('docker', crossDockerfile('scratch'));
     for (const flags of [['--load'], ['-o', `type=docker,dest=${path.join(dir, 'd.tar')}`]]) {
       const r = build(['--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', ...flags, ctx]);

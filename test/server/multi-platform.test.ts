@@ -46,7 +46,20 @@ describe('multi-platform builds through the daemon', () => {
     const ctx = makeContext({ Dockerfile: CROSS });
     const out = tempDir('kiln-platform-out-');
     cleanup.push(ctx, out);
-    const r = await kilnClient(['build', '--addr', d.addr, '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-o', `type=oci,dest=${out}/img.tar`, '-o', `type=local,dest=${out}/fs`, ctx]);
+    const r = await kilnClient([
+      'build',
+      '--addr',
+      d.addr,
+      '--progress',
+      'plain',
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '-o',
+      `type=oci,dest=${out}/img.tar`,
+      '-o',
+      `type=local,dest=${out}/fs`,
+      ctx,
+    ]);
     expect(r.stderr).not.toContain('ERROR');
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('[linux/amd64->arm64 build 2/2] RUN echo "$TARGETARCH" > /arch');
@@ -58,7 +71,8 @@ describe('multi-platform builds through the daemon', () => {
     fs.mkdirSync(layout);
     const { spawnSync } = await import('node:child_process');
     expect(spawnSync('tar', ['-xf', path.join(out, 'img.tar'), '-C', layout]).status).toBe(0);
-    const blob = (digest: string) => JSON.parse(fs.readFileSync(path.join(layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { manifests: { digest: string; platform?: unknown }[] };
+    const blob = (digest: string) =>
+      JSON.parse(fs.readFileSync(path.join(layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { manifests: { digest: string; platform?: unknown }[] };
     const top = blob(JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')).manifests[0].digest as string);
     expect(top.manifests.map((m) => m.platform)).toEqual([
       { architecture: 'amd64', os: 'linux' },
@@ -67,18 +81,24 @@ describe('multi-platform builds through the daemon', () => {
   });
 
   it('a daemon refuses a malformed list of platforms', async () => {
-    const r = await request(d.socket, 'POST', '/v1/builds', JSON.stringify({
-      context: { type: 'synced', id: 'x', session: 'y' },
-      dockerfile: { name: 'Dockerfile', text: 'FROM scratch\n' },
-      buildArgs: {},
-      labels: {},
-      outputs: [],
-      network: 'host',
-      noCache: false,
-      pull: false,
-      dryRun: false,
-      platforms: ['linux/amd64'],
-    }), { 'content-type': 'application/json' });
+    const r = await request(
+      d.socket,
+      'POST',
+      '/v1/builds',
+      JSON.stringify({
+        context: { type: 'synced', id: 'x', session: 'y' },
+        dockerfile: { name: 'Dockerfile', text: 'FROM scratch\n' },
+        buildArgs: {},
+        labels: {},
+        outputs: [],
+        network: 'host',
+        noCache: false,
+        pull: false,
+        dryRun: false,
+        platforms: ['linux/amd64'],
+      }),
+      { 'content-type': 'application/json' },
+    );
     expect(r.status).toBe(400);
     expect(JSON.parse(r.body).message).toContain('"platforms" must be a list');
   });
@@ -95,7 +115,9 @@ describe("the Docker Engine API's platform parameter", () => {
     expect(inspect.status).toBe(200);
     expect(JSON.parse(inspect.body)).toMatchObject({ Architecture: 'arm64', Os: 'linux' });
 
-    const multi = await request(sock, 'POST', `/v1.41/build?platform=${encodeURIComponent('linux/amd64,linux/arm64')}`, body, { 'content-type': 'application/x-tar' });
+    const multi = await request(sock, 'POST', `/v1.41/build?platform=${encodeURIComponent('linux/amd64,linux/arm64')}`, body, {
+      'content-type': 'application/x-tar',
+    });
     expect(multi.status).toBe(400);
     expect(JSON.parse(multi.body).message).toContain('the Docker API builds one platform');
   });

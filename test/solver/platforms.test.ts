@@ -30,10 +30,10 @@ describe('stagePlatform', () => {
 
   it.each([
     ['build', amd64, 'FROM --platform=$BUILDPLATFORM: the build machine'],
-    ['more', amd64, 'FROM a stage: that stage\'s platform'],
+    ['more', amd64, "FROM a stage: that stage's platform"],
     ['arm', { os: 'linux', architecture: 'arm', variant: 'v7' }, 'a constant --platform'],
     ['target', arm64, 'no --platform: the target'],
-    ['empty', arm64, 'scratch is always the target\'s (BuildKit ignores --platform there)'],
+    ['empty', arm64, "scratch is always the target's (BuildKit ignores --platform there)"],
   ])('%s -> %j (%s)', (name, want) => {
     expect(stagePlatform(graph, byName(name), arm64)).toEqual(want);
   });
