@@ -5,7 +5,7 @@
 import type { CacheConfig } from '../cache/cache-manifest.js';
 import type { Platform } from '../frontend/types.js';
 import type { PlatformResult } from './export-platforms.js';
-import type { ProgressTracker } from './progress.js';
+import { ProgressTracker, type VertexHandle } from './progress.js';
 import type { SolveRequest, Solver } from './solver.js';
 
 export async function solvePlatforms(
@@ -20,9 +20,10 @@ export async function solvePlatforms(
   const onAbort = () => cancel.abort(callerSignal!.reason);
   if (callerSignal?.aborted) cancel.abort(callerSignal.reason);
   callerSignal?.addEventListener('abort', onAbort, { once: true });
+  const shared = new SharedVertices(progress);
   try {
     const runs = platforms.map((platform) =>
-      solver.solve({ ...req, platform, prefixPlatform: true }, progress, cancel.signal).then(
+      solver.solve({ ...req, platform, prefixPlatform: true }, shared, cancel.signal).then(
         (result) => ({ platform, result }),
         (err: unknown) => {
           cancel.abort(err);
@@ -42,6 +43,80 @@ export async function solvePlatforms(
     callerSignal?.removeEventListener('abort', onAbort);
   }
 }
+
+/**
+ * The platforms' progress as one build's: a vertex of the same name that several platforms are in at
+ * the same time (loading the Dockerfile, a base's metadata, a step they share, which one runs and the
+ * others wait for) is shown once, as BuildKit shows one vertex for one digest. It ends when every
+ * platform is done with it: failed if one failed, else done if one ran it, else cached. Loading the
+ * Dockerfile or a base (internal and FROM vertices) is shown once even when the platforms come to it
+ * one after the other: a later one appears only if it logs or fails.
+ */
+class SharedVertices extends ProgressTracker {
+  private readonly open = new Map<
+    string,
+    { handle: VertexHandle; members: number; ended: number; outcome: 'cached' | 'done' | 'error'; reason?: string; error?: unknown }
+  >();
+  private readonly finished = new Set<string>();
+
+  constructor(private readonly inner: ProgressTracker) {
+    super(() => undefined);
+  }
+
+  override message(level: 'info' | 'warning', text: string): void {
+    this.inner.message(level, text);
+  }
+
+  override start(name: string): VertexHandle {
+    if (!this.open.has(name) && this.finished.has(name) && LOADING.test(name)) return this.late(name);
+    let v = this.open.get(name);
+    if (!v) {
+      v = { handle: this.inner.start(name), members: 0, ended: 0, outcome: 'cached' };
+      this.open.set(name, v);
+    }
+    const vertex = v;
+    vertex.members++;
+    let ended = false;
+    const end = (outcome: 'cached' | 'done' | 'error', reason?: string, error?: unknown) => {
+      if (ended) return;
+      ended = true;
+      vertex.ended++;
+      const rank = { cached: 0, done: 1, error: 2 } as const;
+      if (rank[outcome] > rank[vertex.outcome]) Object.assign(vertex, { outcome, reason, error });
+      if (vertex.ended < vertex.members) return;
+      if (this.open.get(name) === vertex) this.open.delete(name);
+      if (vertex.outcome !== 'error') this.finished.add(name);
+      if (vertex.outcome === 'error') vertex.handle.fail(vertex.error);
+      else if (vertex.outcome === 'done') vertex.handle.done(vertex.reason);
+      else vertex.handle.cached();
+    };
+    return {
+      id: vertex.handle.id,
+      log: (stream, data) => vertex.handle.log(stream, data),
+      cached: () => end('cached'),
+      done: (reason) => end('done', reason),
+      fail: (err) => end('error', undefined, err),
+    };
+  }
+
+  /** A vertex announced only once it has something to say (a log line, a failure). */
+  private late(name: string): VertexHandle {
+    let handle: VertexHandle | undefined;
+    const shown = () => (handle ??= this.inner.start(name));
+    return {
+      get id() {
+        return shown().id;
+      },
+      log: (stream, data) => shown().log(stream, data),
+      cached: () => handle?.cached(),
+      done: (reason) => handle?.done(reason),
+      fail: (err) => shown().fail(err),
+    };
+  }
+}
+
+/** Vertices that load what a build starts from, rather than run a step. */
+const LOADING = /^\[internal\] |^\[[^\]]*\] FROM /;
 
 function firstCause(settled: PromiseSettledResult<unknown>[], signal: AbortSignal): unknown {
   if (signal.aborted && settled.some((s) => s.status === 'rejected' && s.reason === signal.reason)) return signal.reason;

@@ -134,6 +134,9 @@ describe('kiln build --platform linux/amd64,linux/arm64', () => {
     expect(r.stderr).toContain('[linux/amd64->arm64 build 3/3] RUN echo "$TARGETARCH"');
     expect(r.stderr).toContain('[linux/amd64 build 3/3] RUN echo "$TARGETARCH"');
     expect(r.stderr).toContain('[linux/arm64 stage-1 2/2] COPY --from=build');
+    // What the platforms share is shown once: loading the Dockerfile is one vertex, not one per platform.
+    const loads = new Set([...r.stderr.matchAll(/^#(\d+) \[internal\] load build definition from Dockerfile$/gm)].map((m) => m[1]));
+    expect(loads.size).toBe(1);
 
     const layout = path.join(dir, 'cross-layout');
     mkdirSync(layout);
