@@ -71,24 +71,52 @@ const QEMU_NAMES: Record<string, string[]> = {
 
 const BINFMT_DIR = '/proc/sys/fs/binfmt_misc';
 
-/** Whether a binfmt_misc handler for `architecture` is registered and enabled on this host. */
-export function emulatorRegistered(architecture: string, dir = BINFMT_DIR): boolean {
+/** A binfmt_misc handler for an architecture, as /proc/sys/fs/binfmt_misc/<name> describes it. */
+export interface BinfmtHandler {
+  name: string;
+  enabled: boolean;
+  /**
+   * The F (fix binary) flag: the kernel opened the interpreter when it was registered, so it runs
+   * inside a container's root too. Without it the interpreter path is looked up in the container,
+   * where it is not.
+   */
+  fixBinary: boolean;
+}
+
+/** The registered handler for `architecture`, if any (the enabled one first). */
+export function binfmtHandler(architecture: string, dir = BINFMT_DIR): BinfmtHandler | undefined {
   let entries: string[];
   try {
     entries = readdirSync(dir);
   } catch {
-    return false; // binfmt_misc not mounted: nothing can be emulated
+    return undefined; // binfmt_misc not mounted: nothing can be emulated
   }
-  const names = QEMU_NAMES[architecture] ?? [`qemu-${architecture}`];
-  for (const name of names) {
+  let found: BinfmtHandler | undefined;
+  for (const name of QEMU_NAMES[architecture] ?? [`qemu-${architecture}`]) {
     if (!entries.includes(name)) continue;
+    let text: string;
     try {
-      if (readFileSync(`${dir}/${name}`, 'utf8').split('\n')[0]?.trim() === 'enabled') return true;
+      text = readFileSync(`${dir}/${name}`, 'utf8');
     } catch {
-      // unreadable: treat as absent
+      continue; // unreadable: treat as absent
     }
+    const lines = text.split('\n').map((l) => l.trim());
+    const flags =
+      lines
+        .find((l) => l.startsWith('flags:'))
+        ?.slice('flags:'.length)
+        .trim() ?? '';
+    const h = { name, enabled: lines[0] === 'enabled', fixBinary: flags.includes('F') };
+    if (h.enabled && h.fixBinary) return h;
+    found ??= h;
   }
-  return false;
+  return found;
+}
+
+/** Whether an emulator for `architecture` is registered, enabled and usable inside a container. */
+export function emulatorRegistered(architecture: string, dir = BINFMT_DIR): boolean {
+  const h = binfmtHandler(architecture, dir);
+  return h?.enabled === true && h.fixBinary;
 }
 
 /** Whether this host can execute binaries of `platform` (natively or emulated). */
@@ -106,11 +134,17 @@ export function canExecute(host: Platform, platform: Platform, dir = BINFMT_DIR)
  */
 export function checkRunnable(step: RunStep, platform: Platform, host: Platform, dir = BINFMT_DIR): void {
   if (canExecute(host, platform, dir)) return;
-  const want = formatPlatform(platform);
+  const arch = normalizePlatform(platform).architecture;
+  const h = binfmtHandler(arch, dir);
+  const why = !h
+    ? 'no emulator registered'
+    : !h.enabled
+      ? `emulator ${h.name} is registered but disabled`
+      : `emulator ${h.name} is registered without the F (fix binary) flag, so a container cannot reach it`;
   throw new StepError(
     step.location,
-    `${step.original}: cannot run ${want} binaries on ${formatPlatform(host)} (no emulator registered): ` +
-      `register a binfmt_misc handler for ${normalizePlatform(platform).architecture} (e.g. qemu-user-static), ` +
+    `${step.original}: cannot run ${formatPlatform(platform)} binaries on ${formatPlatform(host)} (${why}): ` +
+      `register a binfmt_misc handler for ${arch} with the F flag (e.g. qemu-user-static, or tonistiigi/binfmt), ` +
       'or build this stage FROM --platform=$BUILDPLATFORM and cross-compile for $TARGETARCH',
   );
 }

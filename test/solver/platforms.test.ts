@@ -60,6 +60,7 @@ describe('canExecute and the binfmt_misc check', () => {
   writeFileSync(path.join(withHandlers, 'status'), 'enabled\n');
   writeFileSync(path.join(withHandlers, 'qemu-aarch64'), 'enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\n');
   writeFileSync(path.join(withHandlers, 'qemu-riscv64'), 'disabled\ninterpreter /usr/bin/qemu-riscv64-static\n');
+  writeFileSync(path.join(withHandlers, 'qemu-s390x'), 'enabled\ninterpreter /usr/bin/qemu-s390x\nflags: OC\noffset 0\n');
 
   it.each([
     ['the host platform', amd64, amd64, withHandlers, true],
@@ -68,6 +69,7 @@ describe('canExecute and the binfmt_misc check', () => {
     ['arm64 with binfmt_misc not mounted', amd64, arm64, path.join(dir, 'missing'), false],
     ['riscv64 whose handler is disabled', amd64, { os: 'linux', architecture: 'riscv64' }, withHandlers, false],
     ['another OS', amd64, { os: 'windows', architecture: 'amd64' }, withHandlers, false],
+    ['s390x whose handler lacks the F flag (its interpreter is not in the container)', amd64, { os: 'linux', architecture: 's390x' }, withHandlers, false],
   ] as [string, Platform, Platform, string, boolean][])('%s', (_name, host, platform, binfmt, want) => {
     expect(canExecute(host, platform, binfmt)).toBe(want);
   });
@@ -76,6 +78,7 @@ describe('canExecute and the binfmt_misc check', () => {
     expect(emulatorRegistered('arm64', withHandlers)).toBe(true);
     expect(emulatorRegistered('riscv64', withHandlers)).toBe(false);
     expect(emulatorRegistered('s390x', withHandlers)).toBe(false);
+    expect(emulatorRegistered('ppc64le', withHandlers)).toBe(false);
   });
 
   it('checkRunnable names the Dockerfile line, the platforms and the ways out', () => {
@@ -84,5 +87,11 @@ describe('canExecute and the binfmt_misc check', () => {
       /^Dockerfile:7: RUN make: cannot run linux\/arm64 binaries on linux\/amd64 \(no emulator registered\): register a binfmt_misc handler for arm64 .*FROM --platform=\$BUILDPLATFORM/,
     );
     expect(() => checkRunnable(step, arm64, amd64, withHandlers)).not.toThrow();
+    expect(() => checkRunnable(step, { os: 'linux', architecture: 's390x' }, amd64, withHandlers)).toThrow(
+      /cannot run linux\/s390x binaries on linux\/amd64 \(emulator qemu-s390x is registered without the F \(fix binary\) flag/,
+    );
+    expect(() => checkRunnable(step, { os: 'linux', architecture: 'riscv64' }, amd64, withHandlers)).toThrow(
+      /\(emulator qemu-riscv64 is registered but disabled\)/,
+    );
   });
 });
