@@ -9,6 +9,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { emulatorRegistered } from '../../src/solver/platforms.js';
+import { mountsUnder, processesMentioning } from '../helpers/daemon.js';
 import { docker, testEnv, tmpDir } from '../helpers/env.js';
 import { kiln } from './helpers.js';
 
@@ -235,6 +236,30 @@ describe('kiln build --platform linux/amd64,linux/arm64', () => {
 });
 
 describe('a RUN for a platform this host cannot execute', () => {
+  it.skipIf(emulatorRegistered('arm64'))('one platform failing stops the others at once, leaving no mount or container behind', () => {
+    const ctx = context('fail-fast', `FROM ${multiBase}\nRUN sleep 40; echo slept\n`);
+    const started = Date.now();
+    const r = build(['--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-o', `type=local,dest=${path.join(dir, 'fail-fast-out')}`, ctx]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ERROR: Dockerfile:2: RUN sleep 40; echo slept: cannot run linux/arm64 binaries on linux/amd64');
+    // The amd64 RUN was cancelled, not waited for.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(r.stderr).not.toMatch(/^#\d+ [\d.]+ slept$/m);
+    expect(mountsUnder(root)).toEqual([]);
+    expect(processesMentioning(root)).toEqual([]);
+    // The root is usable: the amd64 platform alone builds.
+    const ok = build([
+      '--progress',
+      'plain',
+      '--platform',
+      'linux/amd64',
+      '-o',
+      `type=local,dest=${path.join(dir, 'fail-fast-ok')}`,
+      context('fail-fast-ok', `FROM ${multiBase}\nRUN echo ok > /ok\n`),
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
   it('fails naming the platform and the Dockerfile line, unless an emulator is registered', () => {
     const ctx = context('foreign', `FROM ${multiBase}\nRUN echo hello > /greeting\n`);
     const r = build(['--progress', 'plain', '--platform', 'linux/arm64', '-o', `type=local,dest=${path.join(dir, 'foreign-out')}`, ctx]);
