@@ -116,7 +116,7 @@ class SharedVertices extends ProgressTracker {
 }
 
 /** Vertices that load what a build starts from, rather than run a step. */
-const LOADING = /^\[internal\] |^\[[^\]]*\] FROM /;
+const LOADING = /^\[(?:[^\] ]+ )?internal\] |^\[[^\]]*\] FROM /;
 
 function firstCause(settled: PromiseSettledResult<unknown>[], signal: AbortSignal): unknown {
   if (signal.aborted && settled.some((s) => s.status === 'rejected' && s.reason === signal.reason)) return signal.reason;

@@ -172,7 +172,8 @@ export class Solver {
       await Promise.all(
         graph.unresolvedImages.map(async (ref) => {
           const refPlatform = configPlatform(first, ref, platform);
-          const v = progress.start(`[internal] load metadata for ${req.prefixPlatform ? `${formatPlatform(refPlatform)} ` : ''}${displayRef(ref)}`);
+          // As BuildKit: "[linux/arm64 internal] load metadata for ..." in a multi-platform build.
+          const v = progress.start(`[${req.prefixPlatform ? `${formatPlatform(refPlatform)} ` : ''}internal] load metadata for ${displayRef(ref)}`);
           try {
             configs[ref] = toBaseImageConfig((await baseImages.resolve(ref, refPlatform)).config);
             v.done();

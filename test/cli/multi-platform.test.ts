@@ -138,6 +138,8 @@ describe('kiln build --platform linux/amd64,linux/arm64', () => {
     // What the platforms share is shown once: loading the Dockerfile is one vertex, not one per platform.
     const loads = new Set([...r.stderr.matchAll(/^#(\d+) \[internal\] load build definition from Dockerfile$/gm)].map((m) => m[1]));
     expect(loads.size).toBe(1);
+    // A base's metadata is loaded per platform, named as buildx shows it.
+    expect(r.stderr).toContain('[linux/amd64 internal] load metadata for docker.io/library/busybox:latest');
 
     const layout = path.join(dir, 'cross-layout');
     mkdirSync(layout);
