@@ -262,6 +262,17 @@ describe('a RUN for a platform this host cannot execute', () => {
     expect(ok.code, ok.stderr).toBe(0);
   });
 
+  it("a single-platform base of this machine's platform: BuildKit's InvalidBaseImagePlatform warning, and the RUN runs", () => {
+    // The test registry's busybox is amd64 only: asked for arm64, the registry has nothing else.
+    const ctx = context('single-base', 'FROM busybox\nRUN uname -m > /m\n');
+    const r = build(['--progress', 'plain', '--platform', 'linux/arm64', '-o', `type=local,dest=${path.join(dir, 'single-base-out')}`, ctx]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      'WARN: InvalidBaseImagePlatform: Base image docker.io/library/busybox:latest was pulled with platform linux/amd64, expected linux/arm64 for current build (Dockerfile line 1)',
+    );
+    expect(readFileSync(path.join(dir, 'single-base-out', 'm'), 'utf8')).toBe('x86_64\n');
+  });
+
   it('fails naming the platform and the Dockerfile line, unless an emulator is registered', () => {
     const ctx = context('foreign', `FROM ${multiBase}\nRUN echo hello > /greeting\n`);
     const r = build(['--progress', 'plain', '--platform', 'linux/arm64', '-o', `type=local,dest=${path.join(dir, 'foreign-out')}`, ctx]);
