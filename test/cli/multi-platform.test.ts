@@ -33,7 +33,7 @@ async function putBlob(registry: string, repo: string, body: Buffer): Promise<st
   expect(start.status).toBe(202);
   const loc = new URL(start.headers.get('location')!, `http://${registry}`);
   loc.searchParams.set('digest', digest);
-  const put = await fetch(loc, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } });
+  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(body), headers: { 'content-type': 'application/octet-stream' } });
   expect(put.status).toBe(201);
   return digest;
 }
