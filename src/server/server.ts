@@ -225,7 +225,8 @@ export class BuildServer {
     if (refused) throw new BuildFailure({ message: refused });
     const results = await solvePlatforms(s.solver, solveReq, platforms, progress, signal);
     const cacheDeps = { ...s, layers: results[0]!.result.layers };
-    const graph = results[0]!.result.graph;
+    // The graphs differ only by their TARGET* values; warnings found while solving are per platform.
+    const graph = { ...results[0]!.result.graph, warnings: uniqueWarnings(results.flatMap((r) => r.result.graph.warnings)) };
     let exported: Awaited<ReturnType<typeof exportPlatforms>> | undefined;
     try {
       const inline = req.cacheTo?.some((c) => c.type === 'inline') ? (r: SolveResult) => cacheConfigFor(r, 'min', cacheDeps) : undefined;
@@ -336,6 +337,16 @@ export class BuildServer {
     this.services = undefined;
     await s?.release();
   }
+}
+
+function uniqueWarnings(warnings: BuildResult['warnings']): BuildResult['warnings'] {
+  const seen = new Set<string>();
+  return warnings.filter((w) => {
+    const id = `${w.rule} ${w.location.file}:${w.location.line} ${w.message}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
 }
 
 /** The request's secrets (base64 in the request) as bytes, by id. */

@@ -15,7 +15,7 @@ import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } fr
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
-import { formatPlatform, hostPlatform, platformMatches, type HistoryEntry } from '../oci/index.js';
+import { formatPlatform, hostPlatform, normalizePlatform, type HistoryEntry } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
@@ -402,9 +402,11 @@ class BuildRun {
         const want = this.platformOf(stage);
         const image = await this.baseImages.resolve(base.ref, want);
         const got = image.config.architecture ? { os: image.config.os ?? want.os, architecture: image.config.architecture, variant: image.config.variant } : want;
-        if (!platformMatches(want, got)) {
-          // A single-platform image of another platform: BuildKit's InvalidBaseImagePlatform warning.
-          this.progress.message('warning', `InvalidBaseImagePlatform: Base image ${image.name} was pulled with platform ${formatPlatform(got)}, expected ${formatPlatform(want)} for current build (${stage.location.file} line ${stage.location.line})`);
+        if (got.os !== want.os || normalizePlatform(got).architecture !== normalizePlatform(want).architecture) {
+          // A single-platform image of another platform: BuildKit's InvalidBaseImagePlatform lint
+          // warning (which compares OS and architecture only), reported with the Dockerfile's others.
+          const message = `Base image ${base.ref} was pulled with platform ${JSON.stringify(formatPlatform(got))}, expected ${JSON.stringify(formatPlatform(want))} for current build`;
+          this.graph.warnings.push({ rule: 'InvalidBaseImagePlatform', message, location: stage.location, level: 'warning' });
         }
         execPlatform = got;
         key = cacheKey('', { from: image.manifestDigest });

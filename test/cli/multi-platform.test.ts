@@ -268,7 +268,7 @@ describe('a RUN for a platform this host cannot execute', () => {
     const r = build(['--progress', 'plain', '--platform', 'linux/arm64', '-o', `type=local,dest=${path.join(dir, 'single-base-out')}`, ctx]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(
-      'WARN: InvalidBaseImagePlatform: Base image docker.io/library/busybox:latest was pulled with platform linux/amd64, expected linux/arm64 for current build (Dockerfile line 1)',
+      'WARN: InvalidBaseImagePlatform: Base image busybox was pulled with platform "linux/amd64", expected "linux/arm64" for current build (Dockerfile line 1)',
     );
     expect(readFileSync(path.join(dir, 'single-base-out', 'm'), 'utf8')).toBe('x86_64\n');
   });
