@@ -317,6 +317,9 @@ function runContainer(runc: string, runcRoot: string, bundle: string, id: string
       void killLoop();
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // An abort between the check at the top of run() and here (the rootfs and mounts were being
+    // prepared) fired no event this listener could see: without this the container ran to its end.
+    if (opts.signal?.aborted) onAbort();
 
     // A throwing output callback is the caller's bug: stop the step and report it, rather than crash
     // kiln with an exception thrown from a stream event.
