@@ -10,7 +10,7 @@ import type { SolveRequest, Solver } from './solver.js';
 
 export async function solvePlatforms(
   solver: Solver,
-  req: Omit<SolveRequest, 'platform' | 'prefixPlatform'>,
+  req: Omit<SolveRequest, 'platform' | 'prefixPlatform' | 'baseImages'>,
   platforms: readonly Platform[],
   progress: ProgressTracker,
   callerSignal?: AbortSignal,
@@ -21,9 +21,12 @@ export async function solvePlatforms(
   if (callerSignal?.aborted) cancel.abort(callerSignal.reason);
   callerSignal?.addEventListener('abort', onAbort, { once: true });
   const shared = new SharedVertices(progress);
+  // One set of base images for all platforms: the build machine's base of a FROM
+  // --platform=$BUILDPLATFORM stage is resolved once, not once per target.
+  const baseImages = solver.baseImages(platforms[0]!, req.pull, cancel.signal);
   try {
     const runs = platforms.map((platform) =>
-      solver.solve({ ...req, platform, prefixPlatform: true }, shared, cancel.signal).then(
+      solver.solve({ ...req, platform, prefixPlatform: true, baseImages }, shared, cancel.signal).then(
         (result) => ({ platform, result }),
         (err: unknown) => {
           cancel.abort(err);

@@ -72,6 +72,11 @@ export interface SolveRequest {
   sshAgents?: SshAgents;
   /** Named build contexts (--build-context) by normalised name, prepared (named-contexts.ts). */
   namedContexts?: ReadonlyMap<string, NamedContext>;
+  /**
+   * Base images resolved for the builds of several platforms at once (a multi-platform build): each
+   * (reference, platform) is resolved and unpacked once. Every lookup names its platform.
+   */
+  baseImages?: BaseImages;
 }
 
 /** One entry of a stage's history, with the layer it adds (if any). */
@@ -147,7 +152,7 @@ export class Solver {
   private async solveWith(req: SolveRequest, progress: ProgressTracker, cancel: AbortController, started: Date): Promise<SolveResult> {
     const signal = cancel.signal;
     const platform = req.platform ?? hostPlatform();
-    const baseImages = new BaseImages(this.deps, platform, req.pull, signal);
+    const baseImages = req.baseImages ?? new BaseImages(this.deps, platform, req.pull, signal);
     const named = req.namedContexts ?? new Map<string, NamedContext>();
     // An OCI layout's image is resolved already: FROM and COPY --from find it by its ref.
     for (const c of named.values()) if (c.kind === 'image' && c.pinned) baseImages.pin(c.ref, c.pinned);
@@ -250,6 +255,11 @@ export class Solver {
     const p = build().finally(() => this.building.delete(name));
     this.building.set(name, p);
     return p;
+  }
+
+  /** A set of base images for builds that share it (SolveRequest.baseImages). */
+  baseImages(platform: Platform, pull: boolean, signal?: AbortSignal): BaseImages {
+    return new BaseImages(this.deps, platform, pull, signal);
   }
 
   queueRun<T>(fn: () => Promise<T>): Promise<T> {
@@ -591,7 +601,7 @@ class BuildRun {
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
       case 'image':
-        return `image:${(await this.baseImages.resolve(from.ref)).manifestDigest}`;
+        return `image:${(await this.baseImages.resolve(from.ref, this.target)).manifestDigest}`;
     }
   }
 
@@ -607,7 +617,7 @@ class BuildRun {
         return (await this.contextBase(name)).snapshot();
       },
       sourceSnapshot: async (from) => {
-        const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref));
+        const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref, this.target));
         if (snap) this.held.add(snap);
         return snap;
       },
