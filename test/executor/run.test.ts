@@ -325,6 +325,18 @@ describe('executor: limits and lifetime', () => {
     expect(runcList()).toBe('');
   });
 
+  it('an abort while the container is being prepared still stops it (no event is missed)', async () => {
+    // Fails when the abort lands after run()'s first check but before it listens: the sleep runs out.
+    const ac = new AbortController();
+    const started = Date.now();
+    const p = sh('sleep 1000', { signal: ac.signal });
+    ac.abort(); // run() is past its synchronous check and preparing the rootfs and mounts
+    const r = await p.catch((err: Error) => ({ signal: 'threw', message: err.message }));
+    expect(r.signal === 'SIGKILL' || r.signal === 'threw').toBe(true);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(runcList()).toBe('');
+  });
+
   it('refuses to start when already aborted', async () => {
     const ac = new AbortController();
     ac.abort();
