@@ -5,6 +5,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { CacheConfig } from '../cache/cache-manifest.js';
+import { epochDate } from '../frontend/index.js';
 import { indexArchive, writeFileAtomic, type StoredIndex } from '../image/exporter/archive.js';
 import { exportLocal, exportTar } from '../image/exporter/filesystem.js';
 import { storeImage, type StoredImage } from '../image/exporter/manifest.js';
@@ -80,6 +81,9 @@ export async function exportPlatforms(
   }
   const pushed: Record<string, string> = {};
   const allNames: string[] = [];
+  // SOURCE_DATE_EPOCH: the same for every platform (it is a build argument).
+  const epoch = results[0]!.result.graph.sourceDateEpoch;
+  const created = epoch !== undefined ? epochDate(epoch) : undefined;
   for (const out of outputs) {
     const v = progress.start(describe(out));
     try {
@@ -104,15 +108,15 @@ export async function exportPlatforms(
         case 'oci': {
           const idx = await indexFor(out.compression ?? 'gzip');
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
-          await writeFileAtomic(out.dest, indexArchive(deps.store, idx, { names }));
+          await writeFileAtomic(out.dest, indexArchive(deps.store, idx, { names, created }));
           break;
         }
         case 'local':
           for (const { platform, result } of results)
-            await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(out.dest, platformDir(platform))));
+            await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(out.dest, platformDir(platform)), { epoch }));
           break;
         case 'tar':
-          await exportTarPlatforms(results, out.dest, deps);
+          await exportTarPlatforms(results, out.dest, deps, epoch);
           break;
         case 'docker':
           throw new Error(MULTI_PLATFORM_DOCKER_ERROR); // refused above; kept for the type checker
@@ -158,15 +162,15 @@ async function exportFilesystem(result: SolveResult, deps: ExportDeps, write: (r
 }
 
 /** One tarball holding each platform's filesystem under its directory, as BuildKit's tar exporter. */
-async function exportTarPlatforms(results: PlatformResult[], dest: string, deps: ExportDeps): Promise<void> {
+async function exportTarPlatforms(results: PlatformResult[], dest: string, deps: ExportDeps, epoch: number | undefined): Promise<void> {
   // The platforms' filesystems are copied side by side into a staging directory (reflinks where the
   // file system has them), then archived in one pass.
   const staging = path.join(deps.layout.tmp, uniqueKey('tar-platforms'));
   await fsp.mkdir(staging, { recursive: true, mode: 0o755 });
   try {
     for (const { platform, result } of results)
-      await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(staging, platformDir(platform))));
-    await exportTar(staging, dest);
+      await exportFilesystem(result, deps, (rootfs) => exportLocal(rootfs, path.join(staging, platformDir(platform)), { epoch }));
+    await exportTar(staging, dest, { epoch });
   } finally {
     await fsp.rm(staging, { recursive: true, force: true });
   }

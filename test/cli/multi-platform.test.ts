@@ -226,6 +226,39 @@ describe('kiln build --platform linux/amd64,linux/arm64', () => {
     expect(spawnSync('tar', ['-xOf', tar, './linux_arm64/arch'], { encoding: 'utf8' }).stdout).toBe('arm64\n');
   });
 
+  it('with SOURCE_DATE_EPOCH two --no-cache builds give the same index, dated the epoch', () => {
+    const ctx = context(
+      'epoch',
+      [
+        'FROM --platform=$BUILDPLATFORM busybox AS build',
+        'ARG TARGETARCH',
+        'RUN echo "$TARGETARCH" > /arch',
+        'FROM scratch',
+        'COPY --from=build /arch /',
+        '',
+      ].join('\n'),
+    );
+    const digests: string[] = [];
+    for (const n of [1, 2]) {
+      const out = path.join(dir, `epoch${n}.tar`);
+      const r = kiln(
+        ['build', '--root', root, '--progress', 'quiet', '--no-cache', '--platform', 'linux/amd64,linux/arm64', '-o', `type=oci,dest=${out}`, ctx],
+        {
+          env: { ...env, SOURCE_DATE_EPOCH: '1700000000' },
+        },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      digests.push(r.stdout.trim());
+      const top = JSON.parse(spawnSync('tar', ['-xOf', out, 'index.json'], { encoding: 'utf8' }).stdout) as {
+        manifests: { digest: string; annotations?: Record<string, string> }[];
+      };
+      expect(top.manifests[0]!.digest).toBe(digests[n - 1]);
+      expect(top.manifests[0]!.annotations).toEqual({ 'org.opencontainers.image.created': '2023-11-14T22:13:20Z' });
+    }
+    expect(digests[0]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(digests[1]).toBe(digests[0]);
+  });
+
   it("type=docker and --load are refused before anything is built, with BuildKit's message", () => {
     const ctx = context('docker', crossDockerfile('scratch'));
     for (const flags of [['--load'], ['-o', `type=docker,dest=${path.join(dir, 'd.tar')}`]]) {

@@ -45,19 +45,7 @@ async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: St
   }
   await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
-  const created = opts.created !== undefined ? { 'org.opencontainers.image.created': opts.created } : undefined;
-  const manifests: Descriptor[] = opts.names.length
-    ? opts.names.map((n) => ({
-        ...image.manifest,
-        annotations: {
-          'io.containerd.image.name': n.full,
-          ...created,
-          'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
-        },
-      }))
-    : [created ? { ...image.manifest, annotations: created } : image.manifest];
-  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(index));
+  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(layoutIndex(image.manifest, opts)));
 
   if (opts.format === 'docker') {
     const dockerManifest = [
@@ -69,6 +57,22 @@ async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: St
     ];
     await addEntry(pack, { name: 'manifest.json', mode: 0o444 }, JSON.stringify(dockerManifest));
   }
+}
+
+/** index.json: the root (a manifest, or a multi-platform image's index) once per name, annotated. */
+function layoutIndex(root: Descriptor, opts: Omit<ArchiveOptions, 'format'>): Index {
+  const created = opts.created !== undefined ? { 'org.opencontainers.image.created': opts.created } : undefined;
+  const manifests: Descriptor[] = opts.names.length
+    ? opts.names.map((n) => ({
+        ...root,
+        annotations: {
+          'io.containerd.image.name': n.full,
+          ...created,
+          'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
+        },
+      }))
+    : [created ? { ...root, annotations: created } : root];
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 
 /** A multi-platform image: its index (already in the store) and the image of each platform. */
@@ -104,17 +108,7 @@ async function writeIndexArchive(pack: tarStream.Pack, store: ContentStore, imag
   }
   await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const root: Descriptor = { mediaType: image.index.mediaType, digest: image.index.digest, size: image.index.size };
-  const manifests: Descriptor[] = opts.names.length
-    ? opts.names.map((n) => ({
-        ...root,
-        annotations: {
-          'io.containerd.image.name': n.full,
-          'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
-        },
-      }))
-    : [root];
-  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(index));
+  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(layoutIndex(root, opts)));
 }
 
 async function addEntry(pack: tarStream.Pack, header: Partial<tarStream.Header> & { name: string }, body?: string | Readable): Promise<void> {
