@@ -8,6 +8,7 @@ import { DockerfileError, InstructionError } from './errors.js';
 import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint } from './gofmt.js';
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
+import { effectiveLink } from './link.js';
 import { parseMount } from './mounts.js';
 import { gitSourceProblem, isGitSource, parseGitRef } from './git-ref.js';
 import { redactCredentials } from './urls.js';
@@ -914,6 +915,12 @@ function dispatchCopy(
       failAt((err as Error).message);
     }
   }
+  let link = false;
+  try {
+    link = effectiveLink(c.link, chown, chmod);
+  } catch (err) {
+    failAt(`${name} ${(err as Error).message}`);
+  }
   const sources: string[] = [];
   const urls: string[] = [];
   for (const s of srcs) {
@@ -984,7 +991,7 @@ function dispatchCopy(
     dest,
     destIsDir,
     workdir,
-    link: c.link,
+    link,
     parents: c.parents,
     exclude: [...c.exclude],
     keepGitDir: c.keepGitDir,

@@ -261,7 +261,9 @@ describe('COPY and ADD', () => {
   });
   it('all COPY flags', () => {
     const c = one('FROM a AS s\nFROM b\nCOPY --from=s --chown=app:app --chmod=0640 --link --parents --exclude=*.md --exclude=tmp/ /src /dst\n', 'copy');
-    expect(c).toMatchObject({ from: { kind: 'stage', index: 0 }, chown: 'app:app', chmod: '0640', link: true, parents: true, exclude: ['*.md', 'tmp/'] });
+    expect(c).toMatchObject({ from: { kind: 'stage', index: 0 }, chown: 'app:app', chmod: '0640', link: false, parents: true, exclude: ['*.md', 'tmp/'] });
+    // --link itself parses; only --chmod makes it a plain COPY (test/frontend/link.test.ts).
+    expect(one('FROM a AS s\nFROM b\nCOPY --from=s --chown=1:1 --link /src /dst\n', 'copy').link).toBe(true);
   });
   it('--from by stage index, by name (any case), by image', () => {
     expect(one('FROM a AS Build\nFROM b\nCOPY --from=0 /x /y\n', 'copy').from).toEqual({ kind: 'stage', index: 0 });
