@@ -11,7 +11,7 @@ import type { ExecLimits } from '../executor/index.js';
 import type { ContextEntry, ContextSource } from '../context/index.js';
 import { copy, CopyError } from '../fileop/index.js';
 import { DockerfileError, redactCredentials } from '../frontend/index.js';
-import type { BaseImageConfig, BuildGraph, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
+import type { BaseImageConfig, BuildGraph, CopyStep, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
@@ -23,6 +23,7 @@ import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
 import { LayerRecords } from './layers.js';
+import { LINK_PARENT, linkKey, mergedKey, mergeLink } from './link.js';
 import { snapshotExists, uniqueKey, withActive } from './mounted.js';
 import { contextBindings, type NamedContext } from './named-contexts.js';
 import { copyStep } from './ops/copy.js';
@@ -364,6 +365,18 @@ class BuildRun {
   }
 
   private async runStage(stage: Stage): Promise<StageResult> {
+    // A COPY --link needs nothing of the steps before it: each starts now, beside them (link.ts).
+    const linked = this.startLinked(stage);
+    try {
+      return await this.runSteps(stage, linked);
+    } catch (err) {
+      // Nothing of a failed stage goes on behind it: its linked copies finish or fail first.
+      await Promise.allSettled(linked.values());
+      throw err;
+    }
+  }
+
+  private async runSteps(stage: Stage, linked: Map<Step, Promise<LinkedCopy>>): Promise<StageResult> {
     // Start every stage this one needs now, so independent stages build side by side instead of
     // one after another as each COPY --from reaches them. Their errors surface where awaited.
     for (const dep of stage.dependsOn) this.stage(dep).catch(() => undefined);
@@ -440,6 +453,13 @@ class BuildRun {
         continue;
       }
       n++;
+      const early = linked.get(step);
+      if (early && step.kind === 'copy') {
+        const copy = await early;
+        ({ key, snapshot } = this.linkedResult(stage, step, copy, key, snapshot));
+        links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: copy.own });
+        continue;
+      }
       if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
       const { material, inputs } = await this.keyInputs(step, stage);
       const stepKey = cacheKey(key, material);
@@ -526,6 +546,85 @@ class BuildRun {
       if (err instanceof StepError) throw err;
       throw new StepError(step.location, `${step.original}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Starts the stage's linked copies, each failing the build as soon as it fails. */
+  private startLinked(stage: Stage): Map<Step, Promise<LinkedCopy>> {
+    const started = new Map<Step, Promise<LinkedCopy>>();
+    const total = stage.steps.filter(isFilesystemStep).length + 1;
+    let n = 1;
+    for (const step of stage.steps) {
+      if (!isFilesystemStep(step)) continue;
+      n++;
+      if (step.kind !== 'copy' || !step.link) continue;
+      const p = this.linkedCopy(stage, step, n, total);
+      p.catch((err: unknown) => this.fail(err));
+      started.set(step, p);
+    }
+    return started;
+  }
+
+  /**
+   * A COPY --link's own snapshot, made on nothing and keyed without the stage below it; its vertex
+   * is the step's, cached whatever the base is.
+   */
+  private async linkedCopy(stage: Stage, step: CopyStep, n: number, total: number): Promise<LinkedCopy> {
+    const { material, inputs } = await this.keyInputs(step, stage);
+    const linked = linkKey(material, inputs);
+    const noCache = this.noCache(stage);
+    const own = noCache ? uniqueKey(`step-${linked.key}`) : `step-${linked.key}`;
+    // Each platform of a multi-platform build keeps its own record of what a step last saw.
+    const stageId = (stage.name ?? String(stage.index)) + (this.req.prefixPlatform ? ` ${formatPlatform(this.target)}` : '');
+    const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stageId, n);
+    const current: StepInputs = { key: linked.key, parentKey: LINK_PARENT, parent: LINK_PARENT, instruction: step.original, ...linked.inputs };
+    this.held.add(own);
+    const vertex = this.progress.start(`${this.label(stage, n, total, step)} ${step.original}`);
+    try {
+      const previous = await this.solver.inputsLog.load(place);
+      const outcome = await this.solver.once(own, async () => {
+        if (!noCache && (await this.imported?.materialize(own, undefined))) return 'imported';
+        // The platform matters to RUN only (what can execute); a copy is the same on any.
+        await this.execute(step, undefined, own, vertex, noCache ? undefined : { previous, current }, this.platformOf(stage));
+        return 'built';
+      });
+      if (outcome === 'cached') await this.deps.snapshotter.touch(own).catch(() => undefined);
+      if (outcome !== 'built') vertex.cached();
+      else vertex.done(explainMiss(previous, current, noCache));
+      if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
+    } catch (err) {
+      vertex.fail(err);
+      throw err;
+    }
+    return { own, key: linked.key };
+  }
+
+  /**
+   * The stage after a linked copy: its snapshot merged onto the parent, keyed by both. The merge is
+   * made when something needs the files (a later step that runs, a COPY --from, a filesystem
+   * export), not before: an image whose last steps are linked copies on a base image is exported
+   * with the base's layers as pulled and the copies' layers, the base never unpacked, as BuildKit
+   * rebases without pulling.
+   */
+  private linkedResult(stage: Stage, step: CopyStep, copy: LinkedCopy, parentKey: string, parentSnapshot: () => Promise<string | undefined>) {
+    const noCache = this.noCache(stage);
+    const stepKey = mergedKey(parentKey, copy.key);
+    const name = noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
+    this.held.add(name);
+    let merged: Promise<string> | undefined;
+    const merge = async () => {
+      try {
+        const outcome = await this.solver.once(name, async () => (await mergeLink(this.deps.snapshotter, this.deps.layout.tmp, await parentSnapshot(), copy.own, name), 'built'));
+        if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
+        return name;
+      } catch (err) {
+        throw new StepError(step.location, `${step.original}: merging the linked layer onto the stage: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    return { key: noCache ? cacheKey(stepKey, { noCache: name }) : stepKey, snapshot: () => (merged ??= merge()) };
+  }
+
+  private noCache(stage: Stage): boolean {
+    return this.req.noCache || (stage.name !== undefined && (this.req.noCacheFilter ?? []).includes(stage.name));
   }
 
   private stageName(index: number): string {
@@ -684,6 +783,12 @@ function contextSourceOf(req: SolveRequest, name: string | undefined): ContextSo
 }
 
 type FsStep = Extract<Step, { kind: 'run' | 'copy' | 'workdir' }>;
+
+/** A linked copy's own snapshot and key. */
+interface LinkedCopy {
+  own: string;
+  key: string;
+}
 
 function isFilesystemStep(step: Step): step is FsStep {
   return step.kind === 'run' || step.kind === 'copy' || step.kind === 'workdir';
