@@ -33,6 +33,8 @@ import { checkBuildContexts, parseBuildContexts } from './build-contexts.js';
 import { formatCheck } from './check.js';
 import { contextFromStdin, type StdinContext } from '../client/stdin-context.js';
 import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
+import { resolveAttestations } from './attest.js';
+import { parseAnnotationFlags } from './annotations.js';
 import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
@@ -88,8 +90,18 @@ Options:
                                type=docker[,name=N]         load into the local Docker daemon
                                type=image,name=A,B[,push=true]  kiln's image store (and push)
                                type=registry,name=N         = type=image,push=true
-                             plus compression=gzip|zstd|uncompressed for image, docker and oci;
+                             plus, for image, docker and oci: compression=gzip|zstd|uncompressed,
+                             compression-level=N (gzip 0-9, zstd 0-22), force-compression=true
+                             (recompress base layers too), oci-mediatypes=false (Docker schema 2
+                             media types), annotation[-TYPE][[PLATFORM]].KEY=VALUE (TYPE: manifest,
+                             index, manifest-descriptor, index-descriptor);
                              "-o DIR" is type=local,dest=DIR and "-o -" a tarball on stdout
+      --annotation [TYPE[,TYPE][[PLATFORM]]:]KEY=VALUE  Add an annotation to every image output
+                             (default TYPE: manifest; repeatable)
+      --provenance true|false|mode=min|max[,version=v1|v0.2][,builder-id=ID]
+                             = --attest type=provenance,...: attach a SLSA provenance attestation
+                             to image, oci and docker outputs (none by default)
+      --attest type=provenance[,mode=min|max][,disabled=true]  Add an attestation (repeatable)
       --load                 = --output type=docker (load into Docker)
       --push                 = --output type=image,push=true (push the -t names)
       --iidfile FILE         Write the image ID to FILE
@@ -252,6 +264,9 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'dry-run': { type: 'boolean' },
         check: { type: 'boolean' },
         output: { type: 'string', short: 'o', multiple: true },
+        annotation: { type: 'string', multiple: true },
+        provenance: { type: 'string' },
+        attest: { type: 'string', multiple: true },
         load: { type: 'boolean' },
         push: { type: 'boolean' },
         iidfile: { type: 'string' },
@@ -286,7 +301,9 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (positionals.length !== 1) throw new UsageError(`"kiln build" requires exactly 1 argument (the build context), got ${positionals.length}`);
 
   const tags = (v.tag ?? []).map((t) => normalizeImageName(t, `invalid argument ${JSON.stringify(t)} for "-t, --tag" flag`));
-  const outputs: OutputSpec[] = resolveOutputs({ outputs: v.output ?? [], tags, load: v.load ?? false, push: v.push ?? false });
+  const annotations = parseAnnotationFlags(v.annotation ?? []);
+  const outputs: OutputSpec[] = resolveOutputs({ outputs: v.output ?? [], tags, load: v.load ?? false, push: v.push ?? false, annotations });
+  const attest = resolveAttestations({ attest: v.attest ?? [], provenance: v.provenance });
 
   const quiet = v.quiet ?? false;
   let progress: ProgressMode = 'auto';
@@ -334,6 +351,7 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   }
   const namedContexts = parseBuildContexts(v['build-context'] ?? []);
   if (namedContexts) request.namedContexts = namedContexts;
+  if (attest.provenance) request.attest = attest;
 
   const inv: BuildInvocation = { help: false, context: positionals[0]!, request, tags, progress, quiet };
   if (v.check) inv.check = true;

@@ -2,7 +2,17 @@
 // each --output is one CSV record of key=value fields ("type=oci,dest=out.tar"), a bare value is a
 // local directory, and "-" is a tarball on stdout.
 
-import { formatReference, parseReference, splitCsv, type LayerCompression, type OutputSpec } from '../client/client.js';
+import {
+  AnnotationError,
+  formatReference,
+  parseAnnotationAttr,
+  parseReference,
+  splitCsv,
+  type AnnotationSpec,
+  type ImageOutputOptions,
+  type LayerCompression,
+  type OutputSpec,
+} from '../client/client.js';
 
 // One CSV record of fields; shared with the cache flags' parser (src/server/cache-spec.ts).
 export { splitCsv };
@@ -15,7 +25,10 @@ const COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'uncompressed
 
 // BuildKit exporter attributes kiln accepts and ignores: they tune details kiln decides itself, and
 // refusing them would break scripts written for buildx.
-const IGNORED_KEYS = new Set(['oci-mediatypes', 'force-compression', 'compression-level', 'buildinfo', 'buildinfo-attrs', 'attestation-inline', 'store']);
+const IGNORED_KEYS = new Set(['buildinfo', 'buildinfo-attrs', 'attestation-inline', 'store']);
+
+/** compression-level's range per algorithm, as BuildKit documents it (gzip as Go's compress/gzip). */
+const LEVELS: Record<Exclude<LayerCompression, 'uncompressed'>, [number, number]> = { gzip: [0, 9], zstd: [0, 22] };
 
 function outputError(value: string, reason: string): UsageError {
   return new UsageError(`invalid argument ${JSON.stringify(value)} for "-o, --output" flag: ${reason}`);
@@ -45,9 +58,9 @@ export function normalizeImageName(name: string, where: string): string {
 
 /** One parsed --output value; `names` undefined means "not given" (the -t names fill it in). */
 export type ParsedOutput =
-  | { type: 'image'; names?: string[]; push: boolean; compression?: LayerCompression }
-  | { type: 'docker'; names?: string[]; dest?: string; load: boolean; compression?: LayerCompression }
-  | { type: 'oci'; names?: string[]; dest: string; compression?: LayerCompression }
+  | ({ type: 'image'; names?: string[]; push: boolean } & ImageOutputOptions)
+  | ({ type: 'docker'; names?: string[]; dest?: string; load: boolean } & ImageOutputOptions)
+  | ({ type: 'oci'; names?: string[]; dest: string } & ImageOutputOptions)
   | { type: 'local'; dest: string }
   | { type: 'tar'; dest: string }
   | { type: 'cacheonly' };
@@ -101,6 +114,24 @@ export function parseOutput(value: string): ParsedOutput {
   const dest = take('dest');
   const compressionValue = take('compression');
   const pushValue = take('push');
+  const levelValue = take('compression-level');
+  const forceValue = take('force-compression');
+  const ociValue = take('oci-mediatypes');
+  const isImageType = type === 'image' || type === 'registry' || type === 'docker' || type === 'oci';
+  const annotations: AnnotationSpec[] = [];
+  for (const [k, v] of [...attrs]) {
+    let a: AnnotationSpec | undefined;
+    try {
+      a = parseAnnotationAttr(k, v);
+    } catch (err) {
+      if (err instanceof AnnotationError) throw outputError(value, err.message);
+      throw err;
+    }
+    if (!a) continue;
+    if (!isImageType) throw outputError(value, `annotations do not apply to type=${type}`);
+    annotations.push(a);
+    attrs.delete(k);
+  }
 
   let compression: LayerCompression | undefined;
   if (compressionValue !== undefined) {
@@ -109,6 +140,38 @@ export function parseOutput(value: string): ParsedOutput {
     }
     if (type !== 'image' && type !== 'registry' && type !== 'docker' && type !== 'oci') throw outputError(value, `compression does not apply to type=${type}`);
     compression = compressionValue as LayerCompression;
+  }
+  const options: ImageOutputOptions = {};
+  if (levelValue !== undefined) {
+    // Go's strconv.ParseInt, as BuildKit reads it.
+    if (!/^[+-]?\d+$/.test(levelValue)) throw outputError(value, `non-integer value ${JSON.stringify(levelValue)} specified for compression-level`);
+    const level = Number(levelValue);
+    const algo = compression ?? 'gzip';
+    // No level means anything for uncompressed layers: BuildKit ignores it, so does kiln.
+    if (algo !== 'uncompressed') {
+      const [lo, hi] = LEVELS[algo];
+      if (level < lo || level > hi) throw outputError(value, `compression-level ${level} is out of range for ${algo} (${lo}-${hi})`);
+      options.compressionLevel = level;
+    }
+  }
+  if (forceValue !== undefined) {
+    // BuildKit: a bare "force-compression=" means true.
+    const force = forceValue === '' ? true : parseBool(forceValue);
+    if (force === undefined) throw outputError(value, `non-bool value ${JSON.stringify(forceValue)} specified for force-compression`);
+    options.forceCompression = force;
+  }
+  if (ociValue !== undefined) {
+    const oci = parseBool(ociValue);
+    if (oci === undefined) throw outputError(value, `non-bool value ${JSON.stringify(ociValue)} specified for oci-mediatypes`);
+    options.ociMediaTypes = oci;
+  }
+  if ((levelValue !== undefined || forceValue !== undefined || ociValue !== undefined) && !isImageType) {
+    throw outputError(value, `${levelValue !== undefined ? 'compression-level' : forceValue !== undefined ? 'force-compression' : 'oci-mediatypes'} does not apply to type=${type}`);
+  }
+  if (annotations.length) options.annotations = annotations;
+  // BuildKit: Docker's media types cannot carry index or descriptor annotations.
+  if (options.ociMediaTypes === false && annotations.some((a) => a.type !== 'manifest')) {
+    throw outputError(value, 'cannot export annotations with "oci-mediatypes=false"');
   }
   let push: boolean | undefined;
   if (pushValue !== undefined) {
@@ -125,7 +188,7 @@ export function parseOutput(value: string): ParsedOutput {
     if (dest === undefined || dest === '') throw outputError(value, `dest is required for type=${type}`);
     return dest;
   };
-  const withCompression = <T extends object>(o: T): T => (compression ? { ...o, compression } : o);
+  const withCompression = <T extends object>(o: T): T => ({ ...o, ...(compression ? { compression } : {}), ...options });
 
   switch (type) {
     case 'local': {
@@ -157,6 +220,8 @@ export interface OutputFlags {
   tags: string[];
   load: boolean;
   push: boolean;
+  /** --annotation values: added to every image output (as buildx adds them to every exporter). */
+  annotations?: AnnotationSpec[];
 }
 
 /**
@@ -179,8 +244,16 @@ export function resolveOutputs(flags: OutputFlags): OutputSpec[] {
   if (parsed.filter((o) => 'dest' in o && o.dest === STDOUT_DEST).length > 1) {
     throw new UsageError('only one output can go to stdout (dest=-)');
   }
+  const extra = flags.annotations ?? [];
   return parsed.map((o): OutputSpec => {
     if (o.type === 'local' || o.type === 'tar') return o;
+    if (extra.length) {
+      if (o.ociMediaTypes === false && extra.some((a) => a.type !== 'manifest')) {
+        throw new UsageError('cannot export annotations with "oci-mediatypes=false": --annotation names an index or descriptor annotation');
+      }
+      // buildx writes --annotation into each exporter's attributes, over the ones given there.
+      o = { ...o, annotations: [...(o.annotations ?? []), ...extra] };
+    }
     const names = o.names !== undefined ? o.names.map((n) => normalizeImageName(n, `invalid argument ${JSON.stringify('name=' + n)} for "-o, --output" flag`)) : flags.tags;
     if (o.type === 'image') {
       if (o.push && names.length === 0) throw new UsageError('tag is needed when pushing to registry: give -t NAME or name=NAME');

@@ -23,3 +23,6 @@ export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, Usa
 export type { Entitlement, BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, NamedContextSpec, OutputSpec, LayerCompression, Platform } from '../server/api.js';
 export { BuildFailure, ENTITLEMENTS, CacheSpecError, familiarName, familiarString, formatReference, hostPlatform, parseCacheFrom, parseCacheTo, parseDuration, parsePlatform, parsePruneFilters, parseReference, parseSize, splitCsv } from '../server/api.js';
 export { parseSourceDateEpoch, SOURCE_DATE_EPOCH } from '../server/api.js';
+// Image output options, annotations and attestations (kiln build -o/--annotation/--provenance).
+export type { AnnotationSpec, ImageOutputOptions, ProvenanceRequest } from '../server/api.js';
+export { AnnotationError, parseAnnotationAttr, parseAnnotationFlag } from '../server/api.js';

@@ -12,6 +12,7 @@ import type {
   Platform,
   ProgressEvent,
 } from '../solver/index.js';
+import type { AnnotationSpec } from '../image/annotations.js';
 
 // Values come from their own modules rather than the solver's index: this file is the client's
 // view of the API, and a client (`kiln build --addr`) must start without loading the whole solver.
@@ -88,14 +89,39 @@ export class BuildFailure extends Error {
 
 export type LayerCompression = 'gzip' | 'zstd' | 'uncompressed';
 
+// Annotations (exporter attributes and --annotation), parsed on the client's side.
+export { AnnotationError, parseAnnotationAttr, parseAnnotationFlag } from '../image/annotations.js';
+export type { AnnotationSpec } from '../image/annotations.js';
+
+/** What BuildKit's image, docker and oci exporters share (compression, media types, annotations). */
+export interface ImageOutputOptions {
+  compression?: LayerCompression;
+  /** gzip 0-9, zstd 0-22 (compression-level). */
+  compressionLevel?: number;
+  /** Recompress layers that exist in another compression (base image layers) too (force-compression). */
+  forceCompression?: boolean;
+  /** OCI media types (default) or Docker schema 2 ones (oci-mediatypes=false). */
+  ociMediaTypes?: boolean;
+  annotations?: AnnotationSpec[];
+}
+
+/** `--provenance` / `--attest type=provenance`: a SLSA provenance attestation on image outputs. */
+export interface ProvenanceRequest {
+  mode: 'min' | 'max';
+  /** SLSA predicate version; v1 is BuildKit's default since v0.2x (frontend/attestations). */
+  version: 'v1' | 'v0.2';
+  builderId?: string;
+  reproducible?: boolean;
+}
+
 /** Where a build's result goes; several may be given (BuildKit's --output, -t, --load, --push). */
 export type OutputSpec =
   /** Into kiln's image store under `names`; with push, also to the registry of each name. */
-  | { type: 'image'; names: string[]; push: boolean; compression?: LayerCompression }
+  | ({ type: 'image'; names: string[]; push: boolean } & ImageOutputOptions)
   /** A tarball `docker load` reads; `load` streams it into the local Docker daemon instead of (or as well as) `dest`. */
-  | { type: 'docker'; names: string[]; dest?: string; load: boolean; compression?: LayerCompression }
+  | ({ type: 'docker'; names: string[]; dest?: string; load: boolean } & ImageOutputOptions)
   /** An OCI image layout tarball. */
-  | { type: 'oci'; names: string[]; dest: string; compression?: LayerCompression }
+  | ({ type: 'oci'; names: string[]; dest: string } & ImageOutputOptions)
   /** The final filesystem, as a directory. */
   | { type: 'local'; dest: string }
   /** The final filesystem, as one tarball. */
@@ -125,6 +151,8 @@ export interface BuildRequest {
    * it, a build with no outputs leaves its result in the cache only, as buildx does.
    */
   imageId?: boolean;
+  /** Attestations for image outputs (--provenance, --attest); none unless asked for. */
+  attest?: { provenance?: ProvenanceRequest };
   /** Extra labels on the final image (--label). */
   labels: Record<string, string>;
   /** Network for RUN steps without --network: the host's (default, as docker build) or none. */

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { directoryContext, listedContext, type BuildErrorInfo, type ContextSource, type ProgressEvent, type SshAgents } from '../solver/index.js';
 import { extractContextTar, readFileInside } from '../context/index.js';
 import { BuildFailure, clientOutputTargets, ENTITLEMENTS, type BuildRequest, type BuildResult, type OutputSpec } from './api.js';
+import { imageOptionsProblem } from './image-outputs.js';
 import type { KilnConfig } from './config.js';
 import { SshDials, type SshDialEvent } from './ssh-dial.js';
 import { KeptContexts, type ContextLease } from './contexts.js';
@@ -575,6 +576,8 @@ function checkRequest(raw: unknown): BuildRequest {
   for (const o of r.outputs as Record<string, unknown>[]) {
     if ('names' in o && (!Array.isArray(o.names) || o.names.some((n) => typeof n !== 'string'))) throw bad('an output\'s "names" must be a list of strings');
   }
+  const imageProblem = imageOptionsProblem(r);
+  if (imageProblem) throw bad(imageProblem);
   if (r.network !== 'host' && r.network !== 'none') throw bad('"network" must be "host" or "none"');
   if (r.runPidsLimit !== undefined && (typeof r.runPidsLimit !== 'number' || !Number.isSafeInteger(r.runPidsLimit) || r.runPidsLimit < 1)) throw bad('"runPidsLimit" must be a positive integer');
   if (r.allow !== undefined && (!Array.isArray(r.allow) || r.allow.some((e) => !(ENTITLEMENTS as readonly unknown[]).includes(e)))) {

@@ -37,7 +37,9 @@ import {
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
-import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type LayerCompression, type OutputSpec, type Platform } from './api.js';
+import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type ImageOutputOptions, type LayerCompression, type OutputSpec, type Platform } from './api.js';
+import type { ImageExportOptions } from '../solver/image-output.js';
+import { checkImageOutputs, exportAttestations } from './image-outputs.js';
 import { loadConfig, type KilnConfig } from './config.js';
 import { namedContextInputs } from './named-contexts.js';
 
@@ -140,6 +142,7 @@ export class BuildServer {
       }
     }
     const platforms = req.platforms ?? [];
+    checkImageOutputs(req, req.outputs.map(toExportOutput));
     // Named contexts: read in place, or downloaded and imported when a step first uses them. (A
     // multi-platform build resolves a named image context for its first platform.)
     const named = prepareNamedContexts(namedContextInputs(req.namedContexts ?? {}, syncedNamed), {
@@ -257,7 +260,7 @@ export class BuildServer {
     const cacheDeps = { ...s, layers: result.layers };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps, { inline: true }) : undefined;
     const exported =
-      req.outputs.length === 0 && !req.imageId && !inline ? undefined : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline);
+      req.outputs.length === 0 && !req.imageId && !inline ? undefined : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline, exportAttestations(req));
     for (const to of req.cacheTo ?? []) {
       if (to.type === 'inline') continue;
       const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);
@@ -371,14 +374,24 @@ function compression(c: LayerCompression | undefined): Compression | undefined {
   return c === 'uncompressed' ? 'none' : c;
 }
 
+function imageOptions(o: ImageOutputOptions): ImageExportOptions {
+  return {
+    ...(o.compression !== undefined ? { compression: compression(o.compression) } : {}),
+    ...(o.compressionLevel !== undefined ? { level: o.compressionLevel } : {}),
+    ...(o.forceCompression !== undefined ? { force: o.forceCompression } : {}),
+    ...(o.ociMediaTypes !== undefined ? { ociTypes: o.ociMediaTypes } : {}),
+    ...(o.annotations?.length ? { annotations: o.annotations } : {}),
+  };
+}
+
 function toExportOutput(o: OutputSpec): ExportOutput {
   switch (o.type) {
     case 'image':
-      return { type: 'image', names: o.names, push: o.push, compression: compression(o.compression) };
+      return { type: 'image', names: o.names, push: o.push, ...imageOptions(o) };
     case 'docker':
-      return { type: 'docker', names: o.names, dest: o.dest, load: o.load, compression: compression(o.compression) };
+      return { type: 'docker', names: o.names, dest: o.dest, load: o.load, ...imageOptions(o) };
     case 'oci':
-      return { type: 'oci', names: o.names, dest: o.dest, compression: compression(o.compression) };
+      return { type: 'oci', names: o.names, dest: o.dest, ...imageOptions(o) };
     case 'local':
     case 'tar':
       return o;

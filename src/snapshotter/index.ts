@@ -21,4 +21,4 @@ export { SnapshotError } from './base.js';
 export { mountAll, unmount, isMountPoint } from './mount.js';
 export { applyLayer, LayerEntryError, type ApplyOptions } from './apply.js';
 export { overlayChanges, treeChanges, writeLayer, writeLayerTar } from './diff.js';
-export { compressBlob, detectCompression, compressionFromMediaType, layerMediaType, MEDIA_TYPES } from './compression.js';
+export { compressBlob, decompressStages, detectCompression, compressionFromMediaType, layerMediaType, MEDIA_TYPES } from './compression.js';

@@ -16,6 +16,8 @@ export interface BaseImage {
   /** Normalised reference, e.g. docker.io/library/busybox:latest. */
   name: string;
   manifestDigest: Digest;
+  /** What the reference resolved to (an index, or the manifest itself): provenance names this one. */
+  digest?: Digest;
   config: ImageConfig;
   layers: Descriptor[];
   /** Where it came from: kiln's image store or a registry endpoint. */
@@ -113,13 +115,19 @@ export class BaseImages {
     return p;
   }
 
+  /** The images this build resolved (FROM, COPY --from, RUN --mount from=), for provenance. */
+  async resolvedImages(): Promise<BaseImage[]> {
+    const settled = await Promise.allSettled(this.resolved.values());
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  }
+
   private async doResolve(name: string, platform: Platform): Promise<BaseImage> {
     if (!this.pull) {
       const local = await this.fromLocalStore(name, platform);
       if (local) return local;
     }
     const r = await this.deps.registry.resolve(name, { platform, store: this.deps.store, signal: this.signal });
-    return { name, manifestDigest: r.manifestDigest, config: r.config, layers: r.manifest.layers, source: r.source };
+    return { name, manifestDigest: r.manifestDigest, digest: r.digest, config: r.config, layers: r.manifest.layers, source: r.source };
   }
 
   // Images built by kiln (or loaded into its store) are found before any registry, as `docker build`
@@ -139,7 +147,7 @@ export class BaseImages {
     // A single-platform image of another platform is not this stage's base: ask the registry, as
     // a cross build for arm64 must not quietly get the amd64 image the store holds.
     if (config.architecture && !platformMatches(platform, { os: config.os ?? platform.os, architecture: config.architecture, variant: config.variant })) return undefined;
-    return { name, manifestDigest: manifestDesc.digest, config, layers: manifest.layers, source: 'kiln image store' };
+    return { name, manifestDigest: manifestDesc.digest, digest: rec.manifest.digest, config, layers: manifest.layers, source: 'kiln image store' };
   }
 
   /** Fetches the image's layer blobs into the content store (export needs them; unpack too). */

@@ -11,7 +11,7 @@ import { storeImage, type MediaTypes, type StoredImage } from '../image/exporter
 import { familiarString, formatReference, parseReference } from '../image/reference.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import type { ImageStore } from '../image/store.js';
-import type { Descriptor, Digest, HistoryEntry, ImageConfig } from '../oci/index.js';
+import type { Descriptor, Digest, HistoryEntry, ImageConfig, Platform } from '../oci/index.js';
 import type { Compression, Snapshotter } from '../snapshotter/index.js';
 import { mountView, withScope } from './mounted.js';
 import type { ProgressTracker } from './progress.js';
@@ -19,13 +19,21 @@ import type { SolveResult } from './solver.js';
 import type { RootLayout } from './state-root.js';
 import { INLINE_CACHE_KEY, type CacheConfig } from '../cache/cache-manifest.js';
 import { cacheMountLayers, cacheRecords, CREATED_LABEL } from './cache-io.js';
+import { storeAttestedIndex } from '../image/exporter/attestation.js';
+import { annotationsFor, layersKey, Recompressor, resolveImageOptions, type ImageExportOptions, type ResolvedImageOptions } from './image-output.js';
+import { provenancePredicate, provenanceStatement, type ProvenanceOptions, type ProvenanceRequestInfo } from './provenance.js';
 
 export type ExportOutput =
-  | { type: 'image'; names: string[]; push: boolean; compression?: Compression }
-  | { type: 'docker'; names: string[]; dest?: string; load: boolean; compression?: Compression }
-  | { type: 'oci'; names: string[]; dest: string; compression?: Compression }
+  | ({ type: 'image'; names: string[]; push: boolean } & ImageExportOptions)
+  | ({ type: 'docker'; names: string[]; dest?: string; load: boolean } & ImageExportOptions)
+  | ({ type: 'oci'; names: string[]; dest: string } & ImageExportOptions)
   | { type: 'local'; dest: string }
   | { type: 'tar'; dest: string };
+
+/** Attestations for the image outputs (--provenance). */
+export interface ExportAttestations {
+  provenance?: { options: ProvenanceOptions; request: ProvenanceRequestInfo };
+}
 
 export interface ExportDeps {
   layout: RootLayout;
@@ -60,11 +68,24 @@ export interface Assembled {
  * entry, and the layers' file times are clamped to the epoch (their own layer records).
  */
 export async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
+  return assembleWith(result, { compression, force: false }, labels, snapshotter, undefined, inlineCache);
+}
+
+/** assemble with an output's layer options: compression level, and force-compression of base layers. */
+async function assembleWith(
+  result: SolveResult,
+  opts: Pick<ResolvedImageOptions, 'compression' | 'level' | 'force'>,
+  labels: Record<string, string>,
+  snapshotter: Snapshotter,
+  recompress: Recompressor | undefined,
+  inlineCache?: CacheConfig,
+): Promise<Assembled> {
+  const { compression, level } = opts;
   // The layers are independent: compute them side by side (each diff streams to disk and
   // compresses off the event loop), then walk the links in order.
   const epoch = result.graph.sourceDateEpoch;
   const epochStr = epoch !== undefined ? epochDate(epoch) : undefined;
-  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression, epoch) : undefined)));
+  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression, epoch, level) : undefined)));
   const layers: Descriptor[] = [];
   const diffIds: Digest[] = [];
   const history: HistoryEntry[] = [];
@@ -88,16 +109,18 @@ export async function assemble(result: SolveResult, compression: Compression, la
         break;
       }
       case 'base': {
-        // Base layers are exported as they were pulled: same blobs, same digests, no recompression.
+        // Base layers are exported as they were pulled: same blobs, same digests, no recompression,
+        // unless force-compression asks for every layer in the output's compression.
         await result.baseImages.ensureBlobs(link.image);
-        layers.push(...link.image.layers);
+        if (opts.force && recompress) layers.push(...(await Promise.all(link.image.layers.map((l) => recompress.convert(l, compression, level)))));
+        else layers.push(...link.image.layers);
         diffIds.push(...link.image.config.rootfs.diff_ids);
         history.push(...(link.image.config.history ?? []));
         lastDate = link.image.config.created ?? lastDate;
         break;
       }
       case 'step': {
-        const rec = await result.layers.get(link.snapshot, compression, epoch);
+        const rec = await result.layers.get(link.snapshot, compression, epoch, level);
         const info = await snapshotter.stat(link.snapshot);
         // A step taken from an imported cache keeps the date it was first built on.
         const date = epochStr ?? info.labels[CREATED_LABEL] ?? info.created;
@@ -155,32 +178,71 @@ export async function exportResult(
   deps: ExportDeps,
   progress: ProgressTracker,
   inlineCache?: CacheConfig,
+  attest: ExportAttestations = {},
 ): Promise<ExportResult> {
-  const assembled = new Map<Compression, Promise<Assembled>>();
-  const assembleFor = (c: Compression) => {
-    let p = assembled.get(c);
-    if (!p) assembled.set(c, (p = assemble(result, c, labels, deps.snapshotter, inlineCache)));
+  const recompress = new Recompressor(deps.store, deps.layout.tmp);
+  const assembled = new Map<string, Promise<Assembled>>();
+  const assembleFor = (o: ResolvedImageOptions) => {
+    const id = layersKey(o);
+    let p = assembled.get(id);
+    if (!p) assembled.set(id, (p = assembleWith(result, o, labels, deps.snapshotter, recompress, inlineCache)));
     return p;
   };
-  const stored = new Map<string, Promise<StoredImage>>();
-  const imageFor = (c: Compression, types: MediaTypes) => {
-    const id = `${c}/${types}`;
+  const stored = new Map<string, Promise<StoredImage & { platform: Platform }>>();
+  const imageFor = (o: ResolvedImageOptions) => {
+    const id = `${layersKey(o)}/${o.types}/${JSON.stringify(o.annotations)}`;
     let p = stored.get(id);
-    if (!p) stored.set(id, (p = assembleFor(c).then((a) => storeImage(deps.store, a.config, a.layers, types))));
+    if (!p) {
+      p = assembleFor(o).then(async (a) => {
+        const platform = platformOf(a.config);
+        const placed = annotationsFor(o, platform);
+        const img = await storeImage(deps.store, a.config, a.layers, o.types, { manifest: placed.manifest, descriptor: placed.manifestDescriptor });
+        return { ...img, platform };
+      });
+      stored.set(id, p);
+    }
     return p;
+  };
+  // The provenance predicate is the build's, made once; each output's statement names its own image.
+  let predicate: Promise<ReturnType<typeof provenancePredicate>> | undefined;
+  const provenanceFor = (platform: Platform) =>
+    (predicate ??= (async () => {
+      const p = attest.provenance!;
+      const images = await result.baseImages.resolvedImages();
+      return provenancePredicate({ graph: result.graph, images, started: result.started, finished: new Date(), platform }, p.request, p.options);
+    })());
+  /** The descriptor an output points at: the image manifest, or an index with its attestations. */
+  const rootFor = async (img: StoredImage & { platform: Platform }, o: ResolvedImageOptions, names: string[]): Promise<{ root: Descriptor; blobs: Descriptor[] }> => {
+    if (!attest.provenance) return { root: img.manifest, blobs: [] };
+    const placed = annotationsFor(o, img.platform);
+    const statement = provenanceStatement(await provenanceFor(img.platform), names, img.manifest.digest, img.platform);
+    const { annotations: _descriptorOnly, ...manifest } = img.manifest;
+    const indexed = await storeAttestedIndex(deps.store, {
+      image: manifest,
+      platform: img.platform,
+      statements: [statement],
+      manifestDescriptor: placed.manifestDescriptor,
+      index: placed.index,
+      indexDescriptor: placed.indexDescriptor,
+    });
+    return { root: indexed.index, blobs: indexed.blobs };
   };
 
   // Even with no output asked for, the image is assembled: its ID is what `kiln build` prints.
   // Making the layers (diff, tar, compress) is most of an export's time: show it as its own step.
+  const imageOutputs = outputs.filter((o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci');
+  const first = imageOutputs[0];
   const layersVertex = progress.start('exporting layers');
   let primary: StoredImage;
   try {
-    primary = await imageFor(compressionOf(outputs), 'oci');
+    primary = await imageFor(resolveImageOptions(first ?? {}));
     layersVertex.done();
   } catch (err) {
     layersVertex.fail(err);
     throw err;
   }
+  // What the first image output points at (an index, with attestations): containerimage.digest.
+  let primaryRoot: Descriptor | undefined;
   const pushed: Record<string, string> = {};
   const allNames: string[] = [];
   const epoch = result.graph.sourceDateEpoch;
@@ -191,35 +253,38 @@ export async function exportResult(
     try {
       switch (out.type) {
         case 'image': {
-          const img = await imageFor(out.compression ?? 'gzip', 'oci');
+          const o = resolveImageOptions(out);
+          const img = await imageFor(o);
           const names = out.names.map(normalise);
+          const { root } = await rootFor(img, o, names);
+          if (out === first) primaryRoot = root;
           allNames.push(...names);
           const size = img.layers.reduce((s, l) => s + l.size, 0);
+          // The store keeps the image manifest: its readers (run, save, FROM) want an image, not attestations.
           await deps.images.put(names.map((name) => ({ name, manifest: img.manifest, config: img.config.digest, size, created: result.started.toISOString() })));
           if (out.push) {
             for (const name of names) {
-              const r = await deps.registry.push(name, img.manifest, deps.store);
+              const r = await deps.registry.push(name, root, deps.store);
               pushed[name] = r.digest;
               v.log('stdout', `pushed ${name}@${r.digest}\n`);
             }
           }
           break;
         }
-        case 'docker': {
-          const img = await imageFor(out.compression ?? 'gzip', 'docker');
+        case 'docker':
+        case 'oci': {
+          const o = resolveImageOptions(out);
+          const img = await imageFor(o);
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
-          allNames.push(...names.map((n) => n.full));
-          if (out.dest) await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'docker', created }));
-          if (out.load) {
-            const messages = await loadIntoDocker(imageArchive(deps.store, img, { names, format: 'docker', created }));
+          if (out.type === 'docker') allNames.push(...names.map((n) => n.full));
+          const { root, blobs } = await rootFor(img, o, names.map((n) => n.full));
+          if (out === first) primaryRoot = root;
+          const archive = () => imageArchive(deps.store, img, { names, format: out.type, created, root, extraBlobs: blobs });
+          if (out.dest) await writeFileAtomic(out.dest, archive());
+          if (out.type === 'docker' && out.load) {
+            const messages = await loadIntoDocker(archive());
             for (const m of messages) v.log('stdout', m + '\n');
           }
-          break;
-        }
-        case 'oci': {
-          const img = await imageFor(out.compression ?? 'gzip', 'oci');
-          const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
-          await writeFileAtomic(out.dest, imageArchive(deps.store, img, { names, format: 'oci', created }));
           break;
         }
         case 'local':
@@ -239,16 +304,16 @@ export async function exportResult(
       throw err;
     }
   }
-  return { configDigest: primary.config.digest, manifestDigest: primary.manifest.digest, names: allNames, pushed };
+  return { configDigest: primary.config.digest, manifestDigest: (primaryRoot ?? primary.manifest).digest, names: allNames, pushed };
+}
+
+/** The platform an image config says it is for. */
+function platformOf(config: ImageConfig): Platform {
+  return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
 }
 
 export function normalise(name: string): string {
   return formatReference(parseReference(name));
-}
-
-function compressionOf(outputs: ExportOutput[]): Compression {
-  for (const o of outputs) if ('compression' in o && o.compression) return o.compression;
-  return 'gzip';
 }
 
 function describe(out: ExportOutput): string {

@@ -2,7 +2,8 @@
 // compression, so later exports (and later builds hitting the cache) reuse the same blob. A build
 // with SOURCE_DATE_EPOCH gets layers whose file times are clamped to it: another blob of the same
 // snapshot, remembered apart ("<snapshot>.<compression>.sde<epoch>"), so builds with another epoch
-// or none never reuse it.
+// or none never reuse it. So is a layer compressed at a level other than the default
+// (compression-level): "<snapshot>.<compression>-l<level>[.sde<epoch>]".
 
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -28,11 +29,12 @@ export class LayerRecords {
    * The layer a committed step snapshot adds over its parent ({empty: true} when it changes nothing);
    * with `epoch` (seconds), file times newer than it are written as it.
    */
-  get(snapshot: string, compression: Compression, epoch?: number): Promise<LayerRecord> {
-    const id = recordId(snapshot, compression, epoch);
+  get(snapshot: string, compression: Compression, epoch?: number, level?: number): Promise<LayerRecord> {
+    const lvl = compression === 'none' ? undefined : level;
+    const id = recordId(snapshot, compression, epoch, lvl);
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.load(snapshot, compression, epoch, path.join(this.layout.records, 'layers', `${id}.json`));
+      p = this.load(snapshot, compression, epoch, path.join(this.layout.records, 'layers', `${id}.json`), lvl);
       this.inflight.set(id, p);
       p.catch(() => this.inflight.delete(id));
     }
@@ -51,14 +53,14 @@ export class LayerRecords {
     this.inflight.set(id, Promise.resolve(rec));
   }
 
-  private async load(snapshot: string, compression: Compression, epoch: number | undefined, recordFile: string): Promise<LayerRecord> {
+  private async load(snapshot: string, compression: Compression, epoch: number | undefined, recordFile: string, level?: number): Promise<LayerRecord> {
     const known = await readRecord(recordFile);
     if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;
 
     await fsp.mkdir(this.layout.tmp, { recursive: true });
     const dest = path.join(this.layout.tmp, uniqueKey('layer'));
     try {
-      const diff = await this.snapshotter.diff(snapshot, { dest, compression, ...(epoch !== undefined && { clampMtime: epoch }) });
+      const diff = await this.snapshotter.diff(snapshot, { dest, compression, ...(epoch !== undefined && { clampMtime: epoch }), ...(level !== undefined && { level }) });
       let rec: LayerRecord;
       if (diff.empty) {
         rec = { empty: true };
@@ -74,13 +76,14 @@ export class LayerRecords {
   }
 }
 
-/** A layer record's name: snapshot, compression and the epoch its file times are clamped to. */
-function recordId(snapshot: string, compression: Compression, epoch: number | undefined): string {
-  return epoch === undefined ? `${snapshot}.${compression}` : `${snapshot}.${compression}.sde${epoch}`;
+/** A layer record's name: snapshot, compression (and level) and the epoch its file times are clamped to. */
+function recordId(snapshot: string, compression: Compression, epoch: number | undefined, level?: number): string {
+  const c = level === undefined ? compression : `${compression}-l${level}`;
+  return epoch === undefined ? `${snapshot}.${c}` : `${snapshot}.${c}.sde${epoch}`;
 }
 
-/** Splits a record's name (as recordId makes them) into snapshot, compression and epoch. */
-export const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:\.sde(-?\d+))?$/;
+/** Splits a record's name (as recordId makes them) into snapshot, compression, epoch and level. */
+export const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:-l(\d+))?(?:\.sde(-?\d+))?$/;
 
 async function readRecord(file: string): Promise<LayerRecord | undefined> {
   try {

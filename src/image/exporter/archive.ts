@@ -20,6 +20,12 @@ export interface ArchiveOptions {
   /** The image's date for index.json's org.opencontainers.image.created annotation (BuildKit writes
    * it; kiln does only with SOURCE_DATE_EPOCH, where it is the epoch, so archives stay reproducible). */
   created?: string;
+  /**
+   * What index.json points at, when not the image manifest itself: an index holding the image and
+   * its attestations. `extraBlobs` are the blobs it adds (written after the image's own).
+   */
+  root?: Descriptor;
+  extraBlobs?: Descriptor[];
 }
 
 /** Streams the archive; the caller pipes it to a file or to Docker's /images/load. */
@@ -38,14 +44,13 @@ async function writeArchive(pack: tarStream.Pack, store: ContentStore, image: St
   await addEntry(pack, { name: 'blobs/', type: 'directory', mode: 0o755 });
   await addEntry(pack, { name: 'blobs/sha256/', type: 'directory', mode: 0o755 });
   const written = new Set<string>();
-  for (const d of [...image.layers, image.config, image.manifest]) {
+  for (const d of [...image.layers, image.config, image.manifest, ...(opts.extraBlobs ?? [])]) {
     if (written.has(d.digest)) continue; // the same layer twice in one image is stored once
     written.add(d.digest);
     await addEntry(pack, { name: blobPath(d), size: d.size, mode: 0o444 }, await store.readStream(d.digest));
   }
   await addEntry(pack, { name: 'oci-layout', mode: 0o444 }, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-
-  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(layoutIndex(image.manifest, opts)));
+  await addEntry(pack, { name: 'index.json', mode: 0o444 }, JSON.stringify(layoutIndex(opts.root ?? image.manifest, opts)));
 
   if (opts.format === 'docker') {
     const dockerManifest = [
@@ -66,12 +71,13 @@ function layoutIndex(root: Descriptor, opts: Omit<ArchiveOptions, 'format'>): In
     ? opts.names.map((n) => ({
         ...root,
         annotations: {
+          ...root.annotations,
           'io.containerd.image.name': n.full,
           ...created,
           'org.opencontainers.image.ref.name': n.full.slice(n.full.lastIndexOf(':') + 1),
         },
       }))
-    : [created ? { ...root, annotations: created } : root];
+    : [created ? { ...root, annotations: { ...root.annotations, ...created } } : root];
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 

@@ -23,7 +23,20 @@ function layerFor(d: Descriptor, types: MediaTypes): Descriptor {
   return { mediaType, digest: d.digest, size: d.size };
 }
 
-export async function storeImage(store: ContentStore, config: ImageConfig, layers: Descriptor[], types: MediaTypes = 'oci'): Promise<StoredImage> {
+/** Sorted keys (as Go writes maps), or undefined for none. */
+function annotationMap(m: Record<string, string> | undefined): Record<string, string> | undefined {
+  const keys = Object.keys(m ?? {}).sort();
+  return keys.length ? Object.fromEntries(keys.map((k) => [k, m![k]!])) : undefined;
+}
+
+export interface StoreImageOptions {
+  /** Annotations of the manifest document (BuildKit's annotation-manifest). */
+  manifest?: Record<string, string>;
+  /** Annotations of the descriptor pointing at it, in an index or index.json (annotation-manifest-descriptor). */
+  descriptor?: Record<string, string>;
+}
+
+export async function storeImage(store: ContentStore, config: ImageConfig, layers: Descriptor[], types: MediaTypes = 'oci', annotations: StoreImageOptions = {}): Promise<StoredImage> {
   const configDesc = await store.ingest(undefined, JSON.stringify(config), types === 'oci' ? MediaType.ociConfig : MediaType.dockerConfig);
   const manifest: Manifest = {
     schemaVersion: 2,
@@ -31,6 +44,10 @@ export async function storeImage(store: ContentStore, config: ImageConfig, layer
     config: { mediaType: configDesc.mediaType, digest: configDesc.digest, size: configDesc.size },
     layers: layers.map((l) => layerFor(l, types)),
   };
-  const manifestDesc = await store.ingest(undefined, JSON.stringify(manifest), manifest.mediaType);
+  const manifestAnnotations = annotationMap(annotations.manifest);
+  if (manifestAnnotations) manifest.annotations = manifestAnnotations;
+  const stored = await store.ingest(undefined, JSON.stringify(manifest), manifest.mediaType);
+  const descAnnotations = annotationMap(annotations.descriptor);
+  const manifestDesc = descAnnotations ? { ...stored, annotations: descAnnotations } : stored;
   return { manifest: manifestDesc, config: configDesc, layers: manifest.layers };
 }

@@ -1,0 +1,117 @@
+// The options image, docker and oci outputs share, as BuildKit's image writer applies them
+// (exporter/containerimage/writer.go, opts.go): layer compression and level, force-compression,
+// media types, annotations. Defaults are those of current BuildKit (compatibility version 30, the
+// default since v0.31): gzip, OCI media types for all three exporters.
+
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { ContentStore } from '../cache/content-store.js';
+import { placeAnnotations, unknownAnnotationPlatforms, type AnnotationSpec, type PlacedAnnotations } from '../image/annotations.js';
+import { layerCompression, parseDigest, type Descriptor, type Platform } from '../oci/index.js';
+import { compressBlob, decompressStages, layerMediaType, type Compression } from '../snapshotter/index.js';
+import { uniqueKey } from './mounted.js';
+
+/** The image options of one output, as the request gives them (all optional). */
+export interface ImageExportOptions {
+  compression?: Compression;
+  level?: number;
+  force?: boolean;
+  /** undefined: the default (OCI). */
+  ociTypes?: boolean;
+  annotations?: AnnotationSpec[];
+}
+
+export interface ResolvedImageOptions {
+  compression: Compression;
+  level?: number;
+  force: boolean;
+  types: 'oci' | 'docker';
+  annotations: AnnotationSpec[];
+}
+
+export function resolveImageOptions(o: ImageExportOptions): ResolvedImageOptions {
+  return {
+    compression: o.compression ?? 'gzip',
+    ...(o.level !== undefined && o.compression !== 'none' ? { level: o.level } : {}),
+    force: o.force ?? false,
+    types: o.ociTypes === false ? 'docker' : 'oci',
+    annotations: o.annotations ?? [],
+  };
+}
+
+/** The key under which two outputs can share an assembled image (same layers, same documents). */
+export function layersKey(o: ResolvedImageOptions): string {
+  return `${o.compression}/${o.level ?? ''}/${o.force}`;
+}
+
+export class ImageOutputError extends Error {}
+
+/**
+ * BuildKit's checks of an image output, made before the build runs so a bad combination fails at
+ * once (BuildKit makes them at export; the messages are its own).
+ */
+export function checkImageOutput(o: ImageExportOptions, ctx: { attest: boolean; platform: Platform }): void {
+  const types = o.ociTypes === false ? 'docker' : 'oci';
+  const annotations = o.annotations ?? [];
+  const unknown = unknownAnnotationPlatforms(annotations, [ctx.platform]);
+  if (unknown.length) throw new ImageOutputError(`invalid annotation: no platform ${unknown[0]} found in source`);
+  if (types === 'docker' && annotations.some((a) => a.type !== 'manifest')) throw new ImageOutputError('cannot export annotations with "oci-mediatypes=false"');
+  if (types === 'docker' && ctx.attest) throw new ImageOutputError('cannot export attestations with "oci-mediatypes=false"');
+  // A single-platform image without attestations is a manifest alone: there is no index to annotate.
+  if (!ctx.attest && annotations.some((a) => a.type === 'index' || a.type === 'index-descriptor')) {
+    throw new ImageOutputError('index annotations not supported for single platform export');
+  }
+}
+
+export function annotationsFor(o: ResolvedImageOptions, platform: Platform): PlacedAnnotations {
+  return placeAnnotations(o.annotations, platform);
+}
+
+/**
+ * force-compression: base image layers exist in the compression they were pulled in; BuildKit
+ * exports them as they are unless forced, and then converts the ones whose compression differs
+ * (a gzip layer stays as it is under compression=gzip, whatever the level). The diff ID is the
+ * same: only the compression changes. One conversion per blob and target in this process.
+ */
+export class Recompressor {
+  private readonly done = new Map<string, Promise<Descriptor>>();
+
+  constructor(
+    private readonly store: ContentStore,
+    private readonly tmp: string,
+  ) {}
+
+  convert(layer: Descriptor, to: Compression, level?: number): Promise<Descriptor> {
+    const from = layerCompression(layer.mediaType);
+    if (from === undefined) throw new Error(`cannot recompress layer ${layer.digest}: unknown media type ${layer.mediaType}`);
+    if (from === to) return Promise.resolve(layer);
+    const key = `${layer.digest}/${to}/${level ?? ''}`;
+    let p = this.done.get(key);
+    if (!p) {
+      p = this.doConvert(layer, from, to, level);
+      this.done.set(key, p);
+      p.catch(() => this.done.delete(key));
+    }
+    return p;
+  }
+
+  private async doConvert(layer: Descriptor, from: Compression, to: Compression, level?: number): Promise<Descriptor> {
+    await fsp.mkdir(this.tmp, { recursive: true });
+    const plain = path.join(this.tmp, uniqueKey('recompress-tar'));
+    const packed = path.join(this.tmp, uniqueKey('recompress-blob'));
+    try {
+      await pipeline([await this.store.readStream(layer.digest), ...(await decompressStages(from)), createWriteStream(plain)]);
+      const file = to === 'none' ? plain : packed;
+      const expected = to === 'none' ? undefined : await compressBlob(plain, packed, to, level);
+      return await this.store.ingest(expected ? { digest: parseDigest(expected.digest), size: expected.size } : undefined, createReadStream(file), layerMediaType(to));
+    } catch (err) {
+      (err as Error).message = `force-compression: converting base layer ${layer.digest} to ${to}: ${(err as Error).message}`;
+      throw err;
+    } finally {
+      await fsp.rm(plain, { force: true });
+      await fsp.rm(packed, { force: true });
+    }
+  }
+}
