@@ -31,10 +31,25 @@ export interface ResolvedImageOptions {
   annotations: AnnotationSpec[];
 }
 
+/**
+ * The zstd level kiln compresses with for compression-level N. BuildKit hands N to klauspost/compress,
+ * whose EncoderLevelFromZstd knows four speeds (below 3: fastest, below 6: default, below 10:
+ * better, else best), roughly zstd's levels 1, 3, 7 and 11; kiln uses the same four steps. The last
+ * is 9, not 11: zstd-codec's WebAssembly heap cannot hold the tables of levels 10 and above.
+ */
+export function effectiveZstdLevel(level: number): number {
+  if (level < 3) return 1;
+  if (level < 6) return 3;
+  if (level < 10) return 7;
+  return 9;
+}
+
 export function resolveImageOptions(o: ImageExportOptions): ResolvedImageOptions {
+  const compression = o.compression ?? 'gzip';
+  const level = o.level === undefined || compression === 'none' ? undefined : compression === 'zstd' ? effectiveZstdLevel(o.level) : o.level;
   return {
-    compression: o.compression ?? 'gzip',
-    ...(o.level !== undefined && o.compression !== 'none' ? { level: o.level } : {}),
+    compression,
+    ...(level !== undefined ? { level } : {}),
     force: o.force ?? false,
     types: o.ociTypes === false ? 'docker' : 'oci',
     annotations: o.annotations ?? [],
