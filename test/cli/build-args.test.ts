@@ -111,7 +111,7 @@ describe('parseBuildArgs: outputs', () => {
     ['-t with another output does not store', ['-t', 'x', '-o', 'out'], [{ type: 'local', dest: 'out' }]],
     ['several outputs, in order', ['-o', 'a', '-o', 'type=tar,dest=b.tar'], [{ type: 'local', dest: 'a' }, { type: 'tar', dest: 'b.tar' }]],
     ['type=cacheonly', ['-t', 'x', '-o', 'type=cacheonly'], []],
-    ['ignored BuildKit attributes', ['-o', 'type=oci,dest=o.tar,oci-mediatypes=true,compression-level=3'], [{ type: 'oci', names: [], dest: 'o.tar' }]],
+    ['ignored BuildKit attributes', ['-o', 'type=oci,dest=o.tar,buildinfo=false,store=true'], [{ type: 'oci', names: [], dest: 'o.tar' }]],
     ['keys are case-insensitive', ['-o', 'TYPE=local,DEST=out'], [{ type: 'local', dest: 'out' }]],
   ];
   it.each(cases)('%s', (_name, argv, want) => {
