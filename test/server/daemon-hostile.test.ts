@@ -305,6 +305,11 @@ describe('malformed requests', () => {
       ['namedContexts', { x: { type: 'oci-layout', layout: { type: 'dir', path: '/var/lib' }, tag: 'latest' } }],
       ['namedContexts', { x: { type: 'url', url: 'file:///etc/shadow' } }],
       ['namedContexts', { x: { type: 'synced', id: 1 } }],
+      ['outputs', [{ type: 'image', names: [], push: false, compressionLevel: 'max' }]],
+      ['outputs', [{ type: 'image', names: [], push: false, ociMediaTypes: 'no' }]],
+      ['outputs', [{ type: 'image', names: [], push: false, annotations: [{ type: 'layer', key: 'k', value: 'v' }] }]],
+      ['attest', { provenance: { mode: 'everything', version: 'v1' } }],
+      ['attest', 'provenance'],
     ];
     /** The generators of request i: its own PRNG, so a seed reproduces every request whatever the interleaving. */
     const makeGen = (rnd: () => number) => {
