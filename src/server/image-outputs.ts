@@ -2,19 +2,17 @@
 // build runs (a bad combination fails at once, with BuildKit's message), and the provenance
 // request with the parts of the build request it records.
 
-import { hostPlatform } from '../oci/index.js';
 import type { ExportAttestations, ExportOutput } from '../solver/export.js';
 import { checkImageOutput, ImageOutputError } from '../solver/image-output.js';
 import { BuildFailure, type BuildRequest } from './api.js';
 
 /** Throws BuildFailure when an image output's options cannot be exported as asked. */
 export function checkImageOutputs(req: BuildRequest, outputs: readonly ExportOutput[]): void {
-  const platform = req.platform ?? hostPlatform();
   const attest = req.attest?.provenance !== undefined;
   for (const o of outputs) {
     if (o.type !== 'image' && o.type !== 'docker' && o.type !== 'oci') continue;
     try {
-      checkImageOutput(o, { attest, platform });
+      checkImageOutput(o, { attest });
     } catch (err) {
       if (err instanceof ImageOutputError) throw new BuildFailure({ message: `${o.type} output: ${err.message}` });
       throw err;

@@ -67,11 +67,9 @@ export class ImageOutputError extends Error {}
  * BuildKit's checks of an image output, made before the build runs so a bad combination fails at
  * once (BuildKit makes them at export; the messages are its own).
  */
-export function checkImageOutput(o: ImageExportOptions, ctx: { attest: boolean; platform: Platform }): void {
+export function checkImageOutput(o: ImageExportOptions, ctx: { attest: boolean }): void {
   const types = o.ociTypes === false ? 'docker' : 'oci';
   const annotations = o.annotations ?? [];
-  const unknown = unknownAnnotationPlatforms(annotations, [ctx.platform]);
-  if (unknown.length) throw new ImageOutputError(`invalid annotation: no platform ${unknown[0]} found in source`);
   if (types === 'docker' && annotations.some((a) => a.type !== 'manifest')) throw new ImageOutputError('cannot export annotations with "oci-mediatypes=false"');
   if (types === 'docker' && ctx.attest) throw new ImageOutputError('cannot export attestations with "oci-mediatypes=false"');
   // A single-platform image without attestations is a manifest alone: there is no index to annotate.
@@ -80,7 +78,14 @@ export function checkImageOutput(o: ImageExportOptions, ctx: { attest: boolean; 
   }
 }
 
+/**
+ * The annotations of each place for an image of `platform`. A platform-specific annotation for a
+ * platform the build did not produce is refused (BuildKit: "no platform ... found in source"); this
+ * is known only once the image is assembled (FROM --platform can make it other than the request's).
+ */
 export function annotationsFor(o: ResolvedImageOptions, platform: Platform): PlacedAnnotations {
+  const unknown = unknownAnnotationPlatforms(o.annotations, [platform]);
+  if (unknown.length) throw new ImageOutputError(`invalid annotation: no platform ${unknown[0]} found in source`);
   return placeAnnotations(o.annotations, platform);
 }
 

@@ -429,7 +429,7 @@ describe('annotations and provenance', () => {
     await docker(['rmi', name]);
   });
 
-  it('refuses what BuildKit refuses, before building: index annotations without an index, a platform not built, Docker types with annotations or attestations', async () => {
+  it('refuses what BuildKit refuses, writing nothing: index annotations without an index, a platform not built, Docker types with annotations or attestations', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo hi\n' }));
     const srv = server(root);
