@@ -93,7 +93,8 @@ Options:
                              plus, for image, docker and oci: compression=gzip|zstd|uncompressed,
                              compression-level=N (gzip 0-9, zstd 0-22), force-compression=true
                              (recompress base layers too), oci-mediatypes=false (Docker schema 2
-                             media types), annotation[-TYPE][[PLATFORM]].KEY=VALUE (TYPE: manifest,
+                             media types), oci-artifact=false (BuildKit's older attestation
+                             manifests), annotation[-TYPE][[PLATFORM]].KEY=VALUE (TYPE: manifest,
                              index, manifest-descriptor, index-descriptor);
                              "-o DIR" is type=local,dest=DIR and "-o -" a tarball on stdout
       --annotation [TYPE[,TYPE][[PLATFORM]]:]KEY=VALUE  Add an annotation to every image output

@@ -117,6 +117,7 @@ export function parseOutput(value: string): ParsedOutput {
   const levelValue = take('compression-level');
   const forceValue = take('force-compression');
   const ociValue = take('oci-mediatypes');
+  const artifactValue = take('oci-artifact');
   const isImageType = type === 'image' || type === 'registry' || type === 'docker' || type === 'oci';
   const annotations: AnnotationSpec[] = [];
   for (const [k, v] of [...attrs]) {
@@ -165,9 +166,20 @@ export function parseOutput(value: string): ParsedOutput {
     if (oci === undefined) throw outputError(value, `non-bool value ${JSON.stringify(ociValue)} specified for oci-mediatypes`);
     options.ociMediaTypes = oci;
   }
-  if ((levelValue !== undefined || forceValue !== undefined || ociValue !== undefined) && !isImageType) {
-    throw outputError(value, `${levelValue !== undefined ? 'compression-level' : forceValue !== undefined ? 'force-compression' : 'oci-mediatypes'} does not apply to type=${type}`);
+  if (artifactValue !== undefined) {
+    const artifact = parseBool(artifactValue);
+    if (artifact === undefined) throw outputError(value, `non-bool value ${JSON.stringify(artifactValue)} specified for oci-artifact`);
+    // BuildKit's opts.Validate.
+    if (artifact && options.ociMediaTypes === false) throw outputError(value, 'exporter option "oci-artifact=true" conflicts with "oci-mediatypes=false"');
+    options.ociArtifact = artifact;
   }
+  const imageOnly = [
+    ['compression-level', levelValue],
+    ['force-compression', forceValue],
+    ['oci-mediatypes', ociValue],
+    ['oci-artifact', artifactValue],
+  ].find(([, v]) => v !== undefined);
+  if (imageOnly && !isImageType) throw outputError(value, `${imageOnly[0]} does not apply to type=${type}`);
   if (annotations.length) options.annotations = annotations;
   // BuildKit: Docker's media types cannot carry index or descriptor annotations.
   if (options.ociMediaTypes === false && annotations.some((a) => a.type !== 'manifest')) {

@@ -102,6 +102,8 @@ export interface ImageOutputOptions {
   forceCompression?: boolean;
   /** OCI media types (default) or Docker schema 2 ones (oci-mediatypes=false). */
   ociMediaTypes?: boolean;
+  /** Attestation manifests as OCI artifacts (default) or in BuildKit's older image form (oci-artifact=false). */
+  ociArtifact?: boolean;
   annotations?: AnnotationSpec[];
 }
 

@@ -52,7 +52,7 @@ export function imageOptionsProblem(r: Record<string, unknown>): string | undefi
     if (o.compressionLevel !== undefined && (typeof o.compressionLevel !== 'number' || !Number.isInteger(o.compressionLevel) || o.compressionLevel < 0 || o.compressionLevel > 22)) {
       return 'an output\'s "compressionLevel" must be an integer from 0 to 22';
     }
-    for (const k of ['forceCompression', 'ociMediaTypes']) if (o[k] !== undefined && typeof o[k] !== 'boolean') return `an output's "${k}" must be true or false`;
+    for (const k of ['forceCompression', 'ociMediaTypes', 'ociArtifact']) if (o[k] !== undefined && typeof o[k] !== 'boolean') return `an output's "${k}" must be true or false`;
     if (o.annotations !== undefined) {
       const ok =
         Array.isArray(o.annotations) &&

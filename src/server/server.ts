@@ -380,6 +380,7 @@ function imageOptions(o: ImageOutputOptions): ImageExportOptions {
     ...(o.compressionLevel !== undefined ? { level: o.compressionLevel } : {}),
     ...(o.forceCompression !== undefined ? { force: o.forceCompression } : {}),
     ...(o.ociMediaTypes !== undefined ? { ociTypes: o.ociMediaTypes } : {}),
+    ...(o.ociArtifact !== undefined ? { ociArtifact: o.ociArtifact } : {}),
     ...(o.annotations?.length ? { annotations: o.annotations } : {}),
   };
 }

@@ -224,6 +224,7 @@ export async function exportResult(
       manifestDescriptor: placed.manifestDescriptor,
       index: placed.index,
       indexDescriptor: placed.indexDescriptor,
+      ociArtifact: o.ociArtifact,
     });
     return { root: indexed.index, blobs: indexed.blobs };
   };

@@ -20,6 +20,8 @@ export interface ImageExportOptions {
   force?: boolean;
   /** undefined: the default (OCI). */
   ociTypes?: boolean;
+  /** undefined: the default (OCI artifact attestation manifests). */
+  ociArtifact?: boolean;
   annotations?: AnnotationSpec[];
 }
 
@@ -28,6 +30,7 @@ export interface ResolvedImageOptions {
   level?: number;
   force: boolean;
   types: 'oci' | 'docker';
+  ociArtifact: boolean;
   annotations: AnnotationSpec[];
 }
 
@@ -52,6 +55,7 @@ export function resolveImageOptions(o: ImageExportOptions): ResolvedImageOptions
     ...(level !== undefined ? { level } : {}),
     force: o.force ?? false,
     types: o.ociTypes === false ? 'docker' : 'oci',
+    ociArtifact: o.ociArtifact ?? true,
     annotations: o.annotations ?? [],
   };
 }

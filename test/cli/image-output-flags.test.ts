@@ -17,6 +17,7 @@ describe('image output attributes', () => {
     ['force-compression', ['-o', 'type=registry,name=r/x,compression=zstd,force-compression=true'], [{ type: 'image', names: ['docker.io/r/x:latest'], push: true, compression: 'zstd', forceCompression: true }]],
     ['bare force-compression= is true', ['-o', 'type=oci,dest=o.tar,force-compression='], [{ type: 'oci', names: [], dest: 'o.tar', forceCompression: true }]],
     ['oci-mediatypes=false', ['-o', 'type=docker,dest=d.tar,oci-mediatypes=false'], [{ type: 'docker', names: [], dest: 'd.tar', load: false, ociMediaTypes: false }]],
+    ['oci-artifact=false', ['-o', 'type=oci,dest=o.tar,oci-artifact=false'], [{ type: 'oci', names: [], dest: 'o.tar', ociArtifact: false }]],
     ['oci-mediatypes=1 (Go ParseBool)', ['-o', 'type=oci,dest=o.tar,oci-mediatypes=1'], [{ type: 'oci', names: [], dest: 'o.tar', ociMediaTypes: true }]],
     [
       'annotation keys of every type',
@@ -71,6 +72,8 @@ describe('image output attributes', () => {
     ['negative level', ['-o', 'type=oci,dest=o,compression-level=-1'], /compression-level -1 is out of range for gzip/],
     ['force-compression not a bool', ['-o', 'type=oci,dest=o,force-compression=yes'], /non-bool value "yes" specified for force-compression/],
     ['oci-mediatypes not a bool', ['-o', 'type=oci,dest=o,oci-mediatypes=maybe'], /non-bool value "maybe" specified for oci-mediatypes/],
+    ['oci-artifact with docker types', ['-o', 'type=oci,dest=o,oci-mediatypes=false,oci-artifact=true'], /exporter option "oci-artifact=true" conflicts with "oci-mediatypes=false"/],
+    ['oci-artifact on local', ['-o', 'type=local,dest=o,oci-artifact=true'], /oci-artifact does not apply to type=local/],
     ['level on local', ['-o', 'type=local,dest=o,compression-level=1'], /compression-level does not apply to type=local/],
     ['oci-mediatypes on tar', ['-o', 'type=tar,dest=o,oci-mediatypes=true'], /oci-mediatypes does not apply to type=tar/],
     ['annotation on local', ['-o', 'type=local,dest=o,annotation.a=b'], /annotations do not apply to type=local/],

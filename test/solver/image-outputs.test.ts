@@ -315,10 +315,11 @@ describe('annotations and provenance', () => {
     await docker(['rmi', ref]);
   });
 
-  it('mode=min leaves out build args and secrets; version=v0.2 gives the SLSA v0.2 shape; without --provenance there is no index', async () => {
+  it('mode=min leaves out build args and secrets; version=v0.2 gives the SLSA v0.2 shape; oci-artifact=false the older manifest; without --provenance there is no index', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(makeContext({ Dockerfile: dockerfile() }));
     const min = tmpFile('min.tar');
+    const legacy = tmpFile('legacy.tar');
     const v02 = tmpFile('v02.tar');
     const none = tmpFile('none.tar');
     const srv = server(root);
@@ -326,6 +327,7 @@ describe('annotations and provenance', () => {
       await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:min'], dest: min }], { mode: 'min' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
       await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:v02'], dest: v02 }], { mode: 'max', version: 'v0.2' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
       await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:none'], dest: none }]), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
+      await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:legacy'], dest: legacy, ociArtifact: false }], { mode: 'min' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
     } finally {
       await srv.close();
     }
@@ -349,6 +351,16 @@ describe('annotations and provenance', () => {
     expect(v.predicate.invocation.parameters.secrets).toEqual([{ id: 'tok' }]);
     expect(v.predicate.materials.map((x: { uri: string }) => x.uri)).toContain('pkg:docker/busybox@latest?platform=linux%2Famd64');
     expect(typeof v.predicate.metadata.buildStartedOn).toBe('string');
+
+    // oci-artifact=false: BuildKit's older attestation manifest, an image config for unknown/unknown.
+    const l = await layout(legacy);
+    const lidx = l.json(l.index.manifests![0]!.digest);
+    const latt = l.json(lidx.manifests![1]!.digest);
+    expect(latt.artifactType).toBeUndefined();
+    expect(latt.subject).toBeUndefined();
+    expect(latt.config!.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(JSON.parse(l.blob(latt.config!.digest).toString('utf8'))).toEqual({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [latt.layers![0]!.digest] } });
+    expect(lidx.manifests![1]!.annotations!['vnd.docker.reference.type']).toBe('attestation-manifest');
 
     const n = await layout(none);
     expect(n.index.manifests![0]!.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');

@@ -88,6 +88,12 @@ export interface AttestedIndexOptions {
   index?: Record<string, string>;
   /** index-descriptor annotations: on the descriptor that points at the index. */
   indexDescriptor?: Record<string, string>;
+  /**
+   * false: the older attestation manifest BuildKit wrote before compatibility version 30
+   * (`oci-artifact=false`): an image config for platform unknown/unknown whose diff_ids are the
+   * statements' digests, and no artifactType or subject.
+   */
+  ociArtifact?: boolean;
 }
 
 export interface AttestedIndex {
@@ -104,16 +110,26 @@ export async function storeAttestedIndex(store: ContentStore, opts: AttestedInde
     const d = await store.ingest(undefined, JSON.stringify(st), IN_TOTO_MEDIA_TYPE);
     layers.push(descriptor(d, { [PREDICATE_TYPE_ANNOTATION]: st.predicateType }));
   }
-  const empty = await store.ingest(undefined, EMPTY_JSON, MediaType.ociEmpty);
-  const config = { mediaType: MediaType.ociEmpty, digest: empty.digest, size: empty.size, data: Buffer.from(EMPTY_JSON).toString('base64') };
-  const attestation: Manifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    artifactType: ATTESTATION_ARTIFACT_TYPE,
-    config: config as Descriptor,
-    layers,
-    subject: { mediaType: opts.image.mediaType, digest: opts.image.digest, size: opts.image.size },
-  };
+  let attestation: Manifest;
+  let configBlob: Descriptor;
+  if (opts.ociArtifact === false) {
+    const cfg = { architecture: UNKNOWN_PLATFORM.architecture, os: UNKNOWN_PLATFORM.os, config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } };
+    const c = await store.ingest(undefined, JSON.stringify(cfg), MediaType.ociConfig);
+    configBlob = { mediaType: MediaType.ociConfig, digest: c.digest, size: c.size };
+    attestation = { schemaVersion: 2, mediaType: MediaType.ociManifest, config: configBlob, layers };
+  } else {
+    const empty = await store.ingest(undefined, EMPTY_JSON, MediaType.ociEmpty);
+    configBlob = { mediaType: MediaType.ociEmpty, digest: empty.digest, size: empty.size };
+    const config = { ...configBlob, data: Buffer.from(EMPTY_JSON).toString('base64') };
+    attestation = {
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      artifactType: ATTESTATION_ARTIFACT_TYPE,
+      config: config as Descriptor,
+      layers,
+      subject: { mediaType: opts.image.mediaType, digest: opts.image.digest, size: opts.image.size },
+    };
+  }
   const attDesc = await store.ingest(undefined, JSON.stringify(attestation), MediaType.ociManifest);
   const index: Index = {
     schemaVersion: 2,
@@ -128,6 +144,6 @@ export async function storeAttestedIndex(store: ContentStore, opts: AttestedInde
   const idx = await store.ingest(undefined, JSON.stringify(index), MediaType.ociIndex);
   return {
     index: descriptor(idx, opts.indexDescriptor),
-    blobs: [...layers, { mediaType: MediaType.ociEmpty, digest: empty.digest, size: empty.size }, attDesc, idx],
+    blobs: [...layers, configBlob, attDesc, idx],
   };
 }
