@@ -53,7 +53,8 @@ export function parseAnnotationAttr(key: string, value: string): AnnotationSpec 
   const m = ATTR_KEY.exec(key);
   if (!m) {
     // "annotation" followed by something that is not the syntax: say so rather than "unknown attribute".
-    if (/^annotation(?:-|\[|\.|$)/.test(key)) throw new AnnotationError(`invalid annotation key ${JSON.stringify(key)} (want annotation[-TYPE][[PLATFORM]].KEY)`);
+    if (/^annotation(?:-|\[|\.|$)/.test(key))
+      throw new AnnotationError(`invalid annotation key ${JSON.stringify(key)} (want annotation[-TYPE][[PLATFORM]].KEY)`);
     return undefined;
   }
   const type = annotationType(m[1]);

@@ -48,11 +48,16 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 export function imageOptionsProblem(r: Record<string, unknown>): string | undefined {
   for (const o of Array.isArray(r.outputs) ? r.outputs : []) {
     if (!isObj(o)) continue;
-    if (o.compression !== undefined && !['gzip', 'zstd', 'uncompressed'].includes(o.compression as string)) return 'an output\'s "compression" must be gzip, zstd or uncompressed';
-    if (o.compressionLevel !== undefined && (typeof o.compressionLevel !== 'number' || !Number.isInteger(o.compressionLevel) || o.compressionLevel < 0 || o.compressionLevel > 22)) {
+    if (o.compression !== undefined && !['gzip', 'zstd', 'uncompressed'].includes(o.compression as string))
+      return 'an output\'s "compression" must be gzip, zstd or uncompressed';
+    if (
+      o.compressionLevel !== undefined &&
+      (typeof o.compressionLevel !== 'number' || !Number.isInteger(o.compressionLevel) || o.compressionLevel < 0 || o.compressionLevel > 22)
+    ) {
       return 'an output\'s "compressionLevel" must be an integer from 0 to 22';
     }
-    for (const k of ['forceCompression', 'ociMediaTypes', 'ociArtifact']) if (o[k] !== undefined && typeof o[k] !== 'boolean') return `an output's "${k}" must be true or false`;
+    for (const k of ['forceCompression', 'ociMediaTypes', 'ociArtifact'])
+      if (o[k] !== undefined && typeof o[k] !== 'boolean') return `an output's "${k}" must be true or false`;
     if (o.annotations !== undefined) {
       const ok =
         Array.isArray(o.annotations) &&
@@ -71,7 +76,8 @@ export function imageOptionsProblem(r: Record<string, unknown>): string | undefi
     if (!isObj(r.attest)) return '"attest" must be an object';
     const p = r.attest.provenance;
     if (p !== undefined) {
-      if (!isObj(p) || !['min', 'max'].includes(p.mode as string) || !['v1', 'v0.2'].includes(p.version as string)) return '"attest.provenance" must have "mode" min or max and "version" v1 or v0.2';
+      if (!isObj(p) || !['min', 'max'].includes(p.mode as string) || !['v1', 'v0.2'].includes(p.version as string))
+        return '"attest.provenance" must have "mode" min or max and "version" v1 or v0.2';
       if (p.builderId !== undefined && typeof p.builderId !== 'string') return '"attest.provenance.builderId" must be a string';
       if (p.reproducible !== undefined && typeof p.reproducible !== 'boolean') return '"attest.provenance.reproducible" must be true or false';
     }

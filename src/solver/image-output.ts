@@ -129,7 +129,11 @@ export class Recompressor {
       await pipeline([await this.store.readStream(layer.digest), ...(await decompressStages(from)), createWriteStream(plain)]);
       const file = to === 'none' ? plain : packed;
       const expected = to === 'none' ? undefined : await compressBlob(plain, packed, to, level);
-      return await this.store.ingest(expected ? { digest: parseDigest(expected.digest), size: expected.size } : undefined, createReadStream(file), layerMediaType(to));
+      return await this.store.ingest(
+        expected ? { digest: parseDigest(expected.digest), size: expected.size } : undefined,
+        createReadStream(file),
+        layerMediaType(to),
+      );
     } catch (err) {
       (err as Error).message = `force-compression: converting base layer ${layer.digest} to ${to}: ${(err as Error).message}`;
       throw err;

@@ -109,7 +109,7 @@ function materials(build: ProvenanceBuild): Material[] {
   const seen = new Set<string>();
   const add = (m: Material) => {
     const key = `${m.uri} ${JSON.stringify(m.digest ?? {})}`;
-    if (!seen.has(key)) (seen.add(key), out.push(m));
+    if (!seen.has(key)) seen.add(key), out.push(m);
   };
   const images = [...build.images].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const img of images) {
@@ -160,7 +160,11 @@ function buildConfig(graph: BuildGraph) {
 }
 
 /** The predicate type and predicate of a build's provenance. */
-export function provenancePredicate(build: ProvenanceBuild, info: ProvenanceRequestInfo, opts: ProvenanceOptions): { predicateType: string; predicate: Record<string, unknown> } {
+export function provenancePredicate(
+  build: ProvenanceBuild,
+  info: ProvenanceRequestInfo,
+  opts: ProvenanceOptions,
+): { predicateType: string; predicate: Record<string, unknown> } {
   let args = requestArgs(info);
   let requestComplete = true;
   const request: Record<string, unknown> = { frontend: 'dockerfile.v0' };
@@ -242,7 +246,12 @@ export function provenancePredicate(build: ProvenanceBuild, info: ProvenanceRequ
 }
 
 /** The in-toto statement for one image: its names (as package URLs for `platform`) and manifest digest. */
-export function provenanceStatement(p: { predicateType: string; predicate: unknown }, names: readonly string[], manifestDigest: string, platform: Platform): InTotoStatement {
+export function provenanceStatement(
+  p: { predicateType: string; predicate: unknown },
+  names: readonly string[],
+  manifestDigest: string,
+  platform: Platform,
+): InTotoStatement {
   const digest = digestSet(manifestDigest)!;
   const subject: InTotoSubject[] = names.map((n) => ({ name: imagePurl(n, platform), digest }));
   return { _type: IN_TOTO_STATEMENT_V1, predicateType: p.predicateType, subject, predicate: p.predicate };

@@ -1,13 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { AnnotationError, parseAnnotationAttr, parseAnnotationFlag, placeAnnotations, unknownAnnotationPlatforms, type AnnotationSpec } from '../../src/image/annotations.js';
+import {
+  AnnotationError,
+  parseAnnotationAttr,
+  parseAnnotationFlag,
+  placeAnnotations,
+  unknownAnnotationPlatforms,
+  type AnnotationSpec,
+} from '../../src/image/annotations.js';
 
 describe('annotation keys (exporter attributes)', () => {
   it('reads BuildKit key syntax and leaves other keys alone', () => {
     expect(parseAnnotationAttr('compression', 'gzip')).toBeUndefined();
     expect(parseAnnotationAttr('annotationfoo', 'x')).toBeUndefined();
-    expect(parseAnnotationAttr('annotation.org.opencontainers.image.title', 'T')).toEqual({ type: 'manifest', key: 'org.opencontainers.image.title', value: 'T' });
+    expect(parseAnnotationAttr('annotation.org.opencontainers.image.title', 'T')).toEqual({
+      type: 'manifest',
+      key: 'org.opencontainers.image.title',
+      value: 'T',
+    });
     expect(parseAnnotationAttr('annotation-index-descriptor.k', '')).toEqual({ type: 'index-descriptor', key: 'k', value: '' });
-    expect(parseAnnotationAttr('annotation-manifest-descriptor[linux/x86_64].k', 'v')).toEqual({ type: 'manifest-descriptor', platform: 'linux/amd64', key: 'k', value: 'v' });
+    expect(parseAnnotationAttr('annotation-manifest-descriptor[linux/x86_64].k', 'v')).toEqual({
+      type: 'manifest-descriptor',
+      platform: 'linux/amd64',
+      key: 'k',
+      value: 'v',
+    });
   });
   it('refuses malformed annotation keys', () => {
     expect(() => parseAnnotationAttr('annotation-blob.k', 'v')).toThrow(AnnotationError);
@@ -52,6 +68,11 @@ describe('placing annotations', () => {
   });
   it('names the platforms a build does not produce', () => {
     expect(unknownAnnotationPlatforms(specs, [{ os: 'linux', architecture: 'amd64' }])).toEqual(['linux/arm64']);
-    expect(unknownAnnotationPlatforms(specs, [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }])).toEqual([]);
+    expect(
+      unknownAnnotationPlatforms(specs, [
+        { os: 'linux', architecture: 'amd64' },
+        { os: 'linux', architecture: 'arm64' },
+      ]),
+    ).toEqual([]);
   });
 });

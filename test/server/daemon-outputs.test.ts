@@ -23,7 +23,7 @@ describe('kiln daemon: image output options and provenance', () => {
     expect(await d.stop()).toBe(0);
   });
 
-  it('zstd at a level, annotations and a max provenance come back in the client\'s archive, without the secret', async () => {
+  it("zstd at a level, annotations and a max provenance come back in the client's archive, without the secret", async () => {
     const c = makeContext({ Dockerfile: 'FROM busybox\nRUN --mount=type=secret,id=s cat /run/secrets/s | wc -c > /len\n' });
     const out = tempDir('kiln-out-');
     cleanup.push(c, out);
@@ -31,9 +31,20 @@ describe('kiln daemon: image output options and provenance', () => {
     fs.writeFileSync(secret, 'daemon-secret-5e2b\n');
     const archive = path.join(out, 'img.tar');
     const r = await kilnClient([
-      'build', '--addr', d.addr, '--progress', 'plain', '--secret', `id=s,src=${secret}`, '--provenance', 'mode=max',
-      '--annotation', 'index:org.opencontainers.image.vendor=kiln',
-      '-o', `type=oci,dest=${archive},name=daemon-outputs:1,compression=zstd,compression-level=9`, c,
+      'build',
+      '--addr',
+      d.addr,
+      '--progress',
+      'plain',
+      '--secret',
+      `id=s,src=${secret}`,
+      '--provenance',
+      'mode=max',
+      '--annotation',
+      'index:org.opencontainers.image.vendor=kiln',
+      '-o',
+      `type=oci,dest=${archive},name=daemon-outputs:1,compression=zstd,compression-level=9`,
+      c,
     ]);
     expect(r.stderr).not.toContain('ERROR');
     expect(r.code).toBe(0);

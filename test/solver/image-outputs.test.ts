@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, testEnv } from '../helpers/env.js';
 import { readOciArchive } from '../e2e/harness/image-archive.js';
 import { decompress, readTar } from '../e2e/harness/tar.js';
-import type { OutputSpec } from '../../src/server/api.js';
+import type { BuildResult, OutputSpec } from '../../src/server/api.js';
 import { build, kilnRoot, makeContext, server } from './helpers.js';
 
 const run = promisify(execFile);
@@ -87,7 +87,14 @@ describe('compression, compression-level and force-compression', () => {
   });
 
   it('gzip, zstd and uncompressed at several levels carry the same layer contents; levels change the blobs', async () => {
-    const files = { gz1: tmpFile('gz1.tar'), gz9: tmpFile('gz9.tar'), zs1: tmpFile('zs1.tar'), zs19: tmpFile('zs19.tar'), raw: tmpFile('raw.tar'), dflt: tmpFile('d.tar') };
+    const files = {
+      gz1: tmpFile('gz1.tar'),
+      gz9: tmpFile('gz9.tar'),
+      zs1: tmpFile('zs1.tar'),
+      zs19: tmpFile('zs19.tar'),
+      raw: tmpFile('raw.tar'),
+      dflt: tmpFile('d.tar'),
+    };
     const outputs: OutputSpec[] = [
       { type: 'oci', names: [], dest: files.gz1, compression: 'gzip', compressionLevel: 1 },
       { type: 'oci', names: [], dest: files.gz9, compression: 'gzip', compressionLevel: 9 },
@@ -251,9 +258,12 @@ describe('annotations and provenance', () => {
     const repo = `kiln-test/provenance-${unique}`;
     const ref = `${testEnv().registry}/${repo}:max`;
     const srv = server(root);
-    let result;
+    let result: BuildResult;
     try {
-      ({ result } = await build(srv, ctx, { ...request([{ type: 'image', names: [ref], push: true }], { mode: 'max' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } }));
+      ({ result } = await build(srv, ctx, {
+        ...request([{ type: 'image', names: [ref], push: true }], { mode: 'max' }),
+        dockerfile: { name: 'Dockerfile', text: dockerfile() },
+      }));
     } finally {
       await srv.close();
     }
@@ -286,7 +296,10 @@ describe('annotations and provenance', () => {
     expect(def.externalParameters.request.locals).toEqual([{ name: 'context' }, { name: 'dockerfile' }]);
     // busybox resolves through the test registry (the Docker Hub mirror); its digest is what the registry serves.
     const busybox = await skopeoRaw(testEnv().busybox);
-    expect(def.resolvedDependencies).toContainEqual({ uri: 'pkg:docker/busybox@latest?platform=linux%2Famd64', digest: { sha256: sha256(Buffer.from(busybox.raw)).slice(7) } });
+    expect(def.resolvedDependencies).toContainEqual({
+      uri: 'pkg:docker/busybox@latest?platform=linux%2Famd64',
+      digest: { sha256: sha256(Buffer.from(busybox.raw)).slice(7) },
+    });
     expect(def.resolvedDependencies).toContainEqual({ uri: `http://fetcher:xxxxx@127.0.0.1:${port}/file.txt` });
     expect(def.internalParameters.builderPlatform).toBe('linux/amd64');
     expect(def.internalParameters.buildConfig.llbDefinition.length).toBeGreaterThan(0);
@@ -324,10 +337,19 @@ describe('annotations and provenance', () => {
     const none = tmpFile('none.tar');
     const srv = server(root);
     try {
-      await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:min'], dest: min }], { mode: 'min' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
-      await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:v02'], dest: v02 }], { mode: 'max', version: 'v0.2' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
+      await build(srv, ctx, {
+        ...request([{ type: 'oci', names: ['app:min'], dest: min }], { mode: 'min' }),
+        dockerfile: { name: 'Dockerfile', text: dockerfile() },
+      });
+      await build(srv, ctx, {
+        ...request([{ type: 'oci', names: ['app:v02'], dest: v02 }], { mode: 'max', version: 'v0.2' }),
+        dockerfile: { name: 'Dockerfile', text: dockerfile() },
+      });
       await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:none'], dest: none }]), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
-      await build(srv, ctx, { ...request([{ type: 'oci', names: ['app:legacy'], dest: legacy, ociArtifact: false }], { mode: 'min' }), dockerfile: { name: 'Dockerfile', text: dockerfile() } });
+      await build(srv, ctx, {
+        ...request([{ type: 'oci', names: ['app:legacy'], dest: legacy, ociArtifact: false }], { mode: 'min' }),
+        dockerfile: { name: 'Dockerfile', text: dockerfile() },
+      });
     } finally {
       await srv.close();
     }
@@ -359,7 +381,12 @@ describe('annotations and provenance', () => {
     expect(latt.artifactType).toBeUndefined();
     expect(latt.subject).toBeUndefined();
     expect(latt.config!.mediaType).toBe('application/vnd.oci.image.config.v1+json');
-    expect(JSON.parse(l.blob(latt.config!.digest).toString('utf8'))).toEqual({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [latt.layers![0]!.digest] } });
+    expect(JSON.parse(l.blob(latt.config!.digest).toString('utf8'))).toEqual({
+      architecture: 'unknown',
+      os: 'unknown',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [latt.layers![0]!.digest] },
+    });
     expect(lidx.manifests![1]!.annotations!['vnd.docker.reference.type']).toBe('attestation-manifest');
 
     const n = await layout(none);
@@ -451,10 +478,26 @@ describe('annotations and provenance', () => {
         const r = build(srv, ctx, { outputs, ...(attest ? { attest: { provenance: { mode: 'min', version: 'v1' } } } : {}) });
         await expect(r).rejects.toThrow(message);
       };
-      await fails([{ type: 'oci', names: [], dest, annotations: [{ type: 'index', key: 'k', value: 'v' }] }], false, 'oci output: index annotations not supported for single platform export');
-      await fails([{ type: 'oci', names: [], dest, annotations: [{ type: 'manifest', platform: 'linux/arm64', key: 'k', value: 'v' }] }], false, 'invalid annotation: no platform linux/arm64 found in source');
-      await fails([{ type: 'image', names: [], push: false, ociMediaTypes: false, annotations: [{ type: 'manifest-descriptor', key: 'k', value: 'v' }] }], false, 'cannot export annotations with "oci-mediatypes=false"');
-      await fails([{ type: 'docker', names: [], dest, load: false, ociMediaTypes: false }], true, 'docker output: cannot export attestations with "oci-mediatypes=false"');
+      await fails(
+        [{ type: 'oci', names: [], dest, annotations: [{ type: 'index', key: 'k', value: 'v' }] }],
+        false,
+        'oci output: index annotations not supported for single platform export',
+      );
+      await fails(
+        [{ type: 'oci', names: [], dest, annotations: [{ type: 'manifest', platform: 'linux/arm64', key: 'k', value: 'v' }] }],
+        false,
+        'invalid annotation: no platform linux/arm64 found in source',
+      );
+      await fails(
+        [{ type: 'image', names: [], push: false, ociMediaTypes: false, annotations: [{ type: 'manifest-descriptor', key: 'k', value: 'v' }] }],
+        false,
+        'cannot export annotations with "oci-mediatypes=false"',
+      );
+      await fails(
+        [{ type: 'docker', names: [], dest, load: false, ociMediaTypes: false }],
+        true,
+        'docker output: cannot export attestations with "oci-mediatypes=false"',
+      );
     } finally {
       await srv.close();
     }

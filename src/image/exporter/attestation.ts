@@ -113,7 +113,12 @@ export async function storeAttestedIndex(store: ContentStore, opts: AttestedInde
   let attestation: Manifest;
   let configBlob: Descriptor;
   if (opts.ociArtifact === false) {
-    const cfg = { architecture: UNKNOWN_PLATFORM.architecture, os: UNKNOWN_PLATFORM.os, config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } };
+    const cfg = {
+      architecture: UNKNOWN_PLATFORM.architecture,
+      os: UNKNOWN_PLATFORM.os,
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+    };
     const c = await store.ingest(undefined, JSON.stringify(cfg), MediaType.ociConfig);
     configBlob = { mediaType: MediaType.ociConfig, digest: c.digest, size: c.size };
     attestation = { schemaVersion: 2, mediaType: MediaType.ociManifest, config: configBlob, layers };
