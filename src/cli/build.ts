@@ -101,7 +101,7 @@ Options:
                              (default TYPE: manifest; repeatable)
       --provenance true|false|mode=min|max[,version=v1|v0.2][,builder-id=ID]
                              = --attest type=provenance,...: attach a SLSA provenance attestation
-                             to image, oci and docker outputs (none by default)
+                             to image outputs (provenance.json in local and tar ones; none by default)
       --attest type=provenance[,mode=min|max][,disabled=true]  Add an attestation (repeatable)
       --load                 = --output type=docker (load into Docker)
       --push                 = --output type=image,push=true (push the -t names)

@@ -6,7 +6,7 @@ import { epochDate } from '../frontend/index.js';
 import { toImageConfig } from '../image/config.js';
 import { imageArchive, writeFileAtomic } from '../image/exporter/archive.js';
 import { loadIntoDocker } from '../image/exporter/docker-load.js';
-import { exportLocal, exportTar } from '../image/exporter/filesystem.js';
+import { addLocalFiles, exportLocal, exportTar, type ExtraFile } from '../image/exporter/filesystem.js';
 import { storeImage, type StoredImage } from '../image/exporter/manifest.js';
 import { familiarString, formatReference, parseReference } from '../image/reference.js';
 import type { RegistryClient } from '../image/registry/index.js';
@@ -21,7 +21,7 @@ import { INLINE_CACHE_KEY, type CacheConfig } from '../cache/cache-manifest.js';
 import { cacheMountLayers, cacheRecords, CREATED_LABEL } from './cache-io.js';
 import { storeAttestedIndex } from '../image/exporter/attestation.js';
 import { annotationsFor, layersKey, Recompressor, resolveImageOptions, type ImageExportOptions, type ResolvedImageOptions } from './image-output.js';
-import { provenancePredicate, provenanceStatement, type ProvenanceOptions, type ProvenanceRequestInfo } from './provenance.js';
+import { fileSubjects, provenancePredicate, provenanceStatement, statementFor, type ProvenanceOptions, type ProvenanceRequestInfo } from './provenance.js';
 
 export type ExportOutput =
   | ({ type: 'image'; names: string[]; push: boolean } & ImageExportOptions)
@@ -293,8 +293,18 @@ export async function exportResult(
           const snapshot = await result.target.snapshot();
           await withScope(async (scope) => {
             const rootfs = await mountView(scope, deps.snapshotter, deps.layout.tmp, snapshot);
-            if (out.type === 'local') await exportLocal(rootfs, out.dest, { epoch });
-            else await exportTar(rootfs, out.dest, { epoch });
+            // BuildKit's local and tar exporters write attestations as files beside the result
+            // (provenance.json), naming every regular file of it as a subject.
+            const extra: ExtraFile[] = [];
+            if (attest.provenance) {
+              const platform = platformOf(result.target.stage.config);
+              const statement = statementFor(await provenanceFor(platform), await fileSubjects(rootfs));
+              extra.push({ name: 'provenance.json', content: JSON.stringify(statement, null, 2) });
+            }
+            if (out.type === 'local') {
+              await exportLocal(rootfs, out.dest, { epoch });
+              await addLocalFiles(out.dest, extra, epoch);
+            } else await exportTar(rootfs, out.dest, { epoch }, extra);
           });
           break;
         }
@@ -308,8 +318,8 @@ export async function exportResult(
   return { configDigest: primary.config.digest, manifestDigest: (primaryRoot ?? primary.manifest).digest, names: allNames, pushed };
 }
 
-/** The platform an image config says it is for. */
-function platformOf(config: ImageConfig): Platform {
+/** The platform an image config (or a stage's config) says it is for. */
+function platformOf(config: Pick<ImageConfig, 'os' | 'architecture' | 'variant'>): Platform {
   return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
 }
 

@@ -21,7 +21,9 @@
 //                       (internalParameters.buildConfig: kiln's steps, not LLB ops).
 // Every URL that reaches the predicate has its credentials redacted ("user:xxxxx@").
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Platform } from '../oci/index.js';
 import { formatPlatform, hostPlatform } from '../oci/index.js';
@@ -253,6 +255,43 @@ export function provenanceStatement(
   platform: Platform,
 ): InTotoStatement {
   const digest = digestSet(manifestDigest)!;
-  const subject: InTotoSubject[] = names.map((n) => ({ name: imagePurl(n, platform), digest }));
+  return statementFor(
+    p,
+    names.map((n) => ({ name: imagePurl(n, platform), digest })),
+  );
+}
+
+export function statementFor(p: { predicateType: string; predicate: unknown }, subject: InTotoSubject[]): InTotoStatement {
   return { _type: IN_TOTO_STATEMENT_V1, predicateType: p.predicateType, subject, predicate: p.predicate };
+}
+
+/**
+ * The subjects of a filesystem output (type=local, type=tar), as BuildKit's local and tar exporters
+ * name them: every regular file, by its path relative to the root and its sha256, in lexical walk
+ * order. Links are never followed: only lstat'ed regular files are opened, with O_NOFOLLOW.
+ */
+export async function fileSubjects(root: string): Promise<InTotoSubject[]> {
+  const out: InTotoSubject[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await fsp.readdir(path.join(root, rel))).sort();
+    for (const name of names) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await fsp.lstat(path.join(root, r));
+      if (st.isDirectory()) await walk(r);
+      else if (st.isFile()) out.push({ name: r, digest: { sha256: await sha256File(path.join(root, r)) } });
+    }
+  };
+  await walk('');
+  return out;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of fh.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  } finally {
+    await fh.close();
+  }
 }

@@ -504,3 +504,49 @@ describe('annotations and provenance', () => {
     expect(fs.existsSync(dest)).toBe(false);
   });
 });
+
+describe('provenance on filesystem outputs', () => {
+  it('type=local and type=tar get provenance.json naming every regular file; an image symlink of that name is replaced, not followed', async () => {
+    const root = tracked(kilnRoot());
+    const hostFile = tmpFile('host-file.txt');
+    fs.writeFileSync(hostFile, 'host content\n');
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: `FROM busybox\nRUN mkdir -p /data && echo one > /data/a && echo two > /data/b && ln -s ${hostFile} /provenance.json && ln -s /data/a /link\n`,
+      }),
+    );
+    const dir = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-local-')));
+    const tarFile = tmpFile('fs.tar');
+    const srv = server(root);
+    try {
+      await build(srv, ctx, {
+        outputs: [
+          { type: 'local', dest: dir },
+          { type: 'tar', dest: tarFile },
+        ],
+        attest: { provenance: { mode: 'min', version: 'v1' } },
+      });
+    } finally {
+      await srv.close();
+    }
+    expect(fs.readFileSync(hostFile, 'utf8')).toBe('host content\n');
+    const file = path.join(dir, 'provenance.json');
+    expect(fs.lstatSync(file).isFile()).toBe(true);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const st = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(st.predicateType).toBe('https://slsa.dev/provenance/v1');
+    const names = st.subject.map((s: { name: string }) => s.name);
+    expect(names).toEqual([...names].sort());
+    expect(st.subject).toContainEqual({ name: 'data/a', digest: { sha256: sha256(Buffer.from('one\n')).slice(7) } });
+    expect(st.subject).toContainEqual({ name: 'data/b', digest: { sha256: sha256(Buffer.from('two\n')).slice(7) } });
+    expect(names).not.toContain('link');
+    expect(names).not.toContain('provenance.json');
+    expect(names).toContain('bin/busybox');
+
+    const entries = await readTar(tarFile, tarFile);
+    const prov = entries.filter((e) => e.header.name.replace(/^\.\//, '') === 'provenance.json');
+    expect(prov).toHaveLength(1);
+    expect(prov[0]!.header.type).toBe('file');
+    expect(JSON.parse(prov[0]!.body.toString('utf8')).subject).toEqual(st.subject);
+  });
+});

@@ -47,18 +47,50 @@ async function dateCopies(rootfs: string, dest: string, epoch: number): Promise<
   await walk('');
 }
 
-/** Writes the rootfs as one tarball at `dest` (through a temporary file). */
-export async function exportTar(rootfs: string, dest: string, opts: FilesystemExportOptions = {}): Promise<void> {
+/** A file an export adds at the top of the output (an attestation: provenance.json), mode 0600. */
+export interface ExtraFile {
+  name: string;
+  content: string;
+}
+
+/**
+ * Writes the extra files into `dest` after the rootfs was copied there. An entry of the same name
+ * (the image's own, possibly a symlink pointing out of dest) is replaced, never followed: the file
+ * is created with O_EXCL, which does not follow a link. With an epoch, they are dated at it.
+ */
+export async function addLocalFiles(dest: string, files: readonly ExtraFile[], epoch?: number): Promise<void> {
+  for (const f of files) {
+    const p = path.join(path.resolve(dest), f.name);
+    await fsp.rm(p, { recursive: true, force: true });
+    await fsp.writeFile(p, f.content, { mode: 0o600, flag: 'wx' });
+    if (epoch !== undefined) await fsp.lutimes(p, epoch, epoch);
+  }
+}
+
+/**
+ * Writes the rootfs as one tarball at `dest` (through a temporary file), plus `extra` files at its
+ * top, which replace the rootfs's entries of the same name.
+ */
+export async function exportTar(rootfs: string, dest: string, opts: FilesystemExportOptions = {}, extra: readonly ExtraFile[] = []): Promise<void> {
   const abs = path.resolve(dest);
   const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.kiln-tmp-${process.pid}`);
+  const extraDir = `${tmp}.extra`;
   // With an epoch: every mtime is it, and the pax headers GNU tar adds for xattrs carry neither
   // atime/ctime nor its process ID, so the tarball depends on the files alone.
   const dated = opts.epoch !== undefined ? [`--mtime=@${opts.epoch}`, '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime'] : [];
   try {
-    await run('tar', ['--create', '--file', tmp, '--directory', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', ...dated, '.']);
+    const exclude = extra.map((f) => `--exclude=./${f.name}`);
+    await run('tar', ['--create', '--file', tmp, '--directory', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', ...dated, ...exclude, '.']);
+    if (extra.length) {
+      await fsp.mkdir(extraDir, { mode: 0o700 });
+      for (const f of extra) await fsp.writeFile(path.join(extraDir, f.name), f.content, { mode: 0o600 });
+      await run('tar', ['--append', '--file', tmp, '--directory', extraDir, '--numeric-owner', '--owner=0', '--group=0', ...dated, ...extra.map((f) => `./${f.name}`)]);
+    }
     await fsp.rename(tmp, abs);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw err;
+  } finally {
+    await fsp.rm(extraDir, { recursive: true, force: true });
   }
 }
