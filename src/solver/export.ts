@@ -257,7 +257,8 @@ export async function exportResult(
           const o = resolveImageOptions(out);
           const img = await imageFor(o);
           const names = out.names.map(normalise);
-          const { root } = await rootFor(img, o, names);
+          // The attestation travels only with a push: kiln's store keeps the image manifest itself.
+          const { root } = out.push ? await rootFor(img, o, names) : { root: img.manifest };
           if (out === first) primaryRoot = root;
           allNames.push(...names);
           const size = img.layers.reduce((s, l) => s + l.size, 0);

@@ -269,7 +269,9 @@ describe('annotations and provenance', () => {
     }
     const index = await skopeoRaw(ref);
     expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
-    expect(result.image!.pushed[ref]).toBe(sha256(Buffer.from(index.raw)));
+    expect(result!.image!.pushed[ref]).toBe(sha256(Buffer.from(index.raw)));
+    // containerimage.digest is what was pushed: the index, as BuildKit reports it.
+    expect(result!.image!.manifestDigest).toBe(sha256(Buffer.from(index.raw)));
     expect(index.manifests).toHaveLength(2);
     const [image, att] = index.manifests!;
     expect(image!.platform).toEqual({ os: 'linux', architecture: 'amd64' });
@@ -443,6 +445,23 @@ describe('annotations and provenance', () => {
     expect(pushed.manifests![0]!.annotations).toEqual({ md: 'on the descriptor' });
     const img = await skopeoRaw(`${ref.slice(0, ref.lastIndexOf(':'))}@${pushed.manifests![0]!.digest}`);
     expect(img.annotations).toEqual({ general: 'g', 'org.opencontainers.image.title': 'kiln-amd64' });
+  });
+
+  it("kiln's own store keeps the image manifest of an attested build, and reports it", async () => {
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo stored > /msg\n' }));
+    const srv = server(root);
+    try {
+      const { result } = await build(srv, ctx, {
+        outputs: [{ type: 'image', names: ['stored:1'], push: false }],
+        attest: { provenance: { mode: 'max', version: 'v1' } },
+      });
+      const [rec] = await srv.listImages();
+      expect(rec!.manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+      expect(result.image!.manifestDigest).toBe(rec!.manifest.digest);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('docker output with provenance: the archive holds the attestation and docker load still takes it', async () => {
