@@ -209,7 +209,11 @@ export async function exportResult(
     (predicate ??= (async () => {
       const p = attest.provenance!;
       const images = await result.baseImages.resolvedImages();
-      return provenancePredicate({ graph: result.graph, images, started: result.started, finished: new Date(), platform }, p.request, p.options);
+      return provenancePredicate(
+        { graph: result.graph, images, started: result.started, finished: new Date(), platform, ...(result.gitCommits ? { gitCommits: result.gitCommits } : {}) },
+        p.request,
+        p.options,
+      );
     })());
   /** The descriptor an output points at: the image manifest, or an index with its attestations. */
   const rootFor = async (img: StoredImage & { platform: Platform }, o: ResolvedImageOptions, names: string[]): Promise<{ root: Descriptor; blobs: Descriptor[] }> => {

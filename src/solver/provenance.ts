@@ -13,7 +13,8 @@
 //                       secret's value. min mode drops build-arg:* and label:* (then the request is
 //                       marked incomplete), secrets and ssh.
 //   resolvedDependencies the base images (pkg:docker/NAME@TAG?platform=..., digest of what the
-//                       reference resolved to) and ADD URLs (digest when --checksum pinned one).
+//                       reference resolved to), ADD URLs (digest when --checksum pinned one) and
+//                       ADD git repositories (REMOTE#REF, the commit it resolved to).
 //                       The local context is not a resolvable dependency, so, as in BuildKit,
 //                       completeness.resolvedDependencies is false.
 //   metadata            invocation id, start and finish times, reproducible flag; in max mode the
@@ -28,6 +29,7 @@ import * as path from 'node:path';
 import type { Platform } from '../oci/index.js';
 import { formatPlatform, hostPlatform } from '../oci/index.js';
 import { redactCredentials } from '../frontend/urls.js';
+import { parseGitRef } from '../frontend/git-ref.js';
 import { imagePurl, type InTotoStatement, type InTotoSubject } from '../image/exporter/attestation.js';
 import type { BuildGraph, Step } from '../frontend/types.js';
 import type { BaseImage } from './base-images.js';
@@ -63,6 +65,8 @@ export interface ProvenanceBuild {
   finished: Date;
   /** The platform the image is for: base images are materials for this platform. */
   platform: Platform;
+  /** The commits the build's git URLs resolved to, by URL as written. */
+  gitCommits?: ReadonlyMap<string, string>;
 }
 
 interface Material {
@@ -122,7 +126,17 @@ function materials(build: ProvenanceBuild): Material[] {
   for (const { step } of allSteps(build.graph)) {
     if (step.kind !== 'copy' || step.instruction !== 'ADD') continue;
     for (const u of step.urls) {
-      if (!/^https?:\/\//i.test(u)) continue; // git sources are the git feature's to describe
+      const git = parseGitRef(u);
+      if (git) {
+        // BuildKit's git material: the remote and ref (no subdir), the commit it resolved to.
+        const commit = build.gitCommits?.get(u);
+        add({
+          uri: redactCredentials(git.ref ? `${git.remote}#${git.ref}` : git.remote),
+          ...(commit ? { digest: commit.length === 64 ? { sha256: commit } : { sha1: commit } } : {}),
+        });
+        continue;
+      }
+      if (!/^https?:\/\//i.test(u)) continue;
       const d = digestSet(step.checksum);
       add({ uri: redactCredentials(u), ...(d ? { digest: d } : {}) });
     }

@@ -103,6 +103,8 @@ export interface SolveResult {
   baseImages: BaseImages;
   layers: LayerRecords;
   started: Date;
+  /** The commit each git URL of an ADD resolved to (URL as written), for provenance. */
+  gitCommits?: ReadonlyMap<string, string>;
   /** Lets GC have what this build used; call when its exports are done. */
   release(): void;
 }
@@ -230,7 +232,7 @@ export class Solver {
     this.running.add(run);
     try {
       const target = await run.stage(graph.target);
-      return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started, release: () => void this.running.delete(run) };
+      return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started, gitCommits: run.gitCommits(), release: () => void this.running.delete(run) };
     } catch (err) {
       // Nothing of a failed build may go on behind the caller's back: stop the other stages and wait
       // until each has unwound (containers gone, mounts released) before reporting the failure,
@@ -525,6 +527,11 @@ class BuildRun {
 
   /** Git URLs of ADD steps resolved for their keys: the checkout takes exactly these commits. */
   private readonly gitResolved = new Map<Step, Map<string, ResolvedGit>>();
+  /** The commits the build's git URLs resolved to, by URL as written. */
+  gitCommits(): Map<string, string> {
+    return new Map([...this.gitResolved.values()].flatMap((m) => [...m].map(([u, r]) => [u, r.commit] as [string, string])));
+  }
+
   /** Each remote#ref resolved once per build, so all its steps agree on the commit. */
   private readonly gitRefCache = new Map<string, Promise<ResolvedGit>>();
 

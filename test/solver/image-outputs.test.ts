@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, testEnv } from '../helpers/env.js';
+import { initRepo, publish, startGitDaemon } from '../helpers/git-server.js';
 import { readOciArchive } from '../e2e/harness/image-archive.js';
 import { decompress, readTar } from '../e2e/harness/tar.js';
 import type { BuildResult, OutputSpec } from '../../src/server/api.js';
@@ -567,5 +568,32 @@ describe('provenance on filesystem outputs', () => {
     expect(prov).toHaveLength(1);
     expect(prov[0]!.header.type).toBe('file');
     expect(JSON.parse(prov[0]!.body.toString('utf8')).subject).toEqual(st.subject);
+  });
+});
+
+describe('provenance of an ADD from git', () => {
+  it('names the repository and ref with the commit it resolved to, as BuildKit', async () => {
+    const base = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-prov-git-')));
+    const work = path.join(base, 'work');
+    const repos = path.join(base, 'repos');
+    fs.mkdirSync(repos);
+    const commit = initRepo(work, { 'v.txt': 'one\n' });
+    publish(work, repos, 'app.git');
+    const git = await startGitDaemon(repos);
+    const root = tracked(kilnRoot());
+    const ctx = tracked(makeContext({ Dockerfile: `FROM busybox\nADD ${git.url}/app.git#main:. /src\n` }));
+    const out = tmpFile('git.tar');
+    const srv = server(root);
+    try {
+      await build(srv, ctx, { outputs: [{ type: 'oci', names: ['git:1'], dest: out }], attest: { provenance: { mode: 'min', version: 'v1' } } });
+    } finally {
+      await srv.close();
+      await git.stop();
+    }
+    const l = await layout(out);
+    const idx = l.json(l.index.manifests![0]!.digest);
+    const att = l.json(idx.manifests![1]!.digest);
+    const st = JSON.parse(l.blob(att.layers![0]!.digest).toString('utf8'));
+    expect(st.predicate.buildDefinition.resolvedDependencies).toContainEqual({ uri: `${git.url}/app.git#main`, digest: { sha1: commit } });
   });
 });
