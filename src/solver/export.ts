@@ -12,7 +12,7 @@ import { familiarString, formatReference, parseReference } from '../image/refere
 import type { RegistryClient } from '../image/registry/index.js';
 import type { ImageStore } from '../image/store.js';
 import type { Descriptor, Digest, HistoryEntry, ImageConfig, Platform } from '../oci/index.js';
-import type { Snapshotter } from '../snapshotter/index.js';
+import type { Compression, Snapshotter } from '../snapshotter/index.js';
 import { mountView, withScope } from './mounted.js';
 import type { ProgressTracker } from './progress.js';
 import type { SolveResult } from './solver.js';

@@ -518,6 +518,16 @@ describe('annotations and provenance', () => {
         true,
         'docker output: cannot export attestations with "oci-mediatypes=false"',
       );
+      // The multi-platform exporter takes compression only: the rest is refused by name, before building.
+      const multi = build(srv, ctx, {
+        platforms: [
+          { os: 'linux', architecture: 'amd64' },
+          { os: 'linux', architecture: 'arm64' },
+        ],
+        outputs: [{ type: 'oci', names: [], dest, compressionLevel: 9, annotations: [{ type: 'manifest', key: 'k', value: 'v' }] }],
+        attest: { provenance: { mode: 'min', version: 'v1' } },
+      });
+      await expect(multi).rejects.toThrow('--provenance/--attest, compression-level, annotations: not supported yet for multi-platform builds');
     } finally {
       await srv.close();
     }
