@@ -81,6 +81,8 @@ export class ProgressTracker {
     const limit = this.logLimit;
     let logged = 0;
     let clipped = false;
+    // Whether what was passed on so far ends a line: the clipping notice always starts one.
+    let atLineStart = true;
     const log = (stream: 'stdout' | 'stderr', data: string) => {
       if (clipped) return;
       const atMs = Date.now() - started;
@@ -90,12 +92,13 @@ export class ProgressTracker {
           clipped = true;
           const room = limit - logged;
           const kept = room > 0 ? Buffer.from(data).subarray(0, room).toString('utf8') : '';
-          const sep = kept === '' || kept.endsWith('\n') ? '' : '\n';
+          const sep = (kept === '' ? atLineStart : kept.endsWith('\n')) ? '' : '\n';
           sink({ type: 'log', id, stream, atMs, data: `${kept}${sep}[output clipped, log limit ${limitText(limit)} reached]\n` });
           return;
         }
         logged += bytes;
       }
+      if (data !== '') atLineStart = data.endsWith('\n');
       sink({ type: 'log', id, stream, atMs, data });
     };
     return {

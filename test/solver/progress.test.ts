@@ -32,6 +32,19 @@ describe('step log limit', () => {
     expect(logsOf(events, b.id)).toBe('own limit\n');
   });
 
+  it('starts the clipping line on a line of its own when the limit fell exactly after a partial line', () => {
+    const events: ProgressEvent[] = [];
+    const t = new ProgressTracker((e) => events.push(e), { logLimitBytes: 8 });
+    const a = t.start('RUN a');
+    a.log('stdout', 'abcd\nefg'); // exactly 8 bytes, mid-line: the next chunk has no room at all
+    a.log('stdout', 'h\n');
+    expect(logsOf(events, a.id)).toBe('abcd\nefg\n[output clipped, log limit 8B reached]\n');
+    const b = t.start('RUN b');
+    b.log('stdout', 'abcdefg\n');
+    b.log('stdout', 'more\n');
+    expect(logsOf(events, b.id)).toBe('abcdefg\n[output clipped, log limit 8B reached]\n');
+  });
+
   it('says 2MiB by default, and -1 means no limit', () => {
     const events: ProgressEvent[] = [];
     const big = 'x'.repeat(1024 * 1024) + '\n';
