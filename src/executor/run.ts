@@ -65,6 +65,14 @@ async function prepareCwd(rootfs: string, cwd: string): Promise<string> {
     }
   }
   try {
+    // runc's prepareRootfs runs os.MkdirAll(cwd) in the container on the path as written, so
+    // "/a/../b" makes /a too (root-owned): every prefix that a ".." follows is made first.
+    const parts = cwd.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      if (parts[i] === '..' && parts[i - 1] !== '' && parts[i - 1] !== '.' && parts[i - 1] !== '..') {
+        await mkdirAllInRoot(rootfs, parts.slice(0, i).join('/') || '/', 0o755);
+      }
+    }
     await mkdirAllInRoot(rootfs, inside, 0o755);
   } catch (err) {
     throw new ExecutorError(`cannot create working directory ${cwd}: ${(err as Error).message}`, { cause: err });

@@ -659,13 +659,21 @@ function dispatch(ctx: DispatchCtx, st: State, c: Parsed, fromOnBuild: boolean):
       return [dispatchCopy(ctx, st, c, base, expand, reportUnmatched, failAt)];
     case 'workdir': {
       const p = expand(c.path);
-      if (p === '') failAt('WORKDIR requires a non-empty path');
       if (!st.workdirSet && !p.startsWith('/')) lint.run('WorkdirRelativePath', location, p);
       st.workdirSet = true;
-      const wd = p.startsWith('/') ? posix.normalize(p) : posix.join('/', st.config.workingDir || '/', p);
-      const clean = wd.length > 1 ? wd.replace(/\/+$/, '') : wd;
-      st.config.workingDir = clean;
-      return [{ ...base, kind: 'workdir', path: clean, user: st.config.user, createdBy: 'WORKDIR ' + clean }];
+      // As BuildKit's system.NormalizeWorkdir: an absolute path is kept as written ("/a//b/" stays,
+      // in the config and the history), a relative one is joined to the current workdir (which
+      // cleans it), an empty one (an unset variable) keeps the current workdir.
+      const parent = st.config.workingDir || '/';
+      const absParent = parent.startsWith('/') ? parent : posix.join('/', parent).replace(/(.)\/+$/, '$1');
+      // Go's path.Join cleans, trailing slash included.
+      const joined = (q: string) => posix.join(absParent, q).replace(/(.)\/+$/, '$1');
+      const wd = p === '' ? absParent : p.startsWith('/') ? p : joined(p);
+      st.config.workingDir = wd;
+      // The directory made is the cleaned path.
+      const made = posix.normalize(wd);
+      const clean = made.length > 1 ? made.replace(/\/+$/, '') : made;
+      return [{ ...base, kind: 'workdir', path: clean, user: st.config.user, createdBy: 'WORKDIR ' + wd }];
     }
     case 'user': {
       const u = expand(c.user);
@@ -776,6 +784,7 @@ function dispatchRun(
   failAt: (m: string) => never,
 ): RunStep {
   const line = c.node.startLine;
+  // As written ("/a/../b/"): the executor, like runc, makes what that spelling implies.
   const workdir = st.config.workingDir || '/';
   const mounts: RunMount[] = [];
   let sshCount = 0;

@@ -15,7 +15,8 @@ describe('history texts', () => {
     ['ENV', 'ENV A=b C="d e"', 'ENV A=b C=d e'],
     ['ENV legacy', 'ENV A b c', 'ENV A=b c'],
     ['LABEL', 'LABEL a=1', 'LABEL a=1'],
-    ['WORKDIR', 'WORKDIR /app/../srv', 'WORKDIR /srv'],
+    // Absolute: as written (BuildKit's system.NormalizePath cleans only what it joins).
+    ['WORKDIR absolute', 'WORKDIR /app/../srv//', 'WORKDIR /app/../srv//'],
     ['USER', 'USER 1000:1000', 'USER 1000:1000'],
     ['CMD exec', 'CMD ["sh"]', 'CMD ["sh"]'],
     ['CMD shell', 'CMD echo "hi"', 'CMD ["/bin/sh" "-c" "echo \\"hi\\""]'],
@@ -34,6 +35,10 @@ describe('history texts', () => {
   ];
   for (const [name, line, want] of cases) it(name, () => expect(created(`FROM a\n${line}\n`)).toEqual([want]));
 
+  it('WORKDIR: a relative path is joined and cleaned, an empty one keeps the workdir as written', () => {
+    expect(created('FROM a\nWORKDIR /app//\nWORKDIR ../srv/./x/\n')).toEqual(['WORKDIR /app//', 'WORKDIR /srv/x']);
+    expect(created('FROM a\nWORKDIR /app//\nWORKDIR $UNSET\n')).toEqual(['WORKDIR /app//', 'WORKDIR /app//']);
+  });
   it('RUN with build args in scope gets the |N K=V prefix', () => {
     expect(created('FROM a\nARG A=1 B\nRUN make\n').pop()).toBe('RUN |2 A=1 B= /bin/sh -c make # buildkit');
   });
