@@ -1,13 +1,15 @@
 // ADD's archive handling: a local file is extracted when its *content* is a tar archive, plain or
 // compressed (gzip, bzip2, xz, zstd: detected by magic bytes, never by name), as BuildKit does.
 //
-// Extraction writes into a rootfs and every entry name is hostile:
-//  - names are cleaned; one that climbs out of the extraction directory ("../x") is an error, as in
-//    Docker's untar ("breakout");
-//  - a symlink whose target, taken relative to its own directory, leaves the extraction directory is
-//    an error; a hard link must name an entry inside it;
-//  - parent directories are resolved inside the rootfs (resolveInRoot), so a symlink in the archive or
-//    already in the image (`lib -> /usr/lib`, `x -> /`) leads at most elsewhere *inside* the rootfs.
+// Extraction writes into a rootfs and every entry name is hostile. BuildKit unpacks with
+// chrootarchive.Untar: the extraction directory is the root of a chroot, so nothing can leave it,
+// and nothing is refused for trying. kiln does the same without a chroot:
+//  - names are cleaned as rooted paths: "../../x" is "/x", the extraction directory's own x;
+//  - a hard link's target is cleaned the same way;
+//  - parent directories are resolved with the extraction directory as the root (resolveInRoot), so
+//    a symlink in the archive or already there (`x -> /`, `up -> ../../..`) leads at most elsewhere
+//    inside the extraction directory; symlinks themselves are written as they are (in the chroot
+//    Docker's breakout check on their targets cannot fail).
 // Decompression of bzip2/xz/zstd uses the system tools (bzip2, xz-utils, zstd packages).
 
 import { spawn } from 'node:child_process';
@@ -142,40 +144,39 @@ export interface ExtractResult {
 
 /**
  * Extracts the tar archive `file` into `destDir` (rootfs-absolute) of the rootfs at `destRoot`.
- * Names are relative to destDir whatever their leading "/"; escaping ones are refused.
+ * Names are relative to destDir whatever their leading "/" or "../": destDir is their root.
  */
 export async function extractTar(file: string, compression: Compression, destRoot: string, destDir: string, opts: ExtractOptions = {}): Promise<ExtractResult> {
   const root = path.resolve(destRoot);
   const base = cleanPath('/' + destDir);
   // BuildKit's unpack: copy.MkdirAll(dest, 0755, chowner): what it creates belongs to the --chown
   // user (root without one); an existing destination keeps its own owner and mode.
-  await mkdirAllInRoot(root, base, 0o755, opts.chown ?? { uid: 0, gid: 0 });
+  // The host directory that stands for BuildKit's chroot: everything below is resolved inside it.
+  const chroot = await mkdirAllInRoot(root, base, 0o755, opts.chown ?? { uid: 0, gid: 0 });
   const result: ExtractResult = { entries: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
   // Directory times are set at the end: creating children would bump them again.
   const dirTimes: { host: string; mtime: Date }[] = [];
 
-  const inBase = (p: string) => p === base || p.startsWith(base === '/' ? '/' : base + '/');
-
   const handle = async (header: tar.Header, body: tar.Extract extends AsyncIterable<infer S> ? S : never): Promise<void> => {
     const name = header.name;
-    let rel = cleanPath(name);
-    while (rel.startsWith('/')) rel = cleanPath(rel.slice(1) || '.');
-    if (rel === '..' || rel.startsWith('../')) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: it escapes the destination ${base}`);
+    // Rooted at the extraction directory, as in the chroot: leading "../" stay at its top.
+    const inChroot = cleanPath('/' + name);
+    const rel = inChroot === '/' ? '.' : inChroot.slice(1);
     const type = header.type ?? 'file';
     if (rel === '.') {
       body.resume();
       return;
     }
-    const rootfsPath = path.posix.join(base, rel);
-    const parentDir = path.posix.dirname(rootfsPath);
-    let parentHost = await resolveInRoot(root, parentDir);
+    const rootfsPath = path.posix.join(base, rel); // for messages
+    const parentInChroot = path.posix.dirname(inChroot);
+    let parentHost = await resolveInRoot(chroot, parentInChroot);
     const parentSt = await lstatOrUndefined(parentHost);
     // Implied parents (no entry of their own) are 0:0 0755 even under --chown (go-archive's
     // createImpliedDirectories uses the root pair).
-    if (parentSt === undefined) parentHost = await mkdirAllInRoot(root, parentDir, 0o755, { uid: 0, gid: 0 });
-    else if (!parentSt.isDirectory()) throw new ArchiveError(`cannot extract ${name}: ${parentDir} is not a directory`);
-    const target = path.join(parentHost, path.posix.basename(rootfsPath));
-    if (!isInside(root, target)) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: outside the rootfs`);
+    if (parentSt === undefined) parentHost = await mkdirAllInRoot(chroot, parentInChroot, 0o755, { uid: 0, gid: 0 });
+    else if (!parentSt.isDirectory()) throw new ArchiveError(`cannot extract ${name}: ${path.posix.dirname(rootfsPath)} is not a directory`);
+    const target = path.join(parentHost, path.posix.basename(inChroot));
+    if (!isInside(chroot, target)) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: outside the destination ${base}`);
 
     const existing = await lstatOrUndefined(target);
     if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
@@ -215,10 +216,6 @@ export async function extractTar(file: string, compression: Compression, destRoo
       }
       case 'symlink': {
         const linkname = header.linkname ?? '';
-        // Docker's rule: the target joined to the link's own directory must stay inside.
-        if (!inBase(cleanPath(path.posix.join(parentDir, linkname)))) {
-          throw new ArchiveError(`invalid symlink ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: it points outside ${base}`);
-        }
         body.resume();
         await fsp.symlink(linkname, target);
         result.symlinks++;
@@ -227,12 +224,10 @@ export async function extractTar(file: string, compression: Compression, destRoo
       }
       case 'link': {
         const linkname = header.linkname ?? '';
-        const linkRootfs = cleanPath(path.posix.join(base, linkname));
-        if (!inBase(linkRootfs) || linkRootfs === base) {
-          throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: it points outside ${base}`);
-        }
+        // In the chroot, as every name: "../x" is the extraction directory's x.
+        const linkInChroot = cleanPath('/' + linkname);
         body.resume();
-        const linkHost = await resolveInRoot(root, linkRootfs, { followFinal: false });
+        const linkHost = await resolveInRoot(chroot, linkInChroot, { followFinal: false });
         const linkSt = await lstatOrUndefined(linkHost);
         if (linkSt === undefined || linkSt.isDirectory()) throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
         await fsp.link(linkHost, target);

@@ -98,3 +98,39 @@ with gzip.GzipFile(filename="", mode="wb", fileobj=owners_gz, mtime=0) as f:
 for case in ("fid-add-archive-owners", "fid-add-archive-chown", "fid-add-archive-chown-current"):
     write(case, "owners.tar", owners)
     write(case, "owners.tar.gz", owners_gz.getvalue())
+
+# add-tar-bz2: bzip2 is the one compression of Docker's DecompressStream no other case has; a
+# bzip2 tar named .bin shows that ADD detects archives by content, not by name.
+import bz2  # noqa: E402
+
+write("add-tar-bz2", "archive.tar.bz2", bz2.compress(raw, 9))
+write("add-tar-bz2", "archive.bin", bz2.compress(raw, 9))
+
+# add-not-an-archive: names that say tar, contents that are not one (text, empty, a truncated gzip).
+write("add-not-an-archive", "notreally.tar", b"plain text in a file named .tar\n")
+write("add-not-an-archive", "empty.tar", b"")
+write("add-not-an-archive", "truncated.tar.gz", gz.getvalue()[:40])
+
+# add-multi-archives: two archives into one directory, overlapping directories, one entry
+# replacing a file the image already has, one replacing a directory with a file.
+A = [
+    member("shared/", tarfile.DIRTYPE, 0o755),
+    member("shared/from-a.txt", tarfile.REGTYPE, 0o644, data=b"a\n"),
+    member("existing.txt", tarfile.REGTYPE, 0o600, uid=5, gid=5, data=b"replaced by a\n"),
+]
+B = [
+    member("shared/", tarfile.DIRTYPE, 0o700, uid=1000, gid=1000),
+    member("shared/from-b.txt", tarfile.REGTYPE, 0o644, data=b"b\n"),
+    member("was-dir", tarfile.REGTYPE, 0o644, data=b"now a file\n"),
+]
+b_gz = io.BytesIO()
+with gzip.GzipFile(filename="", mode="wb", fileobj=b_gz, mtime=0) as f:
+    f.write(tar_bytes(B))
+write("add-multi-archives", "a.tar", tar_bytes(A))
+write("add-multi-archives", "b.tar.gz", b_gz.getvalue())
+
+# add-archive-breakout: an entry that climbs out of the destination.
+write("add-archive-breakout", "evil.tar", tar_bytes([
+    member("ok.txt", tarfile.REGTYPE, 0o644, data=b"ok\n"),
+    member("../../../escape.txt", tarfile.REGTYPE, 0o644, data=b"escaped\n"),
+]))
