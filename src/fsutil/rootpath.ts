@@ -138,6 +138,12 @@ export async function mkdirAllInRoot(
     hostPath = await resolveInRoot(absRoot, current);
     const st = await lstatOrUndefined(hostPath);
     if (st === undefined) {
+      // A dangling symlink (`x -> /missing/dir`) resolves to a path whose parents may not exist
+      // either: like BuildKit's MkdirAll on fs.RootPath, make them too (inside root).
+      const parent = path.dirname(hostPath);
+      if (parent !== absRoot && (await lstatOrUndefined(parent)) === undefined) {
+        await mkdirAllInRoot(absRoot, '/' + path.relative(absRoot, parent), mode, owner);
+      }
       await fsp.mkdir(hostPath, { mode });
       // mkdir's mode is filtered by the umask; set it exactly, as a build must be reproducible.
       await fsp.chmod(hostPath, mode);

@@ -87,6 +87,19 @@ describe('mkdirAllInRoot', () => {
     expect(viaAbs).toBe(path.join(root, 'tmp/x'));
   });
 
+  it('follows a dangling symlink and makes its missing parents too, inside the root', async () => {
+    fs.symlinkSync('/missing/deeper/dir', path.join(root, 'dangling'));
+    fs.symlinkSync('../../../../gone', path.join(root, 'dangling-up'));
+    const made = await mkdirAllInRoot(root, '/dangling/x', 0o750, { uid: 1000, gid: 1000 });
+    expect(made).toBe(path.join(root, 'missing/deeper/dir/x'));
+    for (const p of ['missing', 'missing/deeper', 'missing/deeper/dir']) {
+      const st = fs.statSync(path.join(root, p));
+      expect([st.mode & 0o7777, st.uid, st.gid]).toEqual([0o750, 1000, 1000]);
+    }
+    expect(await mkdirAllInRoot(root, '/dangling-up/y')).toBe(path.join(root, 'gone/y'));
+    expect(fs.existsSync(path.join(base, 'gone'))).toBe(false);
+  });
+
   it('fails clearly when a component is a file', async () => {
     await expect(mkdirAllInRoot(root, '/etc/passwd/x')).rejects.toThrow(/etc\/passwd exists and is not a directory/);
   });
