@@ -22,7 +22,8 @@ beforeAll(async () => {
 
 describe('differential: kiln vs Docker BuildKit', () => {
   it('has cases', ({ expect }) => {
-    expect(cases.length).toBeGreaterThan(only ? 0 : 44);
+    // Issue 12 asks for at least 150 differential cases.
+    expect(cases.length).toBeGreaterThanOrEqual(only ? 1 : 150);
   });
   for (const c of cases) {
     it(`${c.name}${c.spec.description ? `: ${c.spec.description}` : ''}`, async () => {

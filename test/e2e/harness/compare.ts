@@ -52,6 +52,21 @@ function show(v: unknown): string {
  * - A COPY source that is not a valid pattern ("[a.txt"): 0.8 treated it as a wildcard matching
  *   nothing, current BuildKit's context checksum fails with "syntax error in pattern", as kiln does
  *   (test/cache/checksum-select.test.ts; no case: Docker 20.10 builds it).
+ * - A stage FROM another stage: current BuildKit inherits the base stage's build-arg list
+ *   (moby/buildkit c7c2f0e97), so its RUN history has their "|N K=V" prefix; 0.8's has none
+ *   (arg-from-parent-stage ignores the history; the values RUN sees are the same).
+ * - COPY --chmod: current BuildKit keeps setuid/setgid/sticky of an octal mode (fsutil 7a889f53)
+ *   and expands variables in it (22fbeaf78); 0.8 did neither (copy-chmod-octal-forms ignores
+ *   those paths, kiln-copy-chmod-special-bits checks them).
+ * - RUN --mount: 0.8 left the mount points runc made in the layer; current BuildKit removes the
+ *   empty stubs recursively (executor.MountStubsCleaner) (run-mount-bind, run-mount-cache-tmpfs
+ *   ignore them, kiln-run-mount-stubs checks they are gone).
+ * - HEALTHCHECK: current BuildKit takes 0 durations as the default and --retries=0; 0.8 refused
+ *   them (kiln-healthcheck-zero-durations).
+ * - WORKDIR of an empty value: current BuildKit keeps the workdir as written, 0.8 cleaned it
+ *   (kiln-workdir-empty-var).
+ * - Features 0.8 does not have at all are kiln-only cases: ${v#p} ${v%s} ${v/a/b} and the
+ *   colon-less ${v-x} ${v+x} (kiln-var-modifiers), RUN --network (kiln-run-network-none).
  */
 export function canonicalCreatedBy(s: string): string {
   if (s.startsWith('EXPOSE ')) {
