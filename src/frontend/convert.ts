@@ -18,6 +18,7 @@ import { formatPlatform, parsePlatform } from './platform.js';
 import { lookupNamedContext, namedContextKey } from './named-contexts.js';
 import { isValidReference } from './reference.js';
 import { processWord, processWords } from './shell-lex.js';
+import { findStageCycle, type StageDeps } from './stage-cycle.js';
 import type {
   BaseImageConfig,
   BuildGraph,
@@ -342,23 +343,39 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
   }
 
   // ---- dependencies: COPY --from, RUN --mount from=, and ONBUILD triggers ----
+  // The line of each stage's first reference to each stage it needs (for the cycle check).
+  const depLines: StageDeps[] = stages.map((s) => new Map(s.base.kind === 'stage' ? [[s.base.index, s.location.line]] : []));
+  // While the dependencies are collected, a reference to a later stage is recorded, not refused:
+  // BuildKit refuses it only when it dispatches that stage (unused stages may have them) and after
+  // the cycle check (so stages referring to each other are named as a cycle).
+  let collecting = true;
+  const forwardRefs: { stage: number; line: number; error: DockerfileError }[] = [];
+  const forward = (s: StageDef, i: number, line: number, e: DockerfileError): MountFrom => {
+    if (!collecting) throw e;
+    s.deps.add(i);
+    if (!depLines[s.index].has(i)) depLines[s.index].set(i, line);
+    forwardRefs.push({ stage: s.index, line, error: e });
+    return { kind: 'stage', index: i };
+  };
   const resolveFrom = (from: string, s: StageDef, line: number, allowIndex: boolean, what: string): MountFrom => {
     if (/\$./.test(from)) throw err(line, `${what}=${from}: '--from' doesn't support variable expansion, define alias stage instead`);
     if (allowIndex && /^[+-]?\d+$/.test(from)) {
       const i = Number(from);
       if (i < 0 || i >= stages.length) throw err(line, `${what}=${from}: invalid stage index ${i}`);
-      if (i >= s.index) throw err(line, `${what}=${from}: cannot copy from stage ${i}, it needs to be defined before current stage ${s.index}`);
+      if (i >= s.index) return forward(s, i, line, err(line, `${what}=${from}: cannot copy from stage ${i}, it needs to be defined before current stage ${s.index}`));
       s.deps.add(i);
+      if (!depLines[s.index].has(i)) depLines[s.index].set(i, line);
       return { kind: 'stage', index: i };
     }
     const st = findStage(stages, from, s.index);
     if (st) {
       s.deps.add(st.index);
+      if (!depLines[s.index].has(st.index)) depLines[s.index].set(st.index, line);
       return { kind: 'stage', index: st.index };
     }
     const later = findStage(stages, from, stages.length);
     if (later) {
-      throw err(line, `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`);
+      return forward(s, later.index, line, err(line, `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`));
     }
     if (!isValidReference(from)) throw err(line, `${what}=${from}: no stage named ${JSON.stringify(from)} and not a valid image reference`);
     const named = namedBase(from);
@@ -418,7 +435,13 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       }
     }
   }
+  collecting = false;
+  const cycle = findStageCycle(depLines);
+  if (cycle) throw err(cycle.line, `circular dependency detected on stage: ${stages[cycle.stage].name ?? `stage-${cycle.stage}`}`);
   visit(targetStage.index);
+  // The first stage BuildKit would dispatch with a reference to a later one.
+  const refused = forwardRefs.filter((f) => reached.has(f.stage)).sort((a, b) => a.stage - b.stage || a.line - b.line)[0];
+  if (refused) throw refused.error;
 
   // ---- dispatch ----
   const finals = new Map<number, State>();

@@ -1,6 +1,6 @@
 // Errors name the Dockerfile, the 1-based line and the offending text.
 import { describe, expect, it } from 'vitest';
-import { build, expectError } from './helpers.js';
+import { build, expectError, target } from './helpers.js';
 import { DockerfileError } from '../../src/frontend/index.js';
 
 describe('required error reports', () => {
@@ -65,8 +65,10 @@ describe('errors with their lines', () => {
     ['invalid base reference', 'FROM Not/Valid!\n', 1, ['not a valid image reference']],
     ['blank base after expansion', 'ARG B\nFROM $B\n', 2, ['should not be blank']],
     ['bad platform', 'FROM --platform=nowhere/nothing a\n', 1, ['platform']],
-    ['copy from a later stage', 'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\n', 2, ['needs to be defined before']],
-    ['copy from own stage index', 'FROM a\nCOPY --from=0 /x /y\n', 2, ['needs to be defined before']],
+    ['copy from a later stage', 'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\nFROM one\n', 2, ['needs to be defined before']],
+    ['copy from own stage index', 'FROM a\nCOPY --from=0 /x /y\n', 2, ['circular dependency detected on stage: stage-0']],
+    ['stages copying from each other', 'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\nRUN --mount=from=one x\n', 2, ['circular dependency detected on stage: one']],
+    ['mount from a later stage', 'FROM a AS one\nRUN --mount=from=two,target=/m x\nFROM b AS two\nFROM one\n', 2, ['needs to be defined before']],
     ['variable in COPY --from', 'ARG S=a\nFROM a\nCOPY --from=$S /x /y\n', 3, ["doesn't support variable expansion"]],
     ['variable in mount from', 'FROM a\nRUN --mount=from=$X,target=/x true\n', 2, ["doesn't support variable expansion"]],
     ['unknown mount type', 'FROM a\nRUN --mount=type=nfs,target=/x true\n', 2, ['unsupported mount type']],
@@ -105,4 +107,12 @@ describe('errors with their lines', () => {
       expectError(text, line, parts, name === 'unknown target' ? { target: 'two' } : {});
     });
   }
+});
+
+describe('references to later stages', () => {
+  it('are refused only in the stages the target needs (BuildKit checks them when it dispatches)', () => {
+    const g = build('FROM a AS unused\nCOPY --from=final /x /y\nRUN --mount=from=final,target=/m x\nFROM b AS final\nRUN y\n');
+    expect(target(g).name).toBe('final');
+    expectError('FROM a AS unused\nCOPY --from=final /x /y\nFROM b AS final\n', 2, ['needs to be defined before'], { target: 'unused' });
+  });
 });
