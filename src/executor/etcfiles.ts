@@ -1,4 +1,5 @@
-// The three files every RUN sees but no layer keeps: /etc/hosts, /etc/resolv.conf, /etc/hostname.
+// The two files every RUN sees but no layer keeps: /etc/hosts and /etc/resolv.conf (as BuildKit,
+// which leaves /etc/hostname to the image).
 // They are written into the bundle directory and bind-mounted read-only over the rootfs.
 
 import * as fsp from 'node:fs/promises';

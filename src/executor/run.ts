@@ -113,10 +113,11 @@ async function prepareMounts(bundle: string, hostname: string, opts: RunOptions)
   const mounts: OciMount[] = [];
   const etc = path.join(bundle, 'etc');
   await fsp.mkdir(etc, { mode: 0o755 });
+  // BuildKit's generateMountOpts binds only these two; /etc/hostname stays the image's own file,
+  // which a RUN may write (the hostname itself is the UTS namespace's).
   const files: [string, string][] = [
     ['hosts', hostsFile(hostname, opts.extraHosts)],
     ['resolv.conf', await resolvConf()],
-    ['hostname', hostname + '\n'],
   ];
   for (const [name, content] of files) {
     const p = path.join(etc, name);

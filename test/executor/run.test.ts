@@ -117,11 +117,17 @@ describe('executor: isolation', () => {
   });
 
   it('has the given hostname and /etc files, which do not land in the rootfs', async () => {
-    const r = await sh('hostname; cat /etc/hostname; grep -c builder /etc/hosts; grep -c nameserver /etc/resolv.conf', {
+    const r = await sh('hostname; grep -c builder /etc/hosts; grep -c nameserver /etc/resolv.conf', {
       hostname: 'builder',
     });
-    expect(r.stdout).toBe('builder\nbuilder\n1\n1\n');
+    expect(r.stdout).toBe('builder\n1\n1\n');
     for (const f of ['hosts', 'hostname', 'resolv.conf']) expect(fs.existsSync(path.join(t.rootfs, 'etc', f))).toBe(false);
+  });
+
+  it('leaves /etc/hostname to the image, as BuildKit does: a RUN may write it', async () => {
+    const r = await sh('cat /etc/hostname 2>/dev/null || echo none; echo mine > /etc/hostname', { hostname: 'builder' });
+    expect(r.stdout).toBe('none\n');
+    expect(await fsp.readFile(path.join(t.rootfs, 'etc', 'hostname'), 'utf8')).toBe('mine\n');
   });
 
   it('has Docker\'s default capabilities, seccomp, and no_new_privs off', async () => {
