@@ -48,7 +48,7 @@ function mountTarget(target: string): string {
  * Creates the working directory inside the rootfs with every symlink resolved inside it, and returns
  * it as a container path with no symlinks left, so runc's chdir cannot be led anywhere else.
  */
-async function prepareCwd(rootfs: string, cwd: string): Promise<string> {
+async function prepareCwd(rootfs: string, cwd: string, owner: { uid: number; gid: number }): Promise<string> {
   let host: string;
   try {
     host = await resolveInRoot(rootfs, cwd);
@@ -73,7 +73,8 @@ async function prepareCwd(rootfs: string, cwd: string): Promise<string> {
         await mkdirAllInRoot(rootfs, parts.slice(0, i).join('/') || '/', 0o755);
       }
     }
-    await mkdirAllInRoot(rootfs, inside, 0o755);
+    // BuildKit's runc executor: MkdirAllAndChown(cwd, 0755, the RUN's uid and gid) when it is missing.
+    await mkdirAllInRoot(rootfs, inside, 0o755, owner);
   } catch (err) {
     throw new ExecutorError(`cannot create working directory ${cwd}: ${(err as Error).message}`, { cause: err });
   }
@@ -223,7 +224,7 @@ export async function run(opts: RunOptions): Promise<RunResult> {
   } catch (err) {
     throw new ExecutorError(`USER ${opts.user ?? ''}: ${(err as Error).message}`, { cause: err });
   }
-  const cwd = await prepareCwd(rootfs, opts.cwd ?? '/');
+  const cwd = await prepareCwd(rootfs, opts.cwd ?? '/', { uid: user.uid, gid: user.gid });
   const env = processEnv(opts.env ?? [], user.home);
 
   const id = `kiln-${randomBytes(10).toString('hex')}`;

@@ -124,6 +124,15 @@ describe('executor: isolation', () => {
     for (const f of ['hosts', 'hostname', 'resolv.conf']) expect(fs.existsSync(path.join(t.rootfs, 'etc', f))).toBe(false);
   });
 
+  it('makes a missing working directory owned by the RUN\'s user, and the prefixes a .. follows', async () => {
+    const r = await sh('pwd', { cwd: '/made/../here/deep', user: '1234:5678' });
+    expect(r.stdout).toBe('/here/deep\n');
+    for (const [p, owner] of [['here', [1234, 5678]], ['here/deep', [1234, 5678]], ['made', [0, 0]]] as const) {
+      const st = fs.statSync(path.join(t.rootfs, p));
+      expect([st.uid, st.gid], p).toEqual(owner);
+    }
+  });
+
   it('leaves /etc/hostname to the image, as BuildKit does: a RUN may write it', async () => {
     const r = await sh('cat /etc/hostname 2>/dev/null || echo none; echo mine > /etc/hostname', { hostname: 'builder' });
     expect(r.stdout).toBe('none\n');
