@@ -65,6 +65,10 @@ function show(v: unknown): string {
  *   them (kiln-healthcheck-zero-durations).
  * - WORKDIR of an empty value: current BuildKit keeps the workdir as written, 0.8 cleaned it
  *   (kiln-workdir-empty-var).
+ * - .dockerignore exceptions: 0.8 matched each path and its parents against every pattern; current
+ *   BuildKit's walk inherits only what the parent directory matched (MatchesUsingParentResults),
+ *   so '!dir/' cannot bring back a file an earlier pattern excluded unless dir itself was excluded
+ *   (dockerignore-negation ignores that file, kiln-dockerignore-parent-results checks it).
  * - Features 0.8 does not have at all are kiln-only cases: ${v#p} ${v%s} ${v/a/b} and the
  *   colon-less ${v-x} ${v+x} (kiln-var-modifiers), RUN --network (kiln-run-network-none).
  */
