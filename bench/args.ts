@@ -37,7 +37,10 @@ Options:
 export class UsageError extends Error {}
 
 function list<T extends string>(flag: string, value: string, allowed: readonly T[]): T[] {
-  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new UsageError(`${flag}: empty list`);
   for (const i of items) if (!(allowed as readonly string[]).includes(i)) throw new UsageError(`${flag}: unknown "${i}" (want ${allowed.join(', ')})`);
   return [...new Set(items)] as T[];

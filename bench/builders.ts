@@ -291,10 +291,7 @@ export class KilnDaemonBuilder implements Builder {
     const started = process.hrtime.bigint();
     d.proc.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([
-      d.exited,
-      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), DAEMON_STOP_TIMEOUT_MS))),
-    ]);
+    const exit = await Promise.race([d.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), DAEMON_STOP_TIMEOUT_MS)))]);
     clearTimeout(timer);
     if (exit === undefined) d.proc.kill('SIGKILL');
     const instance: DaemonInstance = {
@@ -435,7 +432,10 @@ export class BuildahBuilder implements Builder {
   private async imageIds(ref?: string): Promise<string[]> {
     // -a (intermediate images too) only when listing everything: buildah refuses it with a name.
     const r = await check(this.cmd(['images', '-q', '--no-trunc', ...(ref ? [ref] : ['-a'])]), { env: this.env(), timeoutMs: SETUP_TIMEOUT_MS });
-    return r.output.split('\n').map((l) => l.trim()).filter((l) => /^(sha256:)?[0-9a-f]{64}$/.test(l));
+    return r.output
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => /^(sha256:)?[0-9a-f]{64}$/.test(l));
   }
 
   async resetCold(w: Workload): Promise<void> {
@@ -452,10 +452,10 @@ export class BuildahBuilder implements Builder {
   }
 
   build(w: Workload, ctx: Context): Promise<RunResult> {
-    return run(
-      this.cmd(['bud', '--layers', `--runtime=${this.opts.runc}`, '--network', 'host', '-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]),
-      { env: this.env(), timeoutMs: BUILD_TIMEOUT_MS },
-    );
+    return run(this.cmd(['bud', '--layers', `--runtime=${this.opts.runc}`, '--network', 'host', '-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]), {
+      env: this.env(),
+      timeoutMs: BUILD_TIMEOUT_MS,
+    });
   }
 
   exportImage(w: Workload, _ctx: Context, dest: string): Promise<RunResult> {

@@ -47,7 +47,11 @@ export class CommandError extends Error {
     readonly argv: readonly string[],
     readonly result: RunResult,
   ) {
-    const why = result.timedOut ? `timed out after ${result.seconds.toFixed(0)} s` : result.signal ? `killed by ${result.signal}` : `exit status ${result.code}`;
+    const why = result.timedOut
+      ? `timed out after ${result.seconds.toFixed(0)} s`
+      : result.signal
+        ? `killed by ${result.signal}`
+        : `exit status ${result.code}`;
     super(`${argv.join(' ')}: ${why}\n${result.output.trimEnd().split('\n').slice(-15).join('\n')}`);
   }
 }

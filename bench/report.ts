@@ -211,7 +211,7 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
 
 /** The builders' lines under the table: versions, and why one is missing. */
 export function formatBuilders(builders: readonly BuilderStatus[]): string {
-  return builders.map((b) => `- ${b.label}: ${b.available ? (b.version ?? 'available') : b.reason ?? 'missing'}`).join('\n');
+  return builders.map((b) => `- ${b.label}: ${b.available ? (b.version ?? 'available') : (b.reason ?? 'missing')}`).join('\n');
 }
 
 /** "812 B", "412 KiB", "37.9 MiB". */
@@ -241,17 +241,27 @@ export const UPLOAD_TARGET_RATIO = 0.01;
 
 /** The issue's goals on this run: daemon warm <= BuildKit warm everywhere, concurrent < 3 s, edit upload < 1%. */
 export function checkTargets(results: readonly ResultRow[], upload: UploadSummary | undefined): Target[] {
-  const get = (b: BuilderId, workload: WorkloadName, phase: Phase) => results.find((r) => r.builder === b && r.workload === workload && r.phase === phase)?.seconds;
+  const get = (b: BuilderId, workload: WorkloadName, phase: Phase) =>
+    results.find((r) => r.builder === b && r.workload === workload && r.phase === phase)?.seconds;
   const out: Target[] = [];
   for (const r of results) {
     if (r.builder !== 'kiln-daemon' || r.phase !== 'warm') continue;
     const d = r.seconds;
     const k = get('buildkit', r.workload, 'warm');
     if (!d || !k) continue;
-    out.push({ what: `${r.workload} warm: kiln (daemon) no slower than BuildKit`, value: `${formatSeconds(d)} vs ${formatSeconds(k)}`, met: d.median <= k.median });
+    out.push({
+      what: `${r.workload} warm: kiln (daemon) no slower than BuildKit`,
+      value: `${formatSeconds(d)} vs ${formatSeconds(k)}`,
+      met: d.median <= k.median,
+    });
   }
   const c = get('kiln-daemon', 'concurrent', 'concurrent');
-  if (c) out.push({ what: `concurrent: four sleep-2 builds through the daemon under ${CONCURRENT_TARGET_SECONDS} s`, value: formatSeconds(c), met: c.median < CONCURRENT_TARGET_SECONDS });
+  if (c)
+    out.push({
+      what: `concurrent: four sleep-2 builds through the daemon under ${CONCURRENT_TARGET_SECONDS} s`,
+      value: formatSeconds(c),
+      met: c.median < CONCURRENT_TARGET_SECONDS,
+    });
   if (upload) {
     out.push({
       what: `${upload.workload} edit: upload under ${UPLOAD_TARGET_RATIO * 100}% of the first`,

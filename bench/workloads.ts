@@ -89,10 +89,7 @@ const bigctx: Workload = {
   base: BUSYBOX,
   scenarios: ['cold', 'warm', 'edit'],
   *files(seed) {
-    yield file(
-      'Dockerfile',
-      [`FROM ${BUSYBOX}`, 'WORKDIR /app', 'COPY . .', 'RUN find /app -type f | wc -l > /count', ''].join('\n'),
-    );
+    yield file('Dockerfile', [`FROM ${BUSYBOX}`, 'WORKDIR /app', 'COPY . .', 'RUN find /app -type f | wc -l > /count', ''].join('\n'));
     yield file('.dockerignore', ['node_modules', '**/*.log', '!keep.log', ''].join('\n'));
     yield file('keep.log', 'kept: a negated .dockerignore pattern brings it back\n');
     for (const top of ['src', 'node_modules'] as const) {

@@ -108,7 +108,12 @@ describe('architecture', () => {
       for (const t of byFile.get(f)?.imports ?? []) visit(t);
     };
     for (const m of modules) if (m.room === 'frontend') visit(m.file);
-    const found = [...loaded].flatMap((f) => byFile.get(f)!.specifiers.filter((s) => impure.test(s)).map((s) => `${rel(f)} imports ${s}`));
+    const found = [...loaded].flatMap((f) =>
+      byFile
+        .get(f)!
+        .specifiers.filter((s) => impure.test(s))
+        .map((s) => `${rel(f)} imports ${s}`),
+    );
     expect(found).toEqual([]);
   });
 });

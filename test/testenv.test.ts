@@ -45,9 +45,7 @@ async function readLayout(layout: string, tag: string) {
   const oci = JSON.parse(await readFile(join(layout, 'oci-layout'), 'utf8'));
   expect(oci.imageLayoutVersion).toBe('1.0.0');
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8'));
-  const entry: Descriptor = index.manifests.find(
-    (m: Descriptor) => m.annotations?.['org.opencontainers.image.ref.name'] === tag,
-  );
+  const entry: Descriptor = index.manifests.find((m: Descriptor) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
   expect(entry, `tag ${tag} in ${layout}/index.json`).toBeDefined();
   const manifestBytes = await blob(layout, entry);
   const manifest = JSON.parse(manifestBytes.toString('utf8'));
@@ -157,14 +155,18 @@ describe('test environment', () => {
     const pull = await docker(['pull', env.busybox]);
     expect(pull.code, pull.stderr).toBe(0);
     const r = await docker([
-      'run', '--rm', '--network', 'none', env.busybox,
-      'sh', '-c', 'grep "^kiln:" /etc/passwd; id kiln; stat -c "%a %u" /tmp /home/kiln',
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      env.busybox,
+      'sh',
+      '-c',
+      'grep "^kiln:" /etc/passwd; id kiln; stat -c "%a %u" /tmp /home/kiln',
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(
-      'kiln:x:1000:1000:kiln test user:/home/kiln:/bin/sh\n' +
-        'uid=1000(kiln) gid=1000(kiln) groups=1000(kiln),50(staff)\n' +
-        '1777 0\n755 1000\n',
+      'kiln:x:1000:1000:kiln test user:/home/kiln:/bin/sh\n' + 'uid=1000(kiln) gid=1000(kiln) groups=1000(kiln),50(staff)\n' + '1777 0\n755 1000\n',
     );
   });
 
@@ -172,8 +174,14 @@ describe('test environment', () => {
     const pull = await docker(['pull', env.debian]);
     expect(pull.code, pull.stderr).toBe(0);
     const r = await docker([
-      'run', '--rm', '--network', 'none', env.debian,
-      'bash', '-c', 'test -x /usr/bin/apt-get && apt-get --version | head -n 1 && . /etc/os-release && echo "$VERSION_CODENAME"',
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      env.debian,
+      'bash',
+      '-c',
+      'test -x /usr/bin/apt-get && apt-get --version | head -n 1 && . /etc/os-release && echo "$VERSION_CODENAME"',
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^apt \d+\.\d+.*\nbookworm\n$/);

@@ -53,7 +53,8 @@ export function parseCacheConfig(value: unknown, source: string): CacheConfig {
   const digest = /^sha256:[0-9a-f]{64}$/;
   for (const r of cfg.records) {
     if (typeof r.snapshot !== 'string' || !STEP_NAME.test(r.snapshot)) fail(`bad record name ${JSON.stringify(r.snapshot)}`);
-    if (r.parent !== undefined && (typeof r.parent !== 'string' || !(STEP_NAME.test(r.parent) || LAYER_NAME.test(r.parent)))) fail(`bad parent ${JSON.stringify(r.parent)}`);
+    if (r.parent !== undefined && (typeof r.parent !== 'string' || !(STEP_NAME.test(r.parent) || LAYER_NAME.test(r.parent))))
+      fail(`bad parent ${JSON.stringify(r.parent)}`);
     if (r.layer && (!digest.test(r.layer.digest) || !digest.test(r.layer.diffId) || !Number.isSafeInteger(r.layer.size))) fail(`bad layer in ${r.snapshot}`);
     if (typeof r.created !== 'string') fail(`bad date in ${r.snapshot}`);
   }

@@ -23,7 +23,6 @@ import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
 import { compileGoMatch } from '../context/gopath.js';
 import { PatternMatcher, type MatchInfo } from '../context/patterns.js';
 
-
 export interface SelectOptions {
   /** COPY --parents. */
   parents?: boolean;
@@ -122,10 +121,14 @@ class EntriesView {
 
   /** Follows symlinks in every component, the last too, never leaving the root. */
   resolve(unsafe: string): string {
-    return resolveRelative(unsafe, (rel) => {
-      const e = this.idx.byPath.get(rel);
-      return e?.type === 'symlink' ? (e.linkTarget ?? '') : undefined;
-    }, { where: 'the build context' });
+    return resolveRelative(
+      unsafe,
+      (rel) => {
+        const e = this.idx.byPath.get(rel);
+        return e?.type === 'symlink' ? (e.linkTarget ?? '') : undefined;
+      },
+      { where: 'the build context' },
+    );
   }
 }
 

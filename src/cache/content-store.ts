@@ -10,14 +10,7 @@ import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import {
-  type Descriptor,
-  type Digest,
-  Sha256Hasher,
-  digestFromHex,
-  digestHex,
-  parseDigest,
-} from '../oci/index.js';
+import { type Descriptor, type Digest, Sha256Hasher, digestFromHex, digestHex, parseDigest } from '../oci/index.js';
 
 export interface ContentInfo {
   digest: Digest;
@@ -37,7 +30,10 @@ export interface ExpectedContent {
 export type ContentSource = AsyncIterable<Uint8Array> | Uint8Array | string;
 
 export class ContentNotFoundError extends Error {
-  constructor(readonly digest: Digest, readonly root: string) {
+  constructor(
+    readonly digest: Digest,
+    readonly root: string,
+  ) {
     super(`content ${digest} not found in content store ${root}`);
     this.name = 'ContentNotFoundError';
   }
@@ -170,8 +166,11 @@ export class ContentStore {
       if (have) {
         destroySource(source);
         if (expected.size !== undefined && have.size !== expected.size) {
-          throw new ContentMismatchError(expected, { digest: expected.digest, size: have.size },
-            `ingest ${expected.digest}: stored blob has ${have.size} bytes, expected ${expected.size}`);
+          throw new ContentMismatchError(
+            expected,
+            { digest: expected.digest, size: have.size },
+            `ingest ${expected.digest}: stored blob has ${have.size} bytes, expected ${expected.size}`,
+          );
         }
         return descriptor(expected.digest, have.size, mt, expected.annotations);
       }
@@ -186,8 +185,11 @@ export class ContentStore {
         for await (const chunk of chunks(source)) {
           hasher.update(chunk);
           if (expected?.size !== undefined && hasher.size > expected.size) {
-            throw new ContentMismatchError(expected, { size: hasher.size },
-              `ingest ${expected.digest}: content is longer than the expected ${expected.size} bytes`);
+            throw new ContentMismatchError(
+              expected,
+              { size: hasher.size },
+              `ingest ${expected.digest}: content is longer than the expected ${expected.size} bytes`,
+            );
           }
           await writeAll(fh, chunk);
         }
@@ -199,12 +201,10 @@ export class ContentStore {
       const size = hasher.size;
       if (expected) {
         if (expected.size !== undefined && size !== expected.size) {
-          throw new ContentMismatchError(expected, { digest, size },
-            `ingest ${expected.digest}: got ${size} bytes, expected ${expected.size}`);
+          throw new ContentMismatchError(expected, { digest, size }, `ingest ${expected.digest}: got ${size} bytes, expected ${expected.size}`);
         }
         if (digest !== expected.digest) {
-          throw new ContentMismatchError(expected, { digest, size },
-            `ingest ${expected.digest}: content hashes to ${digest} (digest mismatch)`);
+          throw new ContentMismatchError(expected, { digest, size }, `ingest ${expected.digest}: content hashes to ${digest} (digest mismatch)`);
         }
       }
       await fsp.rename(tmp, this.blobPath(digest));

@@ -163,7 +163,7 @@ export function parseSize(text: string): number {
   return bytes;
 }
 
-const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** A Go duration as docker's until= filter takes it ("24h", "1h30m", "90s", "1.5h"), in milliseconds. */
 export function parseDuration(text: string): number {

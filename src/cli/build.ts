@@ -223,7 +223,10 @@ function parseProgress(value: string, flag: string): ProgressMode {
 
 /** --platform A,B (repeatable, as buildx): the distinct target platforms, in the order given. */
 function parsePlatformFlag(values: string[]): Platform[] {
-  const specs = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  const specs = values
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (specs.length === 0) throw flagError('--platform', values.join(','), 'empty platform');
   const out = new Map<string, Platform>();
   for (const spec of specs) {
@@ -332,7 +335,8 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (allow.length) request.allow = [...new Set(allow)] as Entitlement[];
   if (v['pids-limit'] !== undefined) {
     const n = Number(v['pids-limit']);
-    if (!/^\d+$/.test(v['pids-limit']) || !Number.isSafeInteger(n) || n < 1) throw flagError('--pids-limit', v['pids-limit'], 'want a positive number of processes');
+    if (!/^\d+$/.test(v['pids-limit']) || !Number.isSafeInteger(n) || n < 1)
+      throw flagError('--pids-limit', v['pids-limit'], 'want a positive number of processes');
     request.runPidsLimit = n;
   }
   const target = empty('--target', v.target);
@@ -391,7 +395,9 @@ function readDockerfile(file: string | undefined, contextDir: string, readStdin:
     return { name: file ?? 'Dockerfile', text: readFileSync(p, 'utf8'), path: p };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `failed to read Dockerfile: open ${p}: no such file or directory` : `failed to read Dockerfile ${p}: ${(err as Error).message}`);
+    throw new UsageError(
+      code === 'ENOENT' ? `failed to read Dockerfile: open ${p}: no such file or directory` : `failed to read Dockerfile ${p}: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -412,10 +418,12 @@ export function formatFinding(f: LintFinding): string {
 /** buildx's --metadata-file keys, sorted as Go's JSON encoder writes a map. */
 export function buildMetadata(image: NonNullable<BuildResult['image']>): Record<string, string> {
   // A multi-platform image is an index, which has no config of its own (as buildx writes it).
-  const meta: Record<string, string> = image.platforms ? { 'containerimage.digest': image.manifestDigest } : {
-    'containerimage.config.digest': image.configDigest,
-    'containerimage.digest': image.manifestDigest,
-  };
+  const meta: Record<string, string> = image.platforms
+    ? { 'containerimage.digest': image.manifestDigest }
+    : {
+        'containerimage.config.digest': image.configDigest,
+        'containerimage.digest': image.manifestDigest,
+      };
   if (image.names.length > 0) meta['image.name'] = image.names.join(',');
   return meta;
 }
@@ -544,7 +552,9 @@ async function buildWith(inv: BuildInvocation, request: BuildRequest, io: BuildI
     display.finish();
     if (inv.check) {
       // As buildx: the report on stdout; a rule set to error (# check=error=true) fails the command.
-      io.stdout.write(inv.progress === 'rawjson' ? JSON.stringify({ warnings: result.warnings }) + '\n' : formatCheck(result.warnings, request.dockerfile.text));
+      io.stdout.write(
+        inv.progress === 'rawjson' ? JSON.stringify({ warnings: result.warnings }) + '\n' : formatCheck(result.warnings, request.dockerfile.text),
+      );
       return result.warnings.some((w) => w.level === 'error') ? 1 : 0;
     }
     if (inv.progress !== 'quiet') {

@@ -34,7 +34,13 @@ export function formatCheck(findings: readonly LintFinding[], dockerfileText: st
   const n = findings.length;
   const out = [`Check complete, ${n} warning${n === 1 ? ' has' : 's have'} been found!`, ''];
   for (const f of findings) {
-    out.push(`${f.level === 'error' ? 'ERROR' : 'WARN'}: ${f.rule} - ${ruleUrl(f.rule)}`, f.message, `${f.location.file}:${f.location.line}`, ...snippet(dockerfileText, f.location.line), '');
+    out.push(
+      `${f.level === 'error' ? 'ERROR' : 'WARN'}: ${f.rule} - ${ruleUrl(f.rule)}`,
+      f.message,
+      `${f.location.file}:${f.location.line}`,
+      ...snippet(dockerfileText, f.location.line),
+      '',
+    );
   }
   return out.join('\n');
 }

@@ -62,7 +62,11 @@ export function renderDiskUsage(du: DiskUsage, opts: { verbose: boolean; now: Da
         ['Last used:', lastAccessed(r, opts.now)],
         ['Type:', r.type],
       );
-      out += lines.filter(([, v]) => v !== '').map(([k, v]) => `${k.padEnd(16)}${v}\n`).join('') + '\n';
+      out +=
+        lines
+          .filter(([, v]) => v !== '')
+          .map(([k, v]) => `${k.padEnd(16)}${v}\n`)
+          .join('') + '\n';
     }
   } else {
     out += formatTable(

@@ -142,7 +142,7 @@ export function renderImages(records: ImageRecord[], opts: ImagesOptions): strin
   );
 }
 
-export function parseImagesArgs(argv: string[]): (Omit<ImagesOptions, 'now'> & { root?: string; help: boolean }) {
+export function parseImagesArgs(argv: string[]): Omit<ImagesOptions, 'now'> & { root?: string; help: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -165,13 +165,21 @@ export function parseImagesArgs(argv: string[]): (Omit<ImagesOptions, 'now'> & {
   const format = v.format ?? 'table';
   if (format !== 'table' && format !== 'json') throw new UsageError(`invalid argument ${JSON.stringify(format)} for "--format" flag: want table or json`);
   if (v.root === '') throw new UsageError('invalid argument "" for "--root" flag: empty value');
-  const out: Omit<ImagesOptions, 'now'> & { root?: string; help: boolean } = { quiet: v.quiet ?? false, noTrunc: v['no-trunc'] ?? false, format, help: v.help ?? false };
+  const out: Omit<ImagesOptions, 'now'> & { root?: string; help: boolean } = {
+    quiet: v.quiet ?? false,
+    noTrunc: v['no-trunc'] ?? false,
+    format,
+    help: v.help ?? false,
+  };
   if (positionals[0] !== undefined) out.filter = positionals[0];
   if (v.root !== undefined) out.root = v.root;
   return out;
 }
 
-export async function imagesCommand(argv: string[], io: { stdout: OutStream; stderr: OutStream; env: NodeJS.ProcessEnv } = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+export async function imagesCommand(
+  argv: string[],
+  io: { stdout: OutStream; stderr: OutStream; env: NodeJS.ProcessEnv } = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+): Promise<number> {
   let opts;
   try {
     opts = parseImagesArgs(argv);

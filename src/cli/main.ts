@@ -33,7 +33,12 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 export { kilnVersion };
 
 /** Flags that say which daemon to talk to, and the environment variables they set. */
-const CONNECTION_FLAGS: Record<string, string> = { '--addr': 'KILN_HOST', '--tlscacert': 'KILN_TLS_CACERT', '--tlscert': 'KILN_TLS_CERT', '--tlskey': 'KILN_TLS_KEY' };
+const CONNECTION_FLAGS: Record<string, string> = {
+  '--addr': 'KILN_HOST',
+  '--tlscacert': 'KILN_TLS_CACERT',
+  '--tlscert': 'KILN_TLS_CERT',
+  '--tlskey': 'KILN_TLS_KEY',
+};
 /** Commands that talk to a daemon when one is named; they take the connection flags anywhere. */
 const CLIENT_COMMANDS = new Set(['build', 'images', 'du', 'prune']);
 

@@ -96,7 +96,13 @@ export function parseOutput(value: string): ParsedOutput {
     const val = field.slice(eq + 1);
     lastKey = key;
     if (key === 'name') {
-      names = [...(names ?? []), ...val.split(',').map((n) => n.trim()).filter((n) => n !== '')];
+      names = [
+        ...(names ?? []),
+        ...val
+          .split(',')
+          .map((n) => n.trim())
+          .filter((n) => n !== ''),
+      ];
       continue;
     }
     if (attrs.has(key)) throw outputError(value, `${key} given twice`);
@@ -214,7 +220,9 @@ export function parseOutput(value: string): ParsedOutput {
       return withCompression({ type: 'oci' as const, names, dest: needDest() });
     case 'docker':
       // buildx: a docker output without dest loads the image into the Docker daemon.
-      return withCompression(dest !== undefined && dest !== '' ? { type: 'docker' as const, names, dest, load: false } : { type: 'docker' as const, names, load: true });
+      return withCompression(
+        dest !== undefined && dest !== '' ? { type: 'docker' as const, names, dest, load: false } : { type: 'docker' as const, names, load: true },
+      );
     case 'image':
       return withCompression({ type: 'image' as const, names, push: push ?? false });
     case 'registry':
@@ -266,7 +274,8 @@ export function resolveOutputs(flags: OutputFlags): OutputSpec[] {
       // buildx writes --annotation into each exporter's attributes, over the ones given there.
       o = { ...o, annotations: [...(o.annotations ?? []), ...extra] };
     }
-    const names = o.names !== undefined ? o.names.map((n) => normalizeImageName(n, `invalid argument ${JSON.stringify('name=' + n)} for "-o, --output" flag`)) : flags.tags;
+    const names =
+      o.names !== undefined ? o.names.map((n) => normalizeImageName(n, `invalid argument ${JSON.stringify('name=' + n)} for "-o, --output" flag`)) : flags.tags;
     if (o.type === 'image') {
       if (o.push && names.length === 0) throw new UsageError('tag is needed when pushing to registry: give -t NAME or name=NAME');
       return { ...o, names };

@@ -49,7 +49,11 @@ export function parsePruneArgs(argv: string[]): PruneOptions & { force: boolean;
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const out: PruneOptions & { force: boolean; root?: string; help: boolean } = { all: values.all ?? false, force: values.force ?? false, help: values.help ?? false };
+  const out: PruneOptions & { force: boolean; root?: string; help: boolean } = {
+    all: values.all ?? false,
+    force: values.force ?? false,
+    help: values.help ?? false,
+  };
   if (values['keep-storage'] !== undefined) {
     try {
       out.keepStorage = parseSize(values['keep-storage']);

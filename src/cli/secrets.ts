@@ -41,7 +41,8 @@ export function parseSecretFlag(value: string): SecretSpec {
     const v = field.slice(eq + 1);
     switch (key) {
       case 'type':
-        if (v !== 'file' && v !== 'env') throw new UsageError(`invalid --secret ${JSON.stringify(value)}: unsupported secret type ${JSON.stringify(v)} (file or env)`);
+        if (v !== 'file' && v !== 'env')
+          throw new UsageError(`invalid --secret ${JSON.stringify(value)}: unsupported secret type ${JSON.stringify(v)} (file or env)`);
         type = v;
         break;
       case 'id':
@@ -61,7 +62,8 @@ export function parseSecretFlag(value: string): SecretSpec {
   if (type === 'env' && spec.env === undefined) spec.env = src;
   else if (src !== undefined) spec.file = src;
   if (spec.id === undefined && spec.file !== undefined) spec.id = path.basename(spec.file);
-  if (spec.id === undefined || !ID.test(spec.id)) throw new UsageError(`invalid --secret ${JSON.stringify(value)}: an id is required (letters, digits, "_", "-", ".", "/")`);
+  if (spec.id === undefined || !ID.test(spec.id))
+    throw new UsageError(`invalid --secret ${JSON.stringify(value)}: an id is required (letters, digits, "_", "-", ".", "/")`);
   if (spec.file === undefined && spec.env === undefined) spec.env = spec.id;
   return spec as SecretSpec;
 }
@@ -71,7 +73,13 @@ export function parseSshFlag(value: string): SshSpec {
   const eq = value.indexOf('=');
   const id = eq < 0 ? value : value.slice(0, eq);
   if (!ID.test(id)) throw new UsageError(`invalid --ssh ${JSON.stringify(value)}: want default, ID or ID=SOCKET`);
-  const paths = eq < 0 ? [] : value.slice(eq + 1).split(',').filter((p) => p !== '');
+  const paths =
+    eq < 0
+      ? []
+      : value
+          .slice(eq + 1)
+          .split(',')
+          .filter((p) => p !== '');
   return { id, paths };
 }
 
@@ -157,9 +165,15 @@ export async function sshForwards(sources: readonly SshSource[], env: NodeJS.Pro
       });
       if (!started) throw new UsageError(`--ssh ${src.id}: could not start ssh-agent for its key files (is openssh-client installed?)`);
       for (const key of src.keys) {
-        const added = spawnSync('ssh-add', ['-q', key], { env: { ...env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: '', DISPLAY: '' }, stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+        const added = spawnSync('ssh-add', ['-q', key], {
+          env: { ...env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: '', DISPLAY: '' },
+          stdio: ['ignore', 'ignore', 'pipe'],
+          timeout: 10_000,
+        });
         if (added.status !== 0) {
-          throw new UsageError(`--ssh ${src.id}: cannot load the key ${key} (a key with a passphrase must be loaded into your own ssh-agent): ${added.stderr.toString().trim() || `ssh-add exited ${added.status}`}`);
+          throw new UsageError(
+            `--ssh ${src.id}: cannot load the key ${key} (a key with a passphrase must be loaded into your own ssh-agent): ${added.stderr.toString().trim() || `ssh-add exited ${added.status}`}`,
+          );
         }
       }
       forwards.push({ id: src.id, socket });

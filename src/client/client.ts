@@ -20,8 +20,36 @@ export type { BuildRequest, BuildResult, ImageRecord, ProgressEvent };
 export type { SshForward } from '../server/api.js';
 export type { CacheRecord, DiskUsage, PruneOptions, PruneReport, RecordType, UsageTotals } from '../server/server.js';
 
-export type { Entitlement, BuildErrorInfo, BuildGraph, CacheFrom, CacheTo, ContextSpec, LintFinding, NamedContextSpec, OutputSpec, LayerCompression, Platform } from '../server/api.js';
-export { BuildFailure, ENTITLEMENTS, CacheSpecError, familiarName, familiarString, formatReference, hostPlatform, parseCacheFrom, parseCacheTo, parseDuration, parsePlatform, parsePruneFilters, parseReference, parseSize, splitCsv } from '../server/api.js';
+export type {
+  Entitlement,
+  BuildErrorInfo,
+  BuildGraph,
+  CacheFrom,
+  CacheTo,
+  ContextSpec,
+  LintFinding,
+  NamedContextSpec,
+  OutputSpec,
+  LayerCompression,
+  Platform,
+} from '../server/api.js';
+export {
+  BuildFailure,
+  ENTITLEMENTS,
+  CacheSpecError,
+  familiarName,
+  familiarString,
+  formatReference,
+  hostPlatform,
+  parseCacheFrom,
+  parseCacheTo,
+  parseDuration,
+  parsePlatform,
+  parsePruneFilters,
+  parseReference,
+  parseSize,
+  splitCsv,
+} from '../server/api.js';
 export { parseSourceDateEpoch, SOURCE_DATE_EPOCH } from '../server/api.js';
 // Image output options, annotations and attestations (kiln build -o/--annotation/--provenance).
 export type { AnnotationSpec, ImageOutputOptions, ProvenanceRequest } from '../server/api.js';

@@ -16,4 +16,3 @@ export function embeddedClient(opts: { root?: string } = {}): KilnClient {
     close: () => server.close(),
   };
 }
-

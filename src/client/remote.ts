@@ -36,7 +36,12 @@ import { call, DaemonError, daemonError, jsonLines, readAll, send, upgrade, type
 
 type ClientOutput = { index: number; type: 'file' | 'local' | 'load' };
 type SshDial = { type: 'ssh-dial'; id: string; conn: string };
-type StreamLine = ProgressEvent | SshDial | { type: 'build'; id: string } | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] } | { type: 'error'; error: BuildErrorInfo };
+type StreamLine =
+  | ProgressEvent
+  | SshDial
+  | { type: 'build'; id: string }
+  | { type: 'result'; id: string; result: BuildResult; outputs: ClientOutput[] }
+  | { type: 'error'; error: BuildErrorInfo };
 
 /**
  * A client of one daemon, or of a fleet: with several endpoints, each build goes to the one its
@@ -69,7 +74,13 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
   let ep = fleet[0]!;
   if (fleet.length > 1) {
     // Sticky: the same context goes to the same daemon, where its kept copy and cache are.
-    ep = fleet[stickyIndex(await contextIdentity(req.context.path), fleet.map((e) => e.text))]!;
+    ep =
+      fleet[
+        stickyIndex(
+          await contextIdentity(req.context.path),
+          fleet.map((e) => e.text),
+        )
+      ]!;
     onProgress({ type: 'message', level: 'info', text: `building on ${ep.text} (chosen by the context's identity among ${fleet.length} daemons)` });
   }
   // Vertex numbers: the client's own first (the context, then each named directory it sends), then
@@ -126,7 +137,8 @@ async function remoteBuild(fleet: readonly Endpoint[], req: BuildRequest, onProg
     if (signal?.aborted) throw new BuildFailure({ message: (signal.reason as Error)?.message ?? 'build cancelled', cancelled: true });
     throw new BuildFailure({ message: `lost the connection to the kiln daemon at ${ep.text} during the build: ${(err as Error).message}` });
   }
-  if (!outcome) throw new BuildFailure({ message: `the kiln daemon at ${ep.text} closed the build's stream before its result`, cancelled: signal?.aborted || undefined });
+  if (!outcome)
+    throw new BuildFailure({ message: `the kiln daemon at ${ep.text} closed the build's stream before its result`, cancelled: signal?.aborted || undefined });
   if (outcome.type === 'error') throw new BuildFailure(outcome.error);
   if (outcome.type !== 'result') throw new Error('unexpected reply from the kiln daemon');
   await writeOutputs(ep, outcome.id, req, outcome.outputs, signal);

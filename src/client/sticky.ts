@@ -37,5 +37,12 @@ export function stickyAddress(identity: string, addresses: readonly string[]): s
 
 /** `KILN_HOST`'s value as a list: addresses separated by commas, blanks and duplicates dropped, order kept. */
 export function splitAddresses(value: string): string[] {
-  return [...new Set(value.split(',').map((a) => a.trim()).filter((a) => a !== ''))];
+  return [
+    ...new Set(
+      value
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a !== ''),
+    ),
+  ];
 }

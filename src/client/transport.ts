@@ -83,7 +83,15 @@ function openRequest(ep: Endpoint, base: http.RequestOptions): http.ClientReques
   if (a.kind === 'unix') return http.request({ ...base, socketPath: a.path });
   if (!ep.tls) return http.request({ ...base, host: a.host, port: a.port });
   // No SNI for an IP address (Node deprecates it).
-  return https.request({ ...base, host: a.host, port: a.port, ca: ep.tls.ca, cert: ep.tls.cert, key: ep.tls.key, ...(net.isIP(a.host) ? {} : { servername: a.host }) });
+  return https.request({
+    ...base,
+    host: a.host,
+    port: a.port,
+    ca: ep.tls.ca,
+    cert: ep.tls.cert,
+    key: ep.tls.key,
+    ...(net.isIP(a.host) ? {} : { servername: a.host }),
+  });
 }
 
 /** Sends one request; resolves with the response head (status checked by the caller). */
@@ -100,7 +108,9 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
       if ((s as { connecting?: boolean }).connecting === false) mark();
       else s.once(ep.tls ? 'secureConnect' : 'connect', mark);
     });
-    const timer = opts.connectTimeoutMs ? setTimeout(() => !connected && req.destroy(Object.assign(new Error('timed out connecting'), { code: 'ETIMEDOUT' })), opts.connectTimeoutMs) : undefined;
+    const timer = opts.connectTimeoutMs
+      ? setTimeout(() => !connected && req.destroy(Object.assign(new Error('timed out connecting'), { code: 'ETIMEDOUT' })), opts.connectTimeoutMs)
+      : undefined;
     let responded = false;
     req.once('response', (res) => {
       responded = true;

@@ -23,7 +23,10 @@ export function cleanPath(p: string): string {
 }
 
 export class BadPatternError extends Error {
-  constructor(readonly pattern: string, detail: string) {
+  constructor(
+    readonly pattern: string,
+    detail: string,
+  ) {
     super(`syntax error in pattern ${JSON.stringify(pattern)}: ${detail}`);
     this.name = 'BadPatternError';
   }

@@ -107,7 +107,12 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
  * the list (it changed since syncEntries) fails the upload naming it: the daemon checks each entry
  * against the size it planned, and a silently different file would be a wrong build.
  */
-export async function writeWantedTar(contextDir: string, entries: SyncEntry[], wanted: string[], out: NodeJS.WritableStream): Promise<{ files: number; bytes: number }> {
+export async function writeWantedTar(
+  contextDir: string,
+  entries: SyncEntry[],
+  wanted: string[],
+  out: NodeJS.WritableStream,
+): Promise<{ files: number; bytes: number }> {
   if (wanted.length === 0) {
     // Nothing changed (the warm case): the empty archive is its end marker, two zero blocks, and
     // needs no tar library loaded.
@@ -184,7 +189,7 @@ const SMALL_FILE = 1024 * 1024;
 /** How many small files are read ahead of the one being written. */
 const READ_AHEAD = 32;
 
-function tarHeader(e: SyncEntry): Parameters<tar.Pack["entry"]>[0] {
+function tarHeader(e: SyncEntry): Parameters<tar.Pack['entry']>[0] {
   return { name: e.path, type: 'file', size: e.size, mode: e.mode, mtime: new Date(e.mtimeMs) };
 }
 

@@ -40,7 +40,11 @@ export interface ContextEntry {
 }
 
 export class ContextError extends Error {
-  constructor(message: string, readonly path: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'ContextError';
   }

@@ -95,7 +95,10 @@ function swapAccounted(): boolean {
 /** Our own hard RLIMIT_NOFILE (Node has no getrlimit): the container may not exceed it. */
 function callerNofileHard(): number {
   try {
-    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const line = fs
+      .readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
     const hard = line?.trim().split(/\s+/)[4];
     if (hard === 'unlimited') return Number.MAX_SAFE_INTEGER;
     const n = Number(hard);

@@ -17,7 +17,10 @@ export async function sweepStaleContainers(stateDir: string, runc = 'runc'): Pro
   }
   const list = await runcCall(runc, ['--root', runcRoot, 'list', '--quiet']);
   if (list.code !== 0) return []; // no state yet
-  const ids = list.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const ids = list.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   for (const id of ids) {
     await runcCall(runc, ['--root', runcRoot, 'kill', id, 'KILL']);
     // delete -f waits for the init process to go and removes the container's cgroup and state.

@@ -90,7 +90,11 @@ export function openDecompressed(file: string, compression: Compression): Readab
 function isTarHeader(block: Buffer): boolean {
   if (block.length < 512) return false;
   if (block.every((b) => b === 0)) return false;
-  const field = block.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/g, '').trim();
+  const field = block
+    .subarray(148, 156)
+    .toString('latin1')
+    .replace(/[\0 ]+$/g, '')
+    .trim();
   if (!/^[0-7]+$/.test(field)) return false;
   const want = parseInt(field, 8);
   let unsigned = 0;
@@ -229,7 +233,8 @@ export async function extractTar(file: string, compression: Compression, destRoo
         body.resume();
         const linkHost = await resolveInRoot(chroot, linkInChroot, { followFinal: false });
         const linkSt = await lstatOrUndefined(linkHost);
-        if (linkSt === undefined || linkSt.isDirectory()) throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
+        if (linkSt === undefined || linkSt.isDirectory())
+          throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
         await fsp.link(linkHost, target);
         // go-archive's createTarFile treats a hard link's header like any entry's: its owner (or
         // the --chown one), and its mode and times unless the link names a symlink, land on the

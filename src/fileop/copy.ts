@@ -118,7 +118,17 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
 
   const show = (host: string) => '/' + path.relative(destRoot, host).split(path.sep).join('/');
   const tree = view
-    ? new TreeCopier(view, { ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(exclude ? { exclude } : {}), ...(op.reuse ? { reuse: op.reuse } : {}), show }, summary)
+    ? new TreeCopier(
+        view,
+        {
+          ...(chown ? { chown } : {}),
+          ...(chmod !== undefined ? { chmod } : {}),
+          ...(exclude ? { exclude } : {}),
+          ...(op.reuse ? { reuse: op.reuse } : {}),
+          show,
+        },
+        summary,
+      )
     : undefined;
 
   for (const item of items) {

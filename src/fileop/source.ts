@@ -11,7 +11,6 @@ import { resolveInRoot } from '../fsutil/rootpath.js';
 import { compareNames, walkContext } from '../context/walk.js';
 import type { CopySource } from './types.js';
 
-
 export interface SourceView {
   /** Host directory of the root. */
   readonly root: string;
@@ -63,7 +62,10 @@ class RootfsView implements SourceView {
 class ContextView implements SourceView {
   readonly preserveOwner = false;
   private readonly visible: Set<string>;
-  constructor(readonly root: string, paths: Iterable<string>) {
+  constructor(
+    readonly root: string,
+    paths: Iterable<string>,
+  ) {
     this.visible = new Set(paths);
   }
   host(rel: string): string {
@@ -91,5 +93,8 @@ export async function openSource(src: CopySource): Promise<SourceView> {
   const root = path.resolve(src.dir);
   if (src.kind === 'rootfs') return new RootfsView(root);
   const entries = src.entries ?? (await walkContext(root, src.dockerfile ? { dockerfile: src.dockerfile } : {}));
-  return new ContextView(root, entries.map((e) => e.path));
+  return new ContextView(
+    root,
+    entries.map((e) => e.path),
+  );
 }

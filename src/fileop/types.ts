@@ -45,9 +45,7 @@ export interface CopySpec {
  *    of copied files becomes 0:0, as BuildKit's context transfer resets it.
  *  - rootfs: a mounted stage or image root; everything is visible and ownership is preserved.
  */
-export type CopySource =
-  | { kind: 'context'; dir: string; entries?: readonly ContextEntry[]; dockerfile?: string }
-  | { kind: 'rootfs'; dir: string };
+export type CopySource = { kind: 'context'; dir: string; entries?: readonly ContextEntry[]; dockerfile?: string } | { kind: 'rootfs'; dir: string };
 
 export interface CopyOp {
   spec: CopySpec;
@@ -98,7 +96,11 @@ export function emptySummary(): CopySummary {
 
 /** A COPY/ADD failure; the message starts with the Dockerfile location when it is known. */
 export class CopyError extends Error {
-  constructor(message: string, readonly location?: SourceLocation, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly location?: SourceLocation,
+    options?: { cause?: unknown },
+  ) {
     super(location ? `${location.file}:${location.line}: ${message}` : message, options);
     this.name = 'CopyError';
   }

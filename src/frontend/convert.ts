@@ -160,7 +160,10 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
         metaArgs.push(p);
         continue;
       }
-      throw err(n.startLine, `${n.cmd.toUpperCase()} instruction before the first FROM: only ARG instructions, parser directives and comments may precede FROM`);
+      throw err(
+        n.startLine,
+        `${n.cmd.toUpperCase()} instruction before the first FROM: only ARG instructions, parser directives and comments may precede FROM`,
+      );
     }
     if (p.kind === 'maintainer') lint.run('MaintainerDeprecated', loc(n));
     stages[stages.length - 1].commands.push(p);
@@ -362,7 +365,8 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     if (allowIndex && /^[+-]?\d+$/.test(from)) {
       const i = Number(from);
       if (i < 0 || i >= stages.length) throw err(line, `${what}=${from}: invalid stage index ${i}`);
-      if (i >= s.index) return forward(s, i, line, err(line, `${what}=${from}: cannot copy from stage ${i}, it needs to be defined before current stage ${s.index}`));
+      if (i >= s.index)
+        return forward(s, i, line, err(line, `${what}=${from}: cannot copy from stage ${i}, it needs to be defined before current stage ${s.index}`));
       s.deps.add(i);
       if (!depLines[s.index].has(i)) depLines[s.index].set(i, line);
       return { kind: 'stage', index: i };
@@ -375,7 +379,15 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     }
     const later = findStage(stages, from, stages.length);
     if (later) {
-      return forward(s, later.index, line, err(line, `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`));
+      return forward(
+        s,
+        later.index,
+        line,
+        err(
+          line,
+          `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`,
+        ),
+      );
     }
     if (!isValidReference(from)) throw err(line, `${what}=${from}: no stage named ${JSON.stringify(from)} and not a valid image reference`);
     const named = namedBase(from);
@@ -392,10 +404,12 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
         if (r.nodes.length !== 1) throw new InstructionError('onbuild trigger should be a single expression');
         const node: Node = { ...r.nodes[0], startLine: s.location.line, endLine: s.location.endLine };
         const p = parseInstruction(node);
-        if (p.kind === 'from' || p.kind === 'onbuild' || p.kind === 'maintainer') throw new InstructionError(`${p.kind.toUpperCase()} isn't allowed as an ONBUILD trigger`);
+        if (p.kind === 'from' || p.kind === 'onbuild' || p.kind === 'maintainer')
+          throw new InstructionError(`${p.kind.toUpperCase()} isn't allowed as an ONBUILD trigger`);
         return p;
       } catch (e) {
-        if (e instanceof InstructionError || e instanceof ParseError) throw err(s.location.line, `ONBUILD trigger ${JSON.stringify(t)} of the base image: ${e.message}`);
+        if (e instanceof InstructionError || e instanceof ParseError)
+          throw err(s.location.line, `ONBUILD trigger ${JSON.stringify(t)} of the base image: ${e.message}`);
         throw e;
       }
     });
@@ -472,7 +486,8 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       st = initialState(img, platform, empty && !s.replaced);
     }
     if (s.platform && base.kind !== 'scratch' && base.kind !== 'context') st.platform = s.platform;
-    for (const ref of s.images) if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
+    for (const ref of s.images)
+      if (ref !== (base.kind === 'image' ? base.ref : '') && !opts.baseImages?.[ref] && !unresolved.includes(ref)) unresolved.push(ref);
 
     const steps: Step[] = [];
     const trackers = { cmd: 0, entrypoint: 0, healthcheck: 0 };
@@ -618,7 +633,15 @@ function dispatch(ctx: DispatchCtx, st: State, c: Parsed, fromOnBuild: boolean):
     const args = declared();
     for (const v of unmatched) {
       if (args.has(v) || NON_ENV_ARGS.has(v)) continue;
-      lint.run('UndefinedVar', location, v, suggest(v, st.env.map(([k]) => k)));
+      lint.run(
+        'UndefinedVar',
+        location,
+        v,
+        suggest(
+          v,
+          st.env.map(([k]) => k),
+        ),
+      );
     }
   };
   const expand = (w: string): string => {
@@ -823,7 +846,13 @@ function dispatchRun(
     const from: MountFrom | undefined = m.from ? ctx.resolveFrom(m.from, ctx.stage, line, false, 'RUN --mount from') : undefined;
     switch (m.type) {
       case 'bind':
-        mounts.push({ type: 'bind', target: abs(m.target!), source: posix.join('/', m.source ?? ''), from: from ?? { kind: 'context' }, readwrite: !m.readonly });
+        mounts.push({
+          type: 'bind',
+          target: abs(m.target!),
+          source: posix.join('/', m.source ?? ''),
+          from: from ?? { kind: 'context' },
+          readwrite: !m.readonly,
+        });
         break;
       case 'cache': {
         const cm: RunMount = {
@@ -958,7 +987,7 @@ function dispatchCopy(
   for (const s of srcs) {
     const git = parseGitRef(s);
     if (git) {
-      if (!isAdd) failAt('source can\'t be a git ref for COPY');
+      if (!isAdd) failAt("source can't be a git ref for COPY");
       const bad = gitSourceProblem(git);
       if (bad !== undefined) failAt(`${redactCredentials(s)}: ${bad}`);
       urls.push(s);
@@ -1068,8 +1097,40 @@ function parsePortSpec(spec: string, lint: Linter, location: SourceLocation, fai
 }
 
 const signals = new Set([
-  'ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL', 'PROF', 'PWR', 'QUIT',
-  'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1', 'USR2', 'VTALRM', 'WINCH', 'XCPU', 'XFSZ',
+  'ABRT',
+  'ALRM',
+  'BUS',
+  'CHLD',
+  'CLD',
+  'CONT',
+  'FPE',
+  'HUP',
+  'ILL',
+  'INT',
+  'IO',
+  'IOT',
+  'KILL',
+  'PIPE',
+  'POLL',
+  'PROF',
+  'PWR',
+  'QUIT',
+  'SEGV',
+  'STKFLT',
+  'STOP',
+  'SYS',
+  'TERM',
+  'TRAP',
+  'TSTP',
+  'TTIN',
+  'TTOU',
+  'URG',
+  'USR1',
+  'USR2',
+  'VTALRM',
+  'WINCH',
+  'XCPU',
+  'XFSZ',
 ]);
 
 /** moby/sys/signal.ParseSignal: a number > 0, or a name with or without SIG (RTMIN+n too). */

@@ -90,11 +90,13 @@ export function formatDuration(ns: number): string {
 function fracString(v: number, prec: number): string {
   const div = 10 ** prec;
   const whole = Math.floor(v / div);
-  let frac = String(v % div).padStart(prec, '0').replace(/0+$/, '');
+  let frac = String(v % div)
+    .padStart(prec, '0')
+    .replace(/0+$/, '');
   return frac ? `${whole}.${frac}` : `${whole}`;
 }
 
-const units: Record<string, number> = { ns: NS, us: US, 'µs': US, 'μs': US, ms: MS, s: S, m: M, h: H };
+const units: Record<string, number> = { ns: NS, us: US, µs: US, μs: US, ms: MS, s: S, m: M, h: H };
 
 /** Go's time.ParseDuration; returns nanoseconds or throws with Go's message. */
 export function parseDuration(s: string): number {

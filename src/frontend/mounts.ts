@@ -24,7 +24,27 @@ export interface ParsedMount {
 
 const mountTypes = new Set(['bind', 'cache', 'tmpfs', 'secret', 'ssh']);
 const sharingTypes = new Set(['shared', 'private', 'locked']);
-const allKeys = ['type', 'from', 'source', 'target', 'readonly', 'id', 'sharing', 'required', 'mode', 'uid', 'gid', 'size', 'env', 'src', 'dst', 'destination', 'ro', 'rw', 'readwrite'];
+const allKeys = [
+  'type',
+  'from',
+  'source',
+  'target',
+  'readonly',
+  'id',
+  'sharing',
+  'required',
+  'mode',
+  'uid',
+  'gid',
+  'size',
+  'env',
+  'src',
+  'dst',
+  'destination',
+  'ro',
+  'rw',
+  'readwrite',
+];
 
 /** One CSV record, like Go's encoding/csv for a single line. */
 export function parseCSVLine(s: string): string[] {

@@ -167,9 +167,7 @@ export type RunMount =
 
 export type MountFrom =
   /** The build context, or with `name` a named one (--build-context NAME=DIR / an archive URL). */
-  | { kind: 'context'; name?: string }
-  | { kind: 'stage'; index: number }
-  | { kind: 'image'; ref: string };
+  { kind: 'context'; name?: string } | { kind: 'stage'; index: number } | { kind: 'image'; ref: string };
 
 export interface CopyStep extends StepBase {
   kind: 'copy';

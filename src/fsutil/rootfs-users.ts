@@ -109,7 +109,10 @@ function parseGroup(text: string | undefined): GroupEntry[] {
     if (f.length < 3) continue;
     const gid = parseId(f[2]!.trim());
     if (gid === undefined) continue;
-    const members = (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '');
+    const members = (f[3] ?? '')
+      .split(',')
+      .map((m) => m.trim())
+      .filter((m) => m !== '');
     out.push({ name: f[0]!, gid, members });
   }
   return out;

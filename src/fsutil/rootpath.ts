@@ -124,12 +124,7 @@ export function isInside(root: string, hostPath: string): boolean {
  * parent cannot redirect the creation onto the host. Directories it creates get `mode` (default 0755)
  * and `owner`; existing ones are left alone. Returns the host path of the final directory.
  */
-export async function mkdirAllInRoot(
-  root: string,
-  unsafePath: string,
-  mode = 0o755,
-  owner?: { uid: number; gid: number },
-): Promise<string> {
+export async function mkdirAllInRoot(root: string, unsafePath: string, mode = 0o755, owner?: { uid: number; gid: number }): Promise<string> {
   const absRoot = path.resolve(root);
   let current = '/';
   let hostPath = absRoot;

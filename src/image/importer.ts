@@ -71,7 +71,10 @@ async function importLayout(store: ContentStore, dir: string, shownAs: string): 
   try {
     index = JSON.parse(await fsp.readFile(await resolveInRoot(dir, 'index.json'), 'utf8')) as Index;
   } catch (err) {
-    throw new ImportError(shownAs, `not an OCI image layout (index.json: ${(err as Error).message}); Docker's own \`docker save\` archives before Docker 25 are not supported`);
+    throw new ImportError(
+      shownAs,
+      `not an OCI image layout (index.json: ${(err as Error).message}); Docker's own \`docker save\` archives before Docker 25 are not supported`,
+    );
   }
   if (!Array.isArray(index.manifests)) throw new ImportError(shownAs, 'index.json has no manifests');
   const out: ImportedImage[] = [];

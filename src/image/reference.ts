@@ -30,7 +30,10 @@ export interface ImageReference {
 }
 
 export class InvalidReferenceError extends Error {
-  constructor(readonly reference: string, reason: string) {
+  constructor(
+    readonly reference: string,
+    reason: string,
+  ) {
     super(`invalid reference ${JSON.stringify(reference)}: ${reason}`);
     this.name = 'InvalidReferenceError';
   }

@@ -10,7 +10,10 @@ export type Digest = string & { readonly __digest: unique symbol };
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
 export class InvalidDigestError extends Error {
-  constructor(readonly value: string, context?: string) {
+  constructor(
+    readonly value: string,
+    context?: string,
+  ) {
     super(`${context ? `${context}: ` : ''}invalid digest ${JSON.stringify(value)} (want sha256:<64 lowercase hex>)`);
     this.name = 'InvalidDigestError';
   }

@@ -55,9 +55,4 @@ export function layerCompression(mt: string): 'none' | 'gzip' | 'zstd' | undefin
 }
 
 /** The Accept header a registry needs to hand out any manifest kind kiln understands. */
-export const MANIFEST_ACCEPT: readonly string[] = [
-  MediaType.ociIndex,
-  MediaType.dockerManifestList,
-  MediaType.ociManifest,
-  MediaType.dockerManifest,
-];
+export const MANIFEST_ACCEPT: readonly string[] = [MediaType.ociIndex, MediaType.dockerManifestList, MediaType.ociManifest, MediaType.dockerManifest];

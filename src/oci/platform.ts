@@ -5,7 +5,10 @@
 import type { Platform } from './types.js';
 
 export class InvalidPlatformError extends Error {
-  constructor(readonly value: string, reason: string) {
+  constructor(
+    readonly value: string,
+    reason: string,
+  ) {
     super(`invalid platform ${JSON.stringify(value)}: ${reason}`);
     this.name = 'InvalidPlatformError';
   }

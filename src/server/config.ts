@@ -120,7 +120,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KilnConfig {
       }
       // As for a request: a local cache names a directory on the daemon's host, which a fleet does
       // not share and which the daemon would write as root for every client.
-      if (entry.type === 'local') throw new Error(`kiln config ${file}: "${key}": type=local is not available in the daemon's configuration (${JSON.stringify(value)}): use type=registry`);
+      if (entry.type === 'local')
+        throw new Error(
+          `kiln config ${file}: "${key}": type=local is not available in the daemon's configuration (${JSON.stringify(value)}): use type=registry`,
+        );
       return entry;
     });
   }
@@ -144,7 +147,8 @@ function stepLogMax(value: unknown, envValue: string | undefined, file: string):
 
 function entitlements(names: string[], file: string): Entitlement[] {
   for (const n of names) {
-    if (!(ENTITLEMENTS as readonly string[]).includes(n)) throw new Error(`kiln config ${file}: "allowed-entitlements": unknown entitlement ${JSON.stringify(n)} (known: ${ENTITLEMENTS.join(', ')})`);
+    if (!(ENTITLEMENTS as readonly string[]).includes(n))
+      throw new Error(`kiln config ${file}: "allowed-entitlements": unknown entitlement ${JSON.stringify(n)} (known: ${ENTITLEMENTS.join(', ')})`);
   }
   return names as Entitlement[];
 }

@@ -65,7 +65,10 @@ export interface KeptContextInfo {
 
 function checkId(id: string): void {
   if (typeof id !== 'string' || !ID_RE.test(id)) {
-    throw new ContextError(`invalid build context identity ${JSON.stringify(id)}: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`, String(id));
+    throw new ContextError(
+      `invalid build context identity ${JSON.stringify(id)}: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`,
+      String(id),
+    );
   }
 }
 
@@ -187,7 +190,8 @@ export class KeptContexts {
   private handOff(id: string): void {
     const queue = this.slots.get(id);
     const next = queue?.shift();
-    if (next) next(); // the slot stays taken, now by the next lease
+    if (next)
+      next(); // the slot stays taken, now by the next lease
     else this.slots.delete(id);
   }
 }
@@ -313,7 +317,9 @@ function validateList(entries: unknown): Map<string, SyncEntry> {
 /** A file whose content must be sent: new, of another kind before, or changed by its stamp. */
 function needsContent(e: SyncEntry, kept: SyncEntry | undefined): boolean {
   if (e.type !== 'file' || e.hardlinkTo !== undefined) return false;
-  return kept === undefined || kept.type !== 'file' || kept.hardlinkTo !== undefined || kept.stamp !== e.stamp || kept.size !== e.size || kept.mtimeMs !== e.mtimeMs;
+  return (
+    kept === undefined || kept.type !== 'file' || kept.hardlinkTo !== undefined || kept.stamp !== e.stamp || kept.size !== e.size || kept.mtimeMs !== e.mtimeMs
+  );
 }
 
 interface Plan {
@@ -410,7 +416,15 @@ class Lease implements ContextLease {
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
     return this.applied.map((e) => {
-      const c: ContextEntry = { path: e.path, type: e.type, mode: e.mode, uid, gid, size: e.type === 'symlink' ? Buffer.byteLength(e.linkTarget ?? '') : e.size, mtimeMs: e.mtimeMs };
+      const c: ContextEntry = {
+        path: e.path,
+        type: e.type,
+        mode: e.mode,
+        uid,
+        gid,
+        size: e.type === 'symlink' ? Buffer.byteLength(e.linkTarget ?? '') : e.size,
+        mtimeMs: e.mtimeMs,
+      };
       if (e.linkTarget !== undefined) c.linkTarget = e.linkTarget;
       if (e.hardlinkTo !== undefined) c.hardlinkTo = e.hardlinkTo;
       return c;

@@ -181,7 +181,8 @@ export class Daemon {
   /** Step 2: the files the plan asked for, as a tar stream. */
   async receiveUpload(contextId: string, sessionId: string, body: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }> {
     const session = this.session(contextId, sessionId);
-    if (session.claimed || session.received || session.receiving) throw new ApiError(409, `upload session ${sessionId} has already received its files, or is receiving them`);
+    if (session.claimed || session.received || session.receiving)
+      throw new ApiError(409, `upload session ${sessionId} has already received its files, or is receiving them`);
     session.receiving = true;
     clearTimeout(session.expiry);
     try {
@@ -216,7 +217,8 @@ export class Daemon {
 
   private session(contextId: string, sessionId: string): UploadSession {
     const session = this.sessions.get(sessionId);
-    if (!session || session.contextId !== contextId) throw new ApiError(404, `no upload session ${sessionId} for context ${contextId} (expired or never started)`);
+    if (!session || session.contextId !== contextId)
+      throw new ApiError(404, `no upload session ${sessionId} for context ${contextId} (expired or never started)`);
     return session;
   }
 
@@ -232,10 +234,16 @@ export class Daemon {
    * context, and leaves the outputs the client writes on its side as files to fetch. `signal` is
    * the client's connection: a disconnect cancels the build.
    */
-  async build(raw: unknown, client: string, sink: (e: ProgressEvent | { type: 'build'; id: string } | SshDialEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
+  async build(
+    raw: unknown,
+    client: string,
+    sink: (e: ProgressEvent | { type: 'build'; id: string } | SshDialEvent) => void,
+    signal: AbortSignal,
+  ): Promise<BuildOutcome> {
     this.refuseWhileDraining();
     const req = checkRequest(raw);
-    if (req.context.type !== 'synced') throw new ApiError(400, 'a daemon builds only from a context the client synced ({"type":"synced"}), never from a path on its host');
+    if (req.context.type !== 'synced')
+      throw new ApiError(400, 'a daemon builds only from a context the client synced ({"type":"synced"}), never from a path on its host');
     // The main context's upload and each named context's (--build-context NAME=DIR, an OCI layout).
     const named: [string, { id: string; session: string }][] = [];
     for (const [name, spec] of Object.entries(req.namedContexts ?? {})) {
@@ -304,7 +312,13 @@ export class Daemon {
       const full: BuildRequest = { ...req, context: { type: 'dir', path: dir }, dockerfile: { name: req.dockerfile.name, text: dockerfile.text } };
       // Docker's API has no way back to the client's SSH agent: never dialled here.
       const { ssh: _ssh, ...noSsh } = full;
-      return await this.admit(noSsh, client, (e) => e.type !== 'ssh-dial' && sink(e), signal, () => directoryContext(dir, { dockerfile: dockerfile.path, identity: 'tar' }));
+      return await this.admit(
+        noSsh,
+        client,
+        (e) => e.type !== 'ssh-dial' && sink(e),
+        signal,
+        () => directoryContext(dir, { dockerfile: dockerfile.path, identity: 'tar' }),
+      );
     } finally {
       await fsp.rm(dir, { recursive: true, force: true });
     }
@@ -331,9 +345,21 @@ export class Daemon {
     const onDisconnect = () => abort.abort(new Error('build cancelled: the client disconnected'));
     signal.addEventListener('abort', onDisconnect, { once: true });
     if (signal.aborted) onDisconnect();
-    const timeout = this.limits.buildTimeoutMs > 0 ? setTimeout(() => abort.abort(new Error(`build cancelled: it ran longer than the daemon's build-timeout (${this.limits.buildTimeoutMs / 1000} s)`)), this.limits.buildTimeoutMs) : undefined;
+    const timeout =
+      this.limits.buildTimeoutMs > 0
+        ? setTimeout(
+            () => abort.abort(new Error(`build cancelled: it ran longer than the daemon's build-timeout (${this.limits.buildTimeoutMs / 1000} s)`)),
+            this.limits.buildTimeoutMs,
+          )
+        : undefined;
     // The client's agents: each connection a step makes is dialled back over this build's stream.
-    const sshAgents = req.ssh?.length ? this.sshDials.agentsFor(id, req.ssh.map((s) => s.id), sink) : undefined;
+    const sshAgents = req.ssh?.length
+      ? this.sshDials.agentsFor(
+          id,
+          req.ssh.map((s) => s.id),
+          sink,
+        )
+      : undefined;
     const done = this.runBuild(req, record, context, client, sink, abort, sshAgents, namedContexts);
     this.builds.set(id, { abort, done: done.catch(() => undefined) });
     try {
@@ -358,7 +384,9 @@ export class Daemon {
     const dir = path.join(this.outputsDir, record.id);
     let slot;
     try {
-      slot = await this.scheduler.acquire(client, abort.signal, (ahead) => sink({ type: 'message', level: 'info', text: `waiting for a build slot: ${ahead} build(s) ahead` }));
+      slot = await this.scheduler.acquire(client, abort.signal, (ahead) =>
+        sink({ type: 'message', level: 'info', text: `waiting for a build slot: ${ahead} build(s) ahead` }),
+      );
     } catch (err) {
       const error = { message: (err as Error).message, cancelled: true };
       this.finished(record, { error });
@@ -564,13 +592,18 @@ function checkRequest(raw: unknown): BuildRequest {
   const r = raw as Record<string, unknown>;
   const ctx = r.context;
   if (!isObject(ctx) || typeof ctx.type !== 'string') throw bad('"context" must be an object with a "type"');
-  if (ctx.type === 'synced' && (typeof ctx.id !== 'string' || typeof ctx.session !== 'string')) throw bad('a synced "context" needs "id" and "session" strings');
+  if (ctx.type === 'synced' && (typeof ctx.id !== 'string' || typeof ctx.session !== 'string'))
+    throw bad('a synced "context" needs "id" and "session" strings');
   if (r.namedContexts !== undefined) checkNamedContexts(r.namedContexts, bad);
   const df = r.dockerfile;
   if (!isObject(df) || typeof df.name !== 'string' || typeof df.text !== 'string') throw bad('"dockerfile" must be {"name": string, "text": string}');
-  if (!isObject(r.buildArgs) || Object.values(r.buildArgs).some((v) => v !== undefined && v !== null && typeof v !== 'string')) throw bad('"buildArgs" must map names to strings');
+  if (!isObject(r.buildArgs) || Object.values(r.buildArgs).some((v) => v !== undefined && v !== null && typeof v !== 'string'))
+    throw bad('"buildArgs" must map names to strings');
   if (!isObject(r.labels) || Object.values(r.labels).some((v) => typeof v !== 'string')) throw bad('"labels" must map names to strings');
-  if (!Array.isArray(r.outputs) || r.outputs.some((o) => !isObject(o) || typeof o.type !== 'string' || !['image', 'docker', 'oci', 'local', 'tar'].includes(o.type as string))) {
+  if (
+    !Array.isArray(r.outputs) ||
+    r.outputs.some((o) => !isObject(o) || typeof o.type !== 'string' || !['image', 'docker', 'oci', 'local', 'tar'].includes(o.type as string))
+  ) {
     throw bad('"outputs" must be a list of outputs of type image, docker, oci, local or tar');
   }
   for (const o of r.outputs as Record<string, unknown>[]) {
@@ -579,34 +612,47 @@ function checkRequest(raw: unknown): BuildRequest {
   const imageProblem = imageOptionsProblem(r);
   if (imageProblem) throw bad(imageProblem);
   if (r.network !== 'host' && r.network !== 'none') throw bad('"network" must be "host" or "none"');
-  if (r.runPidsLimit !== undefined && (typeof r.runPidsLimit !== 'number' || !Number.isSafeInteger(r.runPidsLimit) || r.runPidsLimit < 1)) throw bad('"runPidsLimit" must be a positive integer');
+  if (r.runPidsLimit !== undefined && (typeof r.runPidsLimit !== 'number' || !Number.isSafeInteger(r.runPidsLimit) || r.runPidsLimit < 1))
+    throw bad('"runPidsLimit" must be a positive integer');
   if (r.allow !== undefined && (!Array.isArray(r.allow) || r.allow.some((e) => !(ENTITLEMENTS as readonly unknown[]).includes(e)))) {
     throw bad(`"allow" must be a list of entitlements (${ENTITLEMENTS.join(', ')})`);
   }
   for (const k of ['noCache', 'pull', 'dryRun'] as const) if (typeof r[k] !== 'boolean') throw bad(`"${k}" must be true or false`);
   if (r.target !== undefined && typeof r.target !== 'string') throw bad('"target" must be a string');
-  const isPlatform = (p: unknown) => isObject(p) && typeof p.os === 'string' && typeof p.architecture === 'string' && (p.variant === undefined || typeof p.variant === 'string');
+  const isPlatform = (p: unknown) =>
+    isObject(p) && typeof p.os === 'string' && typeof p.architecture === 'string' && (p.variant === undefined || typeof p.variant === 'string');
   if (r.platform !== undefined && !isPlatform(r.platform)) throw bad('"platform" must be {"os": string, "architecture": string}');
   if (r.platforms !== undefined && (!Array.isArray(r.platforms) || r.platforms.length > MAX_PLATFORMS || !r.platforms.every(isPlatform))) {
     throw bad(`"platforms" must be a list of at most ${MAX_PLATFORMS} {"os": string, "architecture": string}`);
   }
   // Checked without ever quoting a value: error messages are logged.
-  if (r.secrets !== undefined && (!isObject(r.secrets) || Object.values(r.secrets).some((v) => typeof v !== 'string'))) throw bad('"secrets" must map ids to base64 strings');
+  if (r.secrets !== undefined && (!isObject(r.secrets) || Object.values(r.secrets).some((v) => typeof v !== 'string')))
+    throw bad('"secrets" must map ids to base64 strings');
   if (r.ssh !== undefined) {
     if (!Array.isArray(r.ssh) || r.ssh.some((s) => !isObject(s) || typeof s.id !== 'string')) throw bad('"ssh" must be a list of {"id": string}');
     // A socket names a path on the daemon's host: the client's agent is reached through the client.
     if (r.ssh.some((s) => (s as Record<string, unknown>).socket !== undefined)) throw bad('an "ssh" entry cannot name a socket on the daemon\'s host');
   }
-  if (r.noCacheFilter !== undefined && (!Array.isArray(r.noCacheFilter) || r.noCacheFilter.some((s) => typeof s !== 'string'))) throw bad('"noCacheFilter" must be a list of strings');
+  if (r.noCacheFilter !== undefined && (!Array.isArray(r.noCacheFilter) || r.noCacheFilter.some((s) => typeof s !== 'string')))
+    throw bad('"noCacheFilter" must be a list of strings');
   for (const k of ['cacheFrom', 'cacheTo'] as const) {
     const list = r[k];
     if (list === undefined) continue;
     if (!Array.isArray(list) || list.some((c) => !isObject(c))) throw bad(`"${k}" must be a list`);
     // A local cache names a directory on the daemon's host: not something a client may choose.
     if (list.some((c) => (c as Record<string, unknown>).type === 'local')) {
-      throw new ApiError(400, `${k === 'cacheFrom' ? '--cache-from' : '--cache-to'} type=local is not available through a daemon (it would name a directory on the daemon's host): use type=registry`);
+      throw new ApiError(
+        400,
+        `${k === 'cacheFrom' ? '--cache-from' : '--cache-to'} type=local is not available through a daemon (it would name a directory on the daemon's host): use type=registry`,
+      );
     }
-    if (list.some((c) => !['registry', 'inline'].includes((c as Record<string, unknown>).type as string) || ((c as Record<string, unknown>).type === 'registry' && typeof (c as Record<string, unknown>).ref !== 'string'))) {
+    if (
+      list.some(
+        (c) =>
+          !['registry', 'inline'].includes((c as Record<string, unknown>).type as string) ||
+          ((c as Record<string, unknown>).type === 'registry' && typeof (c as Record<string, unknown>).ref !== 'string'),
+      )
+    ) {
       throw bad(`"${k}" entries must be {"type":"registry","ref":...} or {"type":"inline"}`);
     }
   }

@@ -34,7 +34,8 @@ export interface DockerApiOptions {
 }
 
 /** Docker endpoints kiln does not serve: 501, so a client can tell "not here" from "no such path". */
-const UNSUPPORTED = /^\/(containers|exec|networks|volumes|swarm|nodes|services|tasks|secrets|configs|plugins|system|info|events|auth|commit|distribution|session|grpc)(\/|$)|^\/images\/(create|load|search|prune)$|^\/images\/.+\/(push|tag|history)$/;
+const UNSUPPORTED =
+  /^\/(containers|exec|networks|volumes|swarm|nodes|services|tasks|secrets|configs|plugins|system|info|events|auth|commit|distribution|session|grpc)(\/|$)|^\/images\/(create|load|search|prune)$|^\/images\/.+\/(push|tag|history)$/;
 
 export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
   const { daemon, log } = opts;
@@ -73,8 +74,13 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
     const m = /^\/v(\d+)\.(\d+)(?=\/|\?|$)/.exec(req.originalUrl);
     if (!m) return;
     const asked = [Number(m[1]), Number(m[2])] as const;
-    if (compareVersions(asked, DOCKER_API_VERSION) > 0) throw new ApiError(400, `client version ${m[1]}.${m[2]} is too new. Maximum supported API version is ${DOCKER_API_VERSION}`);
-    if (compareVersions(asked, MIN_API_VERSION) < 0) throw new ApiError(400, `client version ${m[1]}.${m[2]} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+    if (compareVersions(asked, DOCKER_API_VERSION) > 0)
+      throw new ApiError(400, `client version ${m[1]}.${m[2]} is too new. Maximum supported API version is ${DOCKER_API_VERSION}`);
+    if (compareVersions(asked, MIN_API_VERSION) < 0)
+      throw new ApiError(
+        400,
+        `client version ${m[1]}.${m[2]} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+      );
   });
   app.addHook('onSend', async (_req, reply) => {
     void reply.headers(headers);
@@ -90,12 +96,18 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
     else if (err instanceof ImageLookupError) status = { missing: 404, invalid: 400, conflict: 409, unsupported: 501 }[err.kind];
     else status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500 && status !== 501 && status !== 503) log({ msg: 'internal error', api: 'docker', error: err.message, stack: err.stack });
-    void reply.code(status).type(JSON_TYPE).send(JSON.stringify({ message: err.message }));
+    void reply
+      .code(status)
+      .type(JSON_TYPE)
+      .send(JSON.stringify({ message: err.message }));
   });
   app.setNotFoundHandler((req, reply) => {
     const p = req.url.split('?')[0]!;
     const message = UNSUPPORTED.test(p) ? `${req.method} ${p} is not implemented by kiln's Docker API (it serves builds and images only)` : 'page not found';
-    return reply.code(UNSUPPORTED.test(p) ? 501 : 404).type(JSON_TYPE).send(JSON.stringify({ message }));
+    return reply
+      .code(UNSUPPORTED.test(p) ? 501 : 404)
+      .type(JSON_TYPE)
+      .send(JSON.stringify({ message }));
   });
 
   // --- the handshake ---
@@ -107,7 +119,13 @@ export function createDockerApi(opts: DockerApiOptions): FastifyInstance {
   );
   app.get('/version', async () => ({
     Platform: { Name: 'kiln' },
-    Components: [{ Name: 'kiln', Version: opts.version, Details: { ApiVersion: DOCKER_API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: hostPlatform().architecture } }],
+    Components: [
+      {
+        Name: 'kiln',
+        Version: opts.version,
+        Details: { ApiVersion: DOCKER_API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: hostPlatform().architecture },
+      },
+    ],
     Version: opts.version,
     ApiVersion: DOCKER_API_VERSION,
     MinAPIVersion: MIN_API_VERSION,
@@ -400,7 +418,10 @@ function tarSize(h: Buffer): number | undefined {
     for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
     return Number.isSafeInteger(n) ? n : undefined;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/g, '').replace(/^[ ]+/, '');
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/g, '')
+    .replace(/^[ ]+/, '');
   if (text === '') return h.every((b) => b === 0) ? 0 : undefined;
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : undefined;
 }
@@ -421,9 +442,11 @@ interface BuildParams {
 }
 
 function buildParams(q: Record<string, string | string[] | undefined>): BuildParams {
-  if (one(q, 'remote')) throw new ApiError(501, 'remote build contexts (a Git URL or a tarball URL) are not supported by kiln: send the context as the request body');
+  if (one(q, 'remote'))
+    throw new ApiError(501, 'remote build contexts (a Git URL or a tarball URL) are not supported by kiln: send the context as the request body');
   const version = one(q, 'version');
-  if (version === '2') throw new ApiError(501, "kiln's Docker API serves the classic builder only (set DOCKER_BUILDKIT=0); for BuildKit-style builds use kiln build");
+  if (version === '2')
+    throw new ApiError(501, "kiln's Docker API serves the classic builder only (set DOCKER_BUILDKIT=0); for BuildKit-style builds use kiln build");
   const tags = many(q, 't').filter((t) => t !== '');
   for (const t of tags) {
     try {
@@ -440,7 +463,11 @@ function buildParams(q: Record<string, string | string[] | undefined>): BuildPar
   const p = one(q, 'platform');
   if (p) {
     // dockerd's classic builder stores one image: it has no place for an index of several.
-    if (p.includes(',')) throw new ApiError(400, `invalid platform ${p}: the Docker API builds one platform (its image store holds no image index); use kiln build --platform for several`);
+    if (p.includes(','))
+      throw new ApiError(
+        400,
+        `invalid platform ${p}: the Docker API builds one platform (its image store holds no image index); use kiln build --platform for several`,
+      );
     try {
       platform = parsePlatform(p, hostPlatform());
     } catch (err) {
@@ -452,7 +479,18 @@ function buildParams(q: Record<string, string | string[] | undefined>): BuildPar
   if (mode === '' || mode === 'default' || mode === 'host' || mode === 'bridge') network = 'host';
   else if (mode === 'none') network = 'none';
   else throw new ApiError(400, `network mode ${JSON.stringify(mode)} is not supported by kiln (default, host or none)`);
-  return { tags, dockerfile, buildArgs, labels, target, platform, network, noCache: truthy(one(q, 'nocache')), pull: truthy(one(q, 'pull')), quiet: truthy(one(q, 'q')) };
+  return {
+    tags,
+    dockerfile,
+    buildArgs,
+    labels,
+    target,
+    platform,
+    network,
+    noCache: truthy(one(q, 'nocache')),
+    pull: truthy(one(q, 'pull')),
+    quiet: truthy(one(q, 'q')),
+  };
 }
 
 function one(q: Record<string, string | string[] | undefined>, key: string): string | undefined {
@@ -501,7 +539,10 @@ function stringMap(v: unknown, key: string, nullable: boolean): Record<string, s
 function filterValues(v: unknown): string[] {
   if (v === undefined || v === null) return [];
   if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
-  if (typeof v === 'object') return Object.entries(v as Record<string, unknown>).filter(([, on]) => on === true).map(([k]) => k);
+  if (typeof v === 'object')
+    return Object.entries(v as Record<string, unknown>)
+      .filter(([, on]) => on === true)
+      .map(([k]) => k);
   throw new ApiError(400, 'invalid filter');
 }
 
@@ -515,7 +556,14 @@ function referenceMatches(fullName: string, pattern: string): boolean {
   }
   const familiar = familiarString(ref);
   const repo = familiar.replace(/:[^:/]*$/, '');
-  const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$');
+  const re = new RegExp(
+    '^' +
+      pattern
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*') +
+      '$',
+  );
   return re.test(familiar) || re.test(repo) || re.test(fullName);
 }
 
@@ -640,4 +688,3 @@ function compareVersions(a: readonly [number, number], b: string): number {
   const [major, minor] = b.split('.').map(Number) as [number, number];
   return a[0] !== major ? a[0] - major : a[1] - minor;
 }
-

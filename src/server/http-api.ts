@@ -84,7 +84,9 @@ export function createApi(opts: ApiOptions): FastifyInstance {
     const m = /^\/v1\/builds\/([0-9a-f]{20})\/ssh\/([0-9a-f]{32})$/.exec((req.url ?? '').split('?')[0]!);
     const refuse = (status: number, text: string) => {
       const body = JSON.stringify({ message: text });
-      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     };
     socket.on('error', () => socket.destroy());
     if (!m || req.method !== 'GET' || String(req.headers.upgrade).toLowerCase() !== SSH_UPGRADE_PROTOCOL) {
@@ -191,7 +193,6 @@ export function createApi(opts: ApiOptions): FastifyInstance {
 
   return app;
 }
-
 
 function pruneOptions(body: unknown): PruneOptions {
   // No body is the defaults. Anything else must be a JSON object: a body of another type (a tar

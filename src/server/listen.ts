@@ -68,7 +68,10 @@ export function readTls(files: TlsFiles): ServerSettings['tls'] {
 /** Refuses an address the settings cannot serve safely, before anything starts. */
 export function checkAddress(a: ListenAddress, s: ServerSettings): void {
   if (a.kind !== 'tcp' || s.tls) return;
-  if (!s.insecureTcp) throw new Error(`${formatAddress(a)}: TCP is served only with TLS (--tlscacert, --tlscert, --tlskey); for a loopback address without TLS, add --insecure-tcp`);
+  if (!s.insecureTcp)
+    throw new Error(
+      `${formatAddress(a)}: TCP is served only with TLS (--tlscacert, --tlscert, --tlskey); for a loopback address without TLS, add --insecure-tcp`,
+    );
   if (!isLoopback(a.host)) throw new Error(`${formatAddress(a)}: --insecure-tcp is allowed on loopback addresses only (127.0.0.1, ::1)`);
 }
 
@@ -78,7 +81,10 @@ export function serverFactory(a: ListenAddress, s: ServerSettings) {
     const base = { maxHeaderSize: s.maxHeaderBytes };
     const server =
       a.kind === 'tcp' && s.tls
-        ? https.createServer({ ...base, ca: s.tls.ca, cert: s.tls.cert, key: s.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, handler)
+        ? https.createServer(
+            { ...base, ca: s.tls.ca, cert: s.tls.cert, key: s.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
+            handler,
+          )
         : http.createServer(base, handler);
     // Uploads and builds are long: no whole-request deadline, but headers must come promptly.
     server.requestTimeout = 0;

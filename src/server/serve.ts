@@ -101,7 +101,14 @@ export async function serve(opts: ServeOptions): Promise<RunningDaemon> {
   });
   const shown = allShown.slice(0, addresses.length);
   const dockerShown = allShown.slice(addresses.length);
-  log({ msg: 'kiln daemon serving', root: opts.root, addresses: shown, ...(dockerShown.length ? { dockerApi: dockerShown } : {}), version: opts.version, pid: process.pid });
+  log({
+    msg: 'kiln daemon serving',
+    root: opts.root,
+    addresses: shown,
+    ...(dockerShown.length ? { dockerApi: dockerShown } : {}),
+    version: opts.version,
+    pid: process.pid,
+  });
   for (const line of held) log(line);
   held = undefined;
 

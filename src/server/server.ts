@@ -37,7 +37,17 @@ import {
   writeCache,
 } from '../solver/index.js';
 import { diskUsage, maybeCollect, prune, solverHeld, type DiskUsage, type PruneOptions, type PruneReport } from '../solver/gc.js';
-import { BuildFailure, hostPlatform, namedContextBindings, type BuildRequest, type BuildResult, type ImageOutputOptions, type LayerCompression, type OutputSpec, type Platform } from './api.js';
+import {
+  BuildFailure,
+  hostPlatform,
+  namedContextBindings,
+  type BuildRequest,
+  type BuildResult,
+  type ImageOutputOptions,
+  type LayerCompression,
+  type OutputSpec,
+  type Platform,
+} from './api.js';
 import type { ImageExportOptions } from '../solver/image-output.js';
 import { checkImageOutputs, exportAttestations } from './image-outputs.js';
 import { loadConfig, type KilnConfig } from './config.js';
@@ -256,11 +266,19 @@ export class BuildServer {
   }
 
   /** The image outputs, then the cache exports (inline cache rides in the image config). */
-  private async exportAll(req: BuildRequest, result: SolveResult, s: RootServices, progress: ProgressTracker, signal?: AbortSignal): Promise<ExportResult | undefined> {
+  private async exportAll(
+    req: BuildRequest,
+    result: SolveResult,
+    s: RootServices,
+    progress: ProgressTracker,
+    signal?: AbortSignal,
+  ): Promise<ExportResult | undefined> {
     const cacheDeps = { ...s, layers: result.layers };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') ? await cacheConfigFor(result, 'min', cacheDeps, { inline: true }) : undefined;
     const exported =
-      req.outputs.length === 0 && !req.imageId && !inline ? undefined : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline, exportAttestations(req));
+      req.outputs.length === 0 && !req.imageId && !inline
+        ? undefined
+        : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline, exportAttestations(req));
     for (const to of req.cacheTo ?? []) {
       if (to.type === 'inline') continue;
       const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);

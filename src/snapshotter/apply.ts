@@ -17,12 +17,7 @@ import { Readable, pipeline as pipelineCb } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { resolveInRoot } from '../fsutil/rootpath.js';
-import {
-  compressionFromMediaType,
-  decompressStages,
-  detectCompression,
-  HashTap,
-} from './compression.js';
+import { compressionFromMediaType, decompressStages, detectCompression, HashTap } from './compression.js';
 import { isOverlayPrivate, isWhiteout, mknod, OVERLAY_OPAQUE, setXattr } from './fsops.js';
 import type { ApplyResult } from './types.js';
 

@@ -5,18 +5,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { MetadataStore, ownerAlive, processStart, type MetadataDoc, type SnapshotRecord } from './metadata.js';
-import type {
-  ApplyResult,
-  CleanupReport,
-  DiffOptions,
-  DiffResult,
-  Mount,
-  PrepareOptions,
-  SnapshotInfo,
-  SnapshotKind,
-  Snapshotter,
-  Usage,
-} from './types.js';
+import type { ApplyResult, CleanupReport, DiffOptions, DiffResult, Mount, PrepareOptions, SnapshotInfo, SnapshotKind, Snapshotter, Usage } from './types.js';
 
 export class SnapshotError extends Error {
   constructor(

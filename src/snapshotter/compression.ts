@@ -123,11 +123,6 @@ export class HashTap extends Transform {
  * part of exporting a layer, so it runs in the worker pool, off the event loop (the worker uses the
  * same stages as compressStages: gzip from zlib, zstd from zstd-codec's stream fed 1 MiB at a time).
  */
-export async function compressBlob(
-  src: string,
-  dest: string,
-  compression: Compression,
-  level?: number,
-): Promise<{ digest: string; size: number }> {
+export async function compressBlob(src: string, dest: string, compression: Compression, level?: number): Promise<{ digest: string; size: number }> {
   return compressFile(src, dest, compression, level);
 }

@@ -219,7 +219,7 @@ export async function* treeChanges(child: string, parent: string | undefined): A
       const c = await lstat(cHost);
       const pHost = pDir ? path.join(pDir, it.name) : undefined;
       const p = pHost ? await lstatOrNull(pHost) : null;
-      if (!p || (c.isDirectory() !== p.isDirectory())) {
+      if (!p || c.isDirectory() !== p.isDirectory()) {
         yield* added(cHost, name, c);
         continue;
       }

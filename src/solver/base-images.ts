@@ -8,7 +8,18 @@ import type { BaseImageConfig } from '../frontend/types.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import type { ImageStore } from '../image/store.js';
-import { formatPlatform, isIndexMediaType, platformMatches, selectPlatform, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from '../oci/index.js';
+import {
+  formatPlatform,
+  isIndexMediaType,
+  platformMatches,
+  selectPlatform,
+  type Descriptor,
+  type Digest,
+  type ImageConfig,
+  type Index,
+  type Manifest,
+  type Platform,
+} from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import { snapshotExists, uniqueKey } from './mounted.js';
 
@@ -138,7 +149,10 @@ export class BaseImages {
     let manifestDesc = rec.manifest;
     if (isIndexMediaType(manifestDesc.mediaType)) {
       const index = await this.deps.store.readJSON<Index>(manifestDesc.digest);
-      const i = selectPlatform(platform, index.manifests.map((m) => m.platform));
+      const i = selectPlatform(
+        platform,
+        index.manifests.map((m) => m.platform),
+      );
       if (i < 0) return undefined;
       manifestDesc = index.manifests[i]!;
     }
@@ -146,7 +160,8 @@ export class BaseImages {
     const config = await this.deps.store.readJSON<ImageConfig>(manifest.config.digest);
     // A single-platform image of another platform is not this stage's base: ask the registry, as
     // a cross build for arm64 must not quietly get the amd64 image the store holds.
-    if (config.architecture && !platformMatches(platform, { os: config.os ?? platform.os, architecture: config.architecture, variant: config.variant })) return undefined;
+    if (config.architecture && !platformMatches(platform, { os: config.os ?? platform.os, architecture: config.architecture, variant: config.variant }))
+      return undefined;
     return { name, manifestDigest: manifestDesc.digest, digest: rec.manifest.digest, config, layers: manifest.layers, source: 'kiln image store' };
   }
 

@@ -100,7 +100,8 @@ export class CacheImport {
     // Exports reuse the imported blob rather than diffing again (same digest, same image).
     if (record.layer) {
       const compression = compressionFromMediaType(record.layer.mediaType);
-      if (compression) await layers.remember(name, compression, { empty: false, descriptor: layerDescriptor(record.layer), diffId: parseDigest(record.layer.diffId) });
+      if (compression)
+        await layers.remember(name, compression, { empty: false, descriptor: layerDescriptor(record.layer), diffId: parseDigest(record.layer.diffId) });
     } else {
       for (const c of ['gzip', 'zstd', 'none'] as const) await layers.remember(name, c, { empty: true });
     }
@@ -237,7 +238,11 @@ export async function writeCache(to: Exclude<CacheTo, { type: 'inline' }>, confi
     await fsp.rename(tmp, file);
   }
   await fsp.writeFile(path.join(to.dest, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const index: Index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ ...manifestDesc, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] };
+  const index: Index = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociIndex,
+    manifests: [{ ...manifestDesc, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+  };
   const tmp = path.join(to.dest, `index.json.tmp-${process.pid}`);
   await fsp.writeFile(tmp, JSON.stringify(index));
   await fsp.rename(tmp, path.join(to.dest, 'index.json'));

@@ -80,7 +80,9 @@ export class InputsLog {
 
   /** A place in a Dockerfile: the context and file, the stage (by name or position) and the step's position in it. */
   static place(contextIdentity: string, dockerfile: string, stage: string, position: number): string {
-    return createHash('sha256').update(stableStringify([contextIdentity, dockerfile, stage, position])).digest('hex');
+    return createHash('sha256')
+      .update(stableStringify([contextIdentity, dockerfile, stage, position]))
+      .digest('hex');
   }
 
   async load(place: string): Promise<StepInputs | undefined> {

@@ -67,7 +67,13 @@ export interface Assembled {
  * dated the epoch, the entries a base image brought keep theirs, the image is as old as its last
  * entry, and the layers' file times are clamped to the epoch (their own layer records).
  */
-export async function assemble(result: SolveResult, compression: Compression, labels: Record<string, string>, snapshotter: Snapshotter, inlineCache?: CacheConfig): Promise<Assembled> {
+export async function assemble(
+  result: SolveResult,
+  compression: Compression,
+  labels: Record<string, string>,
+  snapshotter: Snapshotter,
+  inlineCache?: CacheConfig,
+): Promise<Assembled> {
   return assembleWith(result, { compression, force: false }, labels, snapshotter, undefined, inlineCache);
 }
 
@@ -210,13 +216,24 @@ export async function exportResult(
       const p = attest.provenance!;
       const images = await result.baseImages.resolvedImages();
       return provenancePredicate(
-        { graph: result.graph, images, started: result.started, finished: new Date(), platform, ...(result.gitCommits ? { gitCommits: result.gitCommits } : {}) },
+        {
+          graph: result.graph,
+          images,
+          started: result.started,
+          finished: new Date(),
+          platform,
+          ...(result.gitCommits ? { gitCommits: result.gitCommits } : {}),
+        },
         p.request,
         p.options,
       );
     })());
   /** The descriptor an output points at: the image manifest, or an index with its attestations. */
-  const rootFor = async (img: StoredImage & { platform: Platform }, o: ResolvedImageOptions, names: string[]): Promise<{ root: Descriptor; blobs: Descriptor[] }> => {
+  const rootFor = async (
+    img: StoredImage & { platform: Platform },
+    o: ResolvedImageOptions,
+    names: string[],
+  ): Promise<{ root: Descriptor; blobs: Descriptor[] }> => {
     if (!attest.provenance) return { root: img.manifest, blobs: [] };
     const placed = annotationsFor(o, img.platform);
     const statement = provenanceStatement(await provenanceFor(img.platform), names, img.manifest.digest, img.platform);
@@ -235,7 +252,9 @@ export async function exportResult(
 
   // Even with no output asked for, the image is assembled: its ID is what `kiln build` prints.
   // Making the layers (diff, tar, compress) is most of an export's time: show it as its own step.
-  const imageOutputs = outputs.filter((o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci');
+  const imageOutputs = outputs.filter(
+    (o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci',
+  );
   const first = imageOutputs[0];
   const layersVertex = progress.start('exporting layers');
   let primary: StoredImage;
@@ -267,7 +286,9 @@ export async function exportResult(
           allNames.push(...names);
           const size = img.layers.reduce((s, l) => s + l.size, 0);
           // The store keeps the image manifest: its readers (run, save, FROM) want an image, not attestations.
-          await deps.images.put(names.map((name) => ({ name, manifest: img.manifest, config: img.config.digest, size, created: result.started.toISOString() })));
+          await deps.images.put(
+            names.map((name) => ({ name, manifest: img.manifest, config: img.config.digest, size, created: result.started.toISOString() })),
+          );
           if (out.push) {
             for (const name of names) {
               const r = await deps.registry.push(name, root, deps.store);
@@ -283,7 +304,11 @@ export async function exportResult(
           const img = await imageFor(o);
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
           if (out.type === 'docker') allNames.push(...names.map((n) => n.full));
-          const { root, blobs } = await rootFor(img, o, names.map((n) => n.full));
+          const { root, blobs } = await rootFor(
+            img,
+            o,
+            names.map((n) => n.full),
+          );
           if (out === first) primaryRoot = root;
           const archive = () => imageArchive(deps.store, img, { names, format: out.type, created, root, extraBlobs: blobs });
           if (out.dest) await writeFileAtomic(out.dest, archive());

@@ -309,7 +309,11 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
     const rec = newRecord(
       info.key,
       isBase ? 'internal' : 'regular',
-      transient ? `${info.kind} snapshot (a running build's)` : isBase ? `unpacked base image layer ${info.key.slice(6, 18)}` : (info.labels['kiln.description'] ?? 'build step'),
+      transient
+        ? `${info.kind} snapshot (a running build's)`
+        : isBase
+          ? `unpacked base image layer ${info.key.slice(6, 18)}`
+          : (info.labels['kiln.description'] ?? 'build step'),
       {
         parents: info.parent ? [info.parent] : [],
         inUse: inUse.has(info.key),
@@ -455,7 +459,10 @@ const running = new WeakMap<RootServices, Promise<unknown>>();
 function serial<T>(s: RootServices, fn: () => Promise<T>): Promise<T> {
   const prev = running.get(s) ?? Promise.resolve();
   const next = prev.then(fn, fn);
-  running.set(s, next.catch(() => undefined));
+  running.set(
+    s,
+    next.catch(() => undefined),
+  );
   return next;
 }
 
@@ -487,7 +494,11 @@ export function maybeCollect(s: RootServices, held: HeldSnapshots, policy: GcPol
 async function pruneNow(s: RootServices, opts: PruneOptions, held: HeldSnapshots): Promise<PruneReport> {
   const now = opts.now ?? new Date();
   const inv = await inventory(s, held, now);
-  const filter: PruneFilter = { all: opts.all ?? false, keepStorage: opts.keepStorage ?? 0, ...(opts.unusedForMs !== undefined ? { unusedForMs: opts.unusedForMs } : {}) };
+  const filter: PruneFilter = {
+    all: opts.all ?? false,
+    keepStorage: opts.keepStorage ?? 0,
+    ...(opts.unusedForMs !== undefined ? { unusedForMs: opts.unusedForMs } : {}),
+  };
   const plan = planPrune(
     inv.entries.map((e) => e.record),
     filter,

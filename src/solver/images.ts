@@ -58,7 +58,7 @@ export async function runImage(s: RootServices, name: string, opts: RunImageOpti
   const image = await images.resolve(ref);
   const top = await images.unpack(image);
   const c = image.config.config ?? {};
-  const argv = [...(c.Entrypoint ?? []), ...(opts.args.length ? opts.args : c.Cmd ?? [])];
+  const argv = [...(c.Entrypoint ?? []), ...(opts.args.length ? opts.args : (c.Cmd ?? []))];
   if (argv.length === 0) throw new Error(`image ${name} has no ENTRYPOINT or CMD, and no command was given`);
   const key = uniqueKey('run');
   const mounts = await s.snapshotter.prepare(key, top);
@@ -149,7 +149,9 @@ export async function findImage(s: RootServices, name: string): Promise<StoredIm
   }
   const m = /^(?:sha256:)?([0-9a-f]{1,64})$/.exec(name);
   if (!m) return undefined;
-  const matches = all.filter((i) => i.id.slice('sha256:'.length).startsWith(m[1]!) || i.records.some((r) => r.config.slice('sha256:'.length).startsWith(m[1]!)));
+  const matches = all.filter(
+    (i) => i.id.slice('sha256:'.length).startsWith(m[1]!) || i.records.some((r) => r.config.slice('sha256:'.length).startsWith(m[1]!)),
+  );
   return matches.length === 1 ? matches[0] : undefined;
 }
 
@@ -194,7 +196,10 @@ export async function untagImage(s: RootServices, name: string, force = false): 
   }
   const names = full !== undefined && info.names.includes(full) ? [full] : info.names;
   if (names.length > 1 && !force) {
-    throw new ImageLookupError(`conflict: unable to delete ${info.id.slice(7, 19)} (must be forced) - image is referenced in multiple repositories`, 'conflict');
+    throw new ImageLookupError(
+      `conflict: unable to delete ${info.id.slice(7, 19)} (must be forced) - image is referenced in multiple repositories`,
+      'conflict',
+    );
   }
   for (const n of names) await s.images.remove(n);
   return names;

@@ -15,7 +15,17 @@ export { socketAgent, type SshAgent, type SshAgents } from './ssh-agent.js';
 export type { Compression } from '../snapshotter/index.js';
 export type { ImageRecord } from '../image/store.js';
 export type { RegistryConfig } from '../image/registry/index.js';
-export { describeImages, findImage, ImageLookupError, loadImages, runImage, saveImages, untagImage, type RunImageOptions, type StoredImageInfo } from './images.js';
+export {
+  describeImages,
+  findImage,
+  ImageLookupError,
+  loadImages,
+  runImage,
+  saveImages,
+  untagImage,
+  type RunImageOptions,
+  type StoredImageInfo,
+} from './images.js';
 // Pure helpers and types the layers above need (names, platforms, progress), passed up along the arrows.
 export { buildErrorInfo, type BuildErrorInfo } from './errors.js';
 export { ENTITLEMENTS, type Entitlement } from './ops/types.js';

@@ -60,7 +60,12 @@ export class LayerRecords {
     await fsp.mkdir(this.layout.tmp, { recursive: true });
     const dest = path.join(this.layout.tmp, uniqueKey('layer'));
     try {
-      const diff = await this.snapshotter.diff(snapshot, { dest, compression, ...(epoch !== undefined && { clampMtime: epoch }), ...(level !== undefined && { level }) });
+      const diff = await this.snapshotter.diff(snapshot, {
+        dest,
+        compression,
+        ...(epoch !== undefined && { clampMtime: epoch }),
+        ...(level !== undefined && { level }),
+      });
       let rec: LayerRecord;
       if (diff.empty) {
         rec = { empty: true };

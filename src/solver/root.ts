@@ -75,7 +75,9 @@ export async function checkRootPlace(root: string): Promise<void> {
   const name = PSEUDO_FILESYSTEMS[fsType];
   if (name === undefined) return;
   if (name === 'tmpfs' && (await takesTrustedXattrs(existing))) return;
-  throw new Error(`kiln root ${root}: ${existing} is on ${name}, where kiln cannot keep a root${name === 'tmpfs' ? ' (this tmpfs takes no trusted.* extended attributes, which overlayfs needs)' : ''}: choose a directory on a disk filesystem (--root, KILN_ROOT)`);
+  throw new Error(
+    `kiln root ${root}: ${existing} is on ${name}, where kiln cannot keep a root${name === 'tmpfs' ? ' (this tmpfs takes no trusted.* extended attributes, which overlayfs needs)' : ''}: choose a directory on a disk filesystem (--root, KILN_ROOT)`,
+  );
 }
 
 /** Whether a directory's filesystem stores trusted.* extended attributes (tmpfs does only on newer kernels). */

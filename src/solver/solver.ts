@@ -232,7 +232,16 @@ export class Solver {
     this.running.add(run);
     try {
       const target = await run.stage(graph.target);
-      return { graph, target, stages: await run.allStages(), baseImages, layers: this.layers, started, gitCommits: run.gitCommits(), release: () => void this.running.delete(run) };
+      return {
+        graph,
+        target,
+        stages: await run.allStages(),
+        baseImages,
+        layers: this.layers,
+        started,
+        gitCommits: run.gitCommits(),
+        release: () => void this.running.delete(run),
+      };
     } catch (err) {
       // Nothing of a failed build may go on behind the caller's back: stop the other stages and wait
       // until each has unwound (containers gone, mounts released) before reporting the failure,
@@ -269,7 +278,6 @@ export class Solver {
     return this.runQueue.add(fn) as Promise<T>;
   }
 }
-
 
 /**
  * The platform to read a base image's config for, when the frontend asks for it by reference alone:
@@ -426,7 +434,9 @@ class BuildRun {
       } else {
         const want = this.platformOf(stage);
         const image = await this.baseImages.resolve(base.ref, want);
-        const got = image.config.architecture ? { os: image.config.os ?? want.os, architecture: image.config.architecture, variant: image.config.variant } : want;
+        const got = image.config.architecture
+          ? { os: image.config.os ?? want.os, architecture: image.config.architecture, variant: image.config.variant }
+          : want;
         if (got.os !== want.os || normalizePlatform(got).architecture !== normalizePlatform(want).architecture) {
           // A single-platform image of another platform: BuildKit's InvalidBaseImagePlatform lint
           // warning (which compares OS and architecture only), reported with the Dockerfile's others.
@@ -620,7 +630,10 @@ class BuildRun {
     let merged: Promise<string> | undefined;
     const merge = async () => {
       try {
-        const outcome = await this.solver.once(name, async () => (await mergeLink(this.deps.snapshotter, this.deps.layout.tmp, await parentSnapshot(), copy.own, name), 'built'));
+        const outcome = await this.solver.once(
+          name,
+          async () => (await mergeLink(this.deps.snapshotter, this.deps.layout.tmp, await parentSnapshot(), copy.own, name), 'built'),
+        );
         if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
         return name;
       } catch (err) {
@@ -642,7 +655,10 @@ class BuildRun {
    * What a step's key covers besides its definition (the content of what it reads), and the same
    * broken into named pieces for explaining a miss.
    */
-  private async keyInputs(step: FsStep, stage: Stage): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
+  private async keyInputs(
+    step: FsStep,
+    stage: Stage,
+  ): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
     switch (step.kind) {
       case 'workdir': {
         const def = definitionOf(step);
@@ -711,7 +727,14 @@ class BuildRun {
     }
   }
 
-  private async execute(step: FsStep, parent: string | undefined, name: string, vertex: VertexHandle, history: { previous?: StepInputs; current: StepInputs } | undefined, platform: Platform): Promise<void> {
+  private async execute(
+    step: FsStep,
+    parent: string | undefined,
+    name: string,
+    vertex: VertexHandle,
+    history: { previous?: StepInputs; current: StepInputs } | undefined,
+    platform: Platform,
+  ): Promise<void> {
     const ctx: OpContext = {
       snapshotter: this.deps.snapshotter,
       layout: this.deps.layout,
@@ -723,7 +746,10 @@ class BuildRun {
         return (await this.contextBase(name)).snapshot();
       },
       sourceSnapshot: async (from) => {
-        const snap = from.kind === 'stage' ? await (await this.stage(from.index)).snapshot() : await this.baseImages.unpack(await this.baseImages.resolve(from.ref, this.target));
+        const snap =
+          from.kind === 'stage'
+            ? await (await this.stage(from.index)).snapshot()
+            : await this.baseImages.unpack(await this.baseImages.resolve(from.ref, this.target));
         if (snap) this.held.add(snap);
         return snap;
       },
@@ -800,4 +826,3 @@ interface LinkedCopy {
 function isFilesystemStep(step: Step): step is FsStep {
   return step.kind === 'run' || step.kind === 'copy' || step.kind === 'workdir';
 }
-

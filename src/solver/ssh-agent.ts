@@ -40,7 +40,11 @@ export interface AgentProxy {
  * Serves a proxy socket for `agent` in a new private directory under `tmpDir`, owned and moded as
  * the mount asks. `close` stops it, cuts open connections and removes the directory.
  */
-export async function serveAgentProxy(tmpDir: string, agent: SshAgent, opts: { mode: number; uid: number; gid: number; signal?: AbortSignal }): Promise<AgentProxy> {
+export async function serveAgentProxy(
+  tmpDir: string,
+  agent: SshAgent,
+  opts: { mode: number; uid: number; gid: number; signal?: AbortSignal },
+): Promise<AgentProxy> {
   await fsp.mkdir(tmpDir, { recursive: true });
   const dir = await fsp.mkdtemp(path.join(tmpDir, 'ssh-'));
   await fsp.chmod(dir, 0o700);

@@ -141,7 +141,9 @@ async function getPool(): Promise<Piscina> {
     filename = modulePath = workerModule();
   } catch (err) {
     removeWorkerDir();
-    throw new Error(`cannot write the worker pool's module under ${os.tmpdir()} (set TMPDIR to a writable directory): ${(err as Error).message}`, { cause: err });
+    throw new Error(`cannot write the worker pool's module under ${os.tmpdir()} (set TMPDIR to a writable directory): ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const threads = Math.max(1, os.availableParallelism());
   pool = new PiscinaClass({ filename, minThreads: 0, maxThreads: threads, idleTimeout: IDLE_MS });
@@ -303,7 +305,16 @@ async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | unde
     if (type === undefined) return undefined;
     const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     if (type !== 'symlink' && stamp !== it.known) return undefined;
-    const r: ScanResult = { type, mode: Number(st.mode & 0o7777n), stamp, dev: String(st.dev), ino: String(st.ino), nlink: Number(st.nlink), rdev: String(st.rdev), hashed: false };
+    const r: ScanResult = {
+      type,
+      mode: Number(st.mode & 0o7777n),
+      stamp,
+      dev: String(st.dev),
+      ino: String(st.ino),
+      nlink: Number(st.nlink),
+      rdev: String(st.rdev),
+      hashed: false,
+    };
     if (type === 'symlink') {
       try {
         r.linkTarget = await fs.promises.readlink(it.path);

@@ -70,9 +70,15 @@ describe('formatting', () => {
   });
 
   it('pads a Markdown table to aligned columns, counting code points', () => {
-    expect(markdownTable(['a', 'bb'], [['1–2', 'x'], ['333333', '']])).toBe(
-      ['| a      | bb  |', '| ------ | --- |', '| 1–2    | x   |', '| 333333 |     |'].join('\n'),
-    );
+    expect(
+      markdownTable(
+        ['a', 'bb'],
+        [
+          ['1–2', 'x'],
+          ['333333', ''],
+        ],
+      ),
+    ).toBe(['| a      | bb  |', '| ------ | --- |', '| 1–2    | x   |', '| 333333 |     |'].join('\n'));
   });
 
   it('one row per workload and phase, with failed, missing and ratio columns', () => {
@@ -89,7 +95,11 @@ describe('formatting', () => {
     expect(lines[0]).toMatch(
       /^\| workload \| scenario \| kiln \(embedded\) +\| kiln \(daemon\) \| BuildKit \(docker\) +\| buildah +\| kiln\/BuildKit \| daemon\/BuildKit \| kiln\/buildah \| kiln peak RSS \|$/,
     );
-    const cols = (l: string) => l.split('|').slice(1, -1).map((c) => c.trim());
+    const cols = (l: string) =>
+      l
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim());
     expect(cols(lines[2]!)).toEqual(['hello', 'cold', '3.00 s (2.00–4.00)', '0.75 s', '1.50 s (1.00–2.00)', 'missing', '2.00×', '0.50×', '–', '100 MiB']);
     expect(cols(lines[3]!)).toEqual(['hello', 'export', 'failed', '–', '0.50 s', 'missing', '–', '–', '–', '–']);
   });
@@ -97,7 +107,12 @@ describe('formatting', () => {
   it('lists builders with versions or why they are missing', () => {
     const statuses = ALL.map((s) => (s.id === 'kiln-daemon' ? { ...s, available: false, reason: 'not selected (--builders)' } : s));
     expect(formatBuilders(statuses)).toBe(
-      ['- kiln (embedded): kiln version 0.1.0', '- BuildKit (docker): dockerd 20.10.24', '- buildah: buildah version 1.28.2', '- kiln (daemon): not selected (--builders)'].join('\n'),
+      [
+        '- kiln (embedded): kiln version 0.1.0',
+        '- BuildKit (docker): dockerd 20.10.24',
+        '- buildah: buildah version 1.28.2',
+        '- kiln (daemon): not selected (--builders)',
+      ].join('\n'),
     );
   });
 
@@ -156,7 +171,13 @@ describe('the daemon: upload, memory, targets', () => {
       final: { vmRssKiB: 95 * 1024, vmHwmKiB: 110 * 1024 },
       instances: [
         { startedFor: 'bigctx', builds: 9, memory: { vmRssKiB: 150 * 1024, vmHwmKiB: 200 * 1024 }, stopSeconds: 0.1, exit: 'exit 0' },
-        { startedFor: 'hello', builds: 4, memory: { vmRssKiB: 95 * 1024, vmHwmKiB: 110 * 1024 }, stopSeconds: 60, exit: 'SIGKILL (no exit within 60 s of SIGTERM)' },
+        {
+          startedFor: 'hello',
+          builds: 4,
+          memory: { vmRssKiB: 95 * 1024, vmHwmKiB: 110 * 1024 },
+          stopSeconds: 60,
+          exit: 'SIGKILL (no exit within 60 s of SIGTERM)',
+        },
       ],
       upload: { workload: 'bigctx', firstBytes: 40 * 1024 ** 2, editBytes: 512 * 1024, ratio: 0.0125 },
     });

@@ -26,7 +26,9 @@ describe('builder settings', () => {
   it('buildah mirrors docker.io to the local registry over plain HTTP, short names searched there', () => {
     const conf = buildahRegistriesConf('127.0.0.1:5055');
     expect(conf).toContain('unqualified-search-registries = ["docker.io"]');
-    expect(conf).toMatch(/\[\[registry\]\]\nprefix = "docker.io"\nlocation = "docker.io"\n\n\[\[registry.mirror\]\]\nlocation = "127.0.0.1:5055"\ninsecure = true/);
+    expect(conf).toMatch(
+      /\[\[registry\]\]\nprefix = "docker.io"\nlocation = "docker.io"\n\n\[\[registry.mirror\]\]\nlocation = "127.0.0.1:5055"\ninsecure = true/,
+    );
   });
 
   it('one image name per workload, the same in every builder', () => {

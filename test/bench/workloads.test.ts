@@ -17,7 +17,10 @@ import {
 } from '../../bench/workloads.js';
 
 const files = (name: (typeof WORKLOAD_NAMES)[number], seed: number): ContextFile[] => [...WORKLOADS[name].files(seed)];
-const dockerfile = (name: (typeof WORKLOAD_NAMES)[number]) => files(name, 1).find((f) => f.path === 'Dockerfile')!.content.toString();
+const dockerfile = (name: (typeof WORKLOAD_NAMES)[number]) =>
+  files(name, 1)
+    .find((f) => f.path === 'Dockerfile')!
+    .content.toString();
 
 describe('rng', () => {
   it('is a fixed sequence for a seed (these values must never change: results compare across commits)', () => {
@@ -90,7 +93,13 @@ describe('workload generation', () => {
     }
     const sizes = new Set(tree.map((f) => f.content.length));
     expect(sizes.size).toBeGreaterThan(1000); // sizes vary, not one size
-    expect(all.find((f) => f.path === '.dockerignore')!.content.toString().split('\n').filter(Boolean)).toEqual(['node_modules', '**/*.log', '!keep.log']);
+    expect(
+      all
+        .find((f) => f.path === '.dockerignore')!
+        .content.toString()
+        .split('\n')
+        .filter(Boolean),
+    ).toEqual(['node_modules', '**/*.log', '!keep.log']);
     expect(all.some((f) => f.path === 'keep.log')).toBe(true);
     expect(new Set(all.map((f) => f.path)).size).toBe(all.length);
     expect(dockerfile('bigctx')).toBe('FROM busybox\nWORKDIR /app\nCOPY . .\nRUN find /app -type f | wc -l > /count\n');
@@ -104,7 +113,9 @@ describe('workload generation', () => {
     expect(w.edit!(5, 0).content.equals(e0.content)).toBe(true);
     const contents = [0, 1, 2, 3].map((r) => w.edit!(5, r).content.toString());
     expect(new Set(contents).size).toBe(4);
-    const original = files('bigctx', 5).find((f) => f.path === BIGCTX_EDITED)!.content.toString();
+    const original = files('bigctx', 5)
+      .find((f) => f.path === BIGCTX_EDITED)!
+      .content.toString();
     expect(contents).not.toContain(original);
   });
 

@@ -14,8 +14,21 @@ let entries: ContextEntry[];
 let scratch: string;
 
 const FILES = [
-  'a.txt', 'b.txt', 'c.md', 'src/x.js', 'src/y.js', 'src/README', 'src/sub/z.js', 'src/sub/deep/w.js', 'docs/guide.md',
-  'secret.key', 'ignored/i.txt', 'keep/k.txt', 'keep/drop.txt', 'hard1', 'sp ace/[x].txt',
+  'a.txt',
+  'b.txt',
+  'c.md',
+  'src/x.js',
+  'src/y.js',
+  'src/README',
+  'src/sub/z.js',
+  'src/sub/deep/w.js',
+  'docs/guide.md',
+  'secret.key',
+  'ignored/i.txt',
+  'keep/k.txt',
+  'keep/drop.txt',
+  'hard1',
+  'sp ace/[x].txt',
 ];
 
 beforeAll(async () => {
@@ -88,7 +101,18 @@ async function copied(sources: string[], opts: { parents?: boolean; exclude?: st
   return inventory(path.join(destRoot, 'out'));
 }
 
-const SRC_TREE = ['src', 'src/README', 'src/sub', 'src/sub/deep', 'src/sub/deep/w.js', 'src/sub/up-guide', 'src/sub/uplink', 'src/sub/z.js', 'src/x.js', 'src/y.js'];
+const SRC_TREE = [
+  'src',
+  'src/README',
+  'src/sub',
+  'src/sub/deep',
+  'src/sub/deep/w.js',
+  'src/sub/up-guide',
+  'src/sub/uplink',
+  'src/sub/z.js',
+  'src/x.js',
+  'src/y.js',
+];
 
 describe('selectEntries: exactly what the copy reads', () => {
   const cases: { name: string; sources: string[]; opts?: { parents?: boolean; exclude?: string[] }; want: string[] }[] = [
@@ -109,9 +133,19 @@ describe('selectEntries: exactly what the copy reads', () => {
     { name: 'the whole context, without what .dockerignore hides', sources: ['.'], want: ['<all>'] },
     { name: '* at the root: every name, links at the top followed', sources: ['*'], want: ['<all but top links>'] },
     { name: 'a directory with some files ignored', sources: ['keep'], want: ['keep', 'keep/k.txt'] },
-    { name: '--exclude below a directory (relative to it)', sources: ['src'], opts: { exclude: ['*.js'] }, want: SRC_TREE.filter((p) => !/^src\/[xy]\.js$/.test(p)) },
+    {
+      name: '--exclude below a directory (relative to it)',
+      sources: ['src'],
+      opts: { exclude: ['*.js'] },
+      want: SRC_TREE.filter((p) => !/^src\/[xy]\.js$/.test(p)),
+    },
     { name: '--exclude with **', sources: ['src'], opts: { exclude: ['**/*.js'] }, want: SRC_TREE.filter((p) => !p.endsWith('.js')) },
-    { name: '--exclude a directory, with an exception below it', sources: ['src'], opts: { exclude: ['sub', '!sub/z.js'] }, want: ['src', 'src/README', 'src/sub', 'src/sub/z.js', 'src/x.js', 'src/y.js'] },
+    {
+      name: '--exclude a directory, with an exception below it',
+      sources: ['src'],
+      opts: { exclude: ['sub', '!sub/z.js'] },
+      want: ['src', 'src/README', 'src/sub', 'src/sub/z.js', 'src/x.js', 'src/y.js'],
+    },
     { name: '--exclude on wildcard matches', sources: ['*.txt', '*.md'], opts: { exclude: ['b.*'] }, want: ['a.txt', 'c.md'] },
     { name: '--exclude does not apply to a named source', sources: ['a.txt'], opts: { exclude: ['a.txt'] }, want: ['a.txt'] },
     { name: '--parents: the kept parents count', sources: ['src/sub/z.js'], opts: { parents: true }, want: ['src', 'src/sub', 'src/sub/z.js'] },
@@ -146,7 +180,10 @@ describe('selectEntries: exactly what the copy reads', () => {
   it('where the copy fails, the selection has an error item', async () => {
     for (const sources of [['secret.key'], ['nope/*.txt'], ['a.txt/*'], ['sp ace/\\[x\\].txt'], ['bad/*']]) {
       const sel = selectEntries(entries, sources);
-      expect(sel.items.some((i) => i.error !== undefined), JSON.stringify(sources)).toBe(true);
+      expect(
+        sel.items.some((i) => i.error !== undefined),
+        JSON.stringify(sources),
+      ).toBe(true);
       await expect(copied(sources), JSON.stringify(sources)).rejects.toThrow();
     }
   });

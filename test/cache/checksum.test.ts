@@ -92,7 +92,12 @@ describe('context checksums: what changes a key', () => {
 
   it('changing a byte does, and changing it back restores it', async () => {
     const p = path.join(ctx, 'src/x.js');
-    await expectChange(['src/*.js'], () => fs.writeFileSync(p, 'X'), () => fs.writeFileSync(p, 'x'), true);
+    await expectChange(
+      ['src/*.js'],
+      () => fs.writeFileSync(p, 'X'),
+      () => fs.writeFileSync(p, 'x'),
+      true,
+    );
   });
 
   it('a content change that keeps size and mtime is still seen (ctime)', async () => {
@@ -111,29 +116,70 @@ describe('context checksums: what changes a key', () => {
 
   it('changing a mode does', async () => {
     const p = path.join(ctx, 'src/sub/z.js');
-    await expectChange(['src'], () => fs.chmodSync(p, 0o755), () => fs.chmodSync(p, 0o644), true);
+    await expectChange(
+      ['src'],
+      () => fs.chmodSync(p, 0o755),
+      () => fs.chmodSync(p, 0o644),
+      true,
+    );
   });
 
   it('renaming a file a wildcard selects does; adding a file it selects does', async () => {
     const from = path.join(ctx, 'src/y.js');
     const to = path.join(ctx, 'src/w.js');
-    await expectChange(['src/*.js'], () => fs.renameSync(from, to), () => fs.renameSync(to, from), true);
+    await expectChange(
+      ['src/*.js'],
+      () => fs.renameSync(from, to),
+      () => fs.renameSync(to, from),
+      true,
+    );
     const extra = path.join(ctx, 'src/new.js');
-    await expectChange(['src/*.js'], () => fs.writeFileSync(extra, 'n'), () => fs.rmSync(extra), true);
+    await expectChange(
+      ['src/*.js'],
+      () => fs.writeFileSync(extra, 'n'),
+      () => fs.rmSync(extra),
+      true,
+    );
   });
 
   it('an unselected sibling, an ignored file or an excluded one does not', async () => {
     const readme = path.join(ctx, 'src/README');
-    await expectChange(['src/*.js'], () => fs.writeFileSync(readme, 'changed'), () => fs.writeFileSync(readme, 'read me'), false);
-    await expectChange(['src/*.js'], () => fs.writeFileSync(path.join(ctx, 'src/new.txt'), 'n'), () => fs.rmSync(path.join(ctx, 'src/new.txt')), false);
-    await expectChange(['a.txt'], () => fs.writeFileSync(path.join(ctx, 'b.txt'), 'BB'), () => fs.writeFileSync(path.join(ctx, 'b.txt'), 'B'), false);
+    await expectChange(
+      ['src/*.js'],
+      () => fs.writeFileSync(readme, 'changed'),
+      () => fs.writeFileSync(readme, 'read me'),
+      false,
+    );
+    await expectChange(
+      ['src/*.js'],
+      () => fs.writeFileSync(path.join(ctx, 'src/new.txt'), 'n'),
+      () => fs.rmSync(path.join(ctx, 'src/new.txt')),
+      false,
+    );
+    await expectChange(
+      ['a.txt'],
+      () => fs.writeFileSync(path.join(ctx, 'b.txt'), 'BB'),
+      () => fs.writeFileSync(path.join(ctx, 'b.txt'), 'B'),
+      false,
+    );
     await expectChange(['.'], () => fs.writeFileSync(path.join(ctx, 'ignored.log'), 'more noise'), undefined, false);
-    await expectChange(['src'], () => fs.writeFileSync(path.join(ctx, 'src/x.js'), 'X'), () => fs.writeFileSync(path.join(ctx, 'src/x.js'), 'x'), false, { exclude: ['x.js'] });
+    await expectChange(
+      ['src'],
+      () => fs.writeFileSync(path.join(ctx, 'src/x.js'), 'X'),
+      () => fs.writeFileSync(path.join(ctx, 'src/x.js'), 'x'),
+      false,
+      { exclude: ['x.js'] },
+    );
   });
 
   it('owners do not (COPY from the context makes them 0:0 or --chown)', async () => {
     const p = path.join(ctx, 'a.txt');
-    await expectChange(['a.txt'], () => fs.chownSync(p, 1234, 5678), () => fs.chownSync(p, 0, 0), false);
+    await expectChange(
+      ['a.txt'],
+      () => fs.chownSync(p, 1234, 5678),
+      () => fs.chownSync(p, 0, 0),
+      false,
+    );
   });
 
   it('xattrs do (the copy carries them)', async () => {
@@ -160,7 +206,12 @@ describe('context checksums: what changes a key', () => {
 
   it('a named symlink counts by what it points at: its content, not which file holds it', async () => {
     const l = path.join(ctx, 'link-a');
-    await expectChange(['link-a'], () => fs.writeFileSync(path.join(ctx, 'a.txt'), 'A2'), () => fs.writeFileSync(path.join(ctx, 'a.txt'), 'A'), true);
+    await expectChange(
+      ['link-a'],
+      () => fs.writeFileSync(path.join(ctx, 'a.txt'), 'A2'),
+      () => fs.writeFileSync(path.join(ctx, 'a.txt'), 'A'),
+      true,
+    );
     await expectChange(
       ['link-a'],
       () => {
@@ -195,9 +246,25 @@ describe('context checksums: what changes a key', () => {
 
   it("a directory source's own mode only counts with --parents (where the copy recreates it)", async () => {
     const d = path.join(ctx, 'src/sub');
-    await expectChange(['src/sub'], () => fs.chmodSync(d, 0o700), () => fs.chmodSync(d, 0o755), false);
-    await expectChange(['src/sub'], () => fs.chmodSync(d, 0o700), () => fs.chmodSync(d, 0o755), true, { parents: true });
-    await expectChange(['src'], () => fs.chmodSync(d, 0o700), () => fs.chmodSync(d, 0o755), true);
+    await expectChange(
+      ['src/sub'],
+      () => fs.chmodSync(d, 0o700),
+      () => fs.chmodSync(d, 0o755),
+      false,
+    );
+    await expectChange(
+      ['src/sub'],
+      () => fs.chmodSync(d, 0o700),
+      () => fs.chmodSync(d, 0o755),
+      true,
+      { parents: true },
+    );
+    await expectChange(
+      ['src'],
+      () => fs.chmodSync(d, 0o700),
+      () => fs.chmodSync(d, 0o755),
+      true,
+    );
   });
 
   it('a missing source gives a key of its own instead of throwing (the copy reports it)', async () => {

@@ -54,7 +54,13 @@ describe('ContentStore', () => {
   it('does not read the source when the blob is already present', async () => {
     const d = await store.ingest(undefined, 'same');
     let pulled = 0;
-    const src = new Readable({ read() { pulled++; this.push('same'); this.push(null); } });
+    const src = new Readable({
+      read() {
+        pulled++;
+        this.push('same');
+        this.push(null);
+      },
+    });
     expect(await store.ingest({ digest: d.digest, size: 4 }, src)).toMatchObject({ digest: d.digest, size: 4 });
     expect(pulled).toBe(0);
     expect(src.destroyed).toBe(true);
@@ -63,9 +69,12 @@ describe('ContentStore', () => {
   it('survives concurrent ingests of one digest', async () => {
     const data = Buffer.alloc(3 * 1024 * 1024, 7);
     const digest = sha256Digest(data);
-    const slices = (): Readable => Readable.from((function* () {
-      for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, i + 65536);
-    })());
+    const slices = (): Readable =>
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, i + 65536);
+        })(),
+      );
     const results = await Promise.all(Array.from({ length: 8 }, () => store.ingest({ digest, size: data.length }, slices())));
     for (const r of results) expect(r.digest).toBe(digest);
     expect((await store.readBuffer(digest)).equals(data)).toBe(true);
@@ -111,7 +120,9 @@ describe('ContentStore', () => {
     const root = path.join(dir, 'store');
     const child = spawn(process.execPath, [bundle, root], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (b: Buffer) => { if (b.toString().includes('writing')) resolve(); });
+      child.stdout.on('data', (b: Buffer) => {
+        if (b.toString().includes('writing')) resolve();
+      });
       child.on('exit', (code) => reject(new Error(`child exited early with ${code}`)));
     });
     const killed = new Promise((r) => child.on('exit', (_c, sig) => r(sig)));
@@ -127,8 +138,16 @@ describe('ContentStore', () => {
 
     // Our own in-flight file must survive a cleanup; the dead writer's must not.
     let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    const live = s.ingest(undefined, (async function* () { yield Buffer.from('live'); await gate; })());
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const live = s.ingest(
+      undefined,
+      (async function* () {
+        yield Buffer.from('live');
+        await gate;
+      })(),
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(await s.cleanupIngest()).toBe(1);
     expect(await fs.readdir(path.join(root, 'ingest'))).toHaveLength(1);

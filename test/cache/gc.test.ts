@@ -5,7 +5,20 @@ const NOW = new Date('2024-06-01T12:00:00Z');
 const hoursAgo = (h: number) => new Date(NOW.getTime() - h * 3_600_000).toISOString();
 
 function rec(id: string, fields: Partial<CacheRecord> = {}): CacheRecord {
-  return { id, type: 'regular', description: id, size: 100, parents: [], shared: false, inUse: false, reclaimable: true, mutable: false, usageCount: 0, createdAt: hoursAgo(1), ...fields };
+  return {
+    id,
+    type: 'regular',
+    description: id,
+    size: 100,
+    parents: [],
+    shared: false,
+    inUse: false,
+    reclaimable: true,
+    mutable: false,
+    usageCount: 0,
+    createdAt: hoursAgo(1),
+    ...fields,
+  };
 }
 
 const ids = (rs: CacheRecord[]) => rs.map((r) => r.id);

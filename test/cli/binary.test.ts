@@ -36,7 +36,26 @@ describe('kiln binary', () => {
     const help = kiln(['build', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: kiln build [OPTIONS] PATH');
-    for (const flag of ['--file', '--tag', '--target', '--build-arg', '--label', '--platform', '--network', '--no-cache', '--pull', '--output', '--load', '--push', '--iidfile', '--metadata-file', '--quiet', '--progress', '--dry-run', '--root']) {
+    for (const flag of [
+      '--file',
+      '--tag',
+      '--target',
+      '--build-arg',
+      '--label',
+      '--platform',
+      '--network',
+      '--no-cache',
+      '--pull',
+      '--output',
+      '--load',
+      '--push',
+      '--iidfile',
+      '--metadata-file',
+      '--quiet',
+      '--progress',
+      '--dry-run',
+      '--root',
+    ]) {
       expect(help.stdout).toContain(flag);
     }
     expect(kiln(['images', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('Usage: kiln images') });
@@ -48,10 +67,15 @@ describe('kiln binary', () => {
   it('rejects bad flag values with exit 1, naming the flag and the value', () => {
     const r = kiln(['build', '--network', 'bridge', '.']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`kiln build: invalid argument "bridge" for "--network" flag: network mode not supported (want default, host or none)\nSee 'kiln build --help'.\n`);
+    expect(r.stderr).toBe(
+      `kiln build: invalid argument "bridge" for "--network" flag: network mode not supported (want default, host or none)\nSee 'kiln build --help'.\n`,
+    );
     expect(r.stdout).toBe('');
     expect(kiln(['build', '-o', 'type=zip,dest=x', '.'])).toMatchObject({ code: 1, stderr: expect.stringContaining('unknown output type "zip"') });
-    expect(kiln(['build', '/nonexistent/context'])).toMatchObject({ code: 1, stderr: expect.stringContaining('unable to prepare context: path "/nonexistent/context" not found') });
+    expect(kiln(['build', '/nonexistent/context'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('unable to prepare context: path "/nonexistent/context" not found'),
+    });
     expect(kiln(['images', '--format', 'yaml'])).toMatchObject({ code: 1, stderr: expect.stringContaining('invalid argument "yaml" for "--format" flag') });
   });
 
@@ -88,10 +112,14 @@ describe('kiln binary', () => {
     expect(onProc.stderr).toContain('ERROR: kiln root /proc/kiln-root: /proc is on proc, where kiln cannot keep a root');
     expect(Date.now() - t0).toBeLessThan(20_000); // it used to spin in a recursive mkdir forever
     chmodSync(dir, 0o755); // the other user reads the Dockerfile, then is refused the root
-    const asNobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KILN, 'build', '--root', path.join(dir, 'root'), dir], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const asNobody = spawnSync(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KILN, 'build', '--root', path.join(dir, 'root'), dir],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(asNobody.status).toBe(1);
     expect(asNobody.stderr).toContain('ERROR: kiln needs root to build here');
     expect(asNobody.stderr).toContain('kiln build --addr');
@@ -103,13 +131,17 @@ describe('kiln binary', () => {
     const r = kiln(['build', '--check', dir]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Check complete, 2 warnings have been found!');
-    expect(r.stdout).toContain('WARN: StageNameCasing - https://docs.docker.com/go/dockerfile/rule/stage-name-casing/\nStage name \'Builder\' should be lowercase\nDockerfile:1\n');
+    expect(r.stdout).toContain(
+      "WARN: StageNameCasing - https://docs.docker.com/go/dockerfile/rule/stage-name-casing/\nStage name 'Builder' should be lowercase\nDockerfile:1\n",
+    );
     expect(r.stdout).toContain('   3 | >>> CMD echo a');
     expect(r.stdout).toContain('WARN: JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/');
     writeFileSync(path.join(dir, 'Dockerfile'), '# check=error=true\nFROM busybox AS Builder\n');
     const strict = kiln(['build', '--check', '--progress', 'rawjson', dir]);
     expect(strict.code).toBe(1);
-    expect(JSON.parse(strict.stdout)).toEqual({ warnings: [expect.objectContaining({ rule: 'StageNameCasing', level: 'error', location: expect.objectContaining({ line: 2 }) })] });
+    expect(JSON.parse(strict.stdout)).toEqual({
+      warnings: [expect.objectContaining({ rule: 'StageNameCasing', level: 'error', location: expect.objectContaining({ line: 2 }) })],
+    });
     writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\nCMD ["true"]\n');
     expect(kiln(['build', '--check', dir]).stdout).toBe('Check complete, no warnings found.\n');
   });

@@ -37,7 +37,12 @@ describe('parseBuildArgs: flags', () => {
     ['-t normalises', ['-t', 'app'], (i) => i.tags, ['docker.io/library/app:latest']],
     ['-t repeatable', ['-t', 'a:1', '--tag', 'localhost:5000/b/c:2'], (i) => i.tags, ['docker.io/library/a:1', 'localhost:5000/b/c:2']],
     ['--target', ['--target', 'build'], (i) => i.request.target, 'build'],
-    ['--allow, repeatable and comma-separated', ['--allow', 'network.host,security.insecure', '--allow', 'network.host'], (i) => i.request.allow, ['network.host', 'security.insecure']],
+    [
+      '--allow, repeatable and comma-separated',
+      ['--allow', 'network.host,security.insecure', '--allow', 'network.host'],
+      (i) => i.request.allow,
+      ['network.host', 'security.insecure'],
+    ],
     ['no --allow asks for nothing', [], (i) => i.request.allow, undefined],
     ['--pids-limit', ['--pids-limit', '8192'], (i) => i.request.runPidsLimit, 8192],
     ['--build-arg K=V', ['--build-arg', 'A=1', '--build-arg', 'B=x=y'], (i) => i.request.buildArgs, { A: '1', B: 'x=y' }],
@@ -50,9 +55,33 @@ describe('parseBuildArgs: flags', () => {
     ['--platform', ['--platform', 'linux/arm64'], (i) => i.request.platform, { os: 'linux', architecture: 'arm64' }],
     ['--platform normalises', ['--platform', 'linux/aarch64/v8'], (i) => i.request.platform, { os: 'linux', architecture: 'arm64' }],
     ['--platform arm', ['--platform', 'linux/arm'], (i) => i.request.platform, { os: 'linux', architecture: 'arm', variant: 'v7' }],
-    ['--platform A,B: a multi-platform build', ['--platform', 'linux/amd64,linux/arm64'], (i) => [i.request.platform, i.request.platforms], [undefined, [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]]],
-    ['--platform repeated, duplicates dropped', ['--platform', 'linux/arm64', '--platform', 'linux/aarch64, linux/arm/v7'], (i) => i.request.platforms, [{ os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'arm', variant: 'v7' }]],
-    ['--platform A,A is one platform', ['--platform', 'linux/arm64,linux/arm64'], (i) => [i.request.platform, i.request.platforms], [{ os: 'linux', architecture: 'arm64' }, undefined]],
+    [
+      '--platform A,B: a multi-platform build',
+      ['--platform', 'linux/amd64,linux/arm64'],
+      (i) => [i.request.platform, i.request.platforms],
+      [
+        undefined,
+        [
+          { os: 'linux', architecture: 'amd64' },
+          { os: 'linux', architecture: 'arm64' },
+        ],
+      ],
+    ],
+    [
+      '--platform repeated, duplicates dropped',
+      ['--platform', 'linux/arm64', '--platform', 'linux/aarch64, linux/arm/v7'],
+      (i) => i.request.platforms,
+      [
+        { os: 'linux', architecture: 'arm64' },
+        { os: 'linux', architecture: 'arm', variant: 'v7' },
+      ],
+    ],
+    [
+      '--platform A,A is one platform',
+      ['--platform', 'linux/arm64,linux/arm64'],
+      (i) => [i.request.platform, i.request.platforms],
+      [{ os: 'linux', architecture: 'arm64' }, undefined],
+    ],
     ['--network default', ['--network', 'default'], (i) => i.request.network, 'host'],
     ['--network host', ['--network=host'], (i) => i.request.network, 'host'],
     ['--network none', ['--network', 'none'], (i) => i.request.network, 'none'],
@@ -101,15 +130,41 @@ describe('parseBuildArgs: outputs', () => {
     ['type=docker without dest loads', ['-t', 'x', '-o', 'type=docker'], [{ type: 'docker', names: ['docker.io/library/x:latest'], load: true }]],
     ['--load', ['-t', 'x', '--load'], [{ type: 'docker', names: ['docker.io/library/x:latest'], load: true }]],
     ['--push', ['-t', 'localhost:5000/x', '--push'], [{ type: 'image', names: ['localhost:5000/x:latest'], push: true }]],
-    ['--load --push', ['-t', 'x', '--load', '--push'], [{ type: 'docker', names: ['docker.io/library/x:latest'], load: true }, { type: 'image', names: ['docker.io/library/x:latest'], push: true }]],
-    ['type=image,name=A,B unquoted', ['-o', 'type=image,name=a,b:2,push=true'], [{ type: 'image', names: ['docker.io/library/a:latest', 'docker.io/library/b:2'], push: true }]],
-    ['type=image,"name=A,B" quoted', ['-o', 'type=image,"name=a,b",compression=uncompressed'], [{ type: 'image', names: ['docker.io/library/a:latest', 'docker.io/library/b:latest'], push: false, compression: 'uncompressed' }]],
+    [
+      '--load --push',
+      ['-t', 'x', '--load', '--push'],
+      [
+        { type: 'docker', names: ['docker.io/library/x:latest'], load: true },
+        { type: 'image', names: ['docker.io/library/x:latest'], push: true },
+      ],
+    ],
+    [
+      'type=image,name=A,B unquoted',
+      ['-o', 'type=image,name=a,b:2,push=true'],
+      [{ type: 'image', names: ['docker.io/library/a:latest', 'docker.io/library/b:2'], push: true }],
+    ],
+    [
+      'type=image,"name=A,B" quoted',
+      ['-o', 'type=image,"name=a,b",compression=uncompressed'],
+      [{ type: 'image', names: ['docker.io/library/a:latest', 'docker.io/library/b:latest'], push: false, compression: 'uncompressed' }],
+    ],
     ['type=image + --push turns push on', ['-t', 'x', '-o', 'type=image', '--push'], [{ type: 'image', names: ['docker.io/library/x:latest'], push: true }]],
     ['type=registry', ['-o', 'type=registry,name=localhost:5000/r'], [{ type: 'image', names: ['localhost:5000/r:latest'], push: true }]],
     ['type=image,push=false', ['-t', 'x', '-o', 'type=image,push=false'], [{ type: 'image', names: ['docker.io/library/x:latest'], push: false }]],
-    ['compression=gzip on docker', ['-o', 'type=docker,dest=d.tar,compression=gzip'], [{ type: 'docker', names: [], dest: 'd.tar', load: false, compression: 'gzip' }]],
+    [
+      'compression=gzip on docker',
+      ['-o', 'type=docker,dest=d.tar,compression=gzip'],
+      [{ type: 'docker', names: [], dest: 'd.tar', load: false, compression: 'gzip' }],
+    ],
     ['-t with another output does not store', ['-t', 'x', '-o', 'out'], [{ type: 'local', dest: 'out' }]],
-    ['several outputs, in order', ['-o', 'a', '-o', 'type=tar,dest=b.tar'], [{ type: 'local', dest: 'a' }, { type: 'tar', dest: 'b.tar' }]],
+    [
+      'several outputs, in order',
+      ['-o', 'a', '-o', 'type=tar,dest=b.tar'],
+      [
+        { type: 'local', dest: 'a' },
+        { type: 'tar', dest: 'b.tar' },
+      ],
+    ],
     ['type=cacheonly', ['-t', 'x', '-o', 'type=cacheonly'], []],
     ['ignored BuildKit attributes', ['-o', 'type=oci,dest=o.tar,buildinfo=false,store=true'], [{ type: 'oci', names: [], dest: 'o.tar' }]],
     ['keys are case-insensitive', ['-o', 'TYPE=local,DEST=out'], [{ type: 'local', dest: 'out' }]],
@@ -203,7 +258,10 @@ describe('loadRequest', () => {
   it('-f reads the named file; -f - reads stdin', () => {
     const other = path.join(dir, 'Other.dockerfile');
     expect(loadRequest(parseBuildArgs(['-f', other, path.join(dir, 'ctx')], {})).dockerfile.text).toBe('FROM busybox\n');
-    expect(loadRequest(parseBuildArgs(['-f', '-', path.join(dir, 'ctx')], {}), () => 'FROM stdin\n').dockerfile).toEqual({ name: 'Dockerfile', text: 'FROM stdin\n' });
+    expect(loadRequest(parseBuildArgs(['-f', '-', path.join(dir, 'ctx')], {}), () => 'FROM stdin\n').dockerfile).toEqual({
+      name: 'Dockerfile',
+      text: 'FROM stdin\n',
+    });
   });
 
   it('names the missing context or Dockerfile', () => {
@@ -217,7 +275,13 @@ describe('loadRequest', () => {
 
 describe('buildMetadata', () => {
   it('writes buildx key names', () => {
-    const image = { id: 'sha256:c', configDigest: 'sha256:c', manifestDigest: 'sha256:m', pushed: {}, names: ['docker.io/library/a:1', 'docker.io/library/b:2'] };
+    const image = {
+      id: 'sha256:c',
+      configDigest: 'sha256:c',
+      manifestDigest: 'sha256:m',
+      pushed: {},
+      names: ['docker.io/library/a:1', 'docker.io/library/b:2'],
+    };
     expect(buildMetadata(image)).toEqual({
       'containerimage.config.digest': 'sha256:c',
       'containerimage.digest': 'sha256:m',

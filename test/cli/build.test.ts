@@ -51,7 +51,11 @@ describe('kiln build (real builds)', () => {
 
     const images = kiln(['images', '--root', root]);
     expect(images.code).toBe(0);
-    expect(images.stdout).toMatch(new RegExp(`^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\\ncli-test +1 +${id.slice(7, 19)} +(\\d+ seconds|Less than a second|1 second|About a minute) ago +[\\d.]+[kM]?B\\n$`));
+    expect(images.stdout).toMatch(
+      new RegExp(
+        `^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\\ncli-test +1 +${id.slice(7, 19)} +(\\d+ seconds|Less than a second|1 second|About a minute) ago +[\\d.]+[kM]?B\\n$`,
+      ),
+    );
     expect(kiln(['--root', root, 'images', '-q']).stdout).toBe(id.slice(7, 19) + '\n');
     expect(JSON.parse(kiln(['images', '--root', root, '--format', 'json']).stdout)).toMatchObject({ Repository: 'cli-test', Tag: '1', ID: id.slice(7, 19) });
   });
@@ -66,14 +70,20 @@ describe('kiln build (real builds)', () => {
   it('rawjson writes one progress event per line on stderr', () => {
     const r = kiln(['build', '--root', root, '--no-cache', '--progress', 'rawjson', ctx], { env });
     expect(r.code).toBe(0);
-    const events = r.stderr.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; data?: string; status?: string });
+    const events = r.stderr
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; data?: string; status?: string });
     expect(events.every((e) => ['vertex', 'log', 'message'].includes(e.type))).toBe(true);
     expect(events.some((e) => e.type === 'log' && e.data?.includes('hello'))).toBe(true);
     expect(events.filter((e) => e.type === 'vertex' && e.status === 'started').length).toBeGreaterThanOrEqual(3);
   });
 
   it('-o - writes the filesystem as a tarball on stdout', () => {
-    const r = spawnSync(process.execPath, [KILN, 'build', '--root', root, '--progress', 'quiet', '-o', '-', ctx], { env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
+    const r = spawnSync(process.execPath, [KILN, 'build', '--root', root, '--progress', 'quiet', '-o', '-', ctx], {
+      env: { ...process.env, ...env },
+      maxBuffer: 64 << 20,
+    });
     expect(r.stderr.toString()).toBe('');
     expect(r.status).toBe(0);
     const list = spawnSync('tar', ['-t'], { input: r.stdout, encoding: 'utf8' });

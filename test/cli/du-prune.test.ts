@@ -49,7 +49,13 @@ function parseHuman(s: string): number {
 function totals(out: string): Record<string, number> {
   const t: Record<string, number> = {};
   // The last four lines (verbose blocks above have Reclaimable:/Shared: fields of their own).
-  for (const m of out.trimEnd().split('\n').slice(-4).join('\n').matchAll(/^(Shared|Private|Reclaimable|Total):\s+(\S+)$/gm)) t[m[1]!] = parseHuman(m[2]!);
+  for (const m of out
+    .trimEnd()
+    .split('\n')
+    .slice(-4)
+    .join('\n')
+    .matchAll(/^(Shared|Private|Reclaimable|Total):\s+(\S+)$/gm))
+    t[m[1]!] = parseHuman(m[2]!);
   return t;
 }
 
@@ -103,7 +109,8 @@ describe('kiln du', () => {
     const blocks = v.stdout.split('\n\n').filter((b) => b.startsWith('ID:'));
     expect(blocks.length).toBe(lines.filter((l) => l && !/^(ID|Shared:|Private:|Reclaimable:|Total:)/.test(l)).length);
     const step = blocks.find((b) => /^ID:\s+step-/.test(b))!;
-    for (const key of ['Parent:', 'Created at:', 'Mutable:', 'Reclaimable:', 'Shared:', 'Size:', 'Description:', 'Usage count:', 'Last used:', 'Type:']) expect(step).toContain(key);
+    for (const key of ['Parent:', 'Created at:', 'Mutable:', 'Reclaimable:', 'Shared:', 'Size:', 'Description:', 'Usage count:', 'Last used:', 'Type:'])
+      expect(step).toContain(key);
     expect(step).toMatch(/Type:\s+regular/);
     expect(totals(v.stdout)).toEqual(t);
   });
@@ -165,80 +172,85 @@ describe('kiln prune', () => {
 
   // Two moments: while blobs go (phase 2, quick: the kill lands where it lands) and while snapshots
   // go (phase 3, slow enough to be caught with some removed and more left).
-  it.each(['blobs', 'snapshots'] as const)('killed midway (SIGKILL) while removing %s, leaves a root the next build uses and whose images run', async (phase) => {
-    // Many steps, so the prune takes long enough to be caught in the middle.
-    const chain = 'FROM busybox\n' + Array.from({ length: 14 }, (_, i) => `RUN head -c 150000 /dev/urandom > /f${i}\n`).join('');
-    const chainCtx = tracked(makeContext({ Dockerfile: chain }));
-    let caught = false;
-    for (let attempt = 0; attempt < 4 && !caught; attempt++) {
-      const { root, named } = await populatedRoot();
-      const srv = server(root);
-      try {
-        await build(srv, chainCtx);
-      } finally {
-        await srv.close();
-      }
-      const meta = path.join(root, 'snapshots', 'metadata.json');
-      const count = () => {
+  it.each(['blobs', 'snapshots'] as const)(
+    'killed midway (SIGKILL) while removing %s, leaves a root the next build uses and whose images run',
+    async (phase) => {
+      // Many steps, so the prune takes long enough to be caught in the middle.
+      const chain = 'FROM busybox\n' + Array.from({ length: 14 }, (_, i) => `RUN head -c 150000 /dev/urandom > /f${i}\n`).join('');
+      const chainCtx = tracked(makeContext({ Dockerfile: chain }));
+      let caught = false;
+      for (let attempt = 0; attempt < 4 && !caught; attempt++) {
+        const { root, named } = await populatedRoot();
+        const srv = server(root);
         try {
-          return Object.keys(JSON.parse(fs.readFileSync(meta, 'utf8')).snapshots).length;
-        } catch {
-          return -1; // caught mid-rename: look again
+          await build(srv, chainCtx);
+        } finally {
+          await srv.close();
         }
-      };
-      const initial = count();
-      const blobDir = path.join(root, 'content', 'blobs', 'sha256');
-      const blobsBefore = fs.readdirSync(blobDir).length;
-      const child = spawn(process.execPath, [KILN, 'prune', '--all', '--force', '--root', root], { stdio: 'ignore' });
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      let done = false;
-      void exited.then(() => (done = true));
-      if (phase === 'blobs') {
-        // The first blob unlinked: kill at once.
-        const watcher = fs.watch(blobDir, () => {
-          child.kill('SIGKILL');
-          caught = true;
-        });
-        await exited;
-        watcher.close();
-        if (caught) expect(fs.readdirSync(blobDir).length).toBeLessThan(blobsBefore);
-      } else {
-        // Once a few snapshots are gone and more remain.
-        for (;;) {
-          if (done) break;
-          const n = count();
-          if (n >= 0 && n <= initial - 3 && n > 2) {
+        const meta = path.join(root, 'snapshots', 'metadata.json');
+        const count = () => {
+          try {
+            return Object.keys(JSON.parse(fs.readFileSync(meta, 'utf8')).snapshots).length;
+          } catch {
+            return -1; // caught mid-rename: look again
+          }
+        };
+        const initial = count();
+        const blobDir = path.join(root, 'content', 'blobs', 'sha256');
+        const blobsBefore = fs.readdirSync(blobDir).length;
+        const child = spawn(process.execPath, [KILN, 'prune', '--all', '--force', '--root', root], { stdio: 'ignore' });
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        let done = false;
+        void exited.then(() => (done = true));
+        if (phase === 'blobs') {
+          // The first blob unlinked: kill at once.
+          const watcher = fs.watch(blobDir, () => {
             child.kill('SIGKILL');
             caught = true;
-            break;
+          });
+          await exited;
+          watcher.close();
+          if (caught) expect(fs.readdirSync(blobDir).length).toBeLessThan(blobsBefore);
+        } else {
+          // Once a few snapshots are gone and more remain.
+          for (;;) {
+            if (done) break;
+            const n = count();
+            if (n >= 0 && n <= initial - 3 && n > 2) {
+              child.kill('SIGKILL');
+              caught = true;
+              break;
+            }
+            await new Promise((r) => setTimeout(r, 1));
           }
-          await new Promise((r) => setTimeout(r, 1));
+          await exited;
+          if (caught) expect(count()).toBeGreaterThan(0);
         }
-        await exited;
-        if (caught) expect(count()).toBeGreaterThan(0);
-      }
-      if (!caught) continue; // it finished first: try again with a fresh root
+        if (!caught) continue; // it finished first: try again with a fresh root
 
-      await checkConsistent(root);
-      const again = server(root);
-      try {
-        let out = '';
-        expect(await again.runImage('gc/named:1', { args: [], network: 'none', onStdout: (b) => (out += b.toString()), onStderr: (b) => (out += b.toString()) })).toBe(0);
-        expect(out).toBe('named\n');
-        const re = await build(again, chainCtx, { outputs: [{ type: 'image', names: ['gc/chain:1'], push: false }] });
-        expect(re.result.image?.names).toEqual(['docker.io/gc/chain:1']);
-        const rebuilt = await build(again, named, { outputs: [{ type: 'image', names: ['gc/named:1'], push: false }] });
-        expect(rebuilt.result.image?.names).toEqual(['docker.io/gc/named:1']);
-      } finally {
-        await again.close();
+        await checkConsistent(root);
+        const again = server(root);
+        try {
+          let out = '';
+          expect(
+            await again.runImage('gc/named:1', { args: [], network: 'none', onStdout: (b) => (out += b.toString()), onStderr: (b) => (out += b.toString()) }),
+          ).toBe(0);
+          expect(out).toBe('named\n');
+          const re = await build(again, chainCtx, { outputs: [{ type: 'image', names: ['gc/chain:1'], push: false }] });
+          expect(re.result.image?.names).toEqual(['docker.io/gc/chain:1']);
+          const rebuilt = await build(again, named, { outputs: [{ type: 'image', names: ['gc/named:1'], push: false }] });
+          expect(rebuilt.result.image?.names).toEqual(['docker.io/gc/named:1']);
+        } finally {
+          await again.close();
+        }
+        // The next prune finishes the job, and what was built after the kill is whole.
+        const r = kiln(['prune', '--all', '--force', '--root', root]);
+        expect(r.code).toBe(0);
+        await checkConsistent(root);
+        expect(kiln(['run', '--root', root, 'gc/chain:1', 'cat', '/f13']).code).toBe(0);
+        expect(kiln(['run', '--root', root, 'gc/named:1'])).toMatchObject({ code: 0, stdout: 'named\n' });
       }
-      // The next prune finishes the job, and what was built after the kill is whole.
-      const r = kiln(['prune', '--all', '--force', '--root', root]);
-      expect(r.code).toBe(0);
-      await checkConsistent(root);
-      expect(kiln(['run', '--root', root, 'gc/chain:1', 'cat', '/f13']).code).toBe(0);
-      expect(kiln(['run', '--root', root, 'gc/named:1'])).toMatchObject({ code: 0, stdout: 'named\n' });
-    }
-    expect(caught).toBe(true);
-  });
+      expect(caught).toBe(true);
+    },
+  );
 });

@@ -18,4 +18,3 @@ export function kiln(args: string[], opts: { input?: string; env?: NodeJS.Proces
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
-

@@ -72,7 +72,14 @@ describe('kiln images', () => {
   });
 
   it('parses its flags and names bad values', () => {
-    expect(parseImagesArgs(['-q', '--root', '/r', 'busybox'])).toEqual({ quiet: true, noTrunc: false, format: 'table', help: false, root: '/r', filter: 'busybox' });
+    expect(parseImagesArgs(['-q', '--root', '/r', 'busybox'])).toEqual({
+      quiet: true,
+      noTrunc: false,
+      format: 'table',
+      help: false,
+      root: '/r',
+      filter: 'busybox',
+    });
     expect(parseImagesArgs(['--format', 'json']).format).toBe('json');
     expect(() => parseImagesArgs(['--format', '{{.ID}}'])).toThrow(/invalid argument "\{\{.ID\}\}" for "--format" flag: want table or json/);
     expect(() => parseImagesArgs(['a', 'b'])).toThrow(UsageError);
@@ -86,7 +93,20 @@ describe('docker units', () => {
     const h = 3_600_000;
     expect(
       [0.5 * s, 1 * s, 59 * s, 60 * s, 119 * s, 59 * 60 * s, 1.4 * h, 47 * h, 13 * 24 * h, 59 * 24 * h, 700 * 24 * h, 800 * 24 * h].map(humanDuration),
-    ).toEqual(['Less than a second', '1 second', '59 seconds', 'About a minute', 'About a minute', '59 minutes', 'About an hour', '47 hours', '13 days', '8 weeks', '23 months', '2 years']);
+    ).toEqual([
+      'Less than a second',
+      '1 second',
+      '59 seconds',
+      'About a minute',
+      'About a minute',
+      '59 minutes',
+      'About an hour',
+      '47 hours',
+      '13 days',
+      '8 weeks',
+      '23 months',
+      '2 years',
+    ]);
   });
 
   it('humanSize with 3 significant digits and decimal units', () => {

@@ -25,7 +25,10 @@ describe('kiln load / kiln run', () => {
     expect(built.stderr).toBe('');
     expect(built.code).toBe(0);
     const run = kiln(['run', 'demo/hello'], { env: { KILN_ROOT: root } });
-    expect(run).toMatchObject({ code: 0, stdout: 'Hello from an image built by kiln!\nbuilt by kiln on ' + process.arch.replace('x64', 'x86_64').replace('arm64', 'aarch64') + '\n' });
+    expect(run).toMatchObject({
+      code: 0,
+      stdout: 'Hello from an image built by kiln!\nbuilt by kiln on ' + process.arch.replace('x64', 'x86_64').replace('arm64', 'aarch64') + '\n',
+    });
     const withArgs = kiln(['run', 'demo/hello', 'sh', '-c', 'echo "$GREETING_FILE"; exit 7'], { env: { KILN_ROOT: root } });
     expect(withArgs).toMatchObject({ code: 7, stdout: '/app/greeting.txt\n' });
   });

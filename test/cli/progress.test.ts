@@ -107,7 +107,9 @@ describe('plain display', () => {
     d.event({ type: 'vertex', id: 1, name: 'RUN noisy', status: 'error', error: 'exit code: 1' });
     d.finish();
     const block = out.text.slice(out.text.indexOf('------'));
-    expect(block.split('\n').filter((l) => l.includes('line '))).toEqual(Array.from({ length: 10 }, (_, i) => `0.0${String(i + 6).padStart(2, '0')} line ${i + 6}`));
+    expect(block.split('\n').filter((l) => l.includes('line '))).toEqual(
+      Array.from({ length: 10 }, (_, i) => `0.0${String(i + 6).padStart(2, '0')} line ${i + 6}`),
+    );
   });
 });
 
@@ -132,7 +134,13 @@ describe('line splitting', () => {
   });
 
   it('formats log times as BuildKit: 3, 2, then 1 decimals', () => {
-    expect([formatLogTime(0), formatLogTime(512), formatLogTime(9_999), formatLogTime(12_340), formatLogTime(123_456)]).toEqual(['0.000', '0.512', '9.999', '12.34', '123.5']);
+    expect([formatLogTime(0), formatLogTime(512), formatLogTime(9_999), formatLogTime(12_340), formatLogTime(123_456)]).toEqual([
+      '0.000',
+      '0.512',
+      '9.999',
+      '12.34',
+      '123.5',
+    ]);
   });
 });
 

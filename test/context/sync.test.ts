@@ -152,7 +152,9 @@ describe('writeWantedTar', () => {
       pt.on('end', () => resolve('end'));
       pt.resume();
     });
-    await expect(writeWantedTar(ctx, entries, ['grow'], pt)).rejects.toThrow(/build context: grow changed size while being sent \(listed as 5 bytes, found 15\)/);
+    await expect(writeWantedTar(ctx, entries, ['grow'], pt)).rejects.toThrow(
+      /build context: grow changed size while being sent \(listed as 5 bytes, found 15\)/,
+    );
     expect(await ended).toMatch(/^error: /); // the receiver sees a broken upload, not a short one
   });
 

@@ -76,7 +76,12 @@ describe('extractContextTar', () => {
   });
 
   it('lets a later entry of the same name replace an earlier file, as tar does', async () => {
-    await extract(await makeTar([{ name: 'f', body: 'one' }, { name: 'f', body: 'two' }]));
+    await extract(
+      await makeTar([
+        { name: 'f', body: 'one' },
+        { name: 'f', body: 'two' },
+      ]),
+    );
     expect(fs.readFileSync(path.join(dest, 'f'), 'utf8')).toBe('two');
   });
 
@@ -84,24 +89,40 @@ describe('extractContextTar', () => {
     ['a name with ".."', [{ name: '../evil', body: 'x' }], /"\.\.\/evil".*"\.\."/],
     ['a ".." hidden in the middle', [{ name: 'a/../../evil', body: 'x' }], /a\/\.\.\/\.\.\/evil/],
     ['an absolute name', [{ name: '/abs', body: 'x' }], /"\/abs".*absolute/],
-    ['a write through a symlink made by an earlier entry', [
-      { name: 'link', type: 'symlink', linkname: '' }, // filled in per test below
-      { name: 'link/file', body: 'x' },
-    ], /link\/file: refusing to write through the symlink link/],
-    ['a write through a relative symlink', [
-      { name: 'up', type: 'symlink', linkname: '../outside' },
-      { name: 'up/file', body: 'x' },
-    ], /symlink up/],
+    [
+      'a write through a symlink made by an earlier entry',
+      [
+        { name: 'link', type: 'symlink', linkname: '' }, // filled in per test below
+        { name: 'link/file', body: 'x' },
+      ],
+      /link\/file: refusing to write through the symlink link/,
+    ],
+    [
+      'a write through a relative symlink',
+      [
+        { name: 'up', type: 'symlink', linkname: '../outside' },
+        { name: 'up/file', body: 'x' },
+      ],
+      /symlink up/,
+    ],
     ['a hard link to /etc/passwd', [{ name: 'pw', type: 'link', linkname: '/etc/passwd' }], /"pw".*outside the context/],
     ['a hard link to ../x', [{ name: 'x', type: 'link', linkname: '../outside/x' }], /outside the context/],
-    ['a hard link to a later entry', [
-      { name: 'h', type: 'link', linkname: 'later' },
-      { name: 'later', body: 'x' },
-    ], /"h".*not an earlier entry/],
-    ['a hard link through a symlinked parent', [
-      { name: 'sl', type: 'symlink', linkname: '/etc' },
-      { name: 'h', type: 'link', linkname: 'sl/passwd' },
-    ], /not an earlier entry/],
+    [
+      'a hard link to a later entry',
+      [
+        { name: 'h', type: 'link', linkname: 'later' },
+        { name: 'later', body: 'x' },
+      ],
+      /"h".*not an earlier entry/,
+    ],
+    [
+      'a hard link through a symlinked parent',
+      [
+        { name: 'sl', type: 'symlink', linkname: '/etc' },
+        { name: 'h', type: 'link', linkname: 'sl/passwd' },
+      ],
+      /not an earlier entry/,
+    ],
     ['a character device', [{ name: 'null', type: 'character-device', devmajor: 1, devminor: 3 }], /"null".*character-device/],
     ['a block device', [{ name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 }], /block-device/],
     ['a fifo', [{ name: 'pipe', type: 'fifo' }], /"pipe".*fifo/],
@@ -118,7 +139,10 @@ describe('extractContextTar', () => {
   }
 
   it('enforces size and entry limits', async () => {
-    const buf = await makeTar([{ name: 'a', body: 'x'.repeat(10) }, { name: 'b', body: 'y'.repeat(10) }]);
+    const buf = await makeTar([
+      { name: 'a', body: 'x'.repeat(10) },
+      { name: 'b', body: 'y'.repeat(10) },
+    ]);
     await expect(extract(buf, { maxBytes: 15 })).rejects.toThrow('build context exceeds the maximum size of 15 bytes');
     expect(fs.existsSync(path.join(dest, 'b'))).toBe(false); // refused before writing
     fs.rmSync(dest, { recursive: true });
@@ -130,7 +154,10 @@ describe('extractContextTar', () => {
   });
 
   it('rejects a stream cut inside an entry, or at an entry boundary, or with nothing at all', async () => {
-    const buf = await makeTar([{ name: 'a', body: 'x'.repeat(3000) }, { name: 'b', body: 'y' }]);
+    const buf = await makeTar([
+      { name: 'a', body: 'x'.repeat(3000) },
+      { name: 'b', body: 'y' },
+    ]);
     await expect(extract(buf.subarray(0, 2000))).rejects.toThrow(ContextError);
     fs.rmSync(dest, { recursive: true });
     fs.mkdirSync(dest);

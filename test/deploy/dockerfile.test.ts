@@ -44,7 +44,25 @@ function baseContext(dir: string, from: string): void {
  * Under cgroup v1, a container that is not privileged sees /sys/fs/cgroup read-only, and runc
  * (inside) must make cgroups: the host's is mounted read-write.
  */
-const PRIVILEGED = [['--privileged'], ['--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE', '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined', '--security-opt', 'systempaths=unconfined', '--device-cgroup-rule', 'a *:* rwm', '-v', '/sys/fs/cgroup:/sys/fs/cgroup']];
+const PRIVILEGED = [
+  ['--privileged'],
+  [
+    '--cap-add',
+    'ALL',
+    '--cap-drop',
+    'SYS_RESOURCE',
+    '--security-opt',
+    'seccomp=unconfined',
+    '--security-opt',
+    'apparmor=unconfined',
+    '--security-opt',
+    'systempaths=unconfined',
+    '--device-cgroup-rule',
+    'a *:* rwm',
+    '-v',
+    '/sys/fs/cgroup:/sys/fs/cgroup',
+  ],
+];
 
 describe('the kiln image (Dockerfile at the repository root)', () => {
   it('builds with kiln from a BASE argument, loads into Docker, and serves builds from a container', { timeout: 240_000 }, async () => {
@@ -65,7 +83,21 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
 
     const image = `kiln-self:${tag}`;
     const tar = path.join(work, 'kiln-self.tar');
-    const s = await kilnClient(['build', '--root', root, '--progress', 'plain', '--build-arg', `BASE=kiln-self-base:${tag}`, '-o', `type=docker,name=${image},dest=${tar},compression=uncompressed`, REPO], { env: kilnEnv });
+    const s = await kilnClient(
+      [
+        'build',
+        '--root',
+        root,
+        '--progress',
+        'plain',
+        '--build-arg',
+        `BASE=kiln-self-base:${tag}`,
+        '-o',
+        `type=docker,name=${image},dest=${tar},compression=uncompressed`,
+        REPO,
+      ],
+      { env: kilnEnv },
+    );
     expect(s.code, s.stderr).toBe(0);
     expect(s.stderr).toMatch(/npm prune --omit=dev/);
     expect(s.stderr).toMatch(/removed \d+ packages/);
@@ -94,7 +126,23 @@ describe('the kiln image (Dockerfile at the repository root)', () => {
       const errors: string[] = [];
       for (const [i, flags] of PRIVILEGED.entries()) {
         const name = `kiln-self-${tag}-${i}`;
-        const r = await docker(['run', '-d', '--name', name, '--network', 'host', ...flags, '-v', `${varLib}:/var/lib/kiln`, '-v', `${run}:/run/kiln`, image, 'daemon', '--addr', 'unix:///run/kiln/kiln.sock']);
+        const r = await docker([
+          'run',
+          '-d',
+          '--name',
+          name,
+          '--network',
+          'host',
+          ...flags,
+          '-v',
+          `${varLib}:/var/lib/kiln`,
+          '-v',
+          `${run}:/run/kiln`,
+          image,
+          'daemon',
+          '--addr',
+          'unix:///run/kiln/kiln.sock',
+        ]);
         if (r.code === 0) {
           container = name;
           break;

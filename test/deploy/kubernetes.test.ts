@@ -29,7 +29,10 @@ interface Doc {
 
 function documents(): Doc[] {
   const out: Doc[] = [];
-  for (const file of fs.readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+  for (const file of fs
+    .readdirSync(DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()) {
     for (const doc of parseAllDocuments(fs.readFileSync(path.join(DIR, file), 'utf8'))) {
       if (doc.errors.length) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
       const obj = doc.toJS() as Doc['obj'] | null;
@@ -77,7 +80,9 @@ describe('deploy/kubernetes', () => {
     const bad = structuredClone(one<Sts & Doc['obj']>(docs, 'StatefulSet')) as unknown as { spec: { replicas: unknown } };
     bad.spec.replicas = 'two';
     expect(() => new StatefulSet(bad as never).validate()).toThrow();
-    const deep = structuredClone(one<Sts & Doc['obj']>(docs, 'StatefulSet')) as unknown as { spec: { template: { spec: { containers: { securityContext: { privileged: unknown } }[] } } } };
+    const deep = structuredClone(one<Sts & Doc['obj']>(docs, 'StatefulSet')) as unknown as {
+      spec: { template: { spec: { containers: { securityContext: { privileged: unknown } }[] } } };
+    };
     deep.spec.template.spec.containers[0]!.securityContext.privileged = 'yes';
     expect(() => new StatefulSet(deep as never).validate()).toThrow();
   });
@@ -103,7 +108,11 @@ describe('deploy/kubernetes', () => {
     const tlsVolume = sts.spec.template.spec.volumes.find((v) => v.secret?.secretName === secret.metadata.name);
     const tlsDir = c!.volumeMounts.find((m) => m.name === tlsVolume?.name)?.mountPath;
     expect(tlsDir).toBeDefined();
-    for (const [flag, key] of [['--tlscacert', 'ca.pem'], ['--tlscert', 'cert.pem'], ['--tlskey', 'key.pem']]) {
+    for (const [flag, key] of [
+      ['--tlscacert', 'ca.pem'],
+      ['--tlscert', 'cert.pem'],
+      ['--tlskey', 'key.pem'],
+    ]) {
       expect(c!.args).toContain(`${flag}=${tlsDir}/${key}`);
       expect(Object.keys(secret.stringData)).toContain(key);
     }
@@ -140,7 +149,8 @@ describe('deploy/kubernetes', () => {
     try {
       for (const probe of [c!.readinessProbe, c!.livenessProbe]) {
         const [node, flag, script] = probe.exec!.command;
-        const run = (socket: string) => spawnSync(node === 'node' ? process.execPath : node!, [flag!, script!.replace('/run/kiln/kiln.sock', socket)], { timeout: 10_000 }).status;
+        const run = (socket: string) =>
+          spawnSync(node === 'node' ? process.execPath : node!, [flag!, script!.replace('/run/kiln/kiln.sock', socket)], { timeout: 10_000 }).status;
         expect(run(d.socket)).toBe(0);
         expect(run(`${d.socket}.absent`)).toBe(1);
       }

@@ -76,7 +76,11 @@ describe('kiln exports, as Docker and skopeo take them', () => {
     const n = nonce();
     const tag = `kiln-e2e/direct-load:${n}`;
     const res = await kilnBuild({
-      root, config, dockerfile, context: work, buildArgs: { NONCE: n },
+      root,
+      config,
+      dockerfile,
+      context: work,
+      buildArgs: { NONCE: n },
       extra: ['-t', tag, '--load', '--label', `org.example.nonce=${n}`, '--label', 'org.example.by=kiln'],
       env: { DOCKER_HOST: testEnv().dockerHost },
     });

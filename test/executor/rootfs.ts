@@ -6,12 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export const PASSWD = [
-  'root:x:0:0:root:/root:/bin/sh',
-  'alice:x:1000:1000:Alice:/home/alice:/bin/sh',
-  'bob:x:1001:1001::/home/bob:/bin/sh',
-  '',
-].join('\n');
+export const PASSWD = ['root:x:0:0:root:/root:/bin/sh', 'alice:x:1000:1000:Alice:/home/alice:/bin/sh', 'bob:x:1001:1001::/home/bob:/bin/sh', ''].join('\n');
 
 export const GROUP = ['root:x:0:', 'alice:x:1000:', 'bob:x:1001:', 'staff:x:50:alice', 'audio:x:29:alice,bob', ''].join('\n');
 
@@ -33,7 +28,9 @@ export async function makeRootfs(opts: { etc?: boolean } = {}): Promise<TestRoot
   await fsp.mkdir(path.join(rootfs, 'bin'), { recursive: true });
   await fsp.copyFile(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
   await fsp.chmod(path.join(rootfs, 'bin', 'busybox'), 0o755);
-  applets ??= execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a !== '' && a !== 'busybox');
+  applets ??= execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a !== '' && a !== 'busybox');
   for (const a of applets) await fsp.symlink('busybox', path.join(rootfs, 'bin', a));
   await fsp.mkdir(path.join(rootfs, 'tmp'), { mode: 0o1777 });
   await fsp.chmod(path.join(rootfs, 'tmp'), 0o1777);

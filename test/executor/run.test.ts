@@ -94,7 +94,7 @@ describe('executor: USER', () => {
 });
 
 describe('executor: isolation', () => {
-  it('cannot see the host\'s files', async () => {
+  it("cannot see the host's files", async () => {
     const marker = path.join('/tmp', `kiln-marker-${randomBytes(6).toString('hex')}`);
     await fsp.writeFile(marker, 'host secret\n');
     try {
@@ -109,7 +109,11 @@ describe('executor: isolation', () => {
 
   it('sees only its own processes', async () => {
     const r = await sh('ps -o pid,comm');
-    const rows = r.stdout.trim().split('\n').slice(1).map((l) => l.trim());
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim());
     // sh (pid 1) and ps itself; nothing of the host (node, vitest, init...).
     expect(rows.length).toBeLessThanOrEqual(2);
     expect(rows[0]).toMatch(/^1 /);
@@ -124,10 +128,14 @@ describe('executor: isolation', () => {
     for (const f of ['hosts', 'hostname', 'resolv.conf']) expect(fs.existsSync(path.join(t.rootfs, 'etc', f))).toBe(false);
   });
 
-  it('makes a missing working directory owned by the RUN\'s user, and the prefixes a .. follows', async () => {
+  it("makes a missing working directory owned by the RUN's user, and the prefixes a .. follows", async () => {
     const r = await sh('pwd', { cwd: '/made/../here/deep', user: '1234:5678' });
     expect(r.stdout).toBe('/here/deep\n');
-    for (const [p, owner] of [['here', [1234, 5678]], ['here/deep', [1234, 5678]], ['made', [0, 0]]] as const) {
+    for (const [p, owner] of [
+      ['here', [1234, 5678]],
+      ['here/deep', [1234, 5678]],
+      ['made', [0, 0]],
+    ] as const) {
       const st = fs.statSync(path.join(t.rootfs, p));
       expect([st.uid, st.gid], p).toEqual(owner);
     }
@@ -139,7 +147,7 @@ describe('executor: isolation', () => {
     expect(await fsp.readFile(path.join(t.rootfs, 'etc', 'hostname'), 'utf8')).toBe('mine\n');
   });
 
-  it('has Docker\'s default capabilities, seccomp, and no_new_privs off', async () => {
+  it("has Docker's default capabilities, seccomp, and no_new_privs off", async () => {
     const r = await sh('grep -E "^(CapEff|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/status');
     expect(r.stdout).toMatch(/CapEff:\s+00000000a80425fb/);
     expect(r.stdout).toMatch(/CapBnd:\s+00000000a80425fb/);
@@ -159,9 +167,7 @@ describe('executor: isolation', () => {
   it('masks /proc/kcore and friends, keeps /proc/sys read-only', async () => {
     // /proc/kcore does not exist on every kernel (not on this VM's); test the masked paths that do,
     // and check the host really has content there, so an unmasked path would show.
-    const files = ['/proc/kcore', '/proc/timer_list', '/proc/keys', '/proc/sched_debug'].filter(
-      (p) => fs.existsSync(p) && execFileSync('cat', [p]).length > 0,
-    );
+    const files = ['/proc/kcore', '/proc/timer_list', '/proc/keys', '/proc/sched_debug'].filter((p) => fs.existsSync(p) && execFileSync('cat', [p]).length > 0);
     const dirs = ['/sys/firmware', '/proc/acpi'].filter((p) => fs.existsSync(p) && fs.readdirSync(p).length > 0);
     expect(files.length + dirs.length).toBeGreaterThan(0);
     const script = [
@@ -198,7 +204,7 @@ describe('executor: isolation', () => {
     }
   });
 
-  it('has only loopback (up) with network none, and the host\'s interfaces with network host', async () => {
+  it("has only loopback (up) with network none, and the host's interfaces with network host", async () => {
     const none = await sh('ip -o link');
     const links = none.stdout.trim().split('\n');
     expect(links).toHaveLength(1);
@@ -210,7 +216,7 @@ describe('executor: isolation', () => {
 });
 
 describe('executor: mounts and stubs', () => {
-  it('removes the mount-point stubs runc created and restores /etc\'s mtime', async () => {
+  it("removes the mount-point stubs runc created and restores /etc's mtime", async () => {
     const etc = path.join(t.rootfs, 'etc');
     const old = new Date('2001-02-03T04:05:06Z');
     await fsp.utimes(etc, old, old);

@@ -20,7 +20,7 @@ const base: SpecInput = {
 
 describe('buildSpec', () => {
   it('unshares the network only for network none', () => {
-    const ns = (s: Record<string, unknown>) => ((s.linux as { namespaces: { type: string }[] }).namespaces).map((n) => n.type).sort();
+    const ns = (s: Record<string, unknown>) => (s.linux as { namespaces: { type: string }[] }).namespaces.map((n) => n.type).sort();
     expect(ns(buildSpec(base))).toEqual(['cgroup', 'ipc', 'mount', 'network', 'pid', 'uts']);
     expect(ns(buildSpec({ ...base, network: 'host' }))).toEqual(['cgroup', 'ipc', 'mount', 'pid', 'uts']);
   });
@@ -42,7 +42,7 @@ describe('buildSpec', () => {
 });
 
 describe('nofileLimit', () => {
-  it('is Docker\'s 1024/524288, clamped to the caller\'s hard limit', () => {
+  it("is Docker's 1024/524288, clamped to the caller's hard limit", () => {
     expect(nofileLimit(1048576)).toEqual({ soft: 1024, hard: 524288 });
     expect(nofileLimit(20000)).toEqual({ soft: 1024, hard: 20000 });
     expect(nofileLimit(512)).toEqual({ soft: 512, hard: 512 });
@@ -60,7 +60,23 @@ describe('defaultSeccompProfile', () => {
   it('denies the dangerous calls and namespace clones', () => {
     const p = defaultSeccompProfile('x64');
     const denied = p.syscalls.filter((s) => !s.args).flatMap((s) => s.names);
-    for (const n of ['mount', 'umount2', 'pivot_root', 'kexec_load', 'init_module', 'bpf', 'keyctl', 'open_by_handle_at', 'userfaultfd', 'unshare', 'setns', 'reboot', 'swapon', 'acct', 'quotactl']) {
+    for (const n of [
+      'mount',
+      'umount2',
+      'pivot_root',
+      'kexec_load',
+      'init_module',
+      'bpf',
+      'keyctl',
+      'open_by_handle_at',
+      'userfaultfd',
+      'unshare',
+      'setns',
+      'reboot',
+      'swapon',
+      'acct',
+      'quotactl',
+    ]) {
       expect(denied, n).toContain(n);
     }
     const cloneRules = p.syscalls.filter((s) => s.names.includes('clone'));

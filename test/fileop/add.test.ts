@@ -128,7 +128,7 @@ describe('ADD: local archives', () => {
     expect([st.uid, st.gid]).toEqual([4321, 4322]);
   });
 
-  it('keeps every entry inside the destination, as BuildKit\'s chroot untar does: names, link targets and parents are rooted there', async () => {
+  it("keeps every entry inside the destination, as BuildKit's chroot untar does: names, link targets and parents are rooted there", async () => {
     fs.writeFileSync(
       path.join(f.ctx, 'evil.tar'),
       await makeTar([
@@ -226,9 +226,13 @@ describe('ADD: URLs', () => {
 
   it('HTTP errors, git URLs, bad checksums and checksums on local files are clear errors', async () => {
     await expect(f.run({ instruction: 'ADD', urls: [`${base}/missing`], dest: '/x' })).rejects.toThrow(/HTTP 404/);
-    await expect(f.run({ instruction: 'ADD', urls: ['https://example.invalid/repo.git'], dest: '/x' })).rejects.toThrow(/ADD of a git repository needs a git source here/);
+    await expect(f.run({ instruction: 'ADD', urls: ['https://example.invalid/repo.git'], dest: '/x' })).rejects.toThrow(
+      /ADD of a git repository needs a git source here/,
+    );
     await expect(f.run({ instruction: 'ADD', urls: [`${base}/files/hello.txt`], dest: '/x', checksum: 'md5:abc' })).rejects.toThrow(/invalid --checksum/);
     f.write('local');
-    await expect(f.run({ instruction: 'ADD', sources: ['local'], dest: '/x', checksum: `sha256:${sha}` })).rejects.toThrow(/--checksum can only be used with http\(s\) and git sources/);
+    await expect(f.run({ instruction: 'ADD', sources: ['local'], dest: '/x', checksum: `sha256:${sha}` })).rejects.toThrow(
+      /--checksum can only be used with http\(s\) and git sources/,
+    );
   });
 });

@@ -136,7 +136,15 @@ describe('COPY: where things land', () => {
     await f.run({ inline: [{ name: 'EOF', content: 'echo hi\n' }], dest: '/run.sh' });
     expect(read(f.dst('run.sh'))).toBe('echo hi\n');
     expect(mode(f.dst('run.sh'))).toBe(0o644);
-    await f.run({ inline: [{ name: 'one', content: '1' }, { name: 'two', content: '2' }], dest: '/h/', destIsDir: true, chmod: '755' });
+    await f.run({
+      inline: [
+        { name: 'one', content: '1' },
+        { name: 'two', content: '2' },
+      ],
+      dest: '/h/',
+      destIsDir: true,
+      chmod: '755',
+    });
     expect(read(f.dst('h/two'))).toBe('2');
     expect(mode(f.dst('h/one'))).toBe(0o755);
   });
@@ -323,7 +331,7 @@ describe('COPY: links, modes, owners', () => {
     const p = f.write('usr/bin/tool', 'T', stage);
     fs.chownSync(p, 1234, 5678);
     fs.chmodSync(p, 0o4750);
-    await f.run({ sources: ['/usr/bin/tool'], dest: '/bin/' , destIsDir: true }, { kind: 'rootfs', dir: stage });
+    await f.run({ sources: ['/usr/bin/tool'], dest: '/bin/', destIsDir: true }, { kind: 'rootfs', dir: stage });
     expect(owner(f.dst('bin/tool'))).toEqual([1234, 5678]);
     expect(mode(f.dst('bin/tool'))).toBe(0o4750);
   });

@@ -67,7 +67,12 @@ describe('errors with their lines', () => {
     ['bad platform', 'FROM --platform=nowhere/nothing a\n', 1, ['platform']],
     ['copy from a later stage', 'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\nFROM one\n', 2, ['needs to be defined before']],
     ['copy from own stage index', 'FROM a\nCOPY --from=0 /x /y\n', 2, ['circular dependency detected on stage: stage-0']],
-    ['stages copying from each other', 'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\nRUN --mount=from=one x\n', 2, ['circular dependency detected on stage: one']],
+    [
+      'stages copying from each other',
+      'FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\nRUN --mount=from=one x\n',
+      2,
+      ['circular dependency detected on stage: one'],
+    ],
     ['mount from a later stage', 'FROM a AS one\nRUN --mount=from=two,target=/m x\nFROM b AS two\nFROM one\n', 2, ['needs to be defined before']],
     ['variable in COPY --from', 'ARG S=a\nFROM a\nCOPY --from=$S /x /y\n', 3, ["doesn't support variable expansion"]],
     ['variable in mount from', 'FROM a\nRUN --mount=from=$X,target=/x true\n', 2, ["doesn't support variable expansion"]],

@@ -27,9 +27,16 @@ describe('history texts', () => {
     ['STOPSIGNAL', 'STOPSIGNAL SIGINT', 'STOPSIGNAL SIGINT'],
     ['MAINTAINER', 'MAINTAINER me', 'MAINTAINER me'],
     ['ARG', 'ARG A B=2', 'ARG A B=2'],
-    ['HEALTHCHECK', 'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD curl -f http://localhost/ || exit 1',
-      'HEALTHCHECK &{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" "0s" \'\\x03\'}'],
-    ['HEALTHCHECK durations', 'HEALTHCHECK --interval=1h1m1.5s --start-period=1500us CMD ["x"]', 'HEALTHCHECK &{["CMD" "x"] "1h1m1.5s" "0s" "1.5ms" "0s" \'\\x00\'}'],
+    [
+      'HEALTHCHECK',
+      'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD curl -f http://localhost/ || exit 1',
+      'HEALTHCHECK &{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" "0s" \'\\x03\'}',
+    ],
+    [
+      'HEALTHCHECK durations',
+      'HEALTHCHECK --interval=1h1m1.5s --start-period=1500us CMD ["x"]',
+      'HEALTHCHECK &{["CMD" "x"] "1h1m1.5s" "0s" "1.5ms" "0s" \'\\x00\'}',
+    ],
     ['HEALTHCHECK NONE', 'HEALTHCHECK NONE', 'HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}'],
     ['ONBUILD writes no history', 'ONBUILD RUN x', ''],
   ];

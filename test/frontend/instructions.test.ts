@@ -68,21 +68,68 @@ describe('RUN --mount', () => {
   const mount = (flag: string, extra = 'FROM base AS b\n') => one(`${extra}FROM a\nWORKDIR /w\nRUN --mount=${flag} true\n`, 'run').mounts[0];
   const cases: [string, string, unknown][] = [
     ['bind defaults: context, source /, read-only', 'target=/src', { type: 'bind', target: '/src', source: '/', from: { kind: 'context' }, readwrite: false }],
-    ['bind rw from a stage with source', 'type=bind,from=b,source=out,target=/o,rw', { type: 'bind', target: '/o', source: '/out', from: { kind: 'stage', index: 0 }, readwrite: true }],
-    ['bind from an image', 'type=bind,from=alpine:3,target=/o,readwrite=true', { type: 'bind', target: '/o', source: '/', from: { kind: 'image', ref: 'alpine:3' }, readwrite: true }],
-    ['relative target is under the workdir', 'type=bind,target=src', { type: 'bind', target: '/w/src', source: '/', from: { kind: 'context' }, readwrite: false }],
+    [
+      'bind rw from a stage with source',
+      'type=bind,from=b,source=out,target=/o,rw',
+      { type: 'bind', target: '/o', source: '/out', from: { kind: 'stage', index: 0 }, readwrite: true },
+    ],
+    [
+      'bind from an image',
+      'type=bind,from=alpine:3,target=/o,readwrite=true',
+      { type: 'bind', target: '/o', source: '/', from: { kind: 'image', ref: 'alpine:3' }, readwrite: true },
+    ],
+    [
+      'relative target is under the workdir',
+      'type=bind,target=src',
+      { type: 'bind', target: '/w/src', source: '/', from: { kind: 'context' }, readwrite: false },
+    ],
     ['dst and src aliases', 'type=bind,src=x,dst=/y,ro', { type: 'bind', target: '/y', source: '/x', from: { kind: 'context' }, readwrite: false }],
-    ['cache defaults', 'type=cache,target=/root/.cache', { type: 'cache', target: '/root/.cache', id: '/root/.cache', sharing: 'shared', readonly: false, source: '/', mode: 0o755, uid: 0, gid: 0 }],
-    ['cache with options', 'type=cache,id=go,target=/go,sharing=locked,mode=0700,uid=1000,gid=1001,ro', { type: 'cache', target: '/go', id: 'go', sharing: 'locked', readonly: true, source: '/', mode: 0o700, uid: 1000, gid: 1001 }],
-    ['cache seeded from a stage', 'type=cache,target=/c,from=b,source=/seed', { type: 'cache', target: '/c', id: '/c', sharing: 'shared', readonly: false, source: '/seed', mode: 0o755, uid: 0, gid: 0, from: { kind: 'stage', index: 0 } }],
+    [
+      'cache defaults',
+      'type=cache,target=/root/.cache',
+      { type: 'cache', target: '/root/.cache', id: '/root/.cache', sharing: 'shared', readonly: false, source: '/', mode: 0o755, uid: 0, gid: 0 },
+    ],
+    [
+      'cache with options',
+      'type=cache,id=go,target=/go,sharing=locked,mode=0700,uid=1000,gid=1001,ro',
+      { type: 'cache', target: '/go', id: 'go', sharing: 'locked', readonly: true, source: '/', mode: 0o700, uid: 1000, gid: 1001 },
+    ],
+    [
+      'cache seeded from a stage',
+      'type=cache,target=/c,from=b,source=/seed',
+      {
+        type: 'cache',
+        target: '/c',
+        id: '/c',
+        sharing: 'shared',
+        readonly: false,
+        source: '/seed',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        from: { kind: 'stage', index: 0 },
+      },
+    ],
     ['tmpfs', 'type=tmpfs,target=/tmp', { type: 'tmpfs', target: '/tmp' }],
     ['tmpfs with size', 'type=tmpfs,target=/tmp,size=64m', { type: 'tmpfs', target: '/tmp', size: 64 * 1024 * 1024 }],
     ['secret by id', 'type=secret,id=npmrc', { type: 'secret', id: 'npmrc', target: '/run/secrets/npmrc', required: false, mode: 0o400, uid: 0, gid: 0 }],
-    ['secret id from the target basename', 'type=secret,target=/root/.npmrc,required,mode=0440,uid=1', { type: 'secret', id: '.npmrc', target: '/root/.npmrc', required: true, mode: 0o440, uid: 1, gid: 0 }],
+    [
+      'secret id from the target basename',
+      'type=secret,target=/root/.npmrc,required,mode=0440,uid=1',
+      { type: 'secret', id: '.npmrc', target: '/root/.npmrc', required: true, mode: 0o440, uid: 1, gid: 0 },
+    ],
     ['secret as env', 'type=secret,id=tok,env=TOKEN', { type: 'secret', id: 'tok', target: '', env: 'TOKEN', required: false, mode: 0o400, uid: 0, gid: 0 }],
-    ['secret required=false', 'type=secret,id=a,required=false', { type: 'secret', id: 'a', target: '/run/secrets/a', required: false, mode: 0o400, uid: 0, gid: 0 }],
+    [
+      'secret required=false',
+      'type=secret,id=a,required=false',
+      { type: 'secret', id: 'a', target: '/run/secrets/a', required: false, mode: 0o400, uid: 0, gid: 0 },
+    ],
     ['ssh defaults', 'type=ssh', { type: 'ssh', id: 'default', target: '/run/buildkit/ssh_agent.0', required: false, mode: 0o600, uid: 0, gid: 0 }],
-    ['ssh with id and target', 'type=ssh,id=gh,target=/s.sock,required=true', { type: 'ssh', id: 'gh', target: '/s.sock', required: true, mode: 0o600, uid: 0, gid: 0 }],
+    [
+      'ssh with id and target',
+      'type=ssh,id=gh,target=/s.sock,required=true',
+      { type: 'ssh', id: 'gh', target: '/s.sock', required: true, mode: 0o600, uid: 0, gid: 0 },
+    ],
     ['quoted CSV field', '"type=bind,target=/a,source=x"', { type: 'bind', target: '/a', source: '/x', from: { kind: 'context' }, readwrite: false }],
   ];
   for (const [name, flag, want] of cases) it(name, () => expect(mount(flag)).toEqual(want));
@@ -131,14 +178,23 @@ describe('CMD and ENTRYPOINT', () => {
 describe('ENV, LABEL, ARG, MAINTAINER', () => {
   it('ENV k=v pairs with quotes and escapes', () => {
     const e = one('FROM a\nENV A=1 B="two words" C=three\\ words D=\n', 'env');
-    expect(e.vars).toEqual([['A', '1'], ['B', 'two words'], ['C', 'three words'], ['D', '']]);
+    expect(e.vars).toEqual([
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', 'three words'],
+      ['D', ''],
+    ]);
   });
   it('legacy ENV k v takes the rest of the line', () => {
     expect(one('FROM a\nENV GREETING hello   big world\n', 'env').vars).toEqual([['GREETING', 'hello   big world']]);
   });
   it('ENV sets the config env, replacing in place', () => {
     const g = build('FROM img\nENV B=2 A=9\n', { baseImages: { img: { env: ['A=1', 'PATH=/bin'] } } });
-    expect(target(g).config.env).toEqual([['A', '9'], ['PATH', '/bin'], ['B', '2']]);
+    expect(target(g).config.env).toEqual([
+      ['A', '9'],
+      ['PATH', '/bin'],
+      ['B', '2'],
+    ]);
   });
   it('LABEL pairs and legacy form', () => {
     const g = build('FROM a\nLABEL "com.example.v"="1.0" multi="a b" \\\n  x=y\nLABEL old form\n');
@@ -193,8 +249,18 @@ describe('EXPOSE, VOLUME, USER, WORKDIR, SHELL, STOPSIGNAL', () => {
 
 describe('HEALTHCHECK', () => {
   it('all options, durations parsed', () => {
-    const h = one('FROM a\nHEALTHCHECK --interval=30s --timeout=1m30s --start-period=500ms --start-interval=2s --retries=3 CMD curl -f http://localhost/\n', 'healthcheck').healthcheck;
-    expect(h).toEqual({ test: ['CMD-SHELL', 'curl -f http://localhost/'], intervalNs: 30e9, timeoutNs: 90e9, startPeriodNs: 5e8, startIntervalNs: 2e9, retries: 3 });
+    const h = one(
+      'FROM a\nHEALTHCHECK --interval=30s --timeout=1m30s --start-period=500ms --start-interval=2s --retries=3 CMD curl -f http://localhost/\n',
+      'healthcheck',
+    ).healthcheck;
+    expect(h).toEqual({
+      test: ['CMD-SHELL', 'curl -f http://localhost/'],
+      intervalNs: 30e9,
+      timeoutNs: 90e9,
+      startPeriodNs: 5e8,
+      startIntervalNs: 2e9,
+      retries: 3,
+    });
   });
   it('exec form', () => {
     expect(one('FROM a\nHEALTHCHECK CMD ["/check", "-v"]\n', 'healthcheck').healthcheck).toEqual({ test: ['CMD', '/check', '-v'] });
@@ -215,7 +281,11 @@ describe('ONBUILD', () => {
   });
   it('runs the base image triggers first, marked fromOnBuild', () => {
     const s = steps('FROM img\nRUN echo mine\n', { baseImages: { img: { env: [], onBuild: ['RUN echo trigger', 'ENV T=1'] } } });
-    expect(s.map((x) => [x.kind, !!x.fromOnBuild])).toEqual([['run', true], ['env', true], ['run', false]]);
+    expect(s.map((x) => [x.kind, !!x.fromOnBuild])).toEqual([
+      ['run', true],
+      ['env', true],
+      ['run', false],
+    ]);
     expect(s[0]).toMatchObject({ args: ['/bin/sh', '-c', 'echo trigger'], location: { line: 1 } });
   });
   it('the base image triggers are not inherited', () => {
@@ -223,7 +293,10 @@ describe('ONBUILD', () => {
   });
   it('runs the triggers of a base stage', () => {
     const g = build('FROM a AS base\nONBUILD RUN echo t\nFROM base\nRUN echo mine\n');
-    expect(target(g).steps.map((x) => [x.kind, !!x.fromOnBuild])).toEqual([['run', true], ['run', false]]);
+    expect(target(g).steps.map((x) => [x.kind, !!x.fromOnBuild])).toEqual([
+      ['run', true],
+      ['run', false],
+    ]);
     expect(target(g).config.onBuild).toEqual([]);
   });
   it('an ONBUILD COPY --from of a base image adds the dependency', () => {
@@ -239,8 +312,20 @@ describe('COPY and ADD', () => {
   it('sources, destination under the workdir, defaults', () => {
     const c = one('FROM a\nWORKDIR /app\nCOPY a.txt b/ ./\n', 'copy');
     expect(c).toMatchObject({
-      instruction: 'COPY', from: { kind: 'context' }, sources: ['a.txt', 'b/'], urls: [], inline: [], dest: '/app', destIsDir: true,
-      workdir: '/app', link: false, parents: false, exclude: [], keepGitDir: false, unpack: false, user: '',
+      instruction: 'COPY',
+      from: { kind: 'context' },
+      sources: ['a.txt', 'b/'],
+      urls: [],
+      inline: [],
+      dest: '/app',
+      destIsDir: true,
+      workdir: '/app',
+      link: false,
+      parents: false,
+      exclude: [],
+      keepGitDir: false,
+      unpack: false,
+      user: '',
     });
     expect(c.chown).toBeUndefined();
   });
@@ -257,7 +342,11 @@ describe('COPY and ADD', () => {
     expect(d('../up')).toEqual(['/up', false]);
   });
   it('JSON form for paths with spaces', () => {
-    expect(one('FROM a\nCOPY ["my file", "other file", "/dst dir/"]\n', 'copy')).toMatchObject({ sources: ['my file', 'other file'], dest: '/dst dir', destIsDir: true });
+    expect(one('FROM a\nCOPY ["my file", "other file", "/dst dir/"]\n', 'copy')).toMatchObject({
+      sources: ['my file', 'other file'],
+      dest: '/dst dir',
+      destIsDir: true,
+    });
   });
   it('all COPY flags', () => {
     const c = one('FROM a AS s\nFROM b\nCOPY --from=s --chown=app:app --chmod=0640 --link --parents --exclude=*.md --exclude=tmp/ /src /dst\n', 'copy');
@@ -333,13 +422,44 @@ describe('image config of a stage', () => {
     expect(c).toEqual({ Env: ['PATH=' + PATH_DEFAULT], WorkingDir: '/' });
   });
   it('inherits the base image config', () => {
-    const img = { env: ['PATH=/x', 'LANG=C'], cmd: ['sh'], workingDir: '/srv', user: 'www', labels: { a: '1' }, stopSignal: 'SIGQUIT', os: 'linux', architecture: 'arm', variant: 'v7', volumes: ['/v'] };
+    const img = {
+      env: ['PATH=/x', 'LANG=C'],
+      cmd: ['sh'],
+      workingDir: '/srv',
+      user: 'www',
+      labels: { a: '1' },
+      stopSignal: 'SIGQUIT',
+      os: 'linux',
+      architecture: 'arm',
+      variant: 'v7',
+      volumes: ['/v'],
+    };
     const c = target(build('FROM img\nLABEL b=2\n', { baseImages: { img } })).config;
-    expect(c).toMatchObject({ env: [['PATH', '/x'], ['LANG', 'C']], cmd: ['sh'], workingDir: '/srv', user: 'www', labels: { a: '1', b: '2' }, stopSignal: 'SIGQUIT', architecture: 'arm', variant: 'v7', volumes: ['/v'] });
+    expect(c).toMatchObject({
+      env: [
+        ['PATH', '/x'],
+        ['LANG', 'C'],
+      ],
+      cmd: ['sh'],
+      workingDir: '/srv',
+      user: 'www',
+      labels: { a: '1', b: '2' },
+      stopSignal: 'SIGQUIT',
+      architecture: 'arm',
+      variant: 'v7',
+      volumes: ['/v'],
+    });
   });
   it('a stage from a stage inherits its final config', () => {
     const g = build('FROM a AS one\nENV X=1\nWORKDIR /one\nUSER u\nFROM one\nRUN env\n');
-    expect(target(g).config).toMatchObject({ env: [['PATH', PATH_DEFAULT], ['X', '1']], workingDir: '/one', user: 'u' });
+    expect(target(g).config).toMatchObject({
+      env: [
+        ['PATH', PATH_DEFAULT],
+        ['X', '1'],
+      ],
+      workingDir: '/one',
+      user: 'u',
+    });
     expect(target(g).base).toEqual({ kind: 'stage', index: 0 });
   });
 });

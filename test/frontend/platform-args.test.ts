@@ -18,7 +18,9 @@ describe('platform args and global ARGs of the same name', () => {
   });
 
   it('a global default replaces the automatic value, and may expand another platform arg', () => {
-    const r = run('ARG TARGETOS=plan9\nARG TARGETARCH=${TARGETOS}-arch\nARG BUILDPLATFORM=custom/b\nFROM busybox\nARG TARGETOS\nARG TARGETARCH\nARG BUILDPLATFORM\nARG TARGETPLATFORM\nRUN echo\n');
+    const r = run(
+      'ARG TARGETOS=plan9\nARG TARGETARCH=${TARGETOS}-arch\nARG BUILDPLATFORM=custom/b\nFROM busybox\nARG TARGETOS\nARG TARGETARCH\nARG BUILDPLATFORM\nARG TARGETPLATFORM\nRUN echo\n',
+    );
     expect(r.buildArgs).toEqual([
       ['TARGETOS', 'plan9'],
       ['TARGETARCH', 'plan9-arch'],
@@ -28,7 +30,9 @@ describe('platform args and global ARGs of the same name', () => {
   });
 
   it('a --build-arg beats a global default and the automatic value; undeclared in the stage it stays out', () => {
-    const r = run('ARG TARGETOS=dflt\nFROM busybox\nARG TARGETOS\nARG BUILDARCH\nRUN echo\n', { buildArgs: { TARGETOS: 'given-os', BUILDARCH: 'given-arch', TARGETARCH: 'x' } });
+    const r = run('ARG TARGETOS=dflt\nFROM busybox\nARG TARGETOS\nARG BUILDARCH\nRUN echo\n', {
+      buildArgs: { TARGETOS: 'given-os', BUILDARCH: 'given-arch', TARGETARCH: 'x' },
+    });
     expect(r.buildArgs).toEqual([
       ['TARGETOS', 'given-os'],
       ['BUILDARCH', 'given-arch'],

@@ -269,10 +269,30 @@ const matchCases: MatchCase[] = [
   { input: '${FOO%%\\**\\*}', envs: { FOO: 'a***yy*' }, want: 'a', matched: ['FOO'] },
   { input: '${FOO%}', envs: { FOO: 'xxyy' }, want: 'xxyy', matched: ['FOO'] },
   { input: '${FOO%%$BAR}', envs: { FOO: 'xxyy', BAR: '' }, want: 'xxyy', matched: ['FOO', 'BAR'] },
-  { input: '${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}', envs: { FOO: '/foo*/*/*.txt', NEEDLE: '\\*/' }, want: '/foo.*/*.txt - /foo..*.txt', matched: ['FOO', 'NEEDLE'] },
-  { input: '${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}', envs: { FOO: '/tmp/tmp/bar.txt', NEEDLE: '/tmp' }, want: '/tmp/bar.txt - /bar.txt', matched: ['FOO', 'NEEDLE'] },
-  { input: '${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}', envs: { FOO: '/a/foo/b/c.txt', NEEDLE: '/?/', REPLACEMENT: '/' }, want: '/foo/b/c.txt - /foo/c.txt', matched: ['FOO', 'NEEDLE', 'REPLACEMENT'] },
-  { input: '${FOO/$NEEDLE/$REPLACEMENT}', envs: { FOO: 'http://google.de', NEEDLE: 'http://', REPLACEMENT: 'https://' }, want: 'https://google.de', matched: ['FOO', 'NEEDLE', 'REPLACEMENT'] },
+  {
+    input: '${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}',
+    envs: { FOO: '/foo*/*/*.txt', NEEDLE: '\\*/' },
+    want: '/foo.*/*.txt - /foo..*.txt',
+    matched: ['FOO', 'NEEDLE'],
+  },
+  {
+    input: '${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}',
+    envs: { FOO: '/tmp/tmp/bar.txt', NEEDLE: '/tmp' },
+    want: '/tmp/bar.txt - /bar.txt',
+    matched: ['FOO', 'NEEDLE'],
+  },
+  {
+    input: '${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}',
+    envs: { FOO: '/a/foo/b/c.txt', NEEDLE: '/?/', REPLACEMENT: '/' },
+    want: '/foo/b/c.txt - /foo/c.txt',
+    matched: ['FOO', 'NEEDLE', 'REPLACEMENT'],
+  },
+  {
+    input: '${FOO/$NEEDLE/$REPLACEMENT}',
+    envs: { FOO: 'http://google.de', NEEDLE: 'http://', REPLACEMENT: 'https://' },
+    want: 'https://google.de',
+    matched: ['FOO', 'NEEDLE', 'REPLACEMENT'],
+  },
   { input: '${FOO//\\//\\/}', envs: { FOO: '/tmp/foo.txt' }, want: '\\/tmp\\/foo.txt', matched: ['FOO'] },
   { input: '${FOO/$BAR/ww}', envs: { FOO: 'xxyy', BAR: '' }, want: 'wwxxyy', matched: ['FOO', 'BAR'] },
   { input: '${FOO//ww}', envs: { FOO: 'xxyy' }, want: ERR },
@@ -280,9 +300,25 @@ const matchCases: MatchCase[] = [
   { input: '${FOO///}', envs: { FOO: 'xxyy' }, want: 'xxyy', matched: ['FOO'] },
   { input: '${FOO///}', envs: {}, want: '', unmatched: ['FOO'] },
   // TestProcessWithMatchesPlatform
-  { input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz', envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm', TARGETVARIANT: 'v7' }, want: 'something-v1.2.3.linux-arm-v7.tar.gz', matched: ['VERSION', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT'] },
-  { input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz', envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm64', TARGETVARIANT: '' }, want: 'something-v1.2.3.linux-arm64.tar.gz', matched: ['VERSION', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT'] },
-  { input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz', envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm64' }, want: 'something-v1.2.3.linux-arm64.tar.gz', matched: ['VERSION', 'TARGETOS', 'TARGETARCH'], unmatched: ['TARGETVARIANT'] },
+  {
+    input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz',
+    envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm', TARGETVARIANT: 'v7' },
+    want: 'something-v1.2.3.linux-arm-v7.tar.gz',
+    matched: ['VERSION', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT'],
+  },
+  {
+    input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz',
+    envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm64', TARGETVARIANT: '' },
+    want: 'something-v1.2.3.linux-arm64.tar.gz',
+    matched: ['VERSION', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT'],
+  },
+  {
+    input: 'something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz',
+    envs: { VERSION: 'v1.2.3', TARGETOS: 'linux', TARGETARCH: 'arm64' },
+    want: 'something-v1.2.3.linux-arm64.tar.gz',
+    matched: ['VERSION', 'TARGETOS', 'TARGETARCH'],
+    unmatched: ['TARGETVARIANT'],
+  },
   // more pattern behaviour (shortest vs longest, suffix side, unset value, the colon form)
   { input: '${F%.*}', envs: { F: 'a.tar.gz' }, want: 'a.tar', matched: ['F'] },
   { input: '${F%%.*}', envs: { F: 'a.tar.gz' }, want: 'a', matched: ['F'] },
@@ -295,8 +331,8 @@ const matchCases: MatchCase[] = [
   { input: '${F#x}', envs: {}, want: '', unmatched: ['F'] },
   { input: '${F#\\x}', envs: { F: 'abc' }, want: ERR }, // \x is not a valid pattern escape
   { input: '${F#"a\\$"}', envs: { F: 'abc' }, want: ERR }, // escapes survive quotes in patterns
-  { input: '${F#\'a*\'}', envs: { F: 'abc' }, want: 'bc', matched: ['F'] }, // quoting does not make * literal
-  { input: '${F##\'a*\'}', envs: { F: 'abc' }, want: '', matched: ['F'] },
+  { input: "${F#'a*'}", envs: { F: 'abc' }, want: 'bc', matched: ['F'] }, // quoting does not make * literal
+  { input: "${F##'a*'}", envs: { F: 'abc' }, want: '', matched: ['F'] },
   { input: '${F/b*/X}', envs: { F: 'abcb' }, want: 'aX', matched: ['F'] }, // replacement matches are greedy
   { input: '${F/?/X}', envs: { F: 'abc' }, want: 'Xbc', matched: ['F'] },
   { input: '${F//?/X}', envs: { F: 'abc' }, want: 'XXX', matched: ['F'] },
@@ -335,7 +371,7 @@ describe('matched / unmatched and patterns (TestProcessWithMatches)', () => {
   });
 
   it('does not look up names inside single quotes or after an escape', () => {
-    const r = processWord("'$A' \\$B \"\\$C\"", env({}));
+    const r = processWord('\'$A\' \\$B "\\$C"', env({}));
     expect(r.result).toBe('$A $B $C');
     expect(r.unmatched.size).toBe(0);
   });

@@ -16,7 +16,11 @@ describe('stages and targets', () => {
   it('without --target the last stage is built and only what it reaches is in the graph', () => {
     const g = build(multi);
     expect(g.target).toBe(3);
-    expect(g.stages.map((s) => [s.index, s.name])).toEqual([[0, 'base'], [1, 'build'], [3, 'final']]);
+    expect(g.stages.map((s) => [s.index, s.name])).toEqual([
+      [0, 'base'],
+      [1, 'build'],
+      [3, 'final'],
+    ]);
     expect(g.unresolvedImages).toEqual(['alpine']);
     expect(g.stages[1].base).toEqual({ kind: 'stage', index: 0 });
     expect(g.stages[2]).toMatchObject({ base: { kind: 'scratch' }, dependsOn: [1] });
@@ -78,13 +82,24 @@ describe('global ARGs and FROM', () => {
     expect(g.stages[0].base).toEqual({ kind: 'image', ref: 'img-armv7' });
   });
   it('platform args inside a stage need an ARG and then take the automatic value', () => {
-    const r = one('FROM a AS s\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT TARGETSTAGE\nRUN x\n', 'run', {
-      buildPlatform: { os: 'linux', architecture: 'amd64' },
-      targetPlatform: { os: 'linux', architecture: 'arm64' },
-    });
+    const r = one(
+      'FROM a AS s\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT TARGETSTAGE\nRUN x\n',
+      'run',
+      {
+        buildPlatform: { os: 'linux', architecture: 'amd64' },
+        targetPlatform: { os: 'linux', architecture: 'arm64' },
+      },
+    );
     expect(r.buildArgs).toEqual([
-      ['TARGETPLATFORM', 'linux/arm64'], ['TARGETOS', 'linux'], ['TARGETARCH', 'arm64'], ['TARGETVARIANT', ''],
-      ['BUILDPLATFORM', 'linux/amd64'], ['BUILDOS', 'linux'], ['BUILDARCH', 'amd64'], ['BUILDVARIANT', ''], ['TARGETSTAGE', 's'],
+      ['TARGETPLATFORM', 'linux/arm64'],
+      ['TARGETOS', 'linux'],
+      ['TARGETARCH', 'arm64'],
+      ['TARGETVARIANT', ''],
+      ['BUILDPLATFORM', 'linux/amd64'],
+      ['BUILDOS', 'linux'],
+      ['BUILDARCH', 'amd64'],
+      ['BUILDVARIANT', ''],
+      ['TARGETSTAGE', 's'],
     ]);
     expect(one('FROM a\nRUN x\n', 'run').buildArgs).toEqual([]);
   });
@@ -97,7 +112,10 @@ describe('ARG inside a stage', () => {
   it('default, build arg override, no value', () => {
     const t = 'FROM a\nARG A=def B C\nRUN x\n';
     expect(one(t, 'run').buildArgs).toEqual([['A', 'def']]);
-    expect(one(t, 'run', { buildArgs: { A: 'over', B: 'b', C: undefined } }).buildArgs).toEqual([['A', 'over'], ['B', 'b']]);
+    expect(one(t, 'run', { buildArgs: { A: 'over', B: 'b', C: undefined } }).buildArgs).toEqual([
+      ['A', 'over'],
+      ['B', 'b'],
+    ]);
   });
   it('an ARG default expands earlier values', () => {
     expect(one('FROM a\nENV P=/opt\nARG DIR=$P/bin\nRUN x\n', 'run').buildArgs).toEqual([['DIR', '/opt/bin']]);
@@ -121,7 +139,10 @@ describe('ARG inside a stage', () => {
 describe('proxy args and unused build args', () => {
   it('proxy build args reach RUN without an ARG but stay out of history', () => {
     const r = one('FROM a\nRUN curl x\n', 'run', { buildArgs: { HTTP_PROXY: 'http://p:3128', no_proxy: 'localhost' } });
-    expect(r.proxyEnv).toEqual([['HTTP_PROXY', 'http://p:3128'], ['no_proxy', 'localhost']]);
+    expect(r.proxyEnv).toEqual([
+      ['HTTP_PROXY', 'http://p:3128'],
+      ['no_proxy', 'localhost'],
+    ]);
     expect(r.buildArgs).toEqual([]);
     expect(r.createdBy).toBe('RUN /bin/sh -c curl x # buildkit');
   });

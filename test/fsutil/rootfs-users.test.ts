@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupGroup, lookupUser } from '../../src/fsutil/rootfs-users.js';
 import { makeRootfs, type TestRoot } from '../executor/rootfs.js';
 
-describe('lookupUser / lookupGroup (the image\'s own /etc files)', () => {
+describe("lookupUser / lookupGroup (the image's own /etc files)", () => {
   let t: TestRoot;
   beforeAll(async () => {
     t = await makeRootfs();
@@ -42,7 +42,7 @@ describe('lookupUser / lookupGroup (the image\'s own /etc files)', () => {
     expect(await lookupGroup(t.rootfs, '123')).toEqual({ gid: 123 });
   });
 
-  it('never reads the host\'s passwd through a symlink', async () => {
+  it("never reads the host's passwd through a symlink", async () => {
     const t2 = await makeRootfs({ etc: false });
     try {
       await fsp.mkdir(path.join(t2.rootfs, 'etc'));

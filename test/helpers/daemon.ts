@@ -69,7 +69,9 @@ export async function startDaemon(opts: DaemonStartOptions = {}): Promise<Daemon
   started.add(proc);
   let log = '';
   proc.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : null))));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : null))),
+  );
   const d: DaemonProc = {
     proc,
     pid: proc.pid!,
@@ -133,13 +135,19 @@ export interface ClientRun {
 }
 
 /** Runs the kiln client (`node dist/bin/kiln.js ARGS`) to completion. */
-export function kilnClient(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {}): Promise<ClientRun> {
+export function kilnClient(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {},
+): Promise<ClientRun> {
   const child = spawnClient(args, opts);
   return child.done;
 }
 
 /** Starts the kiln client; `done` resolves when it exits. */
-export function spawnClient(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {}): { proc: ChildProcess; done: Promise<ClientRun> } {
+export function spawnClient(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {},
+): { proc: ChildProcess; done: Promise<ClientRun> } {
   const proc = spawn(process.execPath, [KILN, ...args], {
     cwd: opts.cwd ?? REPO,
     env: { ...process.env, BUILDKIT_PROGRESS: '', ...opts.env },

@@ -78,7 +78,9 @@ export function sshContext(dir: string, dockerfile: string): string {
   fs.mkdirSync(path.join(ctx, 'x'), { recursive: true });
   fs.copyFileSync('/usr/bin/ssh-add', path.join(ctx, 'x', 'ssh-add'));
   fs.chmodSync(path.join(ctx, 'x', 'ssh-add'), 0o755);
-  for (const m of execFileSync('ldd', ['/usr/bin/ssh-add']).toString().matchAll(/=> (\/\S+)/g)) {
+  for (const m of execFileSync('ldd', ['/usr/bin/ssh-add'])
+    .toString()
+    .matchAll(/=> (\/\S+)/g)) {
     fs.copyFileSync(fs.realpathSync(m[1]!), path.join(ctx, 'x', path.basename(m[1]!)));
   }
   fs.writeFileSync(path.join(ctx, 'Dockerfile'), dockerfile);

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidReferenceError,
-  familiarName,
-  familiarString,
-  formatReference,
-  manifestReference,
-  parseReference,
-} from '../../src/image/reference.js';
+import { InvalidReferenceError, familiarName, familiarString, formatReference, manifestReference, parseReference } from '../../src/image/reference.js';
 
 const D = 'sha256:' + 'ab'.repeat(32);
 

@@ -41,9 +41,16 @@ describe('digests', () => {
   it('digests a stream passing through', async () => {
     const ds = new DigestingStream();
     const got: Buffer[] = [];
-    await pipeline(Readable.from([Buffer.from('ab'), Buffer.from('c')]), ds, new Writable({
-      write(c, _e, cb) { got.push(c); cb(); },
-    }));
+    await pipeline(
+      Readable.from([Buffer.from('ab'), Buffer.from('c')]),
+      ds,
+      new Writable({
+        write(c, _e, cb) {
+          got.push(c);
+          cb();
+        },
+      }),
+    );
     expect(Buffer.concat(got).toString()).toBe('abc');
     expect(ds.result()).toEqual({ digest: sha256Digest('abc'), size: 3 });
   });

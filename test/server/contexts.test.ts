@@ -280,8 +280,22 @@ describe('KeptContexts: refusals', () => {
 
     const good = await tarOf([{ name: 'a', body: 'new a!', mode: 0o644 }]);
     const cases: [string, Buffer, RegExp][] = [
-      ['an unplanned entry', await tarOf([{ name: 'a', body: 'new a!' }, { name: 'other', body: 'x' }]), /"other": was not asked for/],
-      ['a planned name sent twice', await tarOf([{ name: 'a', body: 'new a!' }, { name: 'a', body: 'new a!' }]), /"a": sent twice/],
+      [
+        'an unplanned entry',
+        await tarOf([
+          { name: 'a', body: 'new a!' },
+          { name: 'other', body: 'x' },
+        ]),
+        /"other": was not asked for/,
+      ],
+      [
+        'a planned name sent twice',
+        await tarOf([
+          { name: 'a', body: 'new a!' },
+          { name: 'a', body: 'new a!' },
+        ]),
+        /"a": sent twice/,
+      ],
       ['a size mismatch', await tarOf([{ name: 'a', body: 'new a!!!' }]), /"a": is 8 bytes, the list said 6/],
       ['a "../x" entry', await tarOf([{ name: '../outside/x', body: 'x' }]), /"\.\.\/outside\/x": was not asked for/],
       ['a symlink entry', await tarOf([{ name: 'a', type: 'symlink', linkname: outside }]), /"a": a symlink was not asked for/],

@@ -33,7 +33,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() =>
+    clearTimeout(t),
+  );
 }
 
 /** JSON request to the daemon's socket, with a deadline (a leaked lease would make it wait forever). */
@@ -74,7 +76,16 @@ async function makeTar(entries: TarEntry[]): Promise<Buffer> {
     const data = e.data === undefined ? undefined : Buffer.from(e.data);
     await new Promise<void>((resolve, reject) => {
       const type = e.type ?? 'file';
-      const header = { name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), mtime: new Date(1_700_000_000_000), linkname: e.linkname, devmajor: e.devmajor, devminor: e.devminor, size: type === 'file' ? (data?.length ?? 0) : 0 };
+      const header = {
+        name: e.name,
+        type,
+        mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+        mtime: new Date(1_700_000_000_000),
+        linkname: e.linkname,
+        devmajor: e.devmajor,
+        devminor: e.devminor,
+        size: type === 'file' ? (data?.length ?? 0) : 0,
+      };
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
       if (type === 'file') pack.entry(header, data ?? Buffer.alloc(0), cb);
       else pack.entry(header, cb); // size 0: tar-stream completes it by itself
@@ -134,7 +145,11 @@ interface RawReply {
 }
 
 /** Writes `chunks` on a new connection to the socket; resolves with what came back until close or `ms`. */
-function raw(target: { socket: string } | { port: number }, chunks: (Buffer | string)[], opts: { end?: boolean; destroyAfterMs?: number; ms?: number } = {}): Promise<RawReply> {
+function raw(
+  target: { socket: string } | { port: number },
+  chunks: (Buffer | string)[],
+  opts: { end?: boolean; destroyAfterMs?: number; ms?: number } = {},
+): Promise<RawReply> {
   return new Promise((resolve) => {
     const sock = 'socket' in target ? net.connect(target.socket) : net.connect(target.port, '127.0.0.1');
     const got: Buffer[] = [];
@@ -165,7 +180,15 @@ function raw(target: { socket: string } | { port: number }, chunks: (Buffer | st
 }
 
 /** http.request to the socket that never rejects: a failure is `status: 0`. */
-function tryRequest(socket: string, method: string, p: string, body?: Buffer | string, headers: Record<string, string> = {}, ms = 5000, chunked = false): Promise<{ status: number; body: string; error?: string }> {
+function tryRequest(
+  socket: string,
+  method: string,
+  p: string,
+  body?: Buffer | string,
+  headers: Record<string, string> = {},
+  ms = 5000,
+  chunked = false,
+): Promise<{ status: number; body: string; error?: string }> {
   return new Promise((resolve) => {
     let done = false;
     let status = 0; // counts from the moment the head came, even if the body is cut after it
@@ -217,11 +240,44 @@ function openssl(dir: string, args: string[]): void {
 function makeTls(): Tls {
   const dir = tmp('kiln-tls-');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const ca = (name: string) => openssl(dir, ['req', '-x509', ...ec, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const ca = (name: string) =>
+    openssl(dir, [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ]);
   const leaf = (name: string, caName: string, ext: string) => {
     fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
     openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+    openssl(dir, [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${caName}.pem`,
+      '-CAkey',
+      `${caName}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ]);
   };
   ca('ca');
   ca('otherca');
@@ -229,7 +285,17 @@ function makeTls(): Tls {
   leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
   leaf('intruder', 'otherca', 'extendedKeyUsage=clientAuth\n');
   const f = (n: string) => path.join(dir, n);
-  return { dir, ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key'), otherCert: f('intruder.pem'), otherKey: f('intruder.key'), otherCa: f('otherca.pem') };
+  return {
+    dir,
+    ca: f('ca.pem'),
+    cert: f('server.pem'),
+    key: f('server.key'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+    otherCert: f('intruder.pem'),
+    otherKey: f('intruder.key'),
+    otherCa: f('otherca.pem'),
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -370,7 +436,12 @@ describe('malformed requests', () => {
           what: `${u.method} ${u.path.slice(0, 60)}`,
           statuses: r.status ? [r.status] : [],
           // 414: a path parameter longer than any id (fastify's maxParamLength)
-          expect: () => (r.status !== 404 && !(r.status === 414 && u.path.length > 200) ? `status ${r.status}, want 404 (${r.error ?? r.body.slice(0, 120)})` : message(r.body) === '' ? `no JSON message: ${r.body.slice(0, 120)}` : undefined),
+          expect: () =>
+            r.status !== 404 && !(r.status === 414 && u.path.length > 200)
+              ? `status ${r.status}, want 404 (${r.error ?? r.body.slice(0, 120)})`
+              : message(r.body) === ''
+                ? `no JSON message: ${r.body.slice(0, 120)}`
+                : undefined,
         };
       },
       // bad JSON
@@ -379,13 +450,26 @@ describe('malformed requests', () => {
         const p = jsonPosts();
         const body = garbageJson();
         const r = await tryRequest(d.socket, 'POST', p, body, { 'content-type': 'application/json' });
-        return { what: `POST ${p} bad JSON ${JSON.stringify(body.slice(0, 40))}`, statuses: r.status ? [r.status] : [], expect: () => (r.status >= 400 && r.status < 500 ? undefined : `status ${r.status}, want 4xx (${r.error ?? r.body.slice(0, 120)})`) };
+        return {
+          what: `POST ${p} bad JSON ${JSON.stringify(body.slice(0, 40))}`,
+          statuses: r.status ? [r.status] : [],
+          expect: () => (r.status >= 400 && r.status < 500 ? undefined : `status ${r.status}, want 4xx (${r.error ?? r.body.slice(0, 120)})`),
+        };
       },
       // wrong content types (a tar body where JSON belongs, text, none, nonsense)
       async (g) => {
         const { pick, bytes, ascii, validBuild, jsonPosts } = g;
         const p = jsonPosts();
-        const ct = pick(['text/plain', 'application/xml', 'multipart/form-data; boundary=x', 'application/x-tar', 'application/octet-stream', 'application/x-ndjson', ascii(10), '']);
+        const ct = pick([
+          'text/plain',
+          'application/xml',
+          'multipart/form-data; boundary=x',
+          'application/x-tar',
+          'application/octet-stream',
+          'application/x-ndjson',
+          ascii(10),
+          '',
+        ]);
         const body = pick([JSON.stringify(validBuild()), '{"entries":[]}', '{"all":true}', bytes(64).toString('latin1')]);
         const r = await tryRequest(d.socket, 'POST', p, body, ct ? { 'content-type': ct } : {});
         return {
@@ -402,29 +486,56 @@ describe('malformed requests', () => {
         if (v === undefined) delete b[k];
         else b[k] = v;
         const r = await tryRequest(d.socket, 'POST', '/v1/builds', JSON.stringify(b), { 'content-type': 'application/json' });
-        return { what: `build with ${k}=${JSON.stringify(v)}`, statuses: r.status ? [r.status] : [], expect: () => (r.status === 400 && message(r.body) ? undefined : `status ${r.status} ${r.body.slice(0, 160)}, want 400 with a message`) };
+        return {
+          what: `build with ${k}=${JSON.stringify(v)}`,
+          statuses: r.status ? [r.status] : [],
+          expect: () => (r.status === 400 && message(r.body) ? undefined : `status ${r.status} ${r.body.slice(0, 160)}, want 400 with a message`),
+        };
       },
       // a well-formed build of a session that does not exist: 404
       async (g) => {
         const { validBuild } = g;
         const r = await tryRequest(d.socket, 'POST', '/v1/builds', JSON.stringify(validBuild()), { 'content-type': 'application/json' });
-        return { what: 'build of a session that does not exist', statuses: r.status ? [r.status] : [], expect: () => (r.status === 404 && /no upload session/.test(message(r.body)) ? undefined : `status ${r.status} ${r.body.slice(0, 160)}, want 404`) };
+        return {
+          what: 'build of a session that does not exist',
+          statuses: r.status ? [r.status] : [],
+          expect: () => (r.status === 404 && /no upload session/.test(message(r.body)) ? undefined : `status ${r.status} ${r.body.slice(0, 160)}, want 404`),
+        };
       },
       // upload to / drop of a session that does not exist, ids that are not ids
       async (g) => {
         const { int, pick, bytes } = g;
         const id = pick([`fz${int(1e6)}`, '..', '%2e%2e%2f%2e%2e', encodeURIComponent('../../etc'), 'a'.repeat(150)]);
         const m = pick(['PUT', 'DELETE', 'GET']);
-        const r = await tryRequest(d.socket, m, `/v1/contexts/${id}/sessions/nosuch${int(1e6)}`, m === 'PUT' ? bytes(1024) : undefined, m === 'PUT' ? { 'content-type': 'application/x-tar' } : {});
-        return { what: `${m} session of ${id}`, statuses: r.status ? [r.status] : [], expect: () => (r.status >= 200 && r.status < 500 ? undefined : `status ${r.status}`) };
+        const r = await tryRequest(
+          d.socket,
+          m,
+          `/v1/contexts/${id}/sessions/nosuch${int(1e6)}`,
+          m === 'PUT' ? bytes(1024) : undefined,
+          m === 'PUT' ? { 'content-type': 'application/x-tar' } : {},
+        );
+        return {
+          what: `${m} session of ${id}`,
+          statuses: r.status ? [r.status] : [],
+          expect: () => (r.status >= 200 && r.status < 500 ? undefined : `status ${r.status}`),
+        };
       },
       // builds, outputs, cancel of ids that do not exist
       async (g) => {
         const { int, pick, ascii } = g;
         const id = pick([ascii(20).replace(/[/?#%]/g, 'x'), '0'.repeat(20), '__proto__', 'constructor', encodeURIComponent('../../../etc/passwd')]);
-        const p = pick([`/v1/builds/${id}`, `/v1/builds/${id}/outputs/${int(3)}`, `/v1/builds/${id}/outputs/..%2F..%2F..%2Fetc%2Fpasswd`, `/v1/builds/${id}/cancel`]);
+        const p = pick([
+          `/v1/builds/${id}`,
+          `/v1/builds/${id}/outputs/${int(3)}`,
+          `/v1/builds/${id}/outputs/..%2F..%2F..%2Fetc%2Fpasswd`,
+          `/v1/builds/${id}/cancel`,
+        ]);
         const r = await tryRequest(d.socket, p.endsWith('/cancel') ? 'POST' : 'GET', p.replace(/ /g, '%20'));
-        return { what: `GET/POST ${p}`, statuses: r.status ? [r.status] : [], expect: () => (r.status === 404 || r.status === 400 ? undefined : `status ${r.status} ${r.body.slice(0, 100)}, want 404`) };
+        return {
+          what: `GET/POST ${p}`,
+          statuses: r.status ? [r.status] : [],
+          expect: () => (r.status === 404 || r.status === 400 ? undefined : `status ${r.status} ${r.body.slice(0, 100)}, want 404`),
+        };
       },
       // headers over 16 KiB: 431
       async (g) => {
@@ -446,7 +557,11 @@ describe('malformed requests', () => {
         // EPIPE before the answer: no reply is allowed here, but every reply must be 413, and the
         // count of 413s is checked at the end.
         if (r.status === 413) got413++;
-        return { what: `body of ${n} bytes (${chunked ? 'chunked' : 'content-length'}) to ${p}`, statuses: r.status ? [r.status] : [], expect: (s) => (s.length === 0 || s[0] === 413 ? undefined : `statuses ${JSON.stringify(s)}, want 413`) };
+        return {
+          what: `body of ${n} bytes (${chunked ? 'chunked' : 'content-length'}) to ${p}`,
+          statuses: r.status ? [r.status] : [],
+          expect: (s) => (s.length === 0 || s[0] === 413 ? undefined : `statuses ${JSON.stringify(s)}, want 413`),
+        };
       },
       // truncated bodies: the connection ends (or is cut) before Content-Length bytes came
       async (g) => {
@@ -454,13 +569,25 @@ describe('malformed requests', () => {
         const p = pick(['/v1/builds', `/v1/contexts/fz${int(1e6)}/sessions`, `/v1/contexts/fz${int(1e6)}/sessions/nosuch`]);
         const body = JSON.stringify(validBuild());
         const cut = int(body.length);
-        const r = await raw({ socket: d.socket }, [`${p.includes('nosuch') ? 'PUT' : 'POST'} ${p} HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: ${body.length + 100}\r\n\r\n`, body.slice(0, cut)], rnd() < 0.5 ? { end: true, ms: 2000 } : { destroyAfterMs: int(50), ms: 2000 });
+        const r = await raw(
+          { socket: d.socket },
+          [
+            `${p.includes('nosuch') ? 'PUT' : 'POST'} ${p} HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: ${body.length + 100}\r\n\r\n`,
+            body.slice(0, cut),
+          ],
+          rnd() < 0.5 ? { end: true, ms: 2000 } : { destroyAfterMs: int(50), ms: 2000 },
+        );
         return { what: `truncated body to ${p}`, statuses: r.statuses };
       },
       // random bytes as the request line
       async (g) => {
         const { int, pick, bytes, ascii } = g;
-        const line = pick([() => bytes(1 + int(100)), () => Buffer.from(`${ascii(3 + int(10))} ${ascii(int(30))} HTTP/${int(3)}.${int(3)}`), () => Buffer.from(`GET /${ascii(5)} HTTX/1.1`), () => Buffer.from('GET /_ping HTTP/1.1 extra')]);
+        const line = pick([
+          () => bytes(1 + int(100)),
+          () => Buffer.from(`${ascii(3 + int(10))} ${ascii(int(30))} HTTP/${int(3)}.${int(3)}`),
+          () => Buffer.from(`GET /${ascii(5)} HTTX/1.1`),
+          () => Buffer.from('GET /_ping HTTP/1.1 extra'),
+        ]);
         const r = await raw({ socket: d.socket }, [line(), '\r\nHost: kiln\r\n\r\n'], { ms: 2000 });
         return { what: 'random request line', statuses: r.statuses };
       },
@@ -486,12 +613,23 @@ describe('malformed requests', () => {
         const { int } = g;
         const id = `fzup${int(1e9)}`;
         const size = 50_000 + int(100_000);
-        const plan = await tryRequest(d.socket, 'POST', `/v1/contexts/${id}/sessions`, JSON.stringify({ entries: [{ path: 'a', type: 'file', mode: 0o644, size, mtimeMs: 1 }] }), { 'content-type': 'application/json' });
-        if (plan.status !== 201) return { what: 'plan for a cut upload', statuses: plan.status ? [plan.status] : [], expect: () => `plan: ${plan.status} ${plan.body}` };
+        const plan = await tryRequest(
+          d.socket,
+          'POST',
+          `/v1/contexts/${id}/sessions`,
+          JSON.stringify({ entries: [{ path: 'a', type: 'file', mode: 0o644, size, mtimeMs: 1 }] }),
+          { 'content-type': 'application/json' },
+        );
+        if (plan.status !== 201)
+          return { what: 'plan for a cut upload', statuses: plan.status ? [plan.status] : [], expect: () => `plan: ${plan.status} ${plan.body}` };
         const session = (JSON.parse(plan.body) as { session: string }).session;
         const whole = await makeTar([{ name: 'a', data: Buffer.alloc(size, 7) }]);
         const cut = whole.subarray(0, int(whole.length - 1));
-        const r = await raw({ socket: d.socket }, [`PUT /v1/contexts/${id}/sessions/${session} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${whole.length}\r\n\r\n`, cut], { destroyAfterMs: int(30), ms: 2000 });
+        const r = await raw(
+          { socket: d.socket },
+          [`PUT /v1/contexts/${id}/sessions/${session} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${whole.length}\r\n\r\n`, cut],
+          { destroyAfterMs: int(30), ms: 2000 },
+        );
         return { what: `upload cut at ${cut.length}/${whole.length}`, statuses: r.statuses };
       },
     ];
@@ -567,17 +705,74 @@ describe('malicious context uploads', () => {
     const passwd = fs.statSync('/etc/passwd');
     const good = await makeTar([{ name: 'a', data: 'hello\n' }]);
     const attacks: { what: string; tar: Buffer; names?: string }[] = [
-      { what: '../ traversal', tar: await makeTar([{ name: `../../../../../../tmp/${MARK}`, data: 'hello\n' }, { name: 'a', data: 'hello\n' }]), names: MARK },
-      { what: 'absolute name', tar: await makeTar([{ name: MARK_FILE, data: 'hello\n' }, { name: 'a', data: 'hello\n' }]), names: MARK },
-      { what: 'an entry not in the plan', tar: await makeTar([{ name: 'a', data: 'hello\n' }, { name: 'notplanned', data: 'hello\n' }]), names: 'notplanned' },
-      { what: 'a directory entry', tar: await makeTar([{ name: 'd', type: 'directory' }, { name: 'a', data: 'hello\n' }]), names: '"d"' },
-      { what: 'symlink then a file through it', tar: await makeTar([{ name: 'd/s', type: 'symlink', linkname: MARK_DIR }, { name: 'd/s/x', data: 'hello\n' }, { name: 'a', data: 'hello\n' }]), names: 'd/s' },
+      {
+        what: '../ traversal',
+        tar: await makeTar([
+          { name: `../../../../../../tmp/${MARK}`, data: 'hello\n' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: MARK,
+      },
+      {
+        what: 'absolute name',
+        tar: await makeTar([
+          { name: MARK_FILE, data: 'hello\n' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: MARK,
+      },
+      {
+        what: 'an entry not in the plan',
+        tar: await makeTar([
+          { name: 'a', data: 'hello\n' },
+          { name: 'notplanned', data: 'hello\n' },
+        ]),
+        names: 'notplanned',
+      },
+      {
+        what: 'a directory entry',
+        tar: await makeTar([
+          { name: 'd', type: 'directory' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: '"d"',
+      },
+      {
+        what: 'symlink then a file through it',
+        tar: await makeTar([
+          { name: 'd/s', type: 'symlink', linkname: MARK_DIR },
+          { name: 'd/s/x', data: 'hello\n' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: 'd/s',
+      },
       { what: 'symlink named as the planned file', tar: await makeTar([{ name: 'a', type: 'symlink', linkname: MARK_FILE }]), names: '"a"' },
       { what: 'hard link to /etc/passwd', tar: await makeTar([{ name: 'a', type: 'link', linkname: '/etc/passwd' }]), names: '"a"' },
-      { what: 'hard link with ..', tar: await makeTar([{ name: 'hl', type: 'link', linkname: '../../../../../../etc/passwd' }, { name: 'a', data: 'hello\n' }]), names: 'hl' },
-      { what: 'char device', tar: await makeTar([{ name: 'cdev', type: 'character-device', devmajor: 1, devminor: 3 }, { name: 'a', data: 'hello\n' }]), names: 'cdev' },
+      {
+        what: 'hard link with ..',
+        tar: await makeTar([
+          { name: 'hl', type: 'link', linkname: '../../../../../../etc/passwd' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: 'hl',
+      },
+      {
+        what: 'char device',
+        tar: await makeTar([
+          { name: 'cdev', type: 'character-device', devmajor: 1, devminor: 3 },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: 'cdev',
+      },
       { what: 'fifo', tar: await makeTar([{ name: 'a', type: 'fifo' }]), names: '"a"' },
-      { what: 'the planned file twice', tar: await makeTar([{ name: 'a', data: 'hello\n' }, { name: 'a', data: 'hello\n' }]), names: '"a"' },
+      {
+        what: 'the planned file twice',
+        tar: await makeTar([
+          { name: 'a', data: 'hello\n' },
+          { name: 'a', data: 'hello\n' },
+        ]),
+        names: '"a"',
+      },
       { what: 'the planned file with another size', tar: await makeTar([{ name: 'a', data: 'hello, much longer than planned\n' }]), names: '"a"' },
       { what: 'truncated tar', tar: good.subarray(0, 600) },
       { what: 'garbage', tar: randomBytes(4096) },
@@ -619,7 +814,11 @@ describe('malicious context uploads', () => {
     // Refused at the first entry while megabytes are still coming: the client must get the 400
     // naming the entry, not a connection reset.
     const session = await plan();
-    const big = await makeTar([{ name: `../${MARK}`, data: 'x' }, { name: 'pad', data: Buffer.alloc(8 * 1024 * 1024) }, { name: 'a', data: 'hello\n' }]);
+    const big = await makeTar([
+      { name: `../${MARK}`, data: 'x' },
+      { name: 'pad', data: Buffer.alloc(8 * 1024 * 1024) },
+      { name: 'a', data: 'hello\n' },
+    ]);
     const r = await tryRequest(d.socket, 'PUT', `/v1/contexts/${id}/sessions/${session}`, big, { 'content-type': 'application/x-tar' }, 10_000);
     expect(r.status, r.error ?? r.body).toBe(400);
     expect(message(r.body)).toContain(`../${MARK}`);
@@ -712,12 +911,16 @@ describe('kiln build - (a tar context on stdin)', () => {
     { way: 'through the daemon', args: ['--addr', d.addr] },
     { way: 'embedded', args: ['--root', embeddedRoot] },
   ];
-  const run = (args: string[], input: Buffer) => kilnClient(['build', ...args, '--progress', 'plain', '-'], { input, env: { KILN_CONFIG: clientConfig, KILN_HOST: '' }, timeoutMs: 60_000 });
+  const run = (args: string[], input: Buffer) =>
+    kilnClient(['build', ...args, '--progress', 'plain', '-'], { input, env: { KILN_CONFIG: clientConfig, KILN_HOST: '' }, timeoutMs: 60_000 });
 
   it('builds from a good tar both ways', async () => {
     for (const { way, args } of ways()) {
       const word = `from-stdin-${randomBytes(3).toString('hex')}`;
-      const input = await makeTar([{ name: 'Dockerfile', data: GOOD_DOCKERFILE }, { name: 'a', data: `${word}\n` }]);
+      const input = await makeTar([
+        { name: 'Dockerfile', data: GOOD_DOCKERFILE },
+        { name: 'a', data: `${word}\n` },
+      ]);
       const r = await run(args, input);
       expect(r.code, `${way}:\n${r.stderr}`).toBe(0);
       expect(r.stdout + r.stderr, way).toMatch(new RegExp(`^#\\d+ [\\d.]+ ${word}$`, 'm'));
@@ -731,14 +934,30 @@ describe('kiln build - (a tar context on stdin)', () => {
     const attacks: { what: string; tar: Buffer; names: string | RegExp }[] = [
       { what: 'traversal', tar: await makeTar([df, a, { name: `../../../../../../tmp/${MARK}`, data: 'pwned\n' }]), names: MARK },
       { what: 'absolute', tar: await makeTar([df, a, { name: MARK_FILE, data: 'pwned\n' }]), names: MARK },
-      { what: 'link then write', tar: await makeTar([df, a, { name: 'esc', type: 'symlink', linkname: MARK_DIR }, { name: 'esc/pwned', data: 'pwned\n' }]), names: 'esc/pwned' },
-      { what: 'link to / then write', tar: await makeTar([df, a, { name: 'rootlink', type: 'symlink', linkname: '/' }, { name: `rootlink/tmp/${MARK}`, data: 'pwned\n' }]), names: 'rootlink' },
+      {
+        what: 'link then write',
+        tar: await makeTar([df, a, { name: 'esc', type: 'symlink', linkname: MARK_DIR }, { name: 'esc/pwned', data: 'pwned\n' }]),
+        names: 'esc/pwned',
+      },
+      {
+        what: 'link to / then write',
+        tar: await makeTar([df, a, { name: 'rootlink', type: 'symlink', linkname: '/' }, { name: `rootlink/tmp/${MARK}`, data: 'pwned\n' }]),
+        names: 'rootlink',
+      },
       { what: 'hard link outside', tar: await makeTar([df, a, { name: 'hardlink-evil', type: 'link', linkname: '/etc/passwd' }]), names: 'hardlink-evil' },
-      { what: 'hard link with ..', tar: await makeTar([df, a, { name: 'hardlink-dots', type: 'link', linkname: '../../../../etc/passwd' }]), names: 'hardlink-dots' },
+      {
+        what: 'hard link with ..',
+        tar: await makeTar([df, a, { name: 'hardlink-dots', type: 'link', linkname: '../../../../etc/passwd' }]),
+        names: 'hardlink-dots',
+      },
       { what: 'device node', tar: await makeTar([df, a, { name: 'devnode-evil', type: 'character-device', devmajor: 1, devminor: 1 }]), names: 'devnode-evil' },
       { what: 'block device', tar: await makeTar([df, a, { name: 'blockdev-evil', type: 'block-device', devmajor: 8, devminor: 0 }]), names: 'blockdev-evil' },
       { what: 'fifo', tar: await makeTar([df, a, { name: 'fifo-evil', type: 'fifo' }]), names: 'fifo-evil' },
-      { what: 'the Dockerfile a link out', tar: await makeTar([{ name: 'Dockerfile', type: 'symlink', linkname: '/etc/passwd' }, a]), names: /Dockerfile.*inside the context/ },
+      {
+        what: 'the Dockerfile a link out',
+        tar: await makeTar([{ name: 'Dockerfile', type: 'symlink', linkname: '/etc/passwd' }, a]),
+        names: /Dockerfile.*inside the context/,
+      },
       { what: 'a truncated tar', tar: good.subarray(0, 2048), names: /truncated|end of data|unreadable/i },
     ];
     const passwd = fs.statSync('/etc/passwd');
@@ -786,11 +1005,19 @@ describe('limits', () => {
     const plan = await jsonReq(l, 'POST', `/v1/contexts/liar-${RAND}/sessions`, { entries: [{ path: 'a', type: 'file', mode: 0o644, size: 10, mtimeMs: 1 }] });
     expect(plan.status, plan.body).toBe(201);
     const session = (JSON.parse(plan.body) as { session: string }).session;
-    const put = await request(l.socket, 'PUT', `/v1/contexts/liar-${RAND}/sessions/${session}`, await makeTar([{ name: 'a', data: Buffer.alloc(2 * 1024 * 1024) }]), { 'content-type': 'application/x-tar' });
+    const put = await request(
+      l.socket,
+      'PUT',
+      `/v1/contexts/liar-${RAND}/sessions/${session}`,
+      await makeTar([{ name: 'a', data: Buffer.alloc(2 * 1024 * 1024) }]),
+      { 'content-type': 'application/x-tar' },
+    );
     expect(put.status, put.body).toBe(400);
     expect(message(put.body)).toMatch(/"a".*2097152 bytes, the list said 10/);
     // Nor by spreading it over files.
-    const spread = await jsonReq(l, 'POST', `/v1/contexts/liar-${RAND}/sessions`, { entries: [0, 1, 2].map((i) => ({ path: `f${i}`, type: 'file', mode: 0o644, size: 400_000, mtimeMs: 1 })) });
+    const spread = await jsonReq(l, 'POST', `/v1/contexts/liar-${RAND}/sessions`, {
+      entries: [0, 1, 2].map((i) => ({ path: `f${i}`, type: 'file', mode: 0o644, size: 400_000, mtimeMs: 1 })),
+    });
     expect(spread.status, spread.body).toBe(400);
     expect(message(spread.body)).toMatch(/exceeds the maximum size/);
 
@@ -810,7 +1037,9 @@ describe('limits', () => {
     const sock = net.connect(l.socket);
     await new Promise((r) => sock.once('connect', r));
     sock.on('error', () => undefined);
-    sock.write(`PUT /v1/contexts/conc1-${RAND}/sessions/${session1} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${body.length}\r\n\r\n`);
+    sock.write(
+      `PUT /v1/contexts/conc1-${RAND}/sessions/${session1} HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-tar\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
     sock.write(body.subarray(0, 100_000));
     await sleep(300);
     const second = await withTimeout(plan(2), 10_000, 'second plan');
@@ -832,7 +1061,9 @@ describe('limits', () => {
     expect((await jsonReq(l, 'DELETE', `/v1/contexts/conc2-${RAND}/sessions/${session2}`)).status).toBe(204);
     // The cut upload's session is over. (A small body: the 404 comes before a large one is read, and
     // writing the rest of it then fails with EPIPE before the answer is read.)
-    expect((await request(l.socket, 'PUT', `/v1/contexts/conc1-${RAND}/sessions/${session1}`, Buffer.alloc(1024), { 'content-type': 'application/x-tar' })).status).toBe(404);
+    expect(
+      (await request(l.socket, 'PUT', `/v1/contexts/conc1-${RAND}/sessions/${session1}`, Buffer.alloc(1024), { 'content-type': 'application/x-tar' })).status,
+    ).toBe(404);
     daemonAlive(l);
     await realBuild(l.addr);
   });
@@ -917,7 +1148,10 @@ describe('TCP', () => {
     // In a network namespace of its own: even a daemon that wrongly listened on 0.0.0.0 would be
     // reachable from nowhere.
     const wild = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const p = spawn('unshare', ['--net', process.execPath, KILN, 'daemon', '--root', root, '--addr', `tcp://0.0.0.0:${port}`, '--insecure-tcp'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 15_000 });
+      const p = spawn('unshare', ['--net', process.execPath, KILN, 'daemon', '--root', root, '--addr', `tcp://0.0.0.0:${port}`, '--insecure-tcp'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 15_000,
+      });
       let stderr = '';
       p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       p.on('close', (code) => resolve({ code, stderr }));
@@ -945,7 +1179,18 @@ describe('TCP', () => {
 
 describe('what a RUN step can reach', () => {
   it('sees neither the socket, the root nor the TLS files, and cannot use the API over TCP', async () => {
-    const paths = [path.dirname(d.socket), d.socket, d.root, path.join(d.root, 'contexts'), tls.dir, tls.key, tls.ca, `/proc/${d.pid}/root${d.socket}`, `/proc/${d.pid}/root${tls.key}`, `/proc/${d.pid}/cwd`];
+    const paths = [
+      path.dirname(d.socket),
+      d.socket,
+      d.root,
+      path.join(d.root, 'contexts'),
+      tls.dir,
+      tls.key,
+      tls.ca,
+      `/proc/${d.pid}/root${d.socket}`,
+      `/proc/${d.pid}/root${tls.key}`,
+      `/proc/${d.pid}/cwd`,
+    ];
     const lines = paths.map((p, i) => `RUN test ! -e '${p}' && echo absent-"ok"-${i}`);
     // The marker is split in the Dockerfile so that the echoed command line cannot match it.
     const probe = (url: string, i: number, extra = '') => `if wget -T 3 -q -O- ${extra} ${url}; then echo API-"REACHED"-${i}; else echo api-"refused"-${i}; fi`;

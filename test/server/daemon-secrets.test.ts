@@ -29,8 +29,24 @@ describe('secrets and ssh through the daemon', () => {
     const out = path.join(d, 'out');
     fs.mkdirSync(out);
     const r = await kilnClient(
-      ['build', '--addr', daemon.addr, '--progress', 'rawjson', '--secret', `id=fs,src=${path.join(d, 'fs.txt')}`, '--secret', 'id=es,env=KILN_T_ES',
-        '-t', 'secret-test', '-o', `type=oci,dest=${out}/img-oci.tar`, '-o', `type=docker,dest=${out}/img-docker.tar`, ctx],
+      [
+        'build',
+        '--addr',
+        daemon.addr,
+        '--progress',
+        'rawjson',
+        '--secret',
+        `id=fs,src=${path.join(d, 'fs.txt')}`,
+        '--secret',
+        'id=es,env=KILN_T_ES',
+        '-t',
+        'secret-test',
+        '-o',
+        `type=oci,dest=${out}/img-oci.tar`,
+        '-o',
+        `type=docker,dest=${out}/img-docker.tar`,
+        ctx,
+      ],
       { env: { KILN_T_ES: ENV_SECRET } },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -50,7 +66,9 @@ describe('secrets and ssh through the daemon', () => {
     }
     // A required secret the client did not send fails the step, naming it only.
     fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nRUN --mount=type=secret,id=other --mount=type=secret,id=need,required=true true\n`);
-    const failed = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--secret', 'id=other,env=KILN_T_ES', ctx], { env: { KILN_T_ES: ENV_SECRET } });
+    const failed = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--secret', 'id=other,env=KILN_T_ES', ctx], {
+      env: { KILN_T_ES: ENV_SECRET },
+    });
     expect(failed.code).not.toBe(0);
     expect(failed.stderr).toMatch(/Dockerfile:2: secret need not found/);
     await daemon.stop();
@@ -63,19 +81,39 @@ describe('secrets and ssh through the daemon', () => {
     }
   }, 300_000);
 
-  it('--ssh: the step reaches the client\'s agent through the daemon', async () => {
+  it("--ssh: the step reaches the client's agent through the daemon", async () => {
     const env = testEnv();
     const d = tempDir('kiln-dssh-');
     dirs.push(d);
     const agent = startAgent(d, agents);
     const daemon = await startDaemon({ root: path.join(d, 'root') });
-    const ctx = sshContext(d, `FROM ${env.debian}\nRUN --mount=type=bind,source=x,target=/x --mount=type=ssh echo "sock=$SSH_AUTH_SOCK" && LD_LIBRARY_PATH=/x /x/ssh-add -l && LD_LIBRARY_PATH=/x /x/ssh-add -l\n`);
+    const ctx = sshContext(
+      d,
+      `FROM ${env.debian}\nRUN --mount=type=bind,source=x,target=/x --mount=type=ssh echo "sock=$SSH_AUTH_SOCK" && LD_LIBRARY_PATH=/x /x/ssh-add -l && LD_LIBRARY_PATH=/x /x/ssh-add -l\n`,
+    );
     const r = await kilnClient(['build', '--addr', daemon.addr, '--progress', 'plain', '--ssh', `default=${agent.socket}`, ctx]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('sock=/run/buildkit/ssh_agent.0');
     expect(r.stderr.split(agent.comment).length - 1).toBeGreaterThanOrEqual(2);
     // The daemon never takes a socket path from a request.
-    const bad = await request(daemon.socket, 'POST', '/v1/builds', JSON.stringify({ context: { type: 'synced', id: 'x', session: 'y' }, dockerfile: { name: 'Dockerfile', text: 'FROM scratch' }, buildArgs: {}, labels: {}, outputs: [], network: 'host', noCache: false, pull: false, dryRun: false, ssh: [{ id: 'default', socket: '/tmp/x' }] }), { 'content-type': 'application/json' });
+    const bad = await request(
+      daemon.socket,
+      'POST',
+      '/v1/builds',
+      JSON.stringify({
+        context: { type: 'synced', id: 'x', session: 'y' },
+        dockerfile: { name: 'Dockerfile', text: 'FROM scratch' },
+        buildArgs: {},
+        labels: {},
+        outputs: [],
+        network: 'host',
+        noCache: false,
+        pull: false,
+        dryRun: false,
+        ssh: [{ id: 'default', socket: '/tmp/x' }],
+      }),
+      { 'content-type': 'application/json' },
+    );
     expect(bad.status).toBe(400);
     await daemon.stop();
   }, 300_000);

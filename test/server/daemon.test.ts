@@ -4,7 +4,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, testEnv } from '../helpers/env.js';
-import { countingProxy, killStarted, kilnClient, makeContext, mountsUnder, processesMentioning, request, spawnClient, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
+import {
+  countingProxy,
+  killStarted,
+  kilnClient,
+  makeContext,
+  mountsUnder,
+  processesMentioning,
+  request,
+  spawnClient,
+  startDaemon,
+  tempDir,
+  type DaemonProc,
+} from '../helpers/daemon.js';
 
 const cleanup: string[] = [];
 afterAll(async () => {
@@ -32,7 +44,9 @@ function errorLine(stderr: string): string | undefined {
   return stderr.split('\n').find((l) => l.startsWith('ERROR: '));
 }
 
-async function builds(d: DaemonProc): Promise<{ id: string; state: string; startedAt?: string; completedAt?: string; client: string; cachedSteps: number; totalSteps: number }[]> {
+async function builds(
+  d: DaemonProc,
+): Promise<{ id: string; state: string; startedAt?: string; completedAt?: string; client: string; cachedSteps: number; totalSteps: number }[]> {
   return (JSON.parse((await request(d.socket, 'GET', '/v1/builds')).body) as { builds: never[] }).builds;
 }
 
@@ -60,9 +74,22 @@ describe('kiln daemon: builds as embedded mode does', () => {
     fs.symlinkSync('sub/b.txt', path.join(c, 'link'));
     const out = tempDir('kiln-out-');
     cleanup.push(out);
-    const r = await kilnClient(
-      ['build', '--addr', d.addr, '--progress', 'plain', '-t', 'daemon-same:1', '-o', `type=local,dest=${out}/rootfs`, '-o', `type=oci,dest=${out}/img.tar`, '--iidfile', `${out}/iid`, c],
-    );
+    const r = await kilnClient([
+      'build',
+      '--addr',
+      d.addr,
+      '--progress',
+      'plain',
+      '-t',
+      'daemon-same:1',
+      '-o',
+      `type=local,dest=${out}/rootfs`,
+      '-o',
+      `type=oci,dest=${out}/img.tar`,
+      '--iidfile',
+      `${out}/iid`,
+      c,
+    ]);
     expect(r.stderr).not.toContain('ERROR');
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/transferring context: \d+ files, [\d.]+k?B/);
@@ -147,7 +174,9 @@ describe('kiln daemon: builds as embedded mode does', () => {
     const embedded = await kilnClient(['build', '--root', path.join(tempDir('kiln-r-'), 'root'), '--progress', 'plain', c], { env: embeddedEnv() });
     expect(remote.code).toBe(1);
     expect(embedded.code).toBe(1);
-    expect(errorLine(remote.stderr)).toBe('ERROR: Dockerfile:2: RUN echo about to fail && exit 3: process "/bin/sh -c echo about to fail && exit 3" did not complete successfully: exit code: 3');
+    expect(errorLine(remote.stderr)).toBe(
+      'ERROR: Dockerfile:2: RUN echo about to fail && exit 3: process "/bin/sh -c echo about to fail && exit 3" did not complete successfully: exit code: 3',
+    );
     expect(errorLine(remote.stderr)).toBe(errorLine(embedded.stderr));
     // rawjson has no error block: the output tail comes with the error, from its own field.
     const raw = await kilnClient(['build', '--addr', d.addr, '--progress', 'rawjson', c]);
@@ -161,7 +190,7 @@ describe('kiln daemon: builds as embedded mode does', () => {
     expect(errorLine(r1.stderr)).toBe(errorLine(r2.stderr));
   });
 
-  it('--load goes into the client\'s Docker, -o - to the client\'s stdout, <Dockerfile>.dockerignore wins', async () => {
+  it("--load goes into the client's Docker, -o - to the client's stdout, <Dockerfile>.dockerignore wins", async () => {
     const c = ctx({
       'ci/App.Dockerfile': 'FROM busybox\nCOPY . /ctx\nCMD ["ls", "-A", "/ctx"]\n',
       'ci/App.Dockerfile.dockerignore': 'ci\nsecret.txt\n',
@@ -206,9 +235,15 @@ describe('kiln daemon: builds as embedded mode does', () => {
     const r = await kilnClient(['build', '--addr', j.addr, '--progress', 'plain', ctx({ Dockerfile: 'FROM busybox\nRUN false\n' })]);
     expect(r.code).toBe(1);
     expect(await j.stop()).toBe(0);
-    const lines = j.log().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = j
+      .log()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ level: 'info', msg: 'kiln daemon serving', pid: j.pid });
-    expect(lines.filter((l) => l.msg === 'build')).toEqual([expect.objectContaining({ state: 'failed', error: expect.stringContaining('Dockerfile:2: RUN false') })]);
+    expect(lines.filter((l) => l.msg === 'build')).toEqual([
+      expect.objectContaining({ state: 'failed', error: expect.stringContaining('Dockerfile:2: RUN false') }),
+    ]);
     expect(lines.filter((l) => l.msg === 'request').map((l) => l.path)).toEqual(expect.arrayContaining(['/v1/builds']));
     expect(lines.every((l) => typeof l.time === 'string')).toBe(true);
   });
@@ -271,7 +306,10 @@ describe('kiln daemon: many builds at once', () => {
       // Overlapping runs: each started before the other completed.
       expect(Date.parse(a!.startedAt!)).toBeLessThan(Date.parse(b!.completedAt!));
       expect(Date.parse(b!.startedAt!)).toBeLessThan(Date.parse(a!.completedAt!));
-      expect(fs.readdirSync(path.join(d.root, 'contexts')).sort()).toEqual([expect.stringMatching(/^[0-9a-f]{32}$/), expect.stringMatching(/^[0-9a-f]{32}\.1$/)]);
+      expect(fs.readdirSync(path.join(d.root, 'contexts')).sort()).toEqual([
+        expect.stringMatching(/^[0-9a-f]{32}$/),
+        expect.stringMatching(/^[0-9a-f]{32}\.1$/),
+      ]);
     } finally {
       expect(await d.stop()).toBe(0);
     }
@@ -333,7 +371,14 @@ describe('kiln daemon: lifecycle', () => {
     cleanup.push(path.dirname(d.socket));
     try {
       const marker = `sleep-${process.pid}-kill`;
-      const c = spawnClient(['build', '--addr', d.addr, '--progress', 'plain', ctx({ Dockerfile: `FROM busybox\nRUN sleep 120; echo ${marker}\n`, 'f.txt': 'x' })]);
+      const c = spawnClient([
+        'build',
+        '--addr',
+        d.addr,
+        '--progress',
+        'plain',
+        ctx({ Dockerfile: `FROM busybox\nRUN sleep 120; echo ${marker}\n`, 'f.txt': 'x' }),
+      ]);
       await waitFor(() => processesMentioning(marker).length > 0 || c.proc.exitCode !== null, 30_000);
       c.proc.kill('SIGKILL');
       await c.done;
@@ -389,7 +434,14 @@ describe('kiln daemon: lifecycle', () => {
     const d = await startDaemon();
     cleanup.push(path.dirname(d.socket));
     const marker = `term-${process.pid}`;
-    const c = spawnClient(['build', '--addr', d.addr, '--progress', 'plain', ctx({ Dockerfile: `FROM busybox\nRUN echo ${marker} && sleep 3 && echo finished-${marker}\n` })]);
+    const c = spawnClient([
+      'build',
+      '--addr',
+      d.addr,
+      '--progress',
+      'plain',
+      ctx({ Dockerfile: `FROM busybox\nRUN echo ${marker} && sleep 3 && echo finished-${marker}\n` }),
+    ]);
     await waitFor(() => processesMentioning(marker).length > 0, 30_000);
     d.proc.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));

@@ -151,7 +151,9 @@ describe('the Docker CLI through kiln', () => {
     expect(b.stderr).toContain("The command '/bin/sh -c echo before the failure && exit 3' returned a non-zero code: 3");
     // A Dockerfile outside the context: the CLI adds it to the tar on the fly and sends a tar with
     // no end-of-archive blocks (dockerd accepts it, so kiln does too).
-    const outside = makeContext({ 'x.Dockerfile': `FROM ${testEnv().busybox} AS first\nRUN echo from the outside > /o\nFROM ${testEnv().busybox}\nCOPY --from=first /o /o\nRUN cat /o\n` });
+    const outside = makeContext({
+      'x.Dockerfile': `FROM ${testEnv().busybox} AS first\nRUN echo from the outside > /o\nFROM ${testEnv().busybox}\nCOPY --from=first /o /o\nRUN cat /o\n`,
+    });
     const o = await kdocker(['build', '-f', path.join(outside, 'x.Dockerfile'), '-t', `kiln-docker-api-outside-${RAND}`, '.'], { cwd: ctx });
     expect(o.code, o.stderr).toBe(0);
     expect(o.stdout).toContain('from the outside');
@@ -175,7 +177,12 @@ describe('dockerode through kiln', () => {
       },
       true,
     );
-    const { err, output } = await dockerodeBuild(context, { t: tag, dockerfile: 'build.Dockerfile', buildargs: { GREETING: 'hi dockerode' }, labels: { extra: 'label' } });
+    const { err, output } = await dockerodeBuild(context, {
+      t: tag,
+      dockerfile: 'build.Dockerfile',
+      buildargs: { GREETING: 'hi dockerode' },
+      labels: { extra: 'label' },
+    });
     expect(err).toBeNull();
     const aux = output.find((o) => o.aux) as { aux: { ID: string } } | undefined;
     expect(aux?.aux.ID, JSON.stringify(output)).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -198,7 +205,10 @@ describe('dockerode through kiln', () => {
     const filtered = await dockerode().listImages({ filters: JSON.stringify({ reference: [`kiln-dockerode-${RAND}`] }) });
     expect(filtered.map((i) => i.Id)).toEqual([aux!.aux.ID]);
 
-    await expect(dockerode().getImage(`no-such-image-${RAND}`).inspect()).rejects.toMatchObject({ statusCode: 404, json: { message: `No such image: no-such-image-${RAND}` } });
+    await expect(dockerode().getImage(`no-such-image-${RAND}`).inspect()).rejects.toMatchObject({
+      statusCode: 404,
+      json: { message: `No such image: no-such-image-${RAND}` },
+    });
   }, 120_000);
 
   it('reports a failing build as an errorDetail', async () => {
@@ -221,7 +231,11 @@ describe('dockerode through kiln', () => {
 describe('the --docker-api flag', () => {
   it('follows --addr rules: plain TCP only on loopback with --insecure-tcp', () => {
     const dir = tempDir('kiln-docker-api-flag-');
-    const run = (args: string[]) => spawnSync(process.execPath, [KILN, 'daemon', '--root', path.join(dir, 'root'), '--addr', `unix://${path.join(dir, 'k.sock')}`, ...args], { encoding: 'utf8', timeout: 30_000 });
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [KILN, 'daemon', '--root', path.join(dir, 'root'), '--addr', `unix://${path.join(dir, 'k.sock')}`, ...args], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
     const plain = run(['--docker-api', 'tcp://0.0.0.0:23750']);
     expect(plain.status).toBe(1);
     expect(plain.stderr).toContain('TCP is served only with TLS');
@@ -254,7 +268,9 @@ describe('what kiln does not serve', () => {
       ['POST', '/v1.41/build?remote=https://example.invalid/x.git', 501],
     ];
     for (const [method, p, status] of cases) {
-      const r = await request(sock, method, p, method === 'POST' ? await tarOf({ Dockerfile: 'FROM scratch\n' }) : undefined, { 'content-type': 'application/x-tar' });
+      const r = await request(sock, method, p, method === 'POST' ? await tarOf({ Dockerfile: 'FROM scratch\n' }) : undefined, {
+        'content-type': 'application/x-tar',
+      });
       expect(r.status, `${method} ${p}: ${r.body}`).toBe(status);
       expect(JSON.parse(r.body), `${method} ${p}`).toEqual({ message: expect.any(String) });
     }
@@ -273,7 +289,21 @@ describe('what kiln does not serve', () => {
     const rng = mulberry32(seed);
     const pick = <T>(xs: readonly T[]): T => xs[rng() % xs.length]!;
     const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
-    const paths = ['/_ping', '/version', '/build', '/build/prune', '/images/json', '/images/get', '/images/x/json', '/images/x/get', '/images/x', '/containers/json', '/info', '/session', '/'];
+    const paths = [
+      '/_ping',
+      '/version',
+      '/build',
+      '/build/prune',
+      '/images/json',
+      '/images/get',
+      '/images/x/json',
+      '/images/x/get',
+      '/images/x',
+      '/containers/json',
+      '/info',
+      '/session',
+      '/',
+    ];
     const junk = () => {
       const n = rng() % 40;
       let s = '';
@@ -306,7 +336,8 @@ describe('what kiln does not serve', () => {
         const method = pick(methods);
         let p = (rng() % 2 ? pick(['/v1.41', '/v1.40', '/v1.24', '/v1.12', `/v${rng() % 3}.${rng() % 60}`]) : '') + pick(paths);
         if (rng() % 3 === 0) p += '/' + encodeURIComponent(junk());
-        if (rng() % 2) p += `?${pick(['t', 'q', 'nocache', 'buildargs', 'labels', 'filters', 'names', 'platform', 'networkmode', 'dockerfile', 'force'])}=${encodeURIComponent(junk())}`;
+        if (rng() % 2)
+          p += `?${pick(['t', 'q', 'nocache', 'buildargs', 'labels', 'filters', 'names', 'platform', 'networkmode', 'dockerfile', 'force'])}=${encodeURIComponent(junk())}`;
         const body = await bodies();
         const headers: Record<string, string> = {};
         if (rng() % 2) headers['content-type'] = pick(['application/x-tar', 'application/json', 'text/plain', 'application/tar', junk() || 'x/y']);
@@ -314,7 +345,8 @@ describe('what kiln does not serve', () => {
         batch.push(
           fuzzRequest(method, p, body, headers, rng() % 7 === 0).then(({ status, text, type }) => {
             seen.set(status, (seen.get(status) ?? 0) + 1);
-            if (status >= 400 && method !== 'HEAD' && (type !== 'application/json' || typeof (JSON.parse(text) as { message?: unknown }).message !== 'string')) notJson.push(`${method} ${p}: ${status} ${type} ${text}`);
+            if (status >= 400 && method !== 'HEAD' && (type !== 'application/json' || typeof (JSON.parse(text) as { message?: unknown }).message !== 'string'))
+              notJson.push(`${method} ${p}: ${status} ${type} ${text}`);
           }),
         );
       }
@@ -323,8 +355,20 @@ describe('what kiln does not serve', () => {
     console.log(`docker-api fuzz: ${n} requests, statuses ${JSON.stringify(Object.fromEntries(seen))}`);
     expect(notJson).toEqual([]);
     // Nothing the fuzz sent is a bug in kiln (a 5xx other than 501/503 is logged as an internal error).
-    expect(d.log().split('\n').filter((l) => l.includes('internal error'))).toEqual([]);
-    expect(seen.get(500) ?? 0, d.log().split('\n').filter((l) => l.includes('internal error')).join('\n')).toBe(0);
+    expect(
+      d
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('internal error')),
+    ).toEqual([]);
+    expect(
+      seen.get(500) ?? 0,
+      d
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('internal error'))
+        .join('\n'),
+    ).toBe(0);
     expect(await ping(sock), JSON.stringify(await request(sock, 'GET', '/_ping').catch((e: Error) => e.message))).toBe(true);
     expect(await ping(d.socket)).toBe(true);
     expect(d.proc.exitCode).toBeNull();
@@ -342,7 +386,13 @@ function randomBytesFrom(rng: () => number, n: number): Buffer {
 }
 
 /** One request; `abort` drops the connection halfway. Resolves with the status (0: no answer). */
-function fuzzRequest(method: string, p: string, body: Buffer | undefined, headers: Record<string, string>, abort: boolean): Promise<{ status: number; text: string; type?: string }> {
+function fuzzRequest(
+  method: string,
+  p: string,
+  body: Buffer | undefined,
+  headers: Record<string, string>,
+  abort: boolean,
+): Promise<{ status: number; text: string; type?: string }> {
   const none = { status: 0, text: '' };
   return new Promise((resolve) => {
     const req = http.request({ socketPath: sock, method, path: p, headers, timeout: 8000, agent: false }, (res) => {
@@ -361,4 +411,3 @@ function fuzzRequest(method: string, p: string, body: Buffer | undefined, header
     req.end(body);
   });
 }
-

@@ -87,7 +87,13 @@ describe('sticky routing over several daemons', () => {
       const r =
         how === 'env'
           ? await kilnClient(['build', '--progress', 'plain', c], { env: { KILN_HOST: `${a.addr},${b.addr}` } })
-          : await kilnClient(['build', ...(how === 'flags' ? ['--addr', a.addr, '--addr', b.addr] : ['--addr', b.addr, '--addr', a.addr]), '--progress', 'plain', c]);
+          : await kilnClient([
+              'build',
+              ...(how === 'flags' ? ['--addr', a.addr, '--addr', b.addr] : ['--addr', b.addr, '--addr', a.addr]),
+              '--progress',
+              'plain',
+              c,
+            ]);
       expect(r.code, r.stderr).toBe(0);
       const after = await counts();
       const on = after[0]! > before[0]! ? a.addr : b.addr;

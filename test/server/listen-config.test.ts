@@ -25,7 +25,13 @@ describe('daemon addresses', () => {
     expect(() => checkAddress(parseAddress('tcp://127.0.0.1:1'), { ...base, insecureTcp: true })).not.toThrow();
     expect(() => checkAddress(parseAddress('tcp://0.0.0.0:1'), { ...base, insecureTcp: false, tls })).not.toThrow();
     expect(() => checkAddress(parseAddress('unix:///x.sock'), { ...base, insecureTcp: false })).not.toThrow();
-    expect([isLoopback('127.0.0.2'), isLoopback('::1'), isLoopback('localhost'), isLoopback('10.0.0.1'), isLoopback('128.0.0.1')]).toEqual([true, true, true, false, false]);
+    expect([isLoopback('127.0.0.2'), isLoopback('::1'), isLoopback('localhost'), isLoopback('10.0.0.1'), isLoopback('128.0.0.1')]).toEqual([
+      true,
+      true,
+      true,
+      false,
+      false,
+    ]);
   });
 });
 
@@ -65,14 +71,28 @@ describe('daemon limits in daemon.json', () => {
       shutdownGraceMs: 30_000,
     });
     const d = loadConfig(
-      write({ 'max-concurrent-builds': 3, 'max-context-size': '2GB', 'max-request-body-size': 1048576, 'max-header-size': '8KB', 'max-concurrent-uploads': 2, 'build-timeout': '1h', 'shutdown-grace': '5s' }),
+      write({
+        'max-concurrent-builds': 3,
+        'max-context-size': '2GB',
+        'max-request-body-size': 1048576,
+        'max-header-size': '8KB',
+        'max-concurrent-uploads': 2,
+        'build-timeout': '1h',
+        'shutdown-grace': '5s',
+      }),
     ).daemon;
-    expect(d).toMatchObject({ maxConcurrentBuilds: 3, maxRequestBodyBytes: 1048576, maxConcurrentUploads: 2, buildTimeoutMs: 3_600_000, shutdownGraceMs: 5000 });
+    expect(d).toMatchObject({
+      maxConcurrentBuilds: 3,
+      maxRequestBodyBytes: 1048576,
+      maxConcurrentUploads: 2,
+      buildTimeoutMs: 3_600_000,
+      shutdownGraceMs: 5000,
+    });
     expect(d.maxContextBytes).toBeGreaterThan(1.9e9);
     expect(d.maxHeaderBytes).toBeGreaterThan(7000);
   });
 
-  it('takes the step log limit (2 MiB by default, -1 for none, BuildKit\'s variable too) and the largest --pids-limit', () => {
+  it("takes the step log limit (2 MiB by default, -1 for none, BuildKit's variable too) and the largest --pids-limit", () => {
     expect(loadConfig(write({})).stepLogMaxBytes).toBe(2 * 1024 * 1024);
     expect(loadConfig(write({ 'step-log-max-size': '64KiB' })).stepLogMaxBytes).toBe(64 * 1024);
     expect(loadConfig(write({ 'step-log-max-size': -1 })).stepLogMaxBytes).toBe(-1);

@@ -115,10 +115,7 @@ describe.each([
     await s.applyLayer('base-w', streamOf(baseLayer()));
     await s.commit('base', 'base-w');
     await s.prepare('l2-w', 'base');
-    await s.applyLayer(
-      'l2-w',
-      streamOf(await rawTar([{ name: 'etc/hosts', content: 'same layer' }, { name: 'etc/.wh.hosts' }, { name: 'etc/.wh.shadow' }])),
-    );
+    await s.applyLayer('l2-w', streamOf(await rawTar([{ name: 'etc/hosts', content: 'same layer' }, { name: 'etc/.wh.hosts' }, { name: 'etc/.wh.shadow' }])));
     await s.commit('l2', 'l2-w');
     const t = await merged(s, root, 'l2');
     expect(await fsp.readFile(path.join(t, 'etc/hosts'), 'utf8')).toBe('same layer');
@@ -174,12 +171,20 @@ describe('hostile layers are refused and the host stays untouched', () => {
     ['absolute name', () => rawTar([{ name: `/etc/${marker}`, content: 'x' }]), /absolute name refused/],
     [
       'entry beneath a symlink to /',
-      () => rawTar([{ name: 'a', type: 'symlink', linkname: '/' }, { name: `a/etc/${marker}`, content: 'x' }]),
+      () =>
+        rawTar([
+          { name: 'a', type: 'symlink', linkname: '/' },
+          { name: `a/etc/${marker}`, content: 'x' },
+        ]),
       /"a\/etc\/kiln-evil.*parent a is a symlink \(-> \/\)/,
     ],
     [
       'entry beneath a relative symlink climbing out',
-      () => rawTar([{ name: 'up', type: 'symlink', linkname: '../../../../../../..' }, { name: `up/tmp/${marker}`, content: 'x' }]),
+      () =>
+        rawTar([
+          { name: 'up', type: 'symlink', linkname: '../../../../../../..' },
+          { name: `up/tmp/${marker}`, content: 'x' },
+        ]),
       /parent up is a symlink/,
     ],
     [
@@ -194,14 +199,14 @@ describe('hostile layers are refused and the host stays untouched', () => {
     ],
     [
       'hard link through a symlinked dir',
-      () => rawTar([{ name: 'e', type: 'symlink', linkname: '/etc' }, { name: `x${marker}`, type: 'link', linkname: 'e/shadow' }]),
+      () =>
+        rawTar([
+          { name: 'e', type: 'symlink', linkname: '/etc' },
+          { name: `x${marker}`, type: 'link', linkname: 'e/shadow' },
+        ]),
       /hard link.*|parent e is a symlink/,
     ],
-    [
-      'whiteout beneath a symlink',
-      () => rawTar([{ name: 'v', type: 'symlink', linkname: '/var/tmp' }, { name: `v/.wh.${marker}` }]),
-      /parent v is a symlink/,
-    ],
+    ['whiteout beneath a symlink', () => rawTar([{ name: 'v', type: 'symlink', linkname: '/var/tmp' }, { name: `v/.wh.${marker}` }]), /parent v is a symlink/],
   ];
 
   for (const driver of ['overlay', 'copy'] as const) {
@@ -229,9 +234,7 @@ describe('hostile layers are refused and the host stays untouched', () => {
     await s.applyLayer('base-w', streamOf(await rawTar([{ name: 'a', type: 'symlink', linkname: '/' }])));
     await s.commit('base', 'base-w');
     await s.prepare('w', 'base');
-    await expect(s.applyLayer('w', streamOf(await rawTar([{ name: `a/etc/${marker}`, content: 'x' }])))).rejects.toThrow(
-      /parent a is a symlink \(-> \/\)/,
-    );
+    await expect(s.applyLayer('w', streamOf(await rawTar([{ name: `a/etc/${marker}`, content: 'x' }])))).rejects.toThrow(/parent a is a symlink \(-> \/\)/);
     expect(fs.existsSync(`/etc/${marker}`)).toBe(false);
   });
 
@@ -239,9 +242,7 @@ describe('hostile layers are refused and the host stays untouched', () => {
     const root = await newRoot();
     const s = await new OverlaySnapshotter(root).init();
     await s.prepare('w');
-    const tarBuf = richTar([
-      { name: 'd', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T, xattrs: [['trusted.overlay.redirect', Buffer.from('/etc')]] },
-    ]);
+    const tarBuf = richTar([{ name: 'd', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T, xattrs: [['trusted.overlay.redirect', Buffer.from('/etc')]] }]);
     await s.applyLayer('w', streamOf(tarBuf));
     const upper = (await s.mounts('w'))[0]!.source;
     expect(await getAttribute(path.join(upper, 'd'), 'trusted.overlay.redirect')).toBeNull();

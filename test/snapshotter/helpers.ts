@@ -196,7 +196,12 @@ export function baseLayer(): Buffer {
     d('bin'),
     f('bin/su', 'su binary', 0o4755),
     { name: 'bin/su-again', type: 'link', linkname: 'bin/su', mode: 0o4755, uid: 0, gid: 0, mtime: T },
-    f('bin/ping', 'ping binary', 0o755, { xattrs: [['security.capability', CAP_NET_RAW], ['user.binary', BINARY]] }),
+    f('bin/ping', 'ping binary', 0o755, {
+      xattrs: [
+        ['security.capability', CAP_NET_RAW],
+        ['user.binary', BINARY],
+      ],
+    }),
     f('bin/wall', 'wall binary', 0o2755, { gid: 5 }),
     d('dev'),
     { name: 'dev/null', type: 'char', mode: 0o666, uid: 0, gid: 0, mtime: T, devmajor: 1, devminor: 3 },
@@ -219,4 +224,3 @@ export function baseLayer(): Buffer {
     f(`usr/share/doc/${'long-name-'.repeat(15)}ü`, 'pax path'),
   ]);
 }
-

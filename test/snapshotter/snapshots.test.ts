@@ -37,7 +37,7 @@ async function upperOf(s: Snapshotter, key: string): Promise<string> {
 }
 
 describe('driver selection', () => {
-  it('probes overlay on this machine\'s disk and picks the overlay driver', async () => {
+  it("probes overlay on this machine's disk and picks the overlay driver", async () => {
     const root = await newRoot();
     expect(await overlaySupported(root)).toBe(true);
     const s = await createSnapshotter(root);
@@ -233,15 +233,32 @@ describe('chains past overlayfs limits', () => {
 
 describe('crash cleanup', () => {
   // The child compiles nothing: it imports the TypeScript sources through the tsc output built in beforeAll.
-    let CHILD_SCRIPT = '';
-    beforeAll(async () => {
+  let CHILD_SCRIPT = '';
+  beforeAll(async () => {
     const out = await tmpRoot('kiln-snap-build-');
     roots.push(out);
     await new Promise<void>((resolve, reject) => {
       const tsc = spawn(
         path.resolve('node_modules/.bin/tsc'),
-        ['--ignoreConfig', '--outDir', out, '--rootDir', 'src', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
-          '--skipLibCheck', '--types', 'node', '--declaration', 'false', 'src/snapshotter/index.ts'],
+        [
+          '--ignoreConfig',
+          '--outDir',
+          out,
+          '--rootDir',
+          'src',
+          '--module',
+          'nodenext',
+          '--moduleResolution',
+          'nodenext',
+          '--target',
+          'es2022',
+          '--skipLibCheck',
+          '--types',
+          'node',
+          '--declaration',
+          'false',
+          'src/snapshotter/index.ts',
+        ],
         { stdio: 'inherit' },
       );
       tsc.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited ${code}`))));
@@ -265,11 +282,7 @@ describe('crash cleanup', () => {
     await s.prepare('mine', 'base'); // owned by this (live) process: must survive cleanup
 
     // A real process prepares a snapshot and is killed while "building" on it.
-    const child = spawn(
-      process.execPath,
-      ['--input-type=module', '-e', CHILD_SCRIPT, root],
-      { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() },
-    );
+    const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD_SCRIPT, root], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => d.toString().includes('prepared') && resolve());
       child.on('exit', (code) => reject(new Error(`child exited early: ${code}`)));
@@ -299,4 +312,3 @@ describe('crash cleanup', () => {
     expect((await s2.list()).map((i) => i.key)).toEqual(['a']);
   });
 });
-

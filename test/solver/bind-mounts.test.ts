@@ -15,7 +15,8 @@ afterAll(() => {
 describe('RUN --mount=type=bind from the context', () => {
   it('leaves out what .dockerignore excludes, and is keyed by what it lets through', async () => {
     const ctx = makeContext({
-      Dockerfile: 'FROM busybox\nRUN --mount=type=bind,target=/ctx find /ctx -type f | sort > /seen && cat /seen\nRUN --mount=type=bind,source=sub,target=/sub,rw touch /sub/made && ls /sub > /sub-seen\n',
+      Dockerfile:
+        'FROM busybox\nRUN --mount=type=bind,target=/ctx find /ctx -type f | sort > /seen && cat /seen\nRUN --mount=type=bind,source=sub,target=/sub,rw touch /sub/made && ls /sub > /sub-seen\n',
       '.dockerignore': 'secret.txt\nsub/*.log\n',
       'app.txt': 'app\n',
       'secret.txt': 'not for the build\n',

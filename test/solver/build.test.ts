@@ -140,14 +140,19 @@ describe('solver: why a step ran', () => {
   it('--no-cache-filter reruns the named stage and what reads it, and nothing else', async () => {
     const ctx = tracked(
       makeContext({
-        Dockerfile: 'FROM busybox AS gen\nRUN echo gen > /g\nFROM busybox AS other\nRUN echo other > /o\nFROM busybox\nCOPY --from=gen /g /g\nCOPY --from=other /o /o\n',
+        Dockerfile:
+          'FROM busybox AS gen\nRUN echo gen > /g\nFROM busybox AS other\nRUN echo other > /o\nFROM busybox\nCOPY --from=gen /g /g\nCOPY --from=other /o /o\n',
       }),
     );
     const srv = server(tracked(kilnRoot()));
     try {
       await build(srv, ctx);
       const again = await build(srv, ctx, { noCacheFilter: ['gen'] });
-      expect(ranSteps(again).map((n) => n.replace(/^\[\S+ \d+\/\d+\] /, '')).sort()).toEqual(['COPY --from=gen /g /g', 'COPY --from=other /o /o', 'RUN echo gen > /g']);
+      expect(
+        ranSteps(again)
+          .map((n) => n.replace(/^\[\S+ \d+\/\d+\] /, ''))
+          .sort(),
+      ).toEqual(['COPY --from=gen /g /g', 'COPY --from=other /o /o', 'RUN echo gen > /g']);
       expect(cachedSteps(again).map((n) => n.replace(/^\[\S+ \d+\/\d+\] /, ''))).toEqual(['RUN echo other > /o']);
     } finally {
       await srv.close();
@@ -157,7 +162,9 @@ describe('solver: why a step ran', () => {
 
 describe('solver: scheduling', () => {
   it('independent stages run at the same time, and a stage two stages need runs once', async () => {
-    const stages = ['a', 'b', 'c'].map((n) => `FROM busybox AS ${n}\nRUN cut -d" " -f1 /proc/uptime > /s-${n} && sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`).join('');
+    const stages = ['a', 'b', 'c']
+      .map((n) => `FROM busybox AS ${n}\nRUN cut -d" " -f1 /proc/uptime > /s-${n} && sleep 2 && cut -d" " -f1 /proc/uptime > /t-${n}\n`)
+      .join('');
     const ctx = tracked(
       makeContext({
         Dockerfile: `FROM busybox AS shared\nRUN echo shared-ran && cat /proc/uptime > /s\n${stages}FROM busybox AS d1\nCOPY --from=shared /s /s\nFROM busybox AS d2\nCOPY --from=shared /s /s\nFROM busybox\nCOPY --from=a /s-a /t-a /\nCOPY --from=b /s-b /t-b /\nCOPY --from=c /s-c /t-c /\nCOPY --from=d1 /s /s1\nCOPY --from=d2 /s /s2\n`,
@@ -261,7 +268,8 @@ describe('solver: failures leave a usable root', () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(
       makeContext({
-        Dockerfile: 'FROM busybox AS slow\nRUN echo slow-started && sleep 60\nFROM busybox AS bad\nRUN sleep 1 && exit 9\nFROM busybox\nCOPY --from=slow /etc/passwd /a\nCOPY --from=bad /etc/passwd /b\n',
+        Dockerfile:
+          'FROM busybox AS slow\nRUN echo slow-started && sleep 60\nFROM busybox AS bad\nRUN sleep 1 && exit 9\nFROM busybox\nCOPY --from=slow /etc/passwd /a\nCOPY --from=bad /etc/passwd /b\n',
       }),
     );
     const srv = server(root);
@@ -297,7 +305,10 @@ describe('solver: failures leave a usable root', () => {
         buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false },
         (e) => { if (e.type === 'log') process.stdout.write(e.data); });
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, KILN_CONFIG: config }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, KILN_CONFIG: config },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (c: Buffer) => {

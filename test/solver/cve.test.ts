@@ -47,7 +47,9 @@ describe('public CVEs, tried through a build', () => {
     const runc = execFileSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).trim();
     const before = createHash('sha256').update(fs.readFileSync(runc)).digest('hex');
     // Every process the step can see, every exe link it can reach: try to write through them.
-    const b = await builds('FROM busybox\nRUN for e in /proc/[0-9]*/exe /proc/self/exe; do (echo overwritten > "$e") 2>/dev/null && echo "WROTE $e"; done; echo tried\n');
+    const b = await builds(
+      'FROM busybox\nRUN for e in /proc/[0-9]*/exe /proc/self/exe; do (echo overwritten > "$e") 2>/dev/null && echo "WROTE $e"; done; echo tried\n',
+    );
     expect(b.logs).toContain('tried');
     expect(b.logs).not.toContain('WROTE');
     expect(createHash('sha256').update(fs.readFileSync(runc)).digest('hex')).toBe(before);
@@ -91,7 +93,9 @@ describe('public CVEs, tried through a build', () => {
     const tag = randomBytes(4).toString('hex');
     const outside = tracked(path.join(os.tmpdir(), `kiln-ghsa-${tag}`));
     try {
-      const b = await builds(`FROM busybox\nRUN mkdir -p /dl\nADD http://127.0.0.1:${port}/..%2F..%2F..%2Ftmp%2Fkiln-ghsa-${tag} /dl/\nRUN find /dl -type f; ls /tmp\n`);
+      const b = await builds(
+        `FROM busybox\nRUN mkdir -p /dl\nADD http://127.0.0.1:${port}/..%2F..%2F..%2Ftmp%2Fkiln-ghsa-${tag} /dl/\nRUN find /dl -type f; ls /tmp\n`,
+      );
       expect(b.logs).toContain(`/dl/kiln-ghsa-${tag}`);
       expect(fs.existsSync(outside)).toBe(false);
     } finally {

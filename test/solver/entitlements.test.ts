@@ -66,7 +66,11 @@ describe('entitlements', () => {
     try {
       const c = ctx('FROM busybox\nRUN --network=host wc -l < /proc/net/dev > /host-net && cat /host-net\nRUN wc -l < /proc/net/dev\n');
       const ok = await build(srv, c, { network: 'none', allow: ['network.host'] });
-      const lines = ok.logs.trim().split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+      const lines = ok.logs
+        .trim()
+        .split('\n')
+        .map((l) => Number(l.trim()))
+        .filter((n) => n > 0);
       // The host has more interfaces than the lone `lo` of a --network none step (2 header lines + lo).
       expect(lines[0]).toBeGreaterThan(3);
       expect(lines[1]).toBe(3);

@@ -33,7 +33,11 @@ function duBytes(root: string): number {
   return Number(execFileSync('du', ['-sxB1', root], { encoding: 'utf8' }).split('\t')[0]);
 }
 
-const ids = (du: DiskUsage, pred: (r: DiskUsage['records'][number]) => boolean = () => true) => du.records.filter(pred).map((r) => r.id).sort();
+const ids = (du: DiskUsage, pred: (r: DiskUsage['records'][number]) => boolean = () => true) =>
+  du.records
+    .filter(pred)
+    .map((r) => r.id)
+    .sort();
 const steps = (du: DiskUsage) => ids(du, (r) => r.id.startsWith('step-'));
 
 function blobsOf(root: string): Set<string> {
@@ -70,7 +74,8 @@ async function runCapture(srv: BuildServer, name: string) {
   return { code, out };
 }
 
-const NAMED = 'FROM busybox\nRUN echo named > /msg\nRUN --mount=type=cache,target=/cache head -c 200000 /dev/urandom > /cache/junk && echo used > /used\nCMD ["cat", "/msg"]\n';
+const NAMED =
+  'FROM busybox\nRUN echo named > /msg\nRUN --mount=type=cache,target=/cache head -c 200000 /dev/urandom > /cache/junk && echo used > /used\nCMD ["cat", "/msg"]\n';
 const unnamed = (tag: string, bytes = 300_000) => `FROM busybox\nRUN head -c ${bytes} /dev/urandom > /${tag}\n`;
 
 describe('kiln du on a real root', () => {
@@ -328,7 +333,9 @@ describe('gc and a build in progress', () => {
   it('prune --all while a build runs leaves what the build will still read, and the build succeeds', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(
-      makeContext({ Dockerfile: 'FROM busybox AS dep\nRUN echo from-dep > /dep\nFROM busybox\nRUN echo started-sleep && sleep 2\nCOPY --from=dep /dep /dep\nRUN cat /dep\n' }),
+      makeContext({
+        Dockerfile: 'FROM busybox AS dep\nRUN echo from-dep > /dep\nFROM busybox\nRUN echo started-sleep && sleep 2\nCOPY --from=dep /dep /dep\nRUN cat /dep\n',
+      }),
     );
     const srv = server(root);
     try {

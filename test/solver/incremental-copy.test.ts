@@ -21,7 +21,16 @@ function manifest(root: string): string[] {
     for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
       const r = rel ? `${rel}/${name}` : name;
       const st = fs.lstatSync(path.join(root, r));
-      const kind = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? `link->${fs.readlinkSync(path.join(root, r))}` : st.isFile() ? `file:${createHash('sha256').update(fs.readFileSync(path.join(root, r))).digest('hex').slice(0, 12)}` : 'other';
+      const kind = st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? `link->${fs.readlinkSync(path.join(root, r))}`
+          : st.isFile()
+            ? `file:${createHash('sha256')
+                .update(fs.readFileSync(path.join(root, r)))
+                .digest('hex')
+                .slice(0, 12)}`
+            : 'other';
       out.push(`${r} ${kind} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`);
       if (st.isDirectory()) walk(r);
     }
@@ -90,7 +99,16 @@ describe('incremental COPY', () => {
   });
 
   it('sources written to one target (no trailing slash, or matches sharing a name) are copied in full', async () => {
-    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nCOPY a.txt b.txt /y\nCOPY x*/in.txt c.txt /w/\n', 'a.txt': 'a\n', 'b.txt': 'b\n', 'c.txt': 'c\n', 'x1/in.txt': '1\n', 'x2/in.txt': '2\n' }));
+    const ctx = tracked(
+      makeContext({
+        Dockerfile: 'FROM busybox\nCOPY a.txt b.txt /y\nCOPY x*/in.txt c.txt /w/\n',
+        'a.txt': 'a\n',
+        'b.txt': 'b\n',
+        'c.txt': 'c\n',
+        'x1/in.txt': '1\n',
+        'x2/in.txt': '2\n',
+      }),
+    );
     const root = tracked(kilnRoot());
     const srv = server(root);
     const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-same-target-')));

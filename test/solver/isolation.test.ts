@@ -77,7 +77,9 @@ describe('isolation through the pipeline', () => {
   });
 
   it('WORKDIR /proc/self/fd/N cannot hand RUN a host directory (CVE-2024-21626)', async () => {
-    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nWORKDIR /proc/self/fd/7\nRUN cat ../../../../../../etc/hostname; ls /work > /seen || true\n' }));
+    const ctx = tracked(
+      makeContext({ Dockerfile: 'FROM busybox\nWORKDIR /proc/self/fd/7\nRUN cat ../../../../../../etc/hostname; ls /work > /seen || true\n' }),
+    );
     const srv = server(tracked(kilnRoot()));
     try {
       const err = await failure(build(srv, ctx));

@@ -65,11 +65,27 @@ describe('step log limit', () => {
     cleanup.push(ctx);
     const { BuildServer } = await import('../../src/server/server.js');
     const { testEnv } = await import('../helpers/env.js');
-    const srv = new BuildServer({ root, config: { registry: { mirrors: [`http://${testEnv().registry}`] }, maxParallelRuns: 4, runLimits: {}, stepLogMaxBytes: 4096 } as never });
+    const srv = new BuildServer({
+      root,
+      config: { registry: { mirrors: [`http://${testEnv().registry}`] }, maxParallelRuns: 4, runLimits: {}, stepLogMaxBytes: 4096 } as never,
+    });
     const events: ProgressEvent[] = [];
     try {
       const text = fs.readFileSync(`${ctx}/Dockerfile`, 'utf8');
-      await srv.build({ context: { type: 'dir', path: ctx }, dockerfile: { name: 'Dockerfile', text }, buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host', noCache: false, pull: false }, (e) => events.push(e));
+      await srv.build(
+        {
+          context: { type: 'dir', path: ctx },
+          dockerfile: { name: 'Dockerfile', text },
+          buildArgs: {},
+          dryRun: false,
+          outputs: [],
+          labels: {},
+          network: 'host',
+          noCache: false,
+          pull: false,
+        },
+        (e) => events.push(e),
+      );
     } finally {
       await srv.close();
     }
@@ -88,11 +104,23 @@ describe('step log limit', () => {
     const events: ProgressEvent[] = [];
     try {
       const text = fs.readFileSync(`${ctx}/Dockerfile`, 'utf8');
-      const req = { context: { type: 'dir' as const, path: ctx }, dockerfile: { name: 'Dockerfile', text }, buildArgs: {}, dryRun: false, outputs: [], labels: {}, network: 'host' as const, noCache: false, pull: false };
-      const err = await srv.build(req, (e) => events.push(e)).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const req = {
+        context: { type: 'dir' as const, path: ctx },
+        dockerfile: { name: 'Dockerfile', text },
+        buildArgs: {},
+        dryRun: false,
+        outputs: [],
+        labels: {},
+        network: 'host' as const,
+        noCache: false,
+        pull: false,
+      };
+      const err = await srv
+        .build(req, (e) => events.push(e))
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(err).toBeInstanceOf(BuildFailure);
       expect((err as BuildFailure).info.exitCode).toBe(3);
       expect((err as BuildFailure).info.outputTail).toContain('THE-LAST-LINE');

@@ -34,9 +34,26 @@ describe('secrets, embedded', () => {
     const out = path.join(d, 'out');
     fs.mkdirSync(out);
     const r = await kilnClient(
-      ['build', '--root', root, '--progress', 'rawjson', '--secret', `id=fs,src=${path.join(d, 'fs.txt')}`, '--secret', 'id=es,env=KILN_T_ES',
-        '-t', 'secret-test', '-o', `type=oci,dest=${out}/img-oci.tar`, '-o', `type=docker,dest=${out}/img-docker.tar`,
-        '--cache-to', `type=local,dest=${out}/cache,mode=max`, ctx],
+      [
+        'build',
+        '--root',
+        root,
+        '--progress',
+        'rawjson',
+        '--secret',
+        `id=fs,src=${path.join(d, 'fs.txt')}`,
+        '--secret',
+        'id=es,env=KILN_T_ES',
+        '-t',
+        'secret-test',
+        '-o',
+        `type=oci,dest=${out}/img-oci.tar`,
+        '-o',
+        `type=docker,dest=${out}/img-docker.tar`,
+        '--cache-to',
+        `type=local,dest=${out}/cache,mode=max`,
+        ctx,
+      ],
       { env: { KILN_T_ES: ENV_SECRET } },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -68,7 +85,9 @@ describe('secrets, embedded', () => {
     const ctx = path.join(d, 'ctx');
     fs.mkdirSync(ctx);
     fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nRUN --mount=type=secret,id=other --mount=type=secret,id=need,required=true true\n`);
-    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--secret', 'id=other,env=KILN_T_O', ctx], { env: { KILN_T_O: ENV_SECRET } });
+    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--secret', 'id=other,env=KILN_T_O', ctx], {
+      env: { KILN_T_O: ENV_SECRET },
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/Dockerfile:2: secret need not found/);
     expect(r.stderr).not.toContain(ENV_SECRET);
@@ -79,7 +98,9 @@ describe('secrets, embedded', () => {
     const d = scratch();
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'kiln-keyfile-key', '-f', path.join(d, 'id_test')]);
     const ctx = sshContext(d, `FROM ${env.debian}\nRUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=deploy LD_LIBRARY_PATH=/x /x/ssh-add -l\n`);
-    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', `deploy=${path.join(d, 'id_test')}`, ctx], { env: { SSH_AUTH_SOCK: '' } });
+    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', `deploy=${path.join(d, 'id_test')}`, ctx], {
+      env: { SSH_AUTH_SOCK: '' },
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('kiln-keyfile-key');
     // The private agent is gone with the build.
@@ -100,7 +121,9 @@ describe('secrets, embedded', () => {
       `FROM ${env.debian}\nRUN --mount=type=bind,source=x,target=/x --mount=type=ssh,mode=0660,uid=5 test -S "$SSH_AUTH_SOCK" && echo "sock=$SSH_AUTH_SOCK" && stat -c '%a %u' "$SSH_AUTH_SOCK" && LD_LIBRARY_PATH=/x /x/ssh-add -l\n` +
         `RUN --mount=type=ssh,id=other,target=/agent ls /agent 2>&1 || echo no-agent\n`,
     );
-    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', 'default', ctx], { env: { SSH_AUTH_SOCK: agent.socket } });
+    const r = await kilnClient(['build', '--root', path.join(d, 'root'), '--progress', 'plain', '--ssh', 'default', ctx], {
+      env: { SSH_AUTH_SOCK: agent.socket },
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('sock=/run/buildkit/ssh_agent.0');
     expect(r.stderr).toContain('660 5');

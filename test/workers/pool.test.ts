@@ -37,7 +37,10 @@ describe('small scans', () => {
       fs.writeFileSync(p, String(i));
       return { path: p };
     });
-    const out = await scanFiles(many, many.map(() => 2));
+    const out = await scanFiles(
+      many,
+      many.map(() => 2),
+    );
     expect(out).toHaveLength(100);
     expect(workerModulePath()).toBeDefined();
   });
@@ -49,11 +52,17 @@ describe('small scans', () => {
       else fs.writeFileSync(p, String(i));
       return { path: p };
     });
-    const first = await scanFiles(many, many.map(() => 3));
+    const first = await scanFiles(
+      many,
+      many.map(() => 3),
+    );
     const known = many.map((it, i) => ({ ...it, known: (first[i] as { stamp: string }).stamp }));
     await closePool();
     resetPoolCounters();
-    const again = await scanFiles(known, known.map(() => 3));
+    const again = await scanFiles(
+      known,
+      known.map(() => 3),
+    );
     expect(workerModulePath()).toBeUndefined();
     expect(poolCounters().tasks.scanFiles).toBe(0);
     // The same fields as the worker's scan of an unchanged path gives (content not read).
@@ -64,7 +73,10 @@ describe('small scans', () => {
     expect(again).toEqual(fromWorker);
     // One changed file among them goes to a full scan, in its place.
     fs.writeFileSync(many[1]!.path, 'changed');
-    const mixed = await scanFiles(known, known.map(() => 3));
+    const mixed = await scanFiles(
+      known,
+      known.map(() => 3),
+    );
     expect(mixed[1]).toMatchObject({ hashed: true, digest: sha('changed') });
     expect(mixed[2]).toEqual(fromWorker[2]);
   });
@@ -118,7 +130,10 @@ describe('worker pool', () => {
     const plain = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(3 << 20, 7)]);
     const src = path.join(dir, 'plain');
     fs.writeFileSync(src, plain);
-    for (const [c, tool] of [['gzip', 'gzip'], ['zstd', 'zstd']] as const) {
+    for (const [c, tool] of [
+      ['gzip', 'gzip'],
+      ['zstd', 'zstd'],
+    ] as const) {
       const dest = path.join(dir, `blob.${c}`);
       const r = await compressFile(src, dest, c);
       const blob = fs.readFileSync(dest);

@@ -51,7 +51,10 @@ export class TtyDisplay implements ProgressDisplay {
   private finished = false;
   private readonly now: () => number;
 
-  constructor(private readonly out: OutStream, opts: TtyOptions = {}) {
+  constructor(
+    private readonly out: OutStream,
+    opts: TtyOptions = {},
+  ) {
     this.now = opts.now ?? Date.now;
     this.started = this.now();
     if (opts.timer ?? true) {

@@ -14,28 +14,25 @@ export function dockerSocketPath(env: NodeJS.ProcessEnv = process.env): string {
 /** Streams the archive to the daemon; resolves with the daemon's messages ("Loaded image: x:y"). */
 export async function loadIntoDocker(archive: Readable, socketPath = dockerSocketPath()): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath, path: '/images/load?quiet=1', method: 'POST', headers: { 'Content-Type': 'application/x-tar' } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => {
-          if (res.statusCode !== 200) {
-            reject(new Error(`docker daemon at ${socketPath} refused the image (HTTP ${res.statusCode}): ${body.trim()}`));
-            return;
-          }
-          // The reply is a stream of JSON messages; an error can arrive inside a 200 reply.
-          const messages: string[] = [];
-          for (const line of body.split('\n').filter((l) => l.trim())) {
-            const msg = JSON.parse(line) as { stream?: string; error?: string; errorDetail?: { message?: string } };
-            if (msg.error) return reject(new Error(`docker daemon at ${socketPath}: ${msg.errorDetail?.message ?? msg.error}`));
-            if (msg.stream) messages.push(msg.stream.trim());
-          }
-          resolve(messages);
-        });
-      },
-    );
+    const req = http.request({ socketPath, path: '/images/load?quiet=1', method: 'POST', headers: { 'Content-Type': 'application/x-tar' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`docker daemon at ${socketPath} refused the image (HTTP ${res.statusCode}): ${body.trim()}`));
+          return;
+        }
+        // The reply is a stream of JSON messages; an error can arrive inside a 200 reply.
+        const messages: string[] = [];
+        for (const line of body.split('\n').filter((l) => l.trim())) {
+          const msg = JSON.parse(line) as { stream?: string; error?: string; errorDetail?: { message?: string } };
+          if (msg.error) return reject(new Error(`docker daemon at ${socketPath}: ${msg.errorDetail?.message ?? msg.error}`));
+          if (msg.stream) messages.push(msg.stream.trim());
+        }
+        resolve(messages);
+      });
+    });
     req.on('error', (err) => reject(new Error(`cannot reach the docker daemon at ${socketPath}: ${err.message}`)));
     archive.on('error', (err) => req.destroy(err));
     archive.pipe(req);

@@ -80,11 +80,35 @@ export async function exportTar(rootfs: string, dest: string, opts: FilesystemEx
   const dated = opts.epoch !== undefined ? [`--mtime=@${opts.epoch}`, '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime'] : [];
   try {
     const exclude = extra.map((f) => `--exclude=./${f.name}`);
-    await run('tar', ['--create', '--file', tmp, '--directory', rootfs, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', ...dated, ...exclude, '.']);
+    await run('tar', [
+      '--create',
+      '--file',
+      tmp,
+      '--directory',
+      rootfs,
+      '--numeric-owner',
+      '--xattrs',
+      '--xattrs-include=*',
+      '--sort=name',
+      ...dated,
+      ...exclude,
+      '.',
+    ]);
     if (extra.length) {
       await fsp.mkdir(extraDir, { mode: 0o700 });
       for (const f of extra) await fsp.writeFile(path.join(extraDir, f.name), f.content, { mode: 0o600 });
-      await run('tar', ['--append', '--file', tmp, '--directory', extraDir, '--numeric-owner', '--owner=0', '--group=0', ...dated, ...extra.map((f) => `./${f.name}`)]);
+      await run('tar', [
+        '--append',
+        '--file',
+        tmp,
+        '--directory',
+        extraDir,
+        '--numeric-owner',
+        '--owner=0',
+        '--group=0',
+        ...dated,
+        ...extra.map((f) => `./${f.name}`),
+      ]);
     }
     await fsp.rename(tmp, abs);
   } catch (err) {

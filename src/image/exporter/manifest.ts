@@ -19,7 +19,7 @@ const dockerLayerType: Record<string, string> = {
 
 /** Docker's media types cannot say zstd; such layers keep their OCI type as BuildKit does. */
 function layerFor(d: Descriptor, types: MediaTypes): Descriptor {
-  const mediaType = types === 'docker' ? dockerLayerType[d.mediaType] ?? d.mediaType : d.mediaType;
+  const mediaType = types === 'docker' ? (dockerLayerType[d.mediaType] ?? d.mediaType) : d.mediaType;
   return { mediaType, digest: d.digest, size: d.size };
 }
 
@@ -36,7 +36,13 @@ export interface StoreImageOptions {
   descriptor?: Record<string, string>;
 }
 
-export async function storeImage(store: ContentStore, config: ImageConfig, layers: Descriptor[], types: MediaTypes = 'oci', annotations: StoreImageOptions = {}): Promise<StoredImage> {
+export async function storeImage(
+  store: ContentStore,
+  config: ImageConfig,
+  layers: Descriptor[],
+  types: MediaTypes = 'oci',
+  annotations: StoreImageOptions = {},
+): Promise<StoredImage> {
   const configDesc = await store.ingest(undefined, JSON.stringify(config), types === 'oci' ? MediaType.ociConfig : MediaType.dockerConfig);
   const manifest: Manifest = {
     schemaVersion: 2,

@@ -124,7 +124,10 @@ export class Authenticator {
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, CachedToken>();
 
-  constructor(private readonly config: RegistryConfig, private readonly userAgent: string) {}
+  constructor(
+    private readonly config: RegistryConfig,
+    private readonly userAgent: string,
+  ) {}
 
   /** Records the challenge of a 401 answer; returns false if it offers nothing we can answer. */
   learn(origin: string, header: string | null): boolean {
@@ -181,7 +184,9 @@ export class Authenticator {
     }
     const text = await res.text();
     if (!res.ok) {
-      throw new Error(`registry ${domain}: token server ${url.origin}${url.pathname} answered ${res.status}${creds ? ` for user ${creds.username}` : ' (anonymous)'}: ${text.slice(0, 200)}`);
+      throw new Error(
+        `registry ${domain}: token server ${url.origin}${url.pathname} answered ${res.status}${creds ? ` for user ${creds.username}` : ' (anonymous)'}: ${text.slice(0, 200)}`,
+      );
     }
     let body: { token?: string; access_token?: string; expires_in?: number };
     try {

@@ -7,10 +7,7 @@
 
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import {
-  ContentMismatchError,
-  type ContentStore,
-} from '../../cache/content-store.js';
+import { ContentMismatchError, type ContentStore } from '../../cache/content-store.js';
 import {
   type Descriptor,
   type Digest,
@@ -30,12 +27,7 @@ import {
   selectPlatform,
   sha256Digest,
 } from '../../oci/index.js';
-import {
-  type ImageReference,
-  formatReference,
-  manifestReference,
-  parseReference,
-} from '../reference.js';
+import { type ImageReference, formatReference, manifestReference, parseReference } from '../reference.js';
 import { Authenticator } from './auth.js';
 import { type Endpoint, type RegistryConfig, endpointsFor } from './config.js';
 import { RegistryError, describeErrorBody } from './errors.js';
@@ -156,7 +148,9 @@ export class RegistryClient {
       } catch (err) {
         if (spec.signal?.aborted) throw err;
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        throw new RegistryError(ep.domain, repo, `${spec.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, undefined, undefined, { cause: err });
+        throw new RegistryError(ep.domain, repo, `${spec.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, undefined, undefined, {
+          cause: err,
+        });
       }
     };
     const hadAuth = this.auth.knows(origin);
@@ -175,7 +169,13 @@ export class RegistryClient {
     const text = await res.text().catch(() => '');
     const { code, text: detail } = describeErrorBody(text);
     const auth = res.status === 401 ? ' (authentication required or credentials refused)' : res.status === 403 ? ' (access denied)' : '';
-    throw new RegistryError(ep.domain, repo, `${what}: HTTP ${res.status}${auth}${detail ? `: ${detail}` : ''}${ep.mirror ? ` (mirror ${ep.base})` : ''}`, res.status, code);
+    throw new RegistryError(
+      ep.domain,
+      repo,
+      `${what}: HTTP ${res.status}${auth}${detail ? `: ${detail}` : ''}${ep.mirror ? ` (mirror ${ep.base})` : ''}`,
+      res.status,
+      code,
+    );
   }
 
   private remember(domain: string, digest: Digest, path: string): void {
@@ -216,7 +216,11 @@ export class RegistryClient {
       signal,
     });
     if (!res.ok) await this.fail(ep, path, `manifest ${reference}`, res);
-    const bytes = await readLimited(res, MAX_DOCUMENT_BYTES, () => new RegistryError(ep.domain, path, `manifest ${reference} is larger than ${MAX_DOCUMENT_BYTES} bytes`));
+    const bytes = await readLimited(
+      res,
+      MAX_DOCUMENT_BYTES,
+      () => new RegistryError(ep.domain, path, `manifest ${reference} is larger than ${MAX_DOCUMENT_BYTES} bytes`),
+    );
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && digest !== reference) {
       throw new RegistryError(ep.domain, path, `manifest ${reference}: content hashes to ${digest} (digest mismatch)`);
@@ -274,10 +278,17 @@ export class RegistryClient {
     if (isIndexMediaType(top.mediaType)) {
       index = validateIndex(top.json, ep, path, top.digest);
       const entries = index.manifests.filter((m) => isManifestMediaType(m.mediaType));
-      const chosen = selectPlatform(want, entries.map((m) => m.platform));
+      const chosen = selectPlatform(
+        want,
+        entries.map((m) => m.platform),
+      );
       if (chosen < 0) {
         const have = entries.map((m) => (m.platform ? formatPlatform(m.platform) : 'unknown')).join(', ');
-        throw new RegistryError(ep.domain, path, `${formatReference(ref)}: no manifest for platform ${formatPlatform(want)} in index ${top.digest} (it has: ${have || 'nothing'})`);
+        throw new RegistryError(
+          ep.domain,
+          path,
+          `${formatReference(ref)}: no manifest for platform ${formatPlatform(want)} in index ${top.digest} (it has: ${have || 'nothing'})`,
+        );
       }
       manifestDescriptor = entries[chosen]!;
       manifestDoc = await this.getDocument(ep, path, manifestDescriptor.digest, opts.signal);
@@ -285,7 +296,11 @@ export class RegistryClient {
         throw new RegistryError(ep.domain, path, `index ${top.digest} entry ${manifestDescriptor.digest} is not an image manifest (${manifestDoc.mediaType})`);
       }
       if (manifestDoc.bytes.length !== manifestDescriptor.size) {
-        throw new RegistryError(ep.domain, path, `manifest ${manifestDescriptor.digest} has ${manifestDoc.bytes.length} bytes, index says ${manifestDescriptor.size}`);
+        throw new RegistryError(
+          ep.domain,
+          path,
+          `manifest ${manifestDescriptor.digest} has ${manifestDoc.bytes.length} bytes, index says ${manifestDescriptor.size}`,
+        );
       }
       docs.push(manifestDoc);
     }
@@ -341,7 +356,9 @@ export class RegistryClient {
       } catch (err) {
         stream.destroy();
         if (err instanceof ContentMismatchError) {
-          throw new RegistryError(ep.domain, ref.path, `blob ${digest}: ${err.message}${ep.mirror ? ` (mirror ${ep.base})` : ''}`, undefined, undefined, { cause: err });
+          throw new RegistryError(ep.domain, ref.path, `blob ${digest}: ${err.message}${ep.mirror ? ` (mirror ${ep.base})` : ''}`, undefined, undefined, {
+            cause: err,
+          });
         }
         throw err;
       }
@@ -351,7 +368,9 @@ export class RegistryClient {
   /** Resolves and downloads a whole single-platform image (documents, config and layers) into the store. */
   async pull(reference: string | ImageReference, store: ContentStore, opts: PullOptions = {}): Promise<ResolvedImage> {
     const image = await this.resolve(reference, { ...opts, store });
-    await mapLimit(image.manifest.layers, this.config.concurrency ?? 3, (layer) => this.fetchBlob(image.reference, layer, store, { onEvent: opts.onEvent, signal: opts.signal }));
+    await mapLimit(image.manifest.layers, this.config.concurrency ?? 3, (layer) =>
+      this.fetchBlob(image.reference, layer, store, { onEvent: opts.onEvent, signal: opts.signal }),
+    );
     return image;
   }
 
@@ -461,7 +480,13 @@ export class RegistryClient {
     }
 
     if (!location) {
-      const res = await this.send(ep, path, { method: 'POST', url: `/v2/${path}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, signal: opts.signal });
+      const res = await this.send(ep, path, {
+        method: 'POST',
+        url: `/v2/${path}/blobs/uploads/`,
+        headers: { 'content-length': '0' },
+        scopes,
+        signal: opts.signal,
+      });
       if (res.status !== 202) await this.fail(ep, path, `start upload of blob ${digest}`, res);
       await res.body?.cancel();
       location = res.headers.get('location') ?? undefined;

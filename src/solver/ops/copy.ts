@@ -20,24 +20,31 @@ export async function copyStep(
   const beforeMount = incremental
     ? async (key: string) => dropFromClone(await ctx.snapshotter.cloneChanges!(incremental.from, key), incremental.drop)
     : undefined;
-  await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (destRoot, scope) => {
-    let source: CopySource | undefined;
-    if (step.sources.length > 0) {
-      if (step.from.kind === 'context') {
-        const c = ctx.context(step.from.name);
-        source = { kind: 'context', dir: c.dir, entries: await c.entries() };
-      } else {
-        const snap = await ctx.sourceSnapshot(step.from);
-        source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
+  await withActive(
+    ctx.snapshotter,
+    ctx.layout.tmp,
+    parent,
+    name,
+    async (destRoot, scope) => {
+      let source: CopySource | undefined;
+      if (step.sources.length > 0) {
+        if (step.from.kind === 'context') {
+          const c = ctx.context(step.from.name);
+          source = { kind: 'context', dir: c.dir, entries: await c.entries() };
+        } else {
+          const snap = await ctx.sourceSnapshot(step.from);
+          source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
+        }
       }
-    }
-    summary = await copy({
-      spec: { ...step, location: step.location },
-      source,
-      destRoot,
-      ...(incremental ? { reuse: incremental.reuse } : {}),
-      ...(git ? { git } : {}),
-    });
-  }, beforeMount);
+      summary = await copy({
+        spec: { ...step, location: step.location },
+        source,
+        destRoot,
+        ...(incremental ? { reuse: incremental.reuse } : {}),
+        ...(git ? { git } : {}),
+      });
+    },
+    beforeMount,
+  );
   return summary;
 }

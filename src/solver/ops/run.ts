@@ -143,7 +143,8 @@ async function prepareMount(m: RunMount, step: RunStep, ctx: OpContext, scope: S
     case 'ssh': {
       const agent = ctx.sshAgents?.get(m.id);
       if (!agent) {
-        if (m.required) throw new StepError(step.location, `ssh agent ${m.id} not found: pass it with kiln build --ssh ${m.id === 'default' ? 'default' : `${m.id}=SOCKET`}`);
+        if (m.required)
+          throw new StepError(step.location, `ssh agent ${m.id} not found: pass it with kiln build --ssh ${m.id === 'default' ? 'default' : `${m.id}=SOCKET`}`);
         return undefined;
       }
       const proxy = await serveAgentProxy(ctx.layout.tmp, agent, { mode: m.mode, uid: m.uid, gid: m.gid, signal: ctx.signal });

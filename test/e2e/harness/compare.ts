@@ -16,8 +16,22 @@ export interface Difference {
 }
 
 const CONFIG_FIELDS: (keyof NormalizedConfig)[] = [
-  'Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Volumes', 'Labels', 'StopSignal',
-  'Healthcheck', 'Shell', 'OnBuild', 'Author', 'architecture', 'os', 'variant',
+  'Env',
+  'Cmd',
+  'Entrypoint',
+  'WorkingDir',
+  'User',
+  'ExposedPorts',
+  'Volumes',
+  'Labels',
+  'StopSignal',
+  'Healthcheck',
+  'Shell',
+  'OnBuild',
+  'Author',
+  'architecture',
+  'os',
+  'variant',
 ];
 
 function show(v: unknown): string {

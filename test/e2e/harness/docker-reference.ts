@@ -50,10 +50,7 @@ export async function registryDigest(repo: string, tag: string): Promise<string>
 let baseDigests: Promise<string> | undefined;
 
 function baseImagesKey(): Promise<string> {
-  baseDigests ??= Promise.all([
-    registryDigest('library/busybox', 'latest'),
-    registryDigest('library/debian', 'bookworm'),
-  ]).then((d) => d.join(' '));
+  baseDigests ??= Promise.all([registryDigest('library/busybox', 'latest'), registryDigest('library/debian', 'bookworm')]).then((d) => d.join(' '));
   return baseDigests;
 }
 
@@ -73,10 +70,9 @@ export function buildArgsFlags(c: DiffCase): string[] {
 
 async function buildWithDocker(c: DiffCase, key: string): Promise<BuildOutcome> {
   const tag = `kiln-diff/${c.name}:${key.slice(0, 12)}`;
-  const build = await docker(
-    ['build', '--network', 'host', '--progress', 'plain', '-f', c.dockerfile, '-t', tag, ...buildArgsFlags(c), c.dir],
-    { timeoutMs: 600_000 },
-  );
+  const build = await docker(['build', '--network', 'host', '--progress', 'plain', '-f', c.dockerfile, '-t', tag, ...buildArgsFlags(c), c.dir], {
+    timeoutMs: 600_000,
+  });
   if (build.code !== 0) return { ok: false, output: build.stderr + build.stdout };
   try {
     const dir = await tmpDir('kiln-diff-docker-');

@@ -122,9 +122,34 @@ describe('compareSummaries', () => {
   });
 
   it('forgives only an empty_layer that kiln found for a filesystem step docker committed', () => {
-    const docker = summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false }, { createdBy: 'ENV A=1', emptyLayer: true }] });
-    expect(compareSummaries(docker, summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: true }, { createdBy: 'ENV A=1', emptyLayer: true }] }))).toEqual([]);
-    expect(compareSummaries(docker, summary({ history: [{ createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false }, { createdBy: 'ENV A=1', emptyLayer: false }] }))).toHaveLength(1);
+    const docker = summary({
+      history: [
+        { createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false },
+        { createdBy: 'ENV A=1', emptyLayer: true },
+      ],
+    });
+    expect(
+      compareSummaries(
+        docker,
+        summary({
+          history: [
+            { createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: true },
+            { createdBy: 'ENV A=1', emptyLayer: true },
+          ],
+        }),
+      ),
+    ).toEqual([]);
+    expect(
+      compareSummaries(
+        docker,
+        summary({
+          history: [
+            { createdBy: 'RUN /bin/sh -c true # buildkit', emptyLayer: false },
+            { createdBy: 'ENV A=1', emptyLayer: false },
+          ],
+        }),
+      ),
+    ).toHaveLength(1);
   });
 
   it('reports config, history and rootfs differences readably', () => {
@@ -154,7 +179,9 @@ describe('compareSummaries', () => {
 
 describe('checkExpectation', () => {
   it('passes what is true and names what is not', () => {
-    expect(checkExpectation(summary(), { config: { Cmd: ['sh'], User: null }, files: { '/d/f': { content: 'f', mode: '0644' } }, absent: ['/nope'] })).toEqual([]);
+    expect(checkExpectation(summary(), { config: { Cmd: ['sh'], User: null }, files: { '/d/f': { content: 'f', mode: '0644' } }, absent: ['/nope'] })).toEqual(
+      [],
+    );
     const problems = checkExpectation(summary(), { config: { Cmd: null }, files: { '/d/f': { content: 'g' }, '/missing': {} }, absent: ['/d'] });
     expect(problems).toHaveLength(4);
     expect(problems.join('\n')).toMatch(/config Cmd[\s\S]*\/d\/f: content want "g"[\s\S]*\/missing: missing[\s\S]*\/d: should not exist/);

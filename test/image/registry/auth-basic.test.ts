@@ -70,7 +70,8 @@ describe('basic auth (htpasswd)', () => {
 
   it('reports refused credentials as HTTP 401 from the registry', async () => {
     const err = await new RegistryClient({ credentials: { [reg.host]: { username: USER, password: 'wrong' } } })
-      .resolve(`${reg.host}/private/app:2`).catch((e: unknown) => e);
+      .resolve(`${reg.host}/private/app:2`)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RegistryError);
     expect((err as RegistryError).status).toBe(401);
     expect((err as Error).message).toMatch(new RegExp(`registry ${reg.host} repository private/app: manifest 2: HTTP 401`));

@@ -40,7 +40,11 @@ beforeAll(async () => {
   work = await tempDir('kiln-token-');
   const keyPath = path.join(work, 'key.pem');
   const certPath = path.join(work, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=kiln-token-issuer'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=kiln-token-issuer'],
+    { stdio: 'ignore' },
+  );
   const key = createPrivateKey(await fs.readFile(keyPath));
   const certDer = new X509Certificate(await fs.readFile(certPath)).raw;
 
@@ -50,7 +54,9 @@ beforeAll(async () => {
     const authz = req.headers.authorization;
     let account: string | undefined;
     if (authz) {
-      const [user, pass] = Buffer.from(authz.replace(/^Basic /, ''), 'base64').toString().split(':');
+      const [user, pass] = Buffer.from(authz.replace(/^Basic /, ''), 'base64')
+        .toString()
+        .split(':');
       if (user !== USER || pass !== PASS) {
         res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
         return;
@@ -131,7 +137,8 @@ describe('bearer token auth', () => {
 
   it('reports a token server refusing the credentials', async () => {
     const err = await new RegistryClient({ credentials: { [reg.host]: { username: USER, password: 'nope' } } })
-      .resolve(`${reg.host}/public/app:1`).catch((e: unknown) => e);
+      .resolve(`${reg.host}/public/app:1`)
+      .catch((e: unknown) => e);
     expect((err as Error).message).toMatch(new RegExp(`registry ${reg.host}.*token server http://127\\.0\\.0\\.1:\\d+/token answered 401 for user ${USER}`));
   });
 });

@@ -102,7 +102,14 @@ describe('registry client against docker-registry', () => {
     const pushed = await client.push(`${reg.host}/multi/app:v1`, index, src);
     expect(pushed.digest).toBe(index.digest);
 
-    const cases: [string, number][] = [['linux/amd64', 0], ['linux/x86_64', 0], ['linux/aarch64', 1], ['linux/arm64/v8', 1], ['linux/arm', 2], ['linux/arm/v6', 3]];
+    const cases: [string, number][] = [
+      ['linux/amd64', 0],
+      ['linux/x86_64', 0],
+      ['linux/aarch64', 1],
+      ['linux/arm64/v8', 1],
+      ['linux/arm', 2],
+      ['linux/arm/v6', 3],
+    ];
     for (const [spec, i] of cases) {
       const dst = new ContentStore(path.join(work, `multi-${spec.replaceAll('/', '-')}`));
       const image = await new RegistryClient().pull(`${reg.host}/multi/app:v1`, dst, { platform: parsePlatform(spec) });
@@ -114,8 +121,9 @@ describe('registry client against docker-registry', () => {
       const layer = await dst.readBuffer(image.manifest.layers[0]!.digest);
       expect(layer.equals(await src.readBuffer(image.manifest.layers[0]!.digest))).toBe(true);
     }
-    await expect(client.resolve(`${reg.host}/multi/app:v1`, { platform: parsePlatform('linux/s390x') }))
-      .rejects.toThrow(/no manifest for platform linux\/s390x .*it has: linux\/amd64, linux\/arm64, linux\/arm\/v7, linux\/arm\/v6/);
+    await expect(client.resolve(`${reg.host}/multi/app:v1`, { platform: parsePlatform('linux/s390x') })).rejects.toThrow(
+      /no manifest for platform linux\/s390x .*it has: linux\/amd64, linux\/arm64, linux\/arm\/v7, linux\/arm\/v6/,
+    );
   });
 
   it('handles Docker schema 2 manifests and manifest lists', async () => {
@@ -168,10 +176,13 @@ describe('registry client against docker-registry', () => {
   });
 
   it('says which registry and repository a missing manifest was looked for in', async () => {
-    await expect(new RegistryClient().resolve(`${reg.host}/test/nothing:here`))
-      .rejects.toThrow(new RegExp(`registry ${reg.host} repository test/nothing: manifest here: HTTP 404.*MANIFEST_UNKNOWN`));
+    await expect(new RegistryClient().resolve(`${reg.host}/test/nothing:here`)).rejects.toThrow(
+      new RegExp(`registry ${reg.host} repository test/nothing: manifest here: HTTP 404.*MANIFEST_UNKNOWN`),
+    );
     const dead = await freePort();
-    await expect(new RegistryClient().resolve(`127.0.0.1:${dead}/x/y:z`)).rejects.toThrow(`registry 127.0.0.1:${dead} repository x/y: GET http://127.0.0.1:${dead}/v2/x/y/manifests/z: ECONNREFUSED`);
+    await expect(new RegistryClient().resolve(`127.0.0.1:${dead}/x/y:z`)).rejects.toThrow(
+      `registry 127.0.0.1:${dead} repository x/y: GET http://127.0.0.1:${dead}/v2/x/y/manifests/z: ECONNREFUSED`,
+    );
   });
 
   it('stops when the caller aborts', async () => {
@@ -188,18 +199,23 @@ describe('registry client against docker-registry', () => {
     const deadMirror = `http://127.0.0.1:${await freePort()}`;
     const deadHub = `http://127.0.0.1:${await freePort()}`;
 
-    const viaMirror = await new RegistryClient({ mirrors: [deadMirror, `http://${reg.host}`], dockerHubEndpoint: deadHub }).resolve('mirrored/app:1', { platform: amd64 });
+    const viaMirror = await new RegistryClient({ mirrors: [deadMirror, `http://${reg.host}`], dockerHubEndpoint: deadHub }).resolve('mirrored/app:1', {
+      platform: amd64,
+    });
     expect(viaMirror.source).toBe(`http://${reg.host}`);
     expect(viaMirror.digest).toBe(img.digest);
     const official = await new RegistryClient({ mirrors: [`http://${reg.host}`], dockerHubEndpoint: deadHub }).resolve('alpine-like:1', { platform: amd64 });
     expect(official.reference).toMatchObject({ domain: 'docker.io', path: 'library/alpine-like' });
 
     const dst = new ContentStore(path.join(work, 'upstream'));
-    const viaUpstream = await new RegistryClient({ mirrors: [deadMirror], dockerHubEndpoint: `http://${reg.host}` }).pull('mirrored/app:1', dst, { platform: amd64 });
+    const viaUpstream = await new RegistryClient({ mirrors: [deadMirror], dockerHubEndpoint: `http://${reg.host}` }).pull('mirrored/app:1', dst, {
+      platform: amd64,
+    });
     expect(viaUpstream.source).toBe(`http://${reg.host}`);
     expect(await dst.has(viaUpstream.manifest.layers[0]!.digest)).toBe(true);
 
-    await expect(new RegistryClient({ mirrors: [deadMirror], dockerHubEndpoint: deadHub }).resolve('mirrored/app:1'))
-      .rejects.toThrow(/registry docker\.io repository mirrored\/app: .*ECONNREFUSED.*after mirror failures/);
+    await expect(new RegistryClient({ mirrors: [deadMirror], dockerHubEndpoint: deadHub }).resolve('mirrored/app:1')).rejects.toThrow(
+      /registry docker\.io repository mirrored\/app: .*ECONNREFUSED.*after mirror failures/,
+    );
   });
 });

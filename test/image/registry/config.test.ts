@@ -55,23 +55,33 @@ describe('WWW-Authenticate', () => {
 
 describe('docker config credentials', () => {
   let dir: string;
-  beforeAll(async () => { dir = await tempDir('kiln-dockercfg-'); });
-  afterAll(async () => { await fs.rm(dir, { recursive: true, force: true }); });
+  beforeAll(async () => {
+    dir = await tempDir('kiln-dockercfg-');
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
 
   it('finds auths by host, URL and Docker Hub legacy key, and prefers explicit credentials', async () => {
     const file = path.join(dir, 'config.json');
-    await fs.writeFile(file, JSON.stringify({
-      auths: {
-        'https://index.docker.io/v1/': { auth: Buffer.from('hubuser:hub:pass').toString('base64') },
-        'reg.example:5000': { username: 'u', password: 'p' },
-        'https://other.example': { auth: Buffer.from('o:q').toString('base64') },
-      },
-    }));
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: Buffer.from('hubuser:hub:pass').toString('base64') },
+          'reg.example:5000': { username: 'u', password: 'p' },
+          'https://other.example': { auth: Buffer.from('o:q').toString('base64') },
+        },
+      }),
+    );
     expect(lookupCredentials('docker.io', { dockerConfigPath: file })).toEqual({ username: 'hubuser', password: 'hub:pass' });
     expect(lookupCredentials('reg.example:5000', { dockerConfigPath: file })).toEqual({ username: 'u', password: 'p' });
     expect(lookupCredentials('other.example', { dockerConfigPath: file })).toEqual({ username: 'o', password: 'q' });
     expect(lookupCredentials('nobody.example', { dockerConfigPath: file })).toBeUndefined();
-    expect(lookupCredentials('docker.io', { dockerConfigPath: file, credentials: { 'docker.io': { username: 'x', password: 'y' } } })).toEqual({ username: 'x', password: 'y' });
+    expect(lookupCredentials('docker.io', { dockerConfigPath: file, credentials: { 'docker.io': { username: 'x', password: 'y' } } })).toEqual({
+      username: 'x',
+      password: 'y',
+    });
     expect(lookupCredentials('docker.io', { dockerConfigPath: path.join(dir, 'missing.json') })).toBeUndefined();
     expect(lookupCredentials('docker.io', { dockerConfigPath: false })).toBeUndefined();
   });

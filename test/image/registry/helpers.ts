@@ -69,7 +69,9 @@ ${authYaml}`;
   await fs.writeFile(configPath, config);
   const proc = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  proc.stderr!.on('data', (b: Buffer) => {
+    stderr += b.toString();
+  });
   const host = `127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -118,7 +120,12 @@ export async function makeLayer(files: Record<string, string | Buffer>): Promise
 }
 
 /** Builds a one-layer OCI image in the store; returns its manifest descriptor (with platform). */
-export async function makeImage(store: ContentStore, platform: Platform, files: Record<string, string | Buffer>, opts: { docker?: boolean } = {}): Promise<Descriptor> {
+export async function makeImage(
+  store: ContentStore,
+  platform: Platform,
+  files: Record<string, string | Buffer>,
+  opts: { docker?: boolean } = {},
+): Promise<Descriptor> {
   const mt = opts.docker
     ? { layer: MediaType.dockerLayerGzip, config: MediaType.dockerConfig, manifest: MediaType.dockerManifest }
     : { layer: MediaType.ociLayerGzip, config: MediaType.ociConfig, manifest: MediaType.ociManifest };
