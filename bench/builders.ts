@@ -234,7 +234,7 @@ export class KilnDaemonBuilder implements Builder {
     return this.timed(['-t', imageName(w, ctx), '-f', ctx.dockerfile, ctx.dir]);
   }
 
-  exportImage(w: Workload, ctx: Context, dest: string): Promise<RunResult> {
+  exportImage(_w: Workload, ctx: Context, dest: string): Promise<RunResult> {
     return this.timed(['-o', `type=oci,dest=${dest}`, '-f', ctx.dockerfile, ctx.dir]);
   }
 

@@ -29,5 +29,7 @@ eval "$env_lines"
 # The tests are type-checked too (the build checks only src/): a test calling an API that changed
 # fails here, by name, rather than at run time or never.
 npx tsc -p test/tsconfig.json || { echo "test: the tests do not type-check" >&2; exit 1; }
+# Lint and formatting (Biome; `npm run format` fixes the formatting, `npm run lint` shows the rest).
+npx biome ci . || { echo "test: biome found lint or formatting problems (npm run lint)" >&2; exit 1; }
 
 npx vitest run "$@"

@@ -72,7 +72,9 @@ export async function checksumEntries(contextDir: string, selection: Selection, 
     rels.map((rel) => byPath.get(rel)?.size ?? 0),
   );
   const info = new Map<string, Scanned>();
-  rels.forEach((rel, i) => info.set(rel, resolveScan(rel, scanned[i]!, known[i], memo, readSince)));
+  rels.forEach((rel, i) => {
+    info.set(rel, resolveScan(rel, scanned[i]!, known[i], memo, readSince));
+  });
   memo.retain(pathsOf(selection.context));
   await memo.save();
 

@@ -35,7 +35,7 @@ import { contextFromStdin, type StdinContext } from '../client/stdin-context.js'
 import { normalizeImageName, resolveOutputs, STDOUT_DEST } from './outputs.js';
 import { resolveAttestations } from './attest.js';
 import { parseAnnotationFlags } from './annotations.js';
-import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressDisplay, type ProgressMode } from './progress/index.js';
+import { createDisplay, PROGRESS_MODES, type OutStream, type ProgressMode } from './progress/index.js';
 import { PlainDisplay } from './progress/plain.js';
 import { TtyDisplay } from './progress/tty.js';
 import { loadSecrets, parseSecretFlag, parseSshFlag, resolveSsh, sshForwards, type SshSource, type SecretSpec, type SshSpec } from './secrets.js';

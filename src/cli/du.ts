@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { humanSize as humanSizeWithPrecision } from '../client/units.js';
 import { parseArgs } from 'node:util';
-import { type CacheRecord, type DiskUsage } from '../client/client.js';
+import type { CacheRecord, DiskUsage } from '../client/client.js';
 import { connect } from '../client/connect.js';
 import { formatTable, humanDuration } from './images.js';
 import type { OutStream } from './progress/types.js';

@@ -3,7 +3,7 @@
 
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ImageRecord } from '../client/client.js';
+import type { ImageRecord } from '../client/client.js';
 import { connect } from '../client/connect.js';
 import { familiarName, parseReference } from '../client/client.js';
 import type { OutStream } from './progress/types.js';

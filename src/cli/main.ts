@@ -77,7 +77,7 @@ function takeConnectionFlags(args: string[]): string[] | string {
 /** `--root DIR` / `--root=DIR` before the command: the state root for whatever command follows. */
 function takeGlobalRoot(argv: string[]): string[] | string {
   const rest = [...argv];
-  while (rest[0] !== undefined && rest[0].startsWith('--root')) {
+  while (rest[0]?.startsWith('--root')) {
     const flag = rest.shift()!;
     let dir: string | undefined;
     if (flag === '--root') dir = rest.shift();

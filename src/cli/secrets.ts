@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BuildRequest, SshForward } from '../client/client.js';
+import type { SshForward } from '../client/client.js';
 import { UsageError } from './usage.js';
 
 /** One --secret: where its value comes from. */

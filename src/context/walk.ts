@@ -11,7 +11,7 @@
 //  - Order is the walk order (names compared byte-wise inside each directory), which is also the
 //    order a content checksum of the context must use.
 
-import * as fs from 'node:fs';
+import type * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PatternMatcher, parseIgnoreFile, type MatchInfo } from './patterns.js';

@@ -5,7 +5,6 @@
 
 import { lstatOrUndefined } from '../fsutil/stat.js';
 import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';

@@ -4,7 +4,7 @@
 
 import { resolveRelativeAsync } from '../fsutil/rootpath.js';
 import { lstatOrUndefined } from '../fsutil/stat.js';
-import * as fs from 'node:fs';
+import type * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { resolveInRoot } from '../fsutil/rootpath.js';

@@ -5,7 +5,7 @@
 import { posix } from 'node:path';
 import { parseChmod } from '../fsutil/chmod.js';
 import { DockerfileError, InstructionError } from './errors.js';
-import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice, parseUint } from './gofmt.js';
+import { formatDuration, goQuote, goQuoteRune, goQuoteSlice, goSlice } from './gofmt.js';
 import { isKnownInstruction, parseInstruction, type Parsed } from './instructions.js';
 import { Linter, looksSecret, parseCheckDirective, suggest } from './lint.js';
 import { effectiveLink } from './link.js';

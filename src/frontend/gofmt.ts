@@ -90,7 +90,7 @@ export function formatDuration(ns: number): string {
 function fracString(v: number, prec: number): string {
   const div = 10 ** prec;
   const whole = Math.floor(v / div);
-  let frac = String(v % div)
+  const frac = String(v % div)
     .padStart(prec, '0')
     .replace(/0+$/, '');
   return frac ? `${whole}.${frac}` : `${whole}`;

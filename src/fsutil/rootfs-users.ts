@@ -163,7 +163,7 @@ export async function lookupUser(rootfs: string, spec: string): Promise<Resolved
   }
 
   let gid = entry?.gid ?? 0;
-  let additionalGids: number[] = [];
+  const additionalGids: number[] = [];
   if (groupPart !== undefined) {
     gid = (await lookupGroup(rootfs, groupPart)).gid;
   } else if (entry) {

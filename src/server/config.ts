@@ -194,10 +194,10 @@ function daemonLimits(raw: Record<string, unknown>, file: string, positive: (key
 }
 
 function gcPolicy(raw: Record<string, unknown>, file: string): GcPolicy {
-  const builder = raw['builder'] as { gc?: Record<string, unknown> } | undefined;
+  const builder = raw.builder as { gc?: Record<string, unknown> } | undefined;
   const docker = builder && typeof builder === 'object' && builder.gc && typeof builder.gc === 'object' ? builder.gc : {};
-  const enabledRaw = raw['gc-enabled'] ?? docker['enabled'];
-  const keepRaw = raw['gc-keep-storage'] ?? docker['defaultKeepStorage'];
+  const enabledRaw = raw['gc-enabled'] ?? docker.enabled;
+  const keepRaw = raw['gc-keep-storage'] ?? docker.defaultKeepStorage;
   if (enabledRaw !== undefined && typeof enabledRaw !== 'boolean') throw new Error(`kiln config ${file}: "gc-enabled" must be true or false`);
   let keepStorage = 0;
   if (keepRaw !== undefined) {

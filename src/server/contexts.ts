@@ -524,9 +524,9 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
     await pipeline(input, extract);
     await settled();
     if (failure !== undefined) throw failure;
-  } catch (err) {
+  } catch (caught) {
     await settled();
-    if (failure !== undefined && err !== failure && !(err instanceof ContextError)) err = failure;
+    const err = failure !== undefined && caught !== failure && !(caught instanceof ContextError) ? failure : caught;
     if (err instanceof ContextError) throw err;
     throw new ContextError(`build context upload: unreadable tar: ${(err as Error).message}`, '', { cause: err });
   }

@@ -27,7 +27,7 @@ export function parseAddress(addr: string): ListenAddress {
     if (!path.isAbsolute(p)) throw new Error(`address ${addr}: a unix socket path must be absolute`);
     return { kind: 'unix', path: p };
   }
-  const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):(\d{1,5})\/?$/.exec(addr);
+  const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d{1,5})\/?$/.exec(addr);
   if (m) {
     const port = Number(m[2]);
     if (port < 1 || port > 65535) throw new Error(`address ${addr}: port out of range`);

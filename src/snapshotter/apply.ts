@@ -198,7 +198,7 @@ class LayerApplier {
 
     if (type === 'directory') {
       if (existing && !existing.isDirectory()) await this.removePath(host);
-      if (!existing || !existing.isDirectory()) await fsp.mkdir(host, { mode: 0o700 });
+      if (!existing?.isDirectory()) await fsp.mkdir(host, { mode: 0o700 });
       this.created.add(name);
       this.verifiedDirs.add(name);
       await this.setMeta(host, h, mode, false, name);

@@ -13,7 +13,6 @@ import {
   layerDescriptor,
   parseCacheConfig,
   type CacheConfig,
-  type CacheLayer,
   type CacheMountExport,
   type CacheRecord,
 } from '../cache/cache-manifest.js';

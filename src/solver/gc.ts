@@ -25,7 +25,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { cacheSize, planPrune, summarize, type CacheRecord, type PruneFilter, type UsageTotals } from '../cache/gc.js';
-import { type Digest, type ImageConfig, type Index, type Manifest } from '../oci/index.js';
+import type { Digest, ImageConfig, Index, Manifest } from '../oci/index.js';
 import type { SnapshotInfo } from '../snapshotter/index.js';
 import { chainIds, layerSnapshotName } from './base-images.js';
 import { uniqueKey } from './mounted.js';
@@ -342,6 +342,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   }
   // Records of snapshots that are gone (a prune killed between its steps, or a record written late).
   for (const [snapshot, files] of recordFiles) {
+    // biome-ignore lint/complexity/useMathMinMax: Dates, not numbers: Math.max would give a number
     const last = files.reduce((t, f) => (f.mtime > t ? f.mtime : t), new Date(0));
     const rec = newRecord(`record-${snapshot}`, 'regular', `layer record of removed snapshot ${snapshot}`, { createdAt: last.toISOString() });
     const refs: Digest[] = [];

@@ -100,7 +100,7 @@ async function platformImage(s: RootServices, manifest: Descriptor): Promise<{ i
   let desc = manifest;
   let m = await s.store.readJSON<Manifest & Partial<Index>>(desc.digest);
   if (isIndexMediaType(m.mediaType ?? desc.mediaType) || Array.isArray(m.manifests)) {
-    const list = (m.manifests ?? []).filter((d) => !d.platform || d.platform.os !== 'unknown');
+    const list = (m.manifests ?? []).filter((d) => d.platform?.os !== 'unknown');
     const host = hostPlatform();
     const pick = list.find((d) => d.platform?.os === host.os && d.platform.architecture === host.architecture) ?? list[0];
     if (!pick) throw new Error(`image index ${desc.digest} lists no manifest`);

@@ -59,7 +59,7 @@ export async function planIncrementalCopy(
   manifests: CopyManifests,
 ): Promise<IncrementalCopy | undefined> {
   if (step.instruction !== 'COPY' || step.from.kind !== 'context' || step.urls.length || step.inline.length) return undefined;
-  if (!prev || !prev.files || !cur.files || !snapshotter.cloneChanges) return undefined;
+  if (!prev?.files || !cur.files || !snapshotter.cloneChanges) return undefined;
   // Same parent and same options: the same source lands on the same target as before.
   if (prev.key === cur.key || prev.parentKey !== cur.parentKey || prev.definition !== cur.definition || prev.instruction !== cur.instruction) return undefined;
   const from = `step-${prev.key}`;

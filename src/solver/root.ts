@@ -35,19 +35,19 @@ export interface OpenRootOptions {
 
 /** Pseudo filesystems a root can never live on (statfs f_type), by name for the message. */
 const PSEUDO_FILESYSTEMS: Record<number, string> = {
-  0x9fa0: 'proc',
-  0x62656572: 'sysfs',
-  0x27e0eb: 'cgroup',
-  0x63677270: 'cgroup2',
-  0x1cd1: 'devpts',
-  0x64626720: 'debugfs',
-  0x74726163: 'tracefs',
-  0x73636673: 'securityfs',
-  0xcafe4a11: 'bpf',
-  0x62656570: 'configfs',
-  0x6165676c: 'pstore',
-  0xde5e81e4: 'efivarfs',
-  0x1021994: 'tmpfs',
+  40864: 'proc',
+  1650812274: 'sysfs',
+  2613483: 'cgroup',
+  1667723888: 'cgroup2',
+  7377: 'devpts',
+  1684170528: 'debugfs',
+  1953653091: 'tracefs',
+  1935894131: 'securityfs',
+  3405662737: 'bpf',
+  1650812272: 'configfs',
+  1634035564: 'pstore',
+  3730735588: 'efivarfs',
+  16914836: 'tmpfs',
 };
 
 /**

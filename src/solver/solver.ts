@@ -228,7 +228,7 @@ export class Solver {
       }
       return p;
     };
-    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, started, signal, imported, contextEntries, (reason) => cancel.abort(reason));
+    const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, signal, imported, contextEntries, (reason) => cancel.abort(reason));
     this.running.add(run);
     try {
       const target = await run.stage(graph.target);
@@ -314,7 +314,6 @@ class BuildRun {
     private readonly graph: BuildGraph,
     private readonly baseImages: BaseImages,
     private readonly progress: ProgressTracker,
-    private readonly started: Date,
     private readonly signal: AbortSignal | undefined,
     private readonly imported: CacheImport | undefined,
     private readonly contextEntries: (name?: string) => Promise<ContextEntry[]>,

@@ -279,7 +279,9 @@ export async function scanFiles(items: readonly ScanItem[], sizes?: readonly num
     rest.map((i) => items[i]!),
     sizes && rest.map((i) => sizes[i]!),
   );
-  rest.forEach((i, k) => (quick[i] = scanned[k]));
+  rest.forEach((i, k) => {
+    quick[i] = scanned[k];
+  });
   return quick as ScanResult[];
 }
 

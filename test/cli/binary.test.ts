@@ -8,7 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { KILN, kiln, REPO } from './helpers.js';
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 function tempDir(): string {
   const d = mkdtempSync(path.join(tmpdir(), 'kiln-cli-bin-'));
   dirs.push(d);

@@ -6,7 +6,7 @@ import { processWord, processWords, ShellLexError, type EscapeChar, type VarLook
 const ERR = Symbol('error');
 
 function env(vars: Record<string, string>): VarLookup {
-  return (name) => (Object.prototype.hasOwnProperty.call(vars, name) ? vars[name] : undefined);
+  return (name) => (Object.hasOwn(vars, name) ? vars[name] : undefined);
 }
 
 // ---- envVarTest: one word in, one word out ------------------------------------------------------------

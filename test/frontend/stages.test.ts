@@ -1,6 +1,6 @@
 // Stages, --target, pruning, build args (global, per stage, platform, proxy) and unused args.
 import { describe, expect, it } from 'vitest';
-import { build, one, steps, target } from './helpers.js';
+import { build, one, target } from './helpers.js';
 
 const multi = `FROM alpine AS base
 RUN base

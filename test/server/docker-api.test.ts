@@ -79,7 +79,7 @@ describe('the Docker CLI through kiln', () => {
     expect(r.status).toBe(200);
     expect(r.headers['api-version']).toBe('1.41');
     expect(r.headers['builder-version']).toBe('1');
-    expect(r.headers['ostype']).toBe('linux');
+    expect(r.headers.ostype).toBe('linux');
     expect(r.headers['docker-experimental']).toBe('false');
     const v = await request(sock, 'GET', '/v1.41/version');
     expect(JSON.parse(v.body)).toMatchObject({ ApiVersion: '1.41', Os: 'linux' });

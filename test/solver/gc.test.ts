@@ -250,7 +250,7 @@ describe('kiln prune on a real root', () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo one > /1\nRUN echo two > /2\n' }));
     const srv = server(root);
-    let chain: string[] = [];
+    const chain: string[] = [];
     try {
       await build(srv, ctx);
       await build(srv, tracked(makeContext({ Dockerfile: unnamed('other') })));

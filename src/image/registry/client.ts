@@ -226,7 +226,7 @@ export class RegistryClient {
       throw new RegistryError(ep.domain, path, `manifest ${reference}: content hashes to ${digest} (digest mismatch)`);
     }
     const claimed = res.headers.get('docker-content-digest');
-    if (claimed && claimed.startsWith('sha256:') && claimed !== digest) {
+    if (claimed?.startsWith('sha256:') && claimed !== digest) {
       throw new RegistryError(ep.domain, path, `manifest ${reference}: content hashes to ${digest} but the registry says ${claimed}`);
     }
     let json: Record<string, unknown>;
@@ -558,13 +558,13 @@ function checkDescriptor(d: unknown, where: string, ep: Endpoint, path: string):
 function validateManifest(json: Record<string, unknown>, ep: Endpoint, path: string, digest: Digest): Manifest {
   if (json.schemaVersion !== 2 || !Array.isArray(json.layers)) throw new RegistryError(ep.domain, path, `manifest ${digest}: not a schema 2 image manifest`);
   checkDescriptor(json.config, `manifest ${digest} config`, ep, path);
-  (json.layers as unknown[]).forEach((l, i) => checkDescriptor(l, `manifest ${digest} layer ${i}`, ep, path));
+  for (const [i, l] of (json.layers as unknown[]).entries()) checkDescriptor(l, `manifest ${digest} layer ${i}`, ep, path);
   return json as unknown as Manifest;
 }
 
 function validateIndex(json: Record<string, unknown>, ep: Endpoint, path: string, digest: Digest): Index {
   if (json.schemaVersion !== 2 || !Array.isArray(json.manifests)) throw new RegistryError(ep.domain, path, `index ${digest}: not a schema 2 index`);
-  (json.manifests as unknown[]).forEach((m, i) => checkDescriptor(m, `index ${digest} entry ${i}`, ep, path));
+  for (const [i, m] of (json.manifests as unknown[]).entries()) checkDescriptor(m, `index ${digest} entry ${i}`, ep, path);
   return json as unknown as Index;
 }
 
