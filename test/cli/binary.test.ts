@@ -114,6 +114,8 @@ describe('kiln binary', () => {
     expect(onProc.stderr).toContain('ERROR: kiln root /proc/kiln-root: /proc is on proc, where kiln cannot keep a root');
     expect(Date.now() - t0).toBeLessThan(20_000); // it used to spin in a recursive mkdir forever
     chmodSync(dir, 0o755); // the other user reads the Dockerfile, then is refused the root
+    const reachable = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-r', KILN]);
+    expect(reachable.status, `user nobody cannot read ${KILN}: run the tests from a checkout every user can read (not under /root)`).toBe(0);
     const asNobody = spawnSync(
       'setpriv',
       ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, KILN, 'build', '--root', path.join(dir, 'root'), dir],
