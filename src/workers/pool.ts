@@ -15,7 +15,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // piscina is loaded when the first task needs a pool: a cached build never does, and its import
 // (with its dependencies) is a noticeable part of a warm build's start-up.
 import type { Piscina } from 'piscina';
-import { mapLimit } from '../util/map-limit.js';
 import { workerSource } from './worker-source.js';
 
 const IDLE_MS = 10_000;
@@ -266,8 +265,8 @@ export async function hashFiles(files: readonly string[], sizes?: readonly numbe
  * read gives `{ error, message }` instead of throwing (the caller knows what a missing file means).
  */
 export async function scanFiles(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
-  // The warm case first: paths whose stamp the memo knows are lstat'ed here (libuv's threads do the
-  // syscalls); only what is new or changed goes on to the tasks below. Handing thousands of
+  // The warm case first: paths whose stamp the memo knows are lstat'ed here, on this thread; only
+  // what is new or changed goes on to the tasks below. Handing thousands of
   // unchanged paths to a worker cost more in copying them across than the stats themselves.
   const quick = await statKnown(items);
   const rest: number[] = [];
@@ -285,8 +284,8 @@ export async function scanFiles(items: readonly ScanItem[], sizes?: readonly num
   return quick as ScanResult[];
 }
 
-/** Stats in flight at once in statKnown. */
-const STAT_CONCURRENCY = 64;
+/** Paths stat'ed by statKnown between two yields to the event loop. */
+const STAT_SLICE = 1000;
 
 /**
  * lstat (bigint) of each item with a known stamp: an unchanged file or directory, or a symlink,
@@ -295,14 +294,10 @@ const STAT_CONCURRENCY = 64;
  * the same stamp text, type names and fields.
  */
 async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | undefined)[]> {
-  const one = async (it: ScanItem): Promise<ScanResult | undefined> => {
+  const one = (it: ScanItem): ScanResult | undefined => {
     if (it.known === undefined) return undefined;
-    let st: fs.BigIntStats;
-    try {
-      st = await fs.promises.lstat(it.path, { bigint: true });
-    } catch {
-      return undefined; // the full scan reports the error as it always has
-    }
+    const st = fs.lstatSync(it.path, { bigint: true, throwIfNoEntry: false });
+    if (st === undefined) return undefined; // the full scan reports the error as it always has
     const type: ScannedType | undefined = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : undefined;
     if (type === undefined) return undefined;
     const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
@@ -317,16 +312,24 @@ async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | unde
       rdev: String(st.rdev),
       hashed: false,
     };
-    if (type === 'symlink') {
-      try {
-        r.linkTarget = await fs.promises.readlink(it.path);
-      } catch {
-        return undefined;
-      }
-    }
+    if (type === 'symlink') r.linkTarget = fs.readlinkSync(it.path);
     return r;
   };
-  return mapLimit(items, STAT_CONCURRENCY, one);
+  // Synchronous stats, a slice at a time: the promise API cost ~10 us of this thread per call
+  // (9,000 paths: ~100 ms a build in a daemon's profile) against ~3 us for lstatSync, and a yield
+  // between slices keeps a daemon's other requests moving.
+  const out = new Array<ScanResult | undefined>(items.length);
+  for (let from = 0; from < items.length; from += STAT_SLICE) {
+    if (from > 0) await new Promise((r) => setImmediate(r));
+    for (let i = from; i < Math.min(items.length, from + STAT_SLICE); i++) {
+      try {
+        out[i] = one(items[i]!);
+      } catch {
+        out[i] = undefined; // a path that changed under us: the full scan looks again
+      }
+    }
+  }
+  return out;
 }
 
 async function scanAll(items: readonly ScanItem[], sizes?: readonly number[]): Promise<ScanResult[]> {
