@@ -474,34 +474,12 @@ class BuildRun {
       if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
       const { material, inputs } = await this.keyInputs(step, stage);
       const stepKey = cacheKey(key, material);
-      const noCache = this.req.noCache || (stage.name !== undefined && (this.req.noCacheFilter ?? []).includes(stage.name));
+      const noCache = this.noCache(stage);
       // Without the cache a step gets a fresh name, so it runs and nothing older is reused; what
       // follows gets a fresh key too, since this step's result may now differ from the cached one.
       const name = noCache ? uniqueKey(`step-${stepKey}`) : `step-${stepKey}`;
-      // Each platform of a multi-platform build keeps its own record of what a step last saw.
-      const stageId = (stage.name ?? String(stage.index)) + (this.req.prefixPlatform ? ` ${formatPlatform(this.target)}` : '');
-      const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stageId, n);
       const current: StepInputs = { key: stepKey, parentKey: key, parent: n === 2 ? parentWhat : 'step', instruction: step.original, ...inputs };
-      const parentSnapshot = snapshot;
-      this.held.add(name);
-      const vertex = this.progress.start(`${this.label(stage, n, total, step)} ${step.original}`);
-      try {
-        const previous = await this.solver.inputsLog.load(place);
-        const outcome = await this.solver.once(name, async () => {
-          const parent = await parentSnapshot();
-          if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
-          await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, execPlatform);
-          return 'built';
-        });
-        // Recency for GC's least-recently-used order.
-        if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
-        if (outcome !== 'built') vertex.cached();
-        else vertex.done(explainMiss(previous, current, noCache));
-        if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
-      } catch (err) {
-        vertex.fail(err);
-        throw err;
-      }
+      await this.solveStep({ stage, step, n, total, name, parent: snapshot, current, noCache, platform: execPlatform });
       key = noCache ? cacheKey(stepKey, { noCache: name }) : stepKey;
       snapshot = async () => name;
       links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: name });
@@ -589,21 +567,44 @@ class BuildRun {
     const linked = linkKey(material, inputs);
     const noCache = this.noCache(stage);
     const own = noCache ? uniqueKey(`step-${linked.key}`) : `step-${linked.key}`;
+    const current: StepInputs = { key: linked.key, parentKey: LINK_PARENT, parent: LINK_PARENT, instruction: step.original, ...linked.inputs };
+    // Made on nothing. The platform matters to RUN only (what can execute); a copy is the same on any.
+    await this.solveStep({ stage, step, n, total, name: own, parent: async () => undefined, current, noCache, platform: this.platformOf(stage) });
+    return { own, key: linked.key };
+  }
+
+  /**
+   * One step's result under `name`: made once however many builds ask (or found cached, or taken
+   * from an imported cache), with its vertex reporting which, and the inputs it saw recorded for
+   * the next build's miss explanation. The shared tail of a plain step and a linked copy.
+   */
+  private async solveStep(o: {
+    stage: Stage;
+    step: FsStep;
+    n: number;
+    total: number;
+    name: string;
+    parent: () => Promise<string | undefined>;
+    current: StepInputs;
+    noCache: boolean;
+    platform: Platform;
+  }): Promise<void> {
+    const { stage, step, name, current, noCache } = o;
     // Each platform of a multi-platform build keeps its own record of what a step last saw.
     const stageId = (stage.name ?? String(stage.index)) + (this.req.prefixPlatform ? ` ${formatPlatform(this.target)}` : '');
-    const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stageId, n);
-    const current: StepInputs = { key: linked.key, parentKey: LINK_PARENT, parent: LINK_PARENT, instruction: step.original, ...linked.inputs };
-    this.held.add(own);
-    const vertex = this.progress.start(`${this.label(stage, n, total, step)} ${step.original}`);
+    const place = InputsLog.place(this.req.context.identity, this.req.dockerfile.name, stageId, o.n);
+    this.held.add(name);
+    const vertex = this.progress.start(`${this.label(stage, o.n, o.total, step)} ${step.original}`);
     try {
       const previous = await this.solver.inputsLog.load(place);
-      const outcome = await this.solver.once(own, async () => {
-        if (!noCache && (await this.imported?.materialize(own, undefined))) return 'imported';
-        // The platform matters to RUN only (what can execute); a copy is the same on any.
-        await this.execute(step, undefined, own, vertex, noCache ? undefined : { previous, current }, this.platformOf(stage));
+      const outcome = await this.solver.once(name, async () => {
+        const parent = await o.parent();
+        if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
+        await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, o.platform);
         return 'built';
       });
-      if (outcome === 'cached') await this.deps.snapshotter.touch(own).catch(() => undefined);
+      // Recency for GC's least-recently-used order.
+      if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
       if (outcome !== 'built') vertex.cached();
       else vertex.done(explainMiss(previous, current, noCache));
       if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
@@ -611,7 +612,6 @@ class BuildRun {
       vertex.fail(err);
       throw err;
     }
-    return { own, key: linked.key };
   }
 
   /**
