@@ -21,7 +21,7 @@ import {
   type Platform,
 } from '../oci/index.js';
 import type { Snapshotter } from '../snapshotter/index.js';
-import { snapshotExists, uniqueKey } from './mounted.js';
+import { commitActive, snapshotExists, uniqueKey } from './mounted.js';
 
 export interface BaseImage {
   /** Normalised reference, e.g. docker.io/library/busybox:latest. */
@@ -208,22 +208,14 @@ export class BaseImages {
         await this.ensureBlobs(image);
         const key = uniqueKey('unpack');
         await snapshotter.prepare(key, parent);
-        let committed = false;
-        try {
+        // A layer unpacked meanwhile by another build is kept (commitActive).
+        await commitActive(snapshotter, key, name, async () => {
           const layer = image.layers[i]!;
           const applied = await snapshotter.applyLayer(key, await store.readStream(layer.digest), layer.mediaType);
           if (applied.diffID !== diffIds[i]) {
             throw new Error(`image ${image.name}: layer ${layer.digest} unpacks to ${applied.diffID}, but the config says ${diffIds[i]}`);
           }
-          try {
-            await snapshotter.commit(name, key);
-            committed = true;
-          } catch (err) {
-            if ((err as { code?: string }).code !== 'exists') throw err; // unpacked meanwhile by another build
-          }
-        } finally {
-          if (!committed) await snapshotter.remove(key).catch(() => undefined);
-        }
+        });
       }
       parent = name;
     }

@@ -23,7 +23,7 @@ import type { RegistryClient } from '../image/registry/index.js';
 import { digestHex, MediaType, parseDigest, type Descriptor, type Index, type Manifest } from '../oci/index.js';
 import { applyLayer, compressionFromMediaType, treeChanges, writeLayer, type Snapshotter } from '../snapshotter/index.js';
 import type { LayerRecords } from './layers.js';
-import { uniqueKey } from './mounted.js';
+import { commitActive, uniqueKey } from './mounted.js';
 import type { RootLayout } from './state-root.js';
 
 export type CacheFrom = { type: 'local'; src: string } | { type: 'registry'; ref: string };
@@ -77,25 +77,21 @@ export class CacheImport {
     const { snapshotter, store, layers } = this.deps;
     const key = uniqueKey('import');
     await snapshotter.prepare(key, parent);
-    let committed = false;
-    try {
-      if (record.layer) {
+    await commitActive(
+      snapshotter,
+      key,
+      name,
+      async () => {
+        if (!record.layer) return;
         const desc = layerDescriptor(record.layer);
         await source.fetch(desc);
         const applied = await snapshotter.applyLayer(key, await store.readStream(desc.digest), desc.mediaType);
         if (applied.diffID !== record.layer.diffId) {
           throw new Error(`cache ${source.describe}: layer ${desc.digest} of ${name} unpacks to ${applied.diffID}, the record says ${record.layer.diffId}`);
         }
-      }
-      try {
-        await snapshotter.commit(name, key, { labels: { [CREATED_LABEL]: record.created } });
-        committed = true;
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'exists') throw err;
-      }
-    } finally {
-      if (!committed) await snapshotter.remove(key).catch(() => undefined);
-    }
+      },
+      { labels: { [CREATED_LABEL]: record.created } },
+    );
     // Exports reuse the imported blob rather than diffing again (same digest, same image).
     if (record.layer) {
       const compression = compressionFromMediaType(record.layer.mediaType);

@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import type { Snapshotter } from '../snapshotter/index.js';
 import type { StepInputs } from './explain.js';
 import { cacheKey, stableStringify } from './keys.js';
-import { uniqueKey } from './mounted.js';
+import { commitActive, uniqueKey } from './mounted.js';
 
 /** What a linked step's inputs record as its parent: always the same, nothing. */
 export const LINK_PARENT = 'nothing (--link)';
@@ -62,23 +62,14 @@ export function mergedKey(parentKey: string, linkKey: string): string {
 export async function mergeLink(snapshotter: Snapshotter, tmpDir: string, parent: string | undefined, layer: string, name: string): Promise<void> {
   const key = uniqueKey('merge');
   await snapshotter.prepare(key, parent);
-  let committed = false;
-  try {
+  await commitActive(snapshotter, key, name, async () => {
     if (snapshotter.cloneChanges) {
       // The linked snapshot has no parent: its changes are its whole tree, with no whiteouts.
       await snapshotter.cloneChanges(layer, key);
     } else {
       await applyAsLayer(snapshotter, tmpDir, layer, key);
     }
-    try {
-      await snapshotter.commit(name, key);
-      committed = true;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'exists') throw err;
-    }
-  } finally {
-    if (!committed) await snapshotter.remove(key).catch(() => undefined);
-  }
+  });
 }
 
 /** The copying driver: the linked snapshot as an uncompressed layer, applied onto the active copy. */

@@ -74,12 +74,29 @@ export async function withActive(
 ): Promise<void> {
   const key = uniqueKey('active');
   const mounts = await snapshotter.prepare(key, parent);
-  let committed = false;
-  try {
+  await commitActive(snapshotter, key, name, async () => {
     await beforeMount?.(key);
     await withScope(async (scope) => fn(await mountDir(scope, tmpDir, mounts), scope));
+  });
+}
+
+/**
+ * Runs `work` on the prepared (active) snapshot `key`, then commits it as `name`; when `work` or
+ * the commit fails, the active snapshot is removed. If another build committed `name` meanwhile,
+ * that result is kept: the name is a cache key, so both have the same content.
+ */
+export async function commitActive(
+  snapshotter: Snapshotter,
+  key: string,
+  name: string,
+  work: () => Promise<void>,
+  opts?: Parameters<Snapshotter['commit']>[2],
+): Promise<void> {
+  let committed = false;
+  try {
+    await work();
     try {
-      await snapshotter.commit(name, key);
+      await snapshotter.commit(name, key, opts);
       committed = true;
     } catch (err) {
       if ((err as { code?: string }).code !== 'exists') throw err;
