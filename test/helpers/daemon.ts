@@ -108,6 +108,25 @@ export function ping(socket: string): Promise<boolean> {
   });
 }
 
+/**
+ * The smallest well-formed POST /v1/builds body (a synced context that does not exist), with
+ * `fields` laid over it: for tests of what the daemon accepts or refuses in a request.
+ */
+export function minimalBuildRequest(fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    context: { type: 'synced', id: 'x', session: 'y' },
+    dockerfile: { name: 'Dockerfile', text: 'FROM scratch\n' },
+    buildArgs: {},
+    labels: {},
+    outputs: [],
+    network: 'host',
+    noCache: false,
+    pull: false,
+    dryRun: false,
+    ...fields,
+  };
+}
+
 /** One HTTP request to the daemon's socket, body read whole. */
 export function request(
   socket: string,

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 as seededUint32 } from '../../bench/rng.js';
-import { KILN, kilnClient, makeContext, mountsUnder, ping, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
+import { KILN, kilnClient, makeContext, minimalBuildRequest, mountsUnder, ping, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
 
 const RAND = randomBytes(4).toString('hex');
@@ -384,17 +384,11 @@ describe('malformed requests', () => {
       const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
       const ascii = (n: number) => Array.from({ length: n }, () => String.fromCharCode(33 + int(94))).join('');
 
-      const validBuild = () => ({
-        context: { type: 'synced', id: `fz${int(1e6)}`, session: `nosuch${int(1e6)}` },
-        dockerfile: { name: 'Dockerfile', text: 'FROM busybox\n' },
-        buildArgs: {},
-        labels: {},
-        outputs: [],
-        network: 'host',
-        noCache: false,
-        pull: false,
-        dryRun: false,
-      });
+      const validBuild = () =>
+        minimalBuildRequest({
+          context: { type: 'synced', id: `fz${int(1e6)}`, session: `nosuch${int(1e6)}` },
+          dockerfile: { name: 'Dockerfile', text: 'FROM busybox\n' },
+        });
       const unknown = () =>
         pick([
           () => ({ method: pick(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']), path: `/nope/${encodeURIComponent(ascii(1 + int(20)))}` }),

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kilnClient, request, startDaemon, tempDir } from '../helpers/daemon.js';
+import { kilnClient, minimalBuildRequest, request, startDaemon, tempDir } from '../helpers/daemon.js';
 import { testEnv } from '../helpers/env.js';
 import { cleanUp, filesContaining, SECRET_DOCKERFILE, sshContext, startAgent } from '../helpers/secret-bytes.js';
 
@@ -100,18 +100,7 @@ describe('secrets and ssh through the daemon', () => {
       daemon.socket,
       'POST',
       '/v1/builds',
-      JSON.stringify({
-        context: { type: 'synced', id: 'x', session: 'y' },
-        dockerfile: { name: 'Dockerfile', text: 'FROM scratch' },
-        buildArgs: {},
-        labels: {},
-        outputs: [],
-        network: 'host',
-        noCache: false,
-        pull: false,
-        dryRun: false,
-        ssh: [{ id: 'default', socket: '/tmp/x' }],
-      }),
+      JSON.stringify(minimalBuildRequest({ dockerfile: { name: 'Dockerfile', text: 'FROM scratch' }, ssh: [{ id: 'default', socket: '/tmp/x' }] })),
       { 'content-type': 'application/json' },
     );
     expect(bad.status).toBe(400);

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killStarted, kilnClient, makeContext, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
+import { killStarted, kilnClient, makeContext, minimalBuildRequest, request, startDaemon, tempDir, type DaemonProc } from '../helpers/daemon.js';
 
 const CROSS = [
   'FROM --platform=$BUILDPLATFORM busybox AS build',
@@ -81,24 +81,9 @@ describe('multi-platform builds through the daemon', () => {
   });
 
   it('a daemon refuses a malformed list of platforms', async () => {
-    const r = await request(
-      d.socket,
-      'POST',
-      '/v1/builds',
-      JSON.stringify({
-        context: { type: 'synced', id: 'x', session: 'y' },
-        dockerfile: { name: 'Dockerfile', text: 'FROM scratch\n' },
-        buildArgs: {},
-        labels: {},
-        outputs: [],
-        network: 'host',
-        noCache: false,
-        pull: false,
-        dryRun: false,
-        platforms: ['linux/amd64'],
-      }),
-      { 'content-type': 'application/json' },
-    );
+    const r = await request(d.socket, 'POST', '/v1/builds', JSON.stringify(minimalBuildRequest({ platforms: ['linux/amd64'] })), {
+      'content-type': 'application/json',
+    });
     expect(r.status).toBe(400);
     expect(JSON.parse(r.body).message).toContain('"platforms" must be a list');
   });
