@@ -52,7 +52,7 @@ function nsToMs(ns: bigint): number {
 /** bigint lstat of every file entry not in `known`, at most 64 at a time. */
 async function statFiles(contextDir: string, entries: ContextEntry[], known?: ReadonlyMap<string, BigIntStats>): Promise<Map<string, BigIntStats>> {
   const files = entries.filter((e) => e.type === 'file' && !known?.has(e.path));
-  const out = new Map<string, BigIntStats>(known);
+  const out = new Map<string, BigIntStats>();
   await mapLimit(files, 64, async (e) => {
     try {
       out.set(e.path, await fsp.lstat(path.join(contextDir, e.path), { bigint: true }));
@@ -85,7 +85,7 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
       out.push(s);
       continue;
     }
-    const st = stats.get(e.path)!;
+    const st = walked?.get(e.path) ?? stats.get(e.path)!;
     if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being read: it is no longer a file`, e.path);
     const s: SyncEntry = { path: e.path, type: 'file', mode: Number(st.mode & 0o7777n), size: Number(st.size), mtimeMs: nsToMs(st.mtimeNs) };
     const inode = `${st.dev}:${st.ino}`;
