@@ -7,25 +7,31 @@
 // Both walk directories in byte order of names, emit a directory before its contents, and turn the
 // second and later names of a hard-linked inode into hard links to the first, so the same tree always
 // gives the same tar.
+//
+// The walks are synchronous generators (lstat, readdir, xattrs: synchronous calls), pulled a batch at
+// a time by tarReadable: thousands of small files cost a few syscalls each, not a round trip through
+// libuv's thread pool per call. The tar is hashed (diffID) and compressed in one pass, the compressor
+// (zlib, in the thread pool) working on one batch while the next is read.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import { compressBlob, HashTap, layerMediaType } from './compression.js';
-import { devMajor, devMinor, getXattr, isWhiteout, OVERLAY_OPAQUE, readXattrs } from './fsops.js';
-import { tarBytes, type TarEntry } from './tar-writer.js';
+import { devMajor, devMinor, getXattrSync, isWhiteout, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
+import { tarReadable, type TarEntry } from './tar-writer.js';
 import type { DiffOptions, DiffResult } from './types.js';
 
-async function lstat(p: string): Promise<BigIntStats> {
-  return fsp.lstat(p, { bigint: true });
+function lstat(p: string): BigIntStats {
+  return fs.lstatSync(p, { bigint: true });
 }
 
-async function lstatOrNull(p: string): Promise<BigIntStats | null> {
+function lstatOrNull(p: string): BigIntStats | null {
   try {
-    return await lstat(p);
+    return lstat(p);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -34,8 +40,8 @@ async function lstatOrNull(p: string): Promise<BigIntStats | null> {
 }
 
 /** Directory entries in byte order (not UTF-16 order), so sorting is the same for every name. */
-async function sortedNames(dir: string): Promise<string[]> {
-  const names = await fsp.readdir(dir);
+function sortedNames(dir: string): string[] {
+  const names = fs.readdirSync(dir);
   return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }
 
@@ -56,7 +62,7 @@ class LinkTracker {
 }
 
 /** The tar entry describing host file `host` (lstat'ed as `st`) under archive name `name`. */
-async function entryFor(host: string, name: string, st: BigIntStats, links: LinkTracker): Promise<TarEntry> {
+function entryFor(host: string, name: string, st: BigIntStats, links: LinkTracker): TarEntry {
   const base = {
     name,
     mode: Number(st.mode & 0o7777n),
@@ -66,10 +72,10 @@ async function entryFor(host: string, name: string, st: BigIntStats, links: Link
   };
   const first = links.firstName(st, name);
   if (first !== undefined) return { ...base, type: 'link', linkname: first };
-  const xattrs = await readXattrs(host);
+  const xattrs = readXattrsSync(host);
   if (st.isDirectory()) return { ...base, type: 'dir', xattrs };
   if (st.isFile()) return { ...base, type: 'file', size: Number(st.size), source: host, xattrs };
-  if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: await fsp.readlink(host), xattrs };
+  if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: fs.readlinkSync(host), xattrs };
   if (st.isCharacterDevice() || st.isBlockDevice()) {
     return {
       ...base,
@@ -96,13 +102,13 @@ function whiteoutEntry(name: string, st: BigIntStats | null): TarEntry {
 }
 
 /** The changes recorded in an overlay upper dir. */
-export async function* overlayChanges(upper: string, lowers: readonly string[] = []): AsyncGenerator<TarEntry> {
+export function* overlayChanges(upper: string, lowers: readonly string[] = []): Generator<TarEntry> {
   const links = new LinkTracker();
-  async function* walk(rel: string): AsyncGenerator<TarEntry> {
+  function* walk(rel: string): Generator<TarEntry> {
     const dirHost = rel ? path.join(upper, rel) : upper;
     const items: Array<{ tarName: string; name: string; st: BigIntStats; whiteout: boolean }> = [];
-    for (const name of await fsp.readdir(dirHost)) {
-      const st = await lstat(path.join(dirHost, name));
+    for (const name of fs.readdirSync(dirHost)) {
+      const st = lstat(path.join(dirHost, name));
       const whiteout = isWhiteout(st);
       items.push({ tarName: whiteout ? `.wh.${name}` : name, name, st, whiteout });
     }
@@ -116,15 +122,15 @@ export async function* overlayChanges(upper: string, lowers: readonly string[] =
         continue;
       }
       if (it.st.isDirectory()) {
-        const opaque = (await getXattr(host, OVERLAY_OPAQUE))?.toString() === 'y';
+        const opaque = getXattrSync(host, OVERLAY_OPAQUE)?.toString() === 'y';
         // overlayfs copies a directory up whenever something below it changes (or a mount point is
         // made and removed in it): such a copy says nothing new, so only its changed children go in.
-        if (opaque || !(await sameAsLower(host, name, it.st, lowers))) yield await entryFor(host, name, it.st, links);
+        if (opaque || !sameAsLower(host, name, it.st, lowers)) yield entryFor(host, name, it.st, links);
         if (opaque) yield whiteoutEntry(join(name, '.wh..wh..opq'), it.st);
         yield* walk(name);
         continue;
       }
-      yield await entryFor(host, name, it.st, links);
+      yield entryFor(host, name, it.st, links);
     }
   }
   yield* walk('');
@@ -136,17 +142,17 @@ export async function* overlayChanges(upper: string, lowers: readonly string[] =
  * A directory hidden by an opaque ancestor in a higher lower is not looked for: a directory made
  * anew in this layer carries this layer's mtime, which cannot equal an old hidden one's.
  */
-async function sameAsLower(host: string, rel: string, st: BigIntStats, lowers: readonly string[]): Promise<boolean> {
+function sameAsLower(host: string, rel: string, st: BigIntStats, lowers: readonly string[]): boolean {
   for (const lower of lowers) {
     const p = path.join(lower, rel);
     let lst: BigIntStats;
     try {
-      lst = await lstat(p);
+      lst = lstat(p);
     } catch {
       continue;
     }
     if (isWhiteout(lst) || !lst.isDirectory()) return false;
-    return !(await changed(host, st, p, lst));
+    return !changed(host, st, p, lst);
   }
   return false;
 }
@@ -155,26 +161,37 @@ function sameXattrs(a: Array<[string, Buffer]>, b: Array<[string, Buffer]>): boo
   return a.length === b.length && a.every(([k, v], i) => k === b[i]![0] && v.equals(b[i]![1]));
 }
 
-async function sameContent(a: string, b: string): Promise<boolean> {
-  const hash = async (p: string) => {
+function sameContent(a: string, b: string): boolean {
+  const hash = (p: string) => {
     const h = createHash('sha256');
-    for await (const chunk of createReadStream(p)) h.update(chunk as Buffer);
+    const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let pos = 0; ; ) {
+        const n = fs.readSync(fd, buf, 0, buf.length, pos);
+        if (n === 0) break;
+        h.update(buf.subarray(0, n));
+        pos += n;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
     return h.digest('hex');
   };
-  return (await hash(a)) === (await hash(b));
+  return hash(a) === hash(b);
 }
 
 /** Whether `child` differs from `parent` in anything a layer records. */
-async function changed(childHost: string, c: BigIntStats, parentHost: string, p: BigIntStats): Promise<boolean> {
+function changed(childHost: string, c: BigIntStats, parentHost: string, p: BigIntStats): boolean {
   if ((c.mode & 0o170000n) !== (p.mode & 0o170000n)) return true;
   if (c.mode !== p.mode || c.uid !== p.uid || c.gid !== p.gid) return true;
   if (!c.isDirectory() && (c.size !== p.size || c.mtimeNs !== p.mtimeNs)) return true;
   if (c.isDirectory() && c.mtimeNs !== p.mtimeNs) return true;
   if ((c.isCharacterDevice() || c.isBlockDevice()) && c.rdev !== p.rdev) return true;
-  if (c.isSymbolicLink() && (await fsp.readlink(childHost)) !== (await fsp.readlink(parentHost))) return true;
-  if (!sameXattrs(await readXattrs(childHost), await readXattrs(parentHost))) return true;
+  if (c.isSymbolicLink() && fs.readlinkSync(childHost) !== fs.readlinkSync(parentHost)) return true;
+  if (!sameXattrs(readXattrsSync(childHost), readXattrsSync(parentHost))) return true;
   // A zero sub-second part may mean a tool truncated the time (as containerd reasons): check content.
-  if (c.isFile() && c.mtimeNs % 1_000_000_000n === 0n && c.ino !== p.ino) return !(await sameContent(childHost, parentHost));
+  if (c.isFile() && c.mtimeNs % 1_000_000_000n === 0n && c.ino !== p.ino) return !sameContent(childHost, parentHost);
   return false;
 }
 
@@ -182,27 +199,27 @@ async function changed(childHost: string, c: BigIntStats, parentHost: string, p:
  * The changes turning tree `parent` (or nothing) into tree `child`, by comparison. Unchanged parent
  * directories of a change are included, so the layer applies on any implementation.
  */
-export async function* treeChanges(child: string, parent: string | undefined): AsyncGenerator<TarEntry> {
+export function* treeChanges(child: string, parent: string | undefined): Generator<TarEntry> {
   const links = new LinkTracker();
   // Directories passed through without a change of their own, emitted once something inside changes.
   const pending: Array<{ host: string; name: string; st: BigIntStats }> = [];
-  async function* flush(): AsyncGenerator<TarEntry> {
-    for (const d of pending.splice(0)) yield await entryFor(d.host, d.name, d.st, links);
+  function* flush(): Generator<TarEntry> {
+    for (const d of pending.splice(0)) yield entryFor(d.host, d.name, d.st, links);
   }
-  async function* added(host: string, name: string, st: BigIntStats): AsyncGenerator<TarEntry> {
+  function* added(host: string, name: string, st: BigIntStats): Generator<TarEntry> {
     yield* flush();
-    yield await entryFor(host, name, st, links);
+    yield entryFor(host, name, st, links);
     if (!st.isDirectory()) return;
-    for (const n of await sortedNames(host)) {
+    for (const n of sortedNames(host)) {
       const h = path.join(host, n);
-      yield* added(h, join(name, n), await lstat(h));
+      yield* added(h, join(name, n), lstat(h));
     }
   }
-  async function* compare(rel: string): AsyncGenerator<TarEntry> {
+  function* compare(rel: string): Generator<TarEntry> {
     const cDir = rel ? path.join(child, rel) : child;
     const pDir = parent ? (rel ? path.join(parent, rel) : parent) : undefined;
-    const cNames = await sortedNames(cDir);
-    const pNames = pDir ? await sortedNames(pDir) : [];
+    const cNames = sortedNames(cDir);
+    const pNames = pDir ? sortedNames(pDir) : [];
     const cSet = new Set(cNames);
     const items = [
       ...cNames.map((n) => ({ key: n, name: n, gone: false })),
@@ -216,18 +233,18 @@ export async function* treeChanges(child: string, parent: string | undefined): A
         continue;
       }
       const cHost = path.join(cDir, it.name);
-      const c = await lstat(cHost);
+      const c = lstat(cHost);
       const pHost = pDir ? path.join(pDir, it.name) : undefined;
-      const p = pHost ? await lstatOrNull(pHost) : null;
+      const p = pHost ? lstatOrNull(pHost) : null;
       if (!p || c.isDirectory() !== p.isDirectory()) {
         yield* added(cHost, name, c);
         continue;
       }
       if (c.isDirectory()) {
         const depth = pending.length;
-        if (await changed(cHost, c, pHost!, p)) {
+        if (changed(cHost, c, pHost!, p)) {
           yield* flush();
-          yield await entryFor(cHost, name, c, links);
+          yield entryFor(cHost, name, c, links);
         } else {
           pending.push({ host: cHost, name, st: c });
         }
@@ -235,9 +252,9 @@ export async function* treeChanges(child: string, parent: string | undefined): A
         pending.length = Math.min(pending.length, depth); // nothing inside changed: drop it again
         continue;
       }
-      if (await changed(cHost, c, pHost!, p)) {
+      if (changed(cHost, c, pHost!, p)) {
         yield* flush();
-        yield await entryFor(cHost, name, c, links);
+        yield entryFor(cHost, name, c, links);
       }
     }
   }
@@ -250,47 +267,68 @@ export interface TarResult {
   entries: number;
 }
 
-/** Writes the entries as an uncompressed tar to `dest`, hashing as it goes. */
-export async function writeLayerTar(entries: AsyncIterable<TarEntry>, dest: string): Promise<TarResult> {
-  let count = 0;
-  async function* counted(): AsyncGenerator<TarEntry> {
-    for await (const e of entries) {
-      count++;
+/** Counts the entries as they pass. */
+function counting(entries: Iterable<TarEntry>, seen: { entries: number }): Iterable<TarEntry> {
+  return (function* () {
+    for (const e of entries) {
+      seen.entries++;
       yield e;
     }
-  }
+  })();
+}
+
+/** Writes the entries as an uncompressed tar to `dest`, hashing as it goes. */
+export async function writeLayerTar(entries: Iterable<TarEntry>, dest: string): Promise<TarResult> {
+  const seen = { entries: 0 };
   const tap = new HashTap();
-  await pipeline(Readable.from(tarBytes(counted())), tap, createWriteStream(dest));
-  return { diffID: tap.digest(), size: tap.bytes, entries: count };
+  await pipeline(tarReadable(counting(entries, seen)), tap, fs.createWriteStream(dest));
+  return { diffID: tap.digest(), size: tap.bytes, entries: seen.entries };
 }
 
 /** The entries with every mtime after `epoch` set to it (the tar records no atime or ctime). */
-async function* clampMtimes(entries: AsyncIterable<TarEntry>, epoch: number): AsyncGenerator<TarEntry> {
-  for await (const e of entries) yield e.mtime > epoch ? { ...e, mtime: epoch } : e;
+function* clampMtimes(entries: Iterable<TarEntry>, epoch: number): Generator<TarEntry> {
+  for (const e of entries) yield e.mtime > epoch ? { ...e, mtime: epoch } : e;
 }
 
+/** zlib's output buffer per call: bigger than the 16 KiB default, so a 1 MiB batch is one round trip. */
+const GZIP_CHUNK = 1 << 20;
+
 /**
- * Writes a layer blob for `entries` to `opts.dest`: tar to a temporary file beside it (diffID), then
- * compress (digest). An empty change set gives `{ empty: true }` and leaves no file behind.
+ * Writes a layer blob for `entries` to `opts.dest`. gzip and uncompressed layers take one pass: the
+ * tar is hashed (diffID) on its way into the compressor and the blob hashed on its way to disk, with
+ * no temporary tar. (deflate's output does not depend on how its input is cut into pieces, so the
+ * blob is byte-identical to a compression of the whole tar at once.) zstd, whose compressor is
+ * WebAssembly that would run on this thread, tars to a temporary file first and compresses in the
+ * worker pool. An empty change set gives `{ empty: true }` and leaves no file behind.
  */
-export async function writeLayer(entries: AsyncIterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
+export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
   const compression = opts.compression ?? 'gzip';
   if (opts.clampMtime !== undefined) entries = clampMtimes(entries, opts.clampMtime);
-  const tarPath = compression === 'none' ? opts.dest : `${opts.dest}.tar-${process.pid}`;
+  const tarPath = compression === 'zstd' ? `${opts.dest}.tar-${process.pid}` : opts.dest;
   try {
-    const t = await writeLayerTar(entries, tarPath);
-    if (t.entries === 0) {
+    const seen = { entries: 0 };
+    const diffTap = new HashTap();
+    const blobTap = new HashTap();
+    const stages: Transform[] = compression === 'gzip' ? [zlib.createGzip({ level: opts.level ?? 6, chunkSize: GZIP_CHUNK }), blobTap] : [];
+    await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, fs.createWriteStream(tarPath)]);
+    if (seen.entries === 0) {
       await fsp.rm(tarPath, { force: true });
       return { empty: true };
     }
-    const blob = compression === 'none' ? { digest: t.diffID, size: t.size } : await compressBlob(tarPath, opts.dest, compression, opts.level);
+    const diffID = diffTap.digest();
+    const blob =
+      compression === 'none'
+        ? { digest: diffID, size: diffTap.bytes }
+        : compression === 'gzip'
+          ? { digest: blobTap.digest(), size: blobTap.bytes }
+          : await compressBlob(tarPath, opts.dest, compression, opts.level);
     return {
       empty: false,
       mediaType: layerMediaType(compression, opts.flavor ?? 'oci'),
       digest: blob.digest,
       size: blob.size,
-      diffID: t.diffID,
-      uncompressedSize: t.size,
+      diffID,
+      uncompressedSize: diffTap.bytes,
       path: opts.dest,
     };
   } catch (err) {

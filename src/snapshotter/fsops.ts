@@ -2,7 +2,7 @@
 // @napi-rs/xattr, whose calls act on a symlink itself rather than its target), device numbers.
 import { spawn } from 'node:child_process';
 import type { Stats, BigIntStats } from 'node:fs';
-import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
+import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute } from '@napi-rs/xattr';
 
 export class CommandError extends Error {
   constructor(
@@ -86,4 +86,30 @@ export async function getXattr(path: string, name: string): Promise<Buffer | nul
 
 export async function setXattr(path: string, name: string, value: Buffer): Promise<void> {
   await setAttribute(path, name, value);
+}
+
+/** readXattrs with synchronous calls, for walks that run a slice at a time on the calling thread. */
+export function readXattrsSync(path: string): Array<[string, Buffer]> {
+  let names: string[];
+  try {
+    names = listAttributesSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return [];
+    throw err;
+  }
+  if (names.length === 0) return [];
+  const out: Array<[string, Buffer]> = [];
+  for (const name of names.filter((n) => !isOverlayPrivate(n)).sort()) {
+    const value = getAttributeSync(path, name);
+    if (value) out.push([name, Buffer.from(value)]);
+  }
+  return out;
+}
+
+export function getXattrSync(path: string, name: string): Buffer | null {
+  try {
+    return getAttributeSync(path, name);
+  } catch {
+    return null;
+  }
 }

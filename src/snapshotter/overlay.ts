@@ -8,13 +8,13 @@
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { applyLayer } from './apply.js';
 import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base.js';
 import { overlayChanges, writeLayer } from './diff.js';
 import { cloneTree } from './clone.js';
 import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
-import { tarBytes } from './tar-writer.js';
+import { tarReadable } from './tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
 
 /**
@@ -86,7 +86,7 @@ export class OverlaySnapshotter extends BaseSnapshotter {
         await fsp.mkdir(tmp, { mode: 0o755 });
         // Each layer's own changes, replayed bottom-up with whiteouts as deletions.
         for (const layer of [...layers].reverse()) {
-          await applyLayer(Readable.from(tarBytes(overlayChanges(layer))), { target: tmp, whiteouts: 'delete' });
+          await applyLayer(tarReadable(overlayChanges(layer)), { target: tmp, whiteouts: 'delete' });
         }
         await fsp.rename(tmp, dest);
         return dest;

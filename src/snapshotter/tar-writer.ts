@@ -3,7 +3,8 @@
 // security.capability cannot survive, and its pax fallback would stack a second header on ours.
 // Output depends only on the entries given: fixed pax header names, no uname/gname, whole-second mtimes
 // (as Docker truncates them), and no trailing record padding beyond the two end blocks.
-import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
 
 export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -177,21 +178,129 @@ export function entryHeader(e: TarEntry): Buffer {
   return Buffer.concat([paxHeader, body, padding(body.length), main]);
 }
 
-/** Streams a whole archive. File contents are read from `source` as they are reached. */
-export async function* tarBytes(entries: AsyncIterable<TarEntry>): AsyncGenerator<Buffer> {
-  for await (const e of entries) {
-    yield entryHeader(e);
-    if (e.type !== 'file') continue;
-    const size = e.size ?? 0;
-    if (size === 0) continue;
-    if (!e.source) throw new Error(`tar entry ${e.name}: no source for file content`);
-    let read = 0;
-    for await (const chunk of createReadStream(e.source, { start: 0, end: size - 1 }) as AsyncIterable<Buffer>) {
-      read += chunk.length;
-      yield chunk;
+const BATCH = 1 << 20;
+/** How long one slice of synchronous work may hold the thread before the stream lets others run. */
+const SLICE_MS = 15;
+// O_NONBLOCK: a FIFO put where a file was must not hang the thread (no effect on regular files).
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/**
+ * Produces an archive a batch at a time with synchronous file-system calls: headers and file
+ * contents are packed into 1 MiB buffers, content read straight into them. Per entry that is a few
+ * syscalls and no round trip through libuv's thread pool, which is what made layers of many small
+ * files slow; big files stream through in 1 MiB pieces, never held whole.
+ */
+class TarProducer {
+  private batch = Buffer.allocUnsafe(BATCH);
+  private used = 0;
+  private ready: Buffer[] = [];
+  /** A file whose content is being copied: it may span batches. */
+  private open: { fd: number; entry: TarEntry; pos: number; size: number } | undefined;
+  private ended = false;
+
+  constructor(private readonly entries: Iterator<TarEntry>) {}
+
+  /** The next full batch (or the last, shorter one); undefined at the end, or when the time slice ran out first. */
+  next(deadline: number): Buffer | undefined | null {
+    while (this.ready.length === 0) {
+      if (this.ended) return null;
+      if (Date.now() > deadline) return undefined;
+      this.step();
     }
-    if (read !== size) throw new Error(`tar entry ${e.name}: ${e.source} changed size while being archived (${read} of ${size} bytes)`);
-    yield padding(size);
+    return this.ready.shift();
   }
-  yield Buffer.alloc(2 * BLOCK);
+
+  close(): void {
+    if (this.open) fs.closeSync(this.open.fd);
+    this.open = undefined;
+  }
+
+  private step(): void {
+    if (this.open) {
+      this.copyContent();
+      return;
+    }
+    const r = this.entries.next();
+    if (r.done) {
+      this.put(Buffer.alloc(2 * BLOCK));
+      this.flush();
+      this.ended = true;
+      return;
+    }
+    const e = r.value;
+    this.put(entryHeader(e));
+    if (e.type !== 'file' || !e.size) return;
+    if (!e.source) throw new Error(`tar entry ${e.name}: no source for file content`);
+    this.open = { fd: fs.openSync(e.source, OPEN_FLAGS), entry: e, pos: 0, size: e.size };
+  }
+
+  /** Reads the open file into the batch until the batch is full or the file done. */
+  private copyContent(): void {
+    const f = this.open!;
+    while (f.pos < f.size) {
+      if (this.used === BATCH) {
+        this.flush();
+        return;
+      }
+      const want = Math.min(f.size - f.pos, BATCH - this.used);
+      const n = fs.readSync(f.fd, this.batch, this.used, want, f.pos);
+      if (n === 0) {
+        this.close();
+        throw new Error(`tar entry ${f.entry.name}: ${f.entry.source} changed size while being archived (${f.pos} of ${f.size} bytes)`);
+      }
+      this.used += n;
+      f.pos += n;
+    }
+    this.close();
+    this.put(padding(f.size));
+  }
+
+  private put(bytes: Buffer): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const n = bytes.copy(this.batch, this.used, off);
+      this.used += n;
+      off += n;
+      if (this.used === BATCH) this.flush();
+    }
+  }
+
+  private flush(): void {
+    if (this.used === 0) return;
+    this.ready.push(this.used === BATCH ? this.batch : this.batch.subarray(0, this.used));
+    this.batch = Buffer.allocUnsafe(BATCH);
+    this.used = 0;
+  }
+}
+
+/**
+ * A whole archive as a byte stream. Entries come from a synchronous iterator (the walks stat and
+ * read with synchronous calls too), and the stream pulls one batch per read: the consumer's
+ * back-pressure (a compressor, a file) decides the pace, and no slice holds the event loop for
+ * longer than about SLICE_MS, so progress and other builds keep moving.
+ */
+export function tarReadable(entries: Iterable<TarEntry>): Readable {
+  let producer: TarProducer | undefined;
+  const stream = new Readable({
+    highWaterMark: BATCH,
+    read() {
+      const pull = () => {
+        try {
+          producer ??= new TarProducer(entries[Symbol.iterator]());
+          const b = producer.next(Date.now() + SLICE_MS);
+          // Time is up with nothing ready yet (a walk over unchanged files): go on in a later turn.
+          if (b === undefined) setImmediate(pull);
+          else this.push(b);
+        } catch (err) {
+          this.destroy(err as Error);
+        }
+      };
+      pull();
+    },
+    destroy(err, cb) {
+      producer?.close();
+      cb(err);
+    },
+  });
+  return stream;
 }
