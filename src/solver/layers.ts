@@ -5,7 +5,6 @@
 // or none never reuse it. So is a layer compressed at a level other than the default
 // (compression-level): "<snapshot>.<compression>-l<level>[.sde<epoch>]".
 
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ContentStore } from '../cache/content-store.js';
@@ -70,7 +69,8 @@ export class LayerRecords {
       if (diff.empty) {
         rec = { empty: true };
       } else {
-        const descriptor = await this.store.ingest({ digest: parseDigest(diff.digest), size: diff.size }, createReadStream(diff.path), diff.mediaType);
+        // The diff hashed the blob as it wrote it, in a private file: move it in rather than copy it.
+        const descriptor = await this.store.adopt({ digest: parseDigest(diff.digest), size: diff.size }, diff.path, diff.mediaType);
         rec = { empty: false, descriptor, diffId: parseDigest(diff.diffID) };
       }
       await writeRecord(recordFile, rec);

@@ -25,6 +25,26 @@ async function ingestFiles(): Promise<string[]> {
 }
 
 describe('ContentStore', () => {
+  it('adopts a file it is given by renaming it in; checks the size; drops the file when the blob is there', async () => {
+    const file = path.join(dir, 'layer.tar');
+    await fs.writeFile(file, 'layer bytes');
+    const digest = sha256Digest('layer bytes');
+    const ino = (await fs.stat(file)).ino;
+    const desc = await store.adopt({ digest, size: 11 }, file, 'application/vnd.oci.image.layer.v1.tar');
+    expect(desc).toEqual({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: 11 });
+    expect((await fs.stat(store.blobPath(digest))).ino).toBe(ino); // moved, not copied
+    await expect(fs.stat(file)).rejects.toThrow(/ENOENT/);
+
+    await fs.writeFile(file, 'layer bytes');
+    await store.adopt({ digest, size: 11 }, file);
+    await expect(fs.stat(file)).rejects.toThrow(/ENOENT/);
+
+    const other = path.join(dir, 'short.tar');
+    await fs.writeFile(other, 'short');
+    await expect(store.adopt({ digest: sha256Digest('shorter!'), size: 8 }, other)).rejects.toThrow(ContentMismatchError);
+    expect(await store.has(sha256Digest('shorter!'))).toBe(false);
+  });
+
   it('ingests, reads back and lists a blob under blobs/sha256/<hex>', async () => {
     const desc = await store.ingest(undefined, Readable.from([Buffer.from('hello '), Buffer.from('world')]), 'text/plain');
     expect(desc).toEqual({ mediaType: 'text/plain', digest: sha256Digest('hello world'), size: 11 });
