@@ -11,7 +11,7 @@ import { storeImage, type StoredImage } from '../image/exporter/manifest.js';
 import { familiarString, formatReference, parseReference } from '../image/reference.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import type { ImageStore } from '../image/store.js';
-import type { Descriptor, Digest, HistoryEntry, ImageConfig, Platform } from '../oci/index.js';
+import { layerCompression, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type Platform } from '../oci/index.js';
 import type { Compression, Snapshotter } from '../snapshotter/index.js';
 import { mountView, withScope } from './mounted.js';
 import type { ProgressTracker } from './progress.js';
@@ -118,7 +118,11 @@ async function assembleWith(
         // Base layers are exported as they were pulled: same blobs, same digests, no recompression,
         // unless force-compression asks for every layer in the output's compression.
         await result.baseImages.ensureBlobs(link.image);
-        if (opts.force && recompress) layers.push(...(await Promise.all(link.image.layers.map((l) => recompress.convert(l, compression, level)))));
+        // An uncompressed layer (a base built by kiln and kept in its store) is compressed for an
+        // output that compresses, as a push from Docker's store compresses its layers.
+        const convert = (l: Descriptor) => opts.force || (compression !== 'none' && layerCompression(l.mediaType) === 'none');
+        if (recompress && link.image.layers.some(convert))
+          layers.push(...(await Promise.all(link.image.layers.map((l) => (convert(l) ? recompress.convert(l, compression, level) : l)))));
         else layers.push(...link.image.layers);
         diffIds.push(...link.image.config.rootfs.diff_ids);
         history.push(...(link.image.config.history ?? []));
@@ -175,6 +179,21 @@ export async function cacheConfigFor(
   const ids = stages.flatMap((s) => s.stage.steps.flatMap((st) => (st.kind === 'run' ? st.mounts.flatMap((m) => (m.type === 'cache' ? [m.id] : [])) : [])));
   const cacheMounts = await cacheMountLayers(ids, deps);
   return cacheMounts.length ? { records, cacheMounts } : { records };
+}
+
+/**
+ * An output's image options. An image that stays in kiln's store (no push), or none at all (the
+ * build only prints the image ID), gets uncompressed layers unless the output asks for a
+ * compression: Docker's image store keeps layers so too, and the image ID depends only on the diff
+ * IDs. The compressed blobs a push or an archive needs are made when one is asked for, once per
+ * snapshot and compression (LayerRecords), so gzip's cost, seconds for a large layer, is paid only
+ * by builds that send or write the image.
+ */
+function imageOptionsFor(out: Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> | undefined): ResolvedImageOptions {
+  if (!out) return resolveImageOptions({ compression: 'none' });
+  const kept = out.type === 'image' && !out.push;
+  const unasked = out.compression === undefined && out.level === undefined && !out.force;
+  return resolveImageOptions(kept && unasked ? { ...out, compression: 'none' } : out);
 }
 
 export async function exportResult(
@@ -259,7 +278,7 @@ export async function exportResult(
   const layersVertex = progress.start('exporting layers');
   let primary: StoredImage;
   try {
-    primary = await imageFor(resolveImageOptions(first ?? {}));
+    primary = await imageFor(imageOptionsFor(first));
     layersVertex.done();
   } catch (err) {
     layersVertex.fail(err);
@@ -277,7 +296,7 @@ export async function exportResult(
     try {
       switch (out.type) {
         case 'image': {
-          const o = resolveImageOptions(out);
+          const o = imageOptionsFor(out);
           const img = await imageFor(o);
           const names = out.names.map(normalise);
           // The attestation travels only with a push: kiln's store keeps the image manifest itself.
@@ -300,7 +319,7 @@ export async function exportResult(
         }
         case 'docker':
         case 'oci': {
-          const o = resolveImageOptions(out);
+          const o = imageOptionsFor(out);
           const img = await imageFor(o);
           const names = out.names.map((n) => ({ full: normalise(n), familiar: familiarString(parseReference(n)) }));
           if (out.type === 'docker') allNames.push(...names.map((n) => n.full));

@@ -135,7 +135,7 @@ export class Recompressor {
         layerMediaType(to),
       );
     } catch (err) {
-      (err as Error).message = `force-compression: converting base layer ${layer.digest} to ${to}: ${(err as Error).message}`;
+      (err as Error).message = `converting base layer ${layer.digest} to ${to}: ${(err as Error).message}`;
       throw err;
     } finally {
       await fsp.rm(plain, { force: true });

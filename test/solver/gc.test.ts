@@ -274,7 +274,7 @@ describe('kiln prune on a real root', () => {
       const left = (await s.snapshotter.list()).map((i) => i.key).sort();
       expect(left).toEqual([...chain].sort());
       // Its layer record and blob stay with it.
-      const rec = JSON.parse(fs.readFileSync(path.join(root, 'records', 'layers', `${top.key}.gzip.json`), 'utf8'));
+      const rec = JSON.parse(fs.readFileSync(path.join(root, 'records', 'layers', `${top.key}.none.json`), 'utf8'));
       expect(await s.store.has(rec.descriptor.digest)).toBe(true);
 
       // The automatic policy respects holds too, even with a limit of one byte.

@@ -166,6 +166,43 @@ describe('compression, compression-level and force-compression', () => {
     expect(rm.layers!.map((l) => l.digest)).toEqual(plain.config.rootfs?.diff_ids);
     expect(decompress(zl.blob(zm.layers![0]!.digest), 'zstd base layer')).toEqual(rl.blob(rm.layers![0]!.digest));
   });
+
+  it("keeps an image that stays in kiln's store uncompressed, and compresses every layer, its kiln-built base's too, for a push or an archive", async () => {
+    const lazyRoot = tracked(kilnRoot());
+    const unique = `${process.pid}-${Date.now()}`;
+    const local = `kiln-lazy-base:${unique}`;
+    const ref = `${testEnv().registry}/kiln-lazy:${unique}`;
+    const oci = tmpFile('lazy.tar');
+    const srv = server(lazyRoot);
+    try {
+      await build(srv, tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN echo one > /one\n' })), {
+        outputs: [{ type: 'image', names: [local], push: false }],
+      });
+      await build(srv, tracked(makeContext({ Dockerfile: `FROM ${local}\nRUN echo two > /two\n` })), {
+        outputs: [
+          { type: 'image', names: [ref], push: true },
+          { type: 'oci', names: [], dest: oci },
+        ],
+      });
+    } finally {
+      await srv.close();
+    }
+    const blob = (d: string) => fs.readFileSync(path.join(lazyRoot, 'content', 'blobs', 'sha256', d.slice('sha256:'.length)));
+    const images = JSON.parse(fs.readFileSync(path.join(lazyRoot, 'images.json'), 'utf8')) as { images: Record<string, { manifest: Desc }> };
+    const stored = JSON.parse(blob(images.images[`docker.io/library/${local}`]!.manifest.digest).toString('utf8')) as Doc;
+    // The pulled base layer stays as it came; the built one is the diff itself (digest = diff ID).
+    expect(stored.layers!.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar']);
+    const storedConfig = JSON.parse(blob(stored.config!.digest).toString('utf8')) as { rootfs: { diff_ids: string[] } };
+    expect(stored.layers![1]!.digest).toBe(storedConfig.rootfs.diff_ids[1]);
+
+    const gzip = ['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+gzip'];
+    expect((await skopeoRaw(ref)).layers!.map((l) => l.mediaType)).toEqual(gzip);
+    // readOciArchive decompresses each layer and checks it against the config's diff_ids.
+    const archive = await readOciArchive(oci);
+    expect(archive.config.rootfs?.diff_ids?.slice(0, 2)).toEqual(storedConfig.rootfs.diff_ids);
+    const l = await layout(oci);
+    expect(l.json(l.index.manifests![0]!.digest).layers!.map((d) => d.mediaType)).toEqual(gzip);
+  });
 });
 
 describe('oci-mediatypes', () => {
