@@ -9,16 +9,15 @@
 // Every entry is treated as hostile: names with "..", absolute names, entries beneath a symlink (in the
 // target or, for overlay, in a lower layer) and hard links to anything outside are refused with an error
 // naming the entry. Resolution goes through fsutil's resolveInRoot as a second line of defence.
+import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, pipeline as pipelineCb } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { resolveInRoot } from '../fsutil/rootpath.js';
+import { resolveInRootSync } from '../fsutil/rootpath.js';
 import { compressionFromMediaType, decompressStages, detectCompression, HashTap } from './compression.js';
-import { isOverlayPrivate, isWhiteout, mknod, OVERLAY_OPAQUE, setXattr } from './fsops.js';
+import { isOverlayPrivate, isWhiteout, mknod, OVERLAY_OPAQUE, setXattrSync } from './fsops.js';
 import type { ApplyResult } from './types.js';
 
 export interface ApplyOptions {
@@ -145,9 +144,9 @@ async function sniff(src: Readable): Promise<{ head: Buffer; stream: Readable }>
   return { head, stream };
 }
 
-async function lstatOrNull(p: string): Promise<Stats | null> {
+function lstatOrNull(p: string): Stats | null {
   try {
-    return await fsp.lstat(p);
+    return fs.lstatSync(p);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -162,12 +161,22 @@ function paxNumber(pax: PaxHeaders | null | undefined, key: string): number | un
   return Number.isFinite(n) ? n : undefined;
 }
 
+function writeFully(fd: number, chunk: Buffer): void {
+  for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+}
+
+// The applier works with synchronous calls between the entries tar-stream hands over: a base image
+// of thousands of files costs a few syscalls per entry rather than a round trip through libuv's
+// thread pool for each of them. Each entry is a short slice; the loop yields between entries as
+// the decompressor and the tar parser feed it.
 class LayerApplier {
   private readonly root: string;
   /** Paths ("a/b") this layer created: whiteouts and opaque markers never hide them. */
   private readonly created = new Set<string>();
   /** Directories known to be real directories in the target (cleared whenever something is removed). */
   private readonly verifiedDirs = new Set<string>(['']);
+  /** Directories whose host path the house resolver confirmed (cleared with verifiedDirs). */
+  private readonly resolvedDirs = new Set<string>(['']);
   /** Directory mtimes are set last: creating children would change them again. */
   private readonly dirTimes = new Map<string, { atime: number; mtime: number }>();
   entries = 0;
@@ -190,46 +199,51 @@ class LayerApplier {
       return this.whiteout(dir ? `${dir}/${victim}` : victim, name);
     }
 
-    const parentHost = await this.ensureDir(dir, name);
+    const parentHost = this.ensureDir(dir, name);
     const host = path.join(parentHost, base);
-    const existing = await lstatOrNull(host);
+    const existing = lstatOrNull(host);
     const mode = (h.mode ?? 0o644) & 0o7777;
     const type = h.type ?? 'file';
 
     if (type === 'directory') {
-      if (existing && !existing.isDirectory()) await this.removePath(host);
-      if (!existing?.isDirectory()) await fsp.mkdir(host, { mode: 0o700 });
+      if (existing && !existing.isDirectory()) this.removePath(host);
+      if (!existing?.isDirectory()) fs.mkdirSync(host, { mode: 0o700 });
       this.created.add(name);
       this.verifiedDirs.add(name);
-      await this.setMeta(host, h, mode, false, name);
+      this.setMeta(host, h, mode, false, name);
       const mtime = this.mtimeOf(h);
       this.dirTimes.set(host, { atime: paxNumber(h.pax, 'atime') ?? mtime, mtime });
       return;
     }
 
     if (type === 'link') {
-      const targetHost = await this.hardlinkTarget(h.linkname ?? '', name);
+      const targetHost = this.hardlinkTarget(h.linkname ?? '', name);
       if (existing) {
-        const tst = await fsp.lstat(targetHost);
+        const tst = fs.lstatSync(targetHost);
         if (existing.ino === tst.ino && existing.dev === tst.dev) return;
-        await this.removePath(host);
+        this.removePath(host);
       }
-      await fsp.link(targetHost, host);
+      fs.linkSync(targetHost, host);
       this.created.add(name);
       return;
     }
 
-    if (existing) await this.removePath(host);
+    if (existing) this.removePath(host);
     switch (type) {
       case 'file':
       case 'contiguous-file': {
         // O_EXCL|O_NOFOLLOW: we just removed what was there; never write through a planted link.
-        const fh = await fsp.open(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-        await pipeline(body, fh.createWriteStream());
+        // Synchronous writes of the chunks as tar-stream hands them over: no round trip per call.
+        const fd = fs.openSync(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        try {
+          for await (const chunk of body) writeFully(fd, chunk);
+        } finally {
+          fs.closeSync(fd);
+        }
         break;
       }
       case 'symlink':
-        await fsp.symlink(h.linkname ?? '', host);
+        fs.symlinkSync(h.linkname ?? '', host);
         break;
       case 'character-device':
         await mknod(host, 'c', h.devmajor ?? 0, h.devminor ?? 0);
@@ -244,15 +258,15 @@ class LayerApplier {
         throw new LayerEntryError(name, `unsupported entry type ${type}`);
     }
     this.created.add(name);
-    await this.setMeta(host, h, mode, type === 'symlink', name);
+    this.setMeta(host, h, mode, type === 'symlink', name);
     const mtime = this.mtimeOf(h);
     const atime = paxNumber(h.pax, 'atime') ?? mtime;
-    await fsp.lutimes(host, atime, mtime);
+    fs.lutimesSync(host, atime, mtime);
   }
 
   /** Sets directory mtimes once every entry is in place. */
-  async finish(): Promise<void> {
-    for (const [host, t] of [...this.dirTimes].reverse()) await fsp.utimes(host, t.atime, t.mtime);
+  finish(): void {
+    for (const [host, t] of [...this.dirTimes].reverse()) fs.utimesSync(host, t.atime, t.mtime);
   }
 
   private mtimeOf(h: EntryHeader): number {
@@ -260,17 +274,17 @@ class LayerApplier {
   }
 
   // chown first (it clears setuid/setgid and security.capability), then mode, then xattrs.
-  private async setMeta(host: string, h: EntryHeader, mode: number, isSymlink: boolean, name: string): Promise<void> {
+  private setMeta(host: string, h: EntryHeader, mode: number, isSymlink: boolean, name: string): void {
     const uid = paxNumber(h.pax, 'uid') ?? h.uid ?? 0;
     const gid = paxNumber(h.pax, 'gid') ?? h.gid ?? 0;
-    await fsp.lchown(host, uid, gid);
-    if (!isSymlink) await fsp.chmod(host, mode);
+    fs.lchownSync(host, uid, gid);
+    if (!isSymlink) fs.chmodSync(host, mode);
     for (const [key, value] of Object.entries(h.pax ?? {})) {
       if (!key.startsWith('SCHILY.xattr.')) continue;
       const xname = key.slice('SCHILY.xattr.'.length);
       if (isOverlayPrivate(xname)) continue; // a layer must not forge overlay redirects or opaqueness
       try {
-        await setXattr(host, xname, Buffer.from(value, 'latin1'));
+        setXattrSync(host, xname, Buffer.from(value, 'latin1'));
       } catch (err) {
         throw new LayerEntryError(name, `setting xattr ${xname}: ${(err as Error).message}`);
       }
@@ -282,64 +296,71 @@ class LayerApplier {
    * components. Refuses if any component is a symlink or a non-directory, in the target or (overlay) in
    * the lower layers' merged view. Returns its host path.
    */
-  private async ensureDir(dir: string, entry: string): Promise<string> {
+  private ensureDir(dir: string, entry: string): string {
     if (!this.verifiedDirs.has(dir)) {
       let cur = '';
       for (const comp of dir.split('/')) {
         cur = cur ? `${cur}/${comp}` : comp;
         if (this.verifiedDirs.has(cur)) continue;
         const host = path.join(this.root, cur);
-        const st = await lstatOrNull(host);
+        const st = lstatOrNull(host);
         if (st?.isDirectory()) {
           this.verifiedDirs.add(cur);
           continue;
         }
-        if (st?.isSymbolicLink()) await this.refuseSymlink(entry, cur, host);
+        if (st?.isSymbolicLink()) this.refuseSymlink(entry, cur, host);
         if (st && !isWhiteout(st)) throw new LayerEntryError(entry, `parent ${cur} is not a directory`);
         // Missing here (or whited out by this layer). In overlay mode the lower layers decide what
         // the merged tree has at this path.
-        const lower = st ? null : await this.lowerLookup(cur, entry);
-        if (st) await fsp.rm(host, { force: true });
-        await fsp.mkdir(host, { mode: 0o700 });
+        const lower = st ? null : this.lowerLookup(cur, entry);
+        if (st) fs.rmSync(host, { force: true });
+        fs.mkdirSync(host, { mode: 0o700 });
         if (lower) {
           // Copy the lower directory's metadata, as overlayfs copy-up would, so the merged view of
           // this directory does not change just because a layer added something beneath it.
-          await fsp.lchown(host, lower.uid, lower.gid);
-          await fsp.chmod(host, lower.mode & 0o7777);
+          fs.lchownSync(host, lower.uid, lower.gid);
+          fs.chmodSync(host, lower.mode & 0o7777);
           this.dirTimes.set(host, { atime: lower.atimeMs / 1000, mtime: lower.mtimeMs / 1000 });
         } else {
-          await fsp.chmod(host, 0o755);
+          fs.chmodSync(host, 0o755);
           this.created.add(cur);
         }
         this.verifiedDirs.add(cur);
       }
     }
     const host = dir ? path.join(this.root, dir) : this.root;
-    // Second line of defence: the house resolver must agree that nothing was followed.
-    const resolved = await resolveInRoot(this.root, dir);
-    if (resolved !== host) throw new LayerEntryError(entry, `parent ${dir} resolves to ${resolved}, outside the expected ${host}`);
+    // Second line of defence: the house resolver must agree that nothing was followed. Once per
+    // directory until something is removed (as verifiedDirs): only this applier changes the tree.
+    if (!this.resolvedDirs.has(dir)) {
+      const resolved = resolveInRootSync(this.root, dir);
+      if (resolved !== host) throw new LayerEntryError(entry, `parent ${dir} resolves to ${resolved}, outside the expected ${host}`);
+      this.resolvedDirs.add(dir);
+    }
     return host;
   }
 
   /** First layer below the target that has `rel`: a directory's stat, or null if none has it. */
-  private async lowerLookup(rel: string, entry: string): Promise<Stats | null> {
+  private lowerLookup(rel: string, entry: string): Stats | null {
     for (const lower of this.opts.lowers ?? []) {
-      const st = await lstatOrNull(path.join(lower, rel));
+      const st = lstatOrNull(path.join(lower, rel));
       if (!st) continue;
       if (isWhiteout(st)) return null;
-      if (st.isSymbolicLink()) await this.refuseSymlink(entry, rel, path.join(lower, rel));
+      if (st.isSymbolicLink()) this.refuseSymlink(entry, rel, path.join(lower, rel));
       if (!st.isDirectory()) throw new LayerEntryError(entry, `parent ${rel} is not a directory in a lower layer`);
       return st;
     }
     return null;
   }
 
-  private async refuseSymlink(entry: string, rel: string, host: string): Promise<never> {
-    const to = await fsp.readlink(host).catch(() => '?');
+  private refuseSymlink(entry: string, rel: string, host: string): never {
+    let to = '?';
+    try {
+      to = fs.readlinkSync(host);
+    } catch {}
     throw new LayerEntryError(entry, `parent ${rel} is a symlink (-> ${to}); entries beneath symlinks are refused`);
   }
 
-  private async hardlinkTarget(linkname: string, entry: string): Promise<string> {
+  private hardlinkTarget(linkname: string, entry: string): string {
     let target: string;
     try {
       target = cleanEntryName(linkname);
@@ -348,24 +369,24 @@ class LayerApplier {
     }
     if (target === '') throw new LayerEntryError(entry, 'hard link to the root refused');
     const dir = path.posix.dirname(target) === '.' ? '' : path.posix.dirname(target);
-    const parent = await this.ensureDirExisting(dir, entry);
+    const parent = this.ensureDirExisting(dir, entry);
     const host = path.join(parent, path.posix.basename(target));
-    const resolved = await resolveInRoot(this.root, target, { followFinal: false });
+    const resolved = resolveInRootSync(this.root, target, { followFinal: false });
     if (resolved !== host) throw new LayerEntryError(entry, `hard link target ${target} resolves outside the layer`);
-    const st = await lstatOrNull(host);
+    const st = lstatOrNull(host);
     if (!st) throw new LayerEntryError(entry, `hard link target ${target} is not in this layer`);
     if (st.isDirectory()) throw new LayerEntryError(entry, `hard link to directory ${target} refused`);
     return host;
   }
 
   /** Like ensureDir but never creates: a hard link's target must already be in the layer. */
-  private async ensureDirExisting(dir: string, entry: string): Promise<string> {
+  private ensureDirExisting(dir: string, entry: string): string {
     let cur = '';
     for (const comp of dir ? dir.split('/') : []) {
       cur = cur ? `${cur}/${comp}` : comp;
       const host = path.join(this.root, cur);
-      const st = await lstatOrNull(host);
-      if (st?.isSymbolicLink()) await this.refuseSymlink(entry, cur, host);
+      const st = lstatOrNull(host);
+      if (st?.isSymbolicLink()) this.refuseSymlink(entry, cur, host);
       if (!st?.isDirectory()) throw new LayerEntryError(entry, `hard link target directory ${cur} is not in this layer`);
     }
     return dir ? path.join(this.root, dir) : this.root;
@@ -375,30 +396,32 @@ class LayerApplier {
     // A whiteout hides lower layers only, never what this same layer put there.
     if (this.created.has(victim)) return;
     const dir = path.posix.dirname(victim) === '.' ? '' : path.posix.dirname(victim);
-    const parentHost = await this.ensureDir(dir, entry);
+    const parentHost = this.ensureDir(dir, entry);
     const host = path.join(parentHost, path.posix.basename(victim));
-    const existing = await lstatOrNull(host);
-    if (existing) await this.removePath(host);
+    const existing = lstatOrNull(host);
+    if (existing) this.removePath(host);
     if (this.opts.whiteouts === 'overlay') await mknod(host, 'c', 0, 0);
   }
 
   private async opaque(dir: string, entry: string): Promise<void> {
-    const host = await this.ensureDir(dir, entry);
+    const host = this.ensureDir(dir, entry);
     // Drop whatever the layer did not create itself (in overlay mode the upper normally has nothing).
-    for (const child of await fsp.readdir(host)) {
+    for (const child of fs.readdirSync(host)) {
       const rel = dir ? `${dir}/${child}` : child;
-      if (!this.created.has(rel)) await this.removePath(path.join(host, child));
+      if (!this.created.has(rel)) this.removePath(path.join(host, child));
     }
     if (this.opts.whiteouts === 'overlay') {
       if (host === this.root) throw new LayerEntryError(entry, 'opaque marker on the layer root cannot be represented in overlayfs');
-      await setXattr(host, OVERLAY_OPAQUE, Buffer.from('y'));
+      setXattrSync(host, OVERLAY_OPAQUE, Buffer.from('y'));
     }
   }
 
-  private async removePath(host: string): Promise<void> {
-    await fsp.rm(host, { recursive: true, force: true });
+  private removePath(host: string): void {
+    fs.rmSync(host, { recursive: true, force: true });
     this.verifiedDirs.clear();
     this.verifiedDirs.add('');
+    this.resolvedDirs.clear();
+    this.resolvedDirs.add('');
   }
 }
 
@@ -431,7 +454,7 @@ export async function applyLayer(layer: Readable, opts: ApplyOptions): Promise<A
       }
     }
     await fed;
-    await applier.finish();
+    applier.finish();
   } catch (err) {
     stream.destroy();
     fed.catch(() => {});

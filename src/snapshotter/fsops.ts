@@ -2,7 +2,7 @@
 // @napi-rs/xattr, whose calls act on a symlink itself rather than its target), device numbers.
 import { spawn } from 'node:child_process';
 import type { Stats, BigIntStats } from 'node:fs';
-import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute } from '@napi-rs/xattr';
+import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute, setAttributeSync } from '@napi-rs/xattr';
 
 export class CommandError extends Error {
   constructor(
@@ -112,4 +112,8 @@ export function getXattrSync(path: string, name: string): Buffer | null {
   } catch {
     return null;
   }
+}
+
+export function setXattrSync(path: string, name: string, value: Buffer): void {
+  setAttributeSync(path, name, value);
 }
