@@ -4,8 +4,9 @@
 //
 //  - Sources are cleaned inside the context ("../../x" is "/x" of it); `--parents` keeps what follows
 //    a "/./" pivot.
-//  - A wildcard matches per path element with Go's filepath.Match (context/gopath.ts, the matcher
-//    fileop uses), descending only into real directories; what it matches is then followed.
+//  - A wildcard matches per path element with Go's filepath.Match, descending only into real
+//    directories; what it matches is then followed. This expansion is fileop/expand.ts's walk, the
+//    one the copy drives too, asked of the entry list instead of the disk.
 //  - A named or matched symlink is followed inside the context (an absolute target restarts at the
 //    context root, ".." stops there) through visible entries only: the copy reads its target.
 //  - A directory contributes its whole subtree; links inside it are copied as links, not followed.
@@ -19,8 +20,8 @@
 
 import { compareNames, type ContextEntry } from '../context/walk.js';
 import { resolveRelative } from '../fsutil/rootpath.js';
-import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
-import { compileGoMatch } from '../context/gopath.js';
+import { relOf } from '../context/source-paths.js';
+import { expandSource, type EntryKind, type Expanded, type ExpandView } from '../fileop/expand.js';
 import { PatternMatcher, type MatchInfo } from '../context/patterns.js';
 
 export interface SelectOptions {
@@ -106,8 +107,13 @@ function indexOf(entries: readonly ContextEntry[]): Index {
 type Kind = ContextEntry['type'];
 
 /** fileop's ContextView, over the entry list: only walked (visible) entries exist. */
-class EntriesView {
+class EntriesView implements ExpandView {
   constructor(private readonly idx: Index) {}
+
+  kind(rel: string): EntryKind | undefined {
+    const t = this.type(rel);
+    return t === undefined ? undefined : t === 'dir' ? 'dir' : 'other';
+  }
 
   /** The entry type at a clean relative path ("" is the root directory); undefined when absent. */
   type(rel: string): Kind | undefined {
@@ -132,59 +138,6 @@ class EntriesView {
   }
 }
 
-interface Expanded {
-  named: string;
-  resolved: string;
-  keep: string;
-  keepBase: string;
-  /** What --exclude matches the item itself against ("" = named by the user: never excluded). */
-  excludeRel: string;
-}
-
-/** One source as written -> what it names (fileop's expandSource). Throws where the copy fails. */
-function expand(view: EntriesView, raw: string, parents: boolean): Expanded[] {
-  const pivot = parents ? splitPivot(raw) : { base: '', rest: raw };
-  const keepBase = relOf(pivot.base);
-  const rel = relOf(pivot.base === '' ? pivot.rest : `${pivot.base}/${pivot.rest}`);
-  const keepOf = (r: string) => (keepBase === '' ? r : r.slice(keepBase.length + 1));
-  const { fixed, pattern } = splitWildcards(rel);
-
-  if (pattern.length === 0) {
-    const resolved = view.resolve(rel);
-    if (view.type(resolved) === undefined) throw new Error(`/${rel}: not found`);
-    return [{ named: rel, resolved, keep: keepOf(rel), keepBase, excludeRel: '' }];
-  }
-
-  const baseRel = view.resolve(fixed.join('/'));
-  const baseType = view.type(baseRel);
-  if (baseType === undefined) throw new Error(`/${fixed.join('/')}: not found`);
-  if (baseType !== 'dir') throw new Error(`/${rel}: ${fixed.join('/') || '/'} is not a directory`);
-
-  const regexps = pattern.map((p) => compileGoMatch(p));
-  const matches: string[] = [];
-  const walk = (dirRel: string, namedPrefix: string, depth: number): void => {
-    for (const name of view.readdir(dirRel)) {
-      if (!regexps[depth]!.test(name)) continue;
-      const childRel = dirRel === '' ? name : `${dirRel}/${name}`;
-      const childNamed = namedPrefix === '' ? name : `${namedPrefix}/${name}`;
-      if (depth === regexps.length - 1) {
-        matches.push(childNamed);
-        continue;
-      }
-      // Links are not followed while matching: only real directories are entered.
-      if (view.type(childRel) === 'dir') walk(childRel, childNamed, depth + 1);
-    }
-  };
-  walk(baseRel, fixed.join('/'), 0);
-
-  const fixedLen = fixed.length;
-  return matches.map((m) => {
-    const resolved = view.resolve(m);
-    if (view.type(resolved) === undefined) throw new Error(`/${m}: not found`); // a dangling link matched
-    return { named: m, resolved, keep: keepOf(m), keepBase, excludeRel: m.split('/').slice(fixedLen).join('/') };
-  });
-}
-
 /**
  * The items and entries a COPY of `sources` from the context reads. Never throws for what makes the
  * copy itself fail (a missing source, a bad pattern): such an item carries `error`, so the key still
@@ -205,7 +158,7 @@ export function selectEntries(entries: readonly ContextEntry[], sources: readonl
   for (const raw of sources) {
     let expanded: Expanded[];
     try {
-      expanded = expand(view, raw, parents);
+      expanded = expandSource(view, raw, parents);
     } catch (err) {
       items.push({ source: raw, named: relOf(raw), error: (err as Error).message, parentDirs: [], entries: [] });
       continue;

@@ -14,18 +14,18 @@
 // or root).
 
 import * as fsp from 'node:fs/promises';
-import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
 import * as path from 'node:path';
 import { redactCredentials } from '../frontend/urls.js';
-import { cleanPath, compileGoMatch } from '../context/gopath.js';
+import { cleanPath } from '../context/gopath.js';
 import { PatternMatcher } from '../context/patterns.js';
-import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
+import { isInside, mkdirAllInRoot, resolveInRootSync } from '../fsutil/rootpath.js';
 import { detectArchive, extractTar } from './archive.js';
+import { ExpandError, expandSource, type EntryKind } from './expand.js';
 import { download, isHttpUrl } from './download.js';
 import { parseGitRef, type GitRef } from '../frontend/git-ref.js';
 import { checkoutGit, resolveGit } from './git.js';
 import { applyMeta, clearForFile } from './meta.js';
-import { lstatOrUndefined } from '../fsutil/stat.js';
+import { lstatOrUndefinedSync } from '../fsutil/stat.js';
 import { parseChmod, resolveChown, type Owner } from './owner.js';
 import { openSource, type SourceView } from './source.js';
 import { TreeCopier } from './tree.js';
@@ -95,7 +95,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     if (!op.source) fail(`${spec.instruction} has sources but no source root was given`);
     view = await wrap('source', () => openSource(op.source!));
     for (const raw of spec.sources) {
-      items.push(...(await wrap(raw, () => expandSource(view!, raw, spec.parents ?? false, op.source!.kind))));
+      items.push(...(await wrap(raw, async () => expandItems(view!, raw, spec.parents ?? false, op.source!.kind))));
     }
   }
   for (const f of inline) items.push({ kind: 'inline', name: f.name, content: f.content });
@@ -132,14 +132,14 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     : undefined;
 
   for (const item of items) {
-    const destHost = await wrap(`destination ${dest}`, () => resolveInRoot(destRoot, dest));
+    const destHost = await wrap(`destination ${dest}`, async () => resolveInRootSync(destRoot, dest));
     if (!isInside(destRoot, destHost)) fail(`destination ${dest} resolves outside the rootfs`);
-    const destSt = await lstatOrUndefined(destHost);
+    const destSt = lstatOrUndefinedSync(destHost);
     const intoDir = (name: string) => (destSt?.isDirectory() ? path.join(destHost, name) : destHost);
 
     if (item.kind === 'path') {
       await wrap(item.rel || '/', async () => {
-        const st = (await view!.lstat(item.resolved))!;
+        const st = view!.lstat(item.resolved)!;
         // A wildcard match is itself subject to --exclude (by its path below the wildcard's fixed
         // part); below it, paths are relative to the match, as for a source named directly.
         if (exclude && item.excludeRel !== '') {
@@ -154,7 +154,7 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
           for (let i = 0; i < upTo; i++) {
             srcDir = srcDir === '' ? comps[i]! : `${srcDir}/${comps[i]}`;
             host = path.join(host, comps[i]!);
-            await tree!.ensureDirLike(await view!.resolve(srcDir), host);
+            tree!.ensureDirLike(view!.resolve(srcDir), host);
           }
           const target = st.isDirectory() ? host : path.join(host, comps[comps.length - 1] ?? path.posix.basename(item.rel));
           await tree!.copy(item.resolved, target, true);
@@ -259,54 +259,23 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
 }
 
 /** One source as written -> the items it names (several for a wildcard, none for an empty one). */
-async function expandSource(view: SourceView, raw: string, parents: boolean, kind: 'context' | 'rootfs'): Promise<Item[]> {
-  const pivot = parents ? splitPivot(raw) : { base: '', rest: raw };
-  const keepBase = relOf(pivot.base);
-  const rel = relOf(pivot.base === '' ? pivot.rest : `${pivot.base}/${pivot.rest}`);
-  const keepOf = (r: string) => (keepBase === '' ? r : r.slice(keepBase.length + 1));
-  const { fixed, pattern } = splitWildcards(rel);
-  const shown = '/' + rel;
-
-  const notFound = async (p: string): Promise<never> => {
-    const hint = (await view.hidden(p)) ? ' (it is excluded by .dockerignore)' : '';
-    throw new Error(`failed to compute cache key: ${JSON.stringify('/' + p)}: not found${hint}${kind === 'context' ? ' in the build context' : ''}`);
+function expandItems(view: SourceView, raw: string, parents: boolean, kind: 'context' | 'rootfs'): Item[] {
+  const kindOf = (rel: string): EntryKind | undefined => {
+    const st = view.lstat(rel);
+    return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'other';
   };
-
-  if (pattern.length === 0) {
-    const resolved = await view.resolve(rel);
-    if ((await view.lstat(resolved)) === undefined) return notFound(rel);
-    return [{ kind: 'path', rel, resolved, keep: keepOf(rel), keepBase, excludeRel: '' }];
+  try {
+    return expandSource({ resolve: (p) => view.resolve(p), kind: kindOf, readdir: (rel) => view.readdir(rel) }, raw, parents).map((x) => ({
+      kind: 'path',
+      rel: x.named,
+      resolved: x.resolved,
+      keep: x.keep,
+      keepBase: x.keepBase,
+      excludeRel: x.excludeRel,
+    }));
+  } catch (err) {
+    if (!(err instanceof ExpandError) || err.reason !== 'not-found') throw err;
+    const hint = view.hidden(err.path) ? ' (it is excluded by .dockerignore)' : '';
+    throw new Error(`failed to compute cache key: ${JSON.stringify('/' + err.path)}: not found${hint}${kind === 'context' ? ' in the build context' : ''}`);
   }
-
-  const baseRel = await view.resolve(fixed.join('/'));
-  const baseSt = await view.lstat(baseRel);
-  if (baseSt === undefined) return notFound(fixed.join('/'));
-  if (!baseSt.isDirectory()) throw new Error(`${shown}: ${fixed.join('/') || '/'} is not a directory`);
-
-  const regexps = pattern.map((p) => compileGoMatch(p));
-  const matches: string[] = [];
-  // Like fsutil's walk: descend only into real directories (links are not followed while matching).
-  const walk = async (dirRel: string, namedPrefix: string, depth: number): Promise<void> => {
-    for (const name of await view.readdir(dirRel)) {
-      if (!regexps[depth]!.test(name)) continue;
-      const childRel = dirRel === '' ? name : `${dirRel}/${name}`;
-      const childNamed = namedPrefix === '' ? name : `${namedPrefix}/${name}`;
-      if (depth === regexps.length - 1) {
-        matches.push(childNamed);
-        continue;
-      }
-      const st = await view.lstat(childRel);
-      if (st?.isDirectory()) await walk(childRel, childNamed, depth + 1);
-    }
-  };
-  await walk(baseRel, fixed.join('/'), 0);
-
-  const items: Item[] = [];
-  const fixedLen = fixed.length;
-  for (const m of matches) {
-    const resolved = await view.resolve(m);
-    if ((await view.lstat(resolved)) === undefined) return notFound(m); // a dangling symlink matched
-    items.push({ kind: 'path', rel: m, resolved, keep: keepOf(m), keepBase, excludeRel: m.split('/').slice(fixedLen).join('/') });
-  }
-  return items;
 }

@@ -3,11 +3,12 @@
 // rootfs; these helpers never follow a symlink at the target itself (lchown/lutimes, no chmod on
 // links, unlink before create).
 
-import { lstatOrUndefined } from '../fsutil/stat.js';
+import { lstatOrUndefined, lstatOrUndefinedSync } from '../fsutil/stat.js';
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
+import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute, setAttributeSync } from '@napi-rs/xattr';
 
 const execFileP = promisify(execFile);
 
@@ -28,6 +29,13 @@ export async function applyMeta(target: string, isSymlink: boolean, m: Meta): Pr
   await fsp.lchown(target, m.uid, m.gid);
   if (!isSymlink) await fsp.chmod(target, m.mode & 0o7777);
   await fsp.lutimes(target, m.atime, m.mtime);
+}
+
+/** applyMeta on the calling thread (the copier's synchronous slices). */
+export function applyMetaSync(target: string, isSymlink: boolean, m: Meta): void {
+  fs.lchownSync(target, m.uid, m.gid);
+  if (!isSymlink) fs.chmodSync(target, m.mode & 0o7777);
+  fs.lutimesSync(target, m.atime, m.mtime);
 }
 
 /** Device numbers from st_rdev (glibc's major/minor). */
@@ -67,10 +75,36 @@ export async function copyXattrs(src: string, target: string): Promise<void> {
   }
 }
 
+/** copyXattrs on the calling thread. */
+export function copyXattrsSync(src: string, target: string): void {
+  let names: string[];
+  try {
+    names = listAttributesSync(src);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    try {
+      const value = getAttributeSync(src, name);
+      if (value !== null) setAttributeSync(target, name, value);
+    } catch {
+      // unsupported here (ENOTSUP/EPERM): the copy itself is still correct
+    }
+  }
+}
+
 /** Makes room for a non-directory at `target`: a directory there is an error, anything else goes. */
 export async function clearForFile(target: string, shownAs: string): Promise<void> {
   const st = await lstatOrUndefined(target);
   if (st === undefined) return;
   if (st.isDirectory()) throw new Error(`cannot replace directory ${shownAs} with a file`);
   await fsp.unlink(target);
+}
+
+/** clearForFile on the calling thread. */
+export function clearForFileSync(target: string, shownAs: string): void {
+  const st = lstatOrUndefinedSync(target);
+  if (st === undefined) return;
+  if (st.isDirectory()) throw new Error(`cannot replace directory ${shownAs} with a file`);
+  fs.unlinkSync(target);
 }

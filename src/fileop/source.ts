@@ -1,14 +1,16 @@
 // A read-only view of a COPY source root. Every lookup stays inside the root; for the build context
 // only the entries the .dockerignore walk lets through exist, so an ignored file is as absent to
 // COPY as it is in BuildKit (where it is never transferred).
+//
+// The lookups are synchronous: a copy asks thousands of them, each a single cheap system call, and
+// a round trip through libuv's thread pool per call cost more than the call itself. The copier runs
+// them in bounded slices between which it yields to the event loop (tree.ts).
 
-import { resolveRelativeAsync } from '../fsutil/rootpath.js';
-import { lstatOrUndefined } from '../fsutil/stat.js';
-import type * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { resolveInRoot } from '../fsutil/rootpath.js';
 import { compareNames, walkContext } from '../context/walk.js';
+import { resolveInRootSync, resolveRelative } from '../fsutil/rootpath.js';
+import { lstatOrUndefinedSync } from '../fsutil/stat.js';
 import type { CopySource } from './types.js';
 
 export interface SourceView {
@@ -17,13 +19,13 @@ export interface SourceView {
   /** True when copied entries keep their uid/gid (stage/image); false resets them to 0:0 (context). */
   readonly preserveOwner: boolean;
   /** lstat of a clean relative path ("" is the root); undefined when missing or invisible. */
-  lstat(rel: string): Promise<fs.Stats | undefined>;
+  lstat(rel: string): fs.Stats | undefined;
   /** Visible names in a directory, byte-wise sorted. */
-  readdir(rel: string): Promise<string[]>;
+  readdir(rel: string): string[];
   /** Follows symlinks in every component (the last too) without leaving the root; returns a clean rel. */
-  resolve(unsafe: string): Promise<string>;
+  resolve(unsafe: string): string;
   /** True when the path exists on disk but the ignore rules hide it (for a helpful error). */
-  hidden(rel: string): Promise<boolean>;
+  hidden(rel: string): boolean;
   host(rel: string): string;
 }
 
@@ -39,16 +41,16 @@ class RootfsView implements SourceView {
   host(rel: string): string {
     return rel === '' ? this.root : path.join(this.root, rel);
   }
-  lstat(rel: string): Promise<fs.Stats | undefined> {
-    return lstatOrUndefined(this.host(rel));
+  lstat(rel: string): fs.Stats | undefined {
+    return lstatOrUndefinedSync(this.host(rel));
   }
-  async readdir(rel: string): Promise<string[]> {
-    return (await fsp.readdir(this.host(rel))).sort(compareNames);
+  readdir(rel: string): string[] {
+    return fs.readdirSync(this.host(rel)).sort(compareNames);
   }
-  async resolve(unsafe: string): Promise<string> {
-    return toRel(this.root, await resolveInRoot(this.root, unsafe));
+  resolve(unsafe: string): string {
+    return toRel(this.root, resolveInRootSync(this.root, unsafe));
   }
-  async hidden(): Promise<boolean> {
+  hidden(): boolean {
     return false;
   }
 }
@@ -71,21 +73,21 @@ class ContextView implements SourceView {
   host(rel: string): string {
     return rel === '' ? this.root : path.join(this.root, rel);
   }
-  async lstat(rel: string): Promise<fs.Stats | undefined> {
+  lstat(rel: string): fs.Stats | undefined {
     if (rel !== '' && !this.visible.has(rel)) return undefined;
-    return lstatOrUndefined(this.host(rel));
+    return lstatOrUndefinedSync(this.host(rel));
   }
-  async readdir(rel: string): Promise<string[]> {
-    const names = await fsp.readdir(this.host(rel));
+  readdir(rel: string): string[] {
+    const names = fs.readdirSync(this.host(rel));
     return names.filter((n) => this.visible.has(rel === '' ? n : `${rel}/${n}`)).sort(compareNames);
   }
-  async resolve(unsafe: string): Promise<string> {
-    return resolveRelativeAsync(unsafe, async (rel) => ((await this.lstat(rel))?.isSymbolicLink() ? fsp.readlink(this.host(rel)) : undefined), {
+  resolve(unsafe: string): string {
+    return resolveRelative(unsafe, (rel) => (this.lstat(rel)?.isSymbolicLink() ? fs.readlinkSync(this.host(rel)) : undefined), {
       where: 'the build context',
     });
   }
-  async hidden(rel: string): Promise<boolean> {
-    return rel !== '' && !this.visible.has(rel) && (await lstatOrUndefined(this.host(rel))) !== undefined;
+  hidden(rel: string): boolean {
+    return rel !== '' && !this.visible.has(rel) && lstatOrUndefinedSync(this.host(rel)) !== undefined;
   }
 }
 

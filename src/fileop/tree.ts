@@ -11,18 +11,19 @@
 // Targets are built from a resolved directory plus names read from the source, and nothing at a
 // target is followed: a symlink found there is replaced (file) or refused (directory).
 //
-// Entries are copied concurrently (a bounded number of file-system operations in flight; a directory
-// never holds a slot while its children are copied), since a COPY of a large tree is dominated by
-// per-file system calls that Node runs on its thread pool. A directory's own metadata is applied
-// after all its children, so their creation cannot change its times.
+// The copy runs on the calling thread with synchronous system calls, in slices of a few
+// milliseconds between which it yields to the event loop (so progress, and in the daemon other
+// builds, keep moving). A COPY of a large context is thousands of small files, and per file it is a
+// dozen calls of a microsecond or two each: through libuv's thread pool every one of them cost a
+// round trip that dwarfed the call. Targets are created first and cleared only when they exist
+// (O_EXCL/EEXIST), so an empty destination costs no lstat per entry. A directory's own metadata is
+// applied after all its children, so their creation cannot change its times.
 
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import PQueue from 'p-queue';
 import type { MatchInfo, PatternMatcher } from '../context/patterns.js';
-import { applyMeta, clearForFile, copyXattrs, devNumbers, makeNode } from './meta.js';
-import { lstatOrUndefined } from '../fsutil/stat.js';
+import { lstatOrUndefinedSync } from '../fsutil/stat.js';
+import { applyMetaSync, clearForFileSync, copyXattrsSync, devNumbers, makeNode } from './meta.js';
 import type { ChmodFn, Owner } from './owner.js';
 import type { SourceView } from './source.js';
 import type { CopySummary } from './types.js';
@@ -37,13 +38,26 @@ export interface TreeOptions {
   reuse?: (srcRel: string) => boolean;
 }
 
-/** File-system operations in flight at once during one copy. */
-const CONCURRENCY = 32;
+/** How long the copier works on the calling thread before it lets the event loop run. */
+const SLICE_MS = 8;
+
+/**
+ * What the copy's generator hands its driver: undefined when a slice is over (the driver lets the
+ * event loop run), or a promise to wait for (the rare step that has no synchronous form).
+ */
+type Pause = Promise<unknown> | undefined;
+
+/** Copy with O_EXCL (never onto or through something already there), cloning extents where the file system can. */
+const COPY_FLAGS = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
+
+function isExists(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'EEXIST';
+}
 
 export class TreeCopier {
-  /** Source inode -> the target its first copy went to, once that copy is done (hard links). */
-  private readonly inodes = new Map<string, Promise<string>>();
-  private readonly slots = new PQueue({ concurrency: CONCURRENCY });
+  /** Source inode -> the target its first copy went to (hard links). */
+  private readonly inodes = new Map<string, string>();
+  private sliceStart = 0;
 
   constructor(
     private readonly view: SourceView,
@@ -56,12 +70,12 @@ export class TreeCopier {
     return this.view.preserveOwner ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 };
   }
 
-  private async meta(srcRel: string, st: fs.Stats, target: string): Promise<void> {
+  private meta(srcRel: string, st: fs.Stats, target: string): void {
     const owner = this.ownerOf(st);
     const isLink = st.isSymbolicLink();
     const mode = this.opts.chmod !== undefined && !isLink ? this.opts.chmod(st.mode & 0o7777, st.isDirectory()) : st.mode & 0o7777;
-    if (!isLink) await copyXattrs(this.view.host(srcRel), target);
-    await applyMeta(target, isLink, { ...owner, mode, atime: st.atime, mtime: st.mtime });
+    if (!isLink) copyXattrsSync(this.view.host(srcRel), target);
+    applyMetaSync(target, isLink, { ...owner, mode, atime: st.atime, mtime: st.mtime });
   }
 
   /**
@@ -82,35 +96,52 @@ export class TreeCopier {
    * --exclude patterns are matched against ("" = never excluded).
    */
   async copy(srcRel: string, target: string, top: boolean, excludeRel = '', parentInfo?: MatchInfo): Promise<void> {
-    const st = await this.slot(() => this.view.lstat(srcRel));
+    const gen = this.entry(srcRel, target, top, excludeRel, parentInfo);
+    this.sliceStart = performance.now();
+    let failure: { err: unknown } | undefined;
+    for (;;) {
+      const next = failure ? gen.throw(failure.err) : gen.next();
+      failure = undefined;
+      if (next.done) return;
+      try {
+        await (next.value ?? new Promise((resolve) => setImmediate(resolve)));
+      } catch (err) {
+        failure = { err };
+      }
+      this.sliceStart = performance.now();
+    }
+  }
+
+  /** True when this slice has run long enough: the caller yields (undefined) to let the event loop in. */
+  private due(): boolean {
+    return performance.now() - this.sliceStart >= SLICE_MS;
+  }
+
+  /** One entry and, for a directory, everything below it, in name order (the first failure stops the copy). */
+  private *entry(srcRel: string, target: string, top: boolean, excludeRel: string, parentInfo: MatchInfo | undefined): Generator<Pause, void, unknown> {
+    if (this.due()) yield undefined;
+    const st = this.view.lstat(srcRel);
     if (st === undefined) throw new Error(`source ${srcRel || '/'} disappeared during the copy`);
     const info = this.excluded(excludeRel, st.isDirectory(), parentInfo);
     if (info === 'skip') return;
 
     if (st.isDirectory()) {
-      const created = await this.slot(async () => {
-        const existing = await lstatOrUndefined(target);
-        if (existing === undefined) {
-          await fsp.mkdir(target, { mode: 0o700 });
-          this.summary.directories++;
-          return true;
-        }
-        if (!existing.isDirectory()) throw new Error(`cannot copy to non-directory: ${this.opts.show(target)}`);
-        return false;
-      });
-      const names = await this.slot(() => this.view.readdir(srcRel));
-      // All children, concurrently; every one is waited for (no work may go on after a failure is
-      // reported), then the first failure in name order is the one reported.
-      const results = await Promise.allSettled(
-        names.map((name) => {
-          const childRel = srcRel === '' ? name : `${srcRel}/${name}`;
-          const childExclude = excludeRel === '' ? name : `${excludeRel}/${name}`;
-          return this.copy(childRel, path.join(target, name), false, this.opts.exclude ? childExclude : '', info);
-        }),
-      );
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      if (created || !top) await this.slot(() => this.meta(srcRel, st, target));
+      let created = true;
+      try {
+        fs.mkdirSync(target, { mode: 0o700 });
+        this.summary.directories++;
+      } catch (err) {
+        if (!isExists(err)) throw err;
+        // Merge into a directory already there; anything else there (a link included) is refused.
+        if (!lstatOrUndefinedSync(target)?.isDirectory()) throw new Error(`cannot copy to non-directory: ${this.opts.show(target)}`);
+        created = false;
+      }
+      for (const name of this.view.readdir(srcRel)) {
+        const childRel = srcRel === '' ? name : `${srcRel}/${name}`;
+        const childExclude = excludeRel === '' ? name : `${excludeRel}/${name}`;
+        yield* this.entry(childRel, path.join(target, name), false, this.opts.exclude ? childExclude : '', info);
+      }
+      if (created || !top) this.meta(srcRel, st, target);
       this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: 'dir' });
       return;
     }
@@ -118,7 +149,7 @@ export class TreeCopier {
     // An incremental copy: this entry's earlier copy is in place already (a hard link into the
     // previous result, which nothing writes through), so there is nothing to do.
     if (this.opts.reuse?.(srcRel)) {
-      const there = await this.slot(() => lstatOrUndefined(target));
+      const there = lstatOrUndefinedSync(target);
       if (there !== undefined && !there.isDirectory()) {
         this.summary.reused++;
         this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
@@ -126,73 +157,68 @@ export class TreeCopier {
       }
     }
 
-    // A file that shares its inode with one copied before becomes a link to that copy. The first
-    // of them claims the inode before it copies, so the others wait for it instead of copying too.
-    let claim: { resolve: (t: string) => void; reject: (e: unknown) => void } | undefined;
-    let first: Promise<string> | undefined;
-    if (st.isFile() && st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
-      first = this.inodes.get(key);
-      if (!first) {
-        const p = new Promise<string>((resolve, reject) => (claim = { resolve, reject }));
-        p.catch(() => undefined); // a failed first copy is reported by itself
-        this.inodes.set(key, p);
-      }
-    }
-    const linkTo = first ? await first : undefined;
-    try {
-      await this.slot(() => this.copyEntry(srcRel, st, target, linkTo));
-      this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
-      claim?.resolve(target);
-    } catch (err) {
-      claim?.reject(err);
-      throw err;
-    }
+    // A file that shares its inode with one copied before becomes a link to that copy.
+    const key = st.isFile() && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
+    const linkTo = key !== undefined ? this.inodes.get(key) : undefined;
+    yield* this.nonDir(srcRel, st, target, linkTo);
+    if (key !== undefined && linkTo === undefined) this.inodes.set(key, target);
+    this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
   }
 
-  private slot<T>(fn: () => Promise<T>): Promise<T> {
-    return this.slots.add(fn) as Promise<T>;
+  /** `create` at `target`; when something is there already, that is cleared (never a directory) and `create` runs again. */
+  private createOrReplace(target: string, create: () => void): void {
+    try {
+      create();
+    } catch (err) {
+      if (!isExists(err)) throw err;
+      clearForFileSync(target, this.opts.show(target));
+      create();
+    }
   }
 
   /** One non-directory entry: created at `target` (as a hard link to `linkTo` when given), then its metadata. */
-  private async copyEntry(srcRel: string, st: fs.Stats, target: string, linkTo: string | undefined): Promise<void> {
-    await clearForFile(target, this.opts.show(target));
+  private *nonDir(srcRel: string, st: fs.Stats, target: string, linkTo: string | undefined): Generator<Pause, void, unknown> {
     if (st.isFile()) {
       if (linkTo !== undefined) {
-        await fsp.link(linkTo, target);
+        this.createOrReplace(target, () => fs.linkSync(linkTo, target));
         this.summary.hardlinks++;
       } else {
-        await fsp.copyFile(this.view.host(srcRel), target, fs.constants.COPYFILE_EXCL);
+        const src = this.view.host(srcRel);
+        this.createOrReplace(target, () => fs.copyFileSync(src, target, COPY_FLAGS));
         this.summary.files++;
         this.summary.bytes += st.size;
       }
     } else if (st.isSymbolicLink()) {
-      await fsp.symlink(await fsp.readlink(this.view.host(srcRel)), target);
+      const linkTarget = fs.readlinkSync(this.view.host(srcRel));
+      this.createOrReplace(target, () => fs.symlinkSync(linkTarget, target));
       this.summary.symlinks++;
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const { major, minor } = devNumbers(st.rdev);
-      await makeNode(target, st.isCharacterDevice() ? 'char' : 'block', major, minor);
-    } else if (st.isFIFO()) {
-      await makeNode(target, 'fifo');
+    } else if (st.isCharacterDevice() || st.isBlockDevice() || st.isFIFO()) {
+      clearForFileSync(target, this.opts.show(target));
+      if (st.isFIFO()) {
+        yield makeNode(target, 'fifo');
+      } else {
+        const { major, minor } = devNumbers(st.rdev);
+        yield makeNode(target, st.isCharacterDevice() ? 'char' : 'block', major, minor);
+      }
     } else {
       // Sockets cannot be copied (BuildKit refuses them too).
       throw new Error(`cannot copy ${srcRel}: unsupported file type (socket)`);
     }
-    await this.meta(srcRel, st, target);
+    this.meta(srcRel, st, target);
   }
 
   /**
    * Creates `target` as a directory carrying the metadata of the source directory `srcRel` (for
    * --parents), unless it exists already as a directory.
    */
-  async ensureDirLike(srcRel: string, target: string): Promise<void> {
-    const existing = await lstatOrUndefined(target);
+  ensureDirLike(srcRel: string, target: string): void {
+    const existing = lstatOrUndefinedSync(target);
     if (existing?.isDirectory()) return;
     if (existing !== undefined) throw new Error(`cannot copy to non-directory: ${this.opts.show(target)}`);
-    const st = await this.view.lstat(srcRel);
+    const st = this.view.lstat(srcRel);
     if (!st?.isDirectory()) throw new Error(`${srcRel} is not a directory`);
-    await fsp.mkdir(target, { mode: 0o700 });
+    fs.mkdirSync(target, { mode: 0o700 });
     this.summary.directories++;
-    await this.meta(srcRel, st, target);
+    this.meta(srcRel, st, target);
   }
 }
