@@ -74,8 +74,11 @@ export class TreeCopier {
     const owner = this.ownerOf(st);
     const isLink = st.isSymbolicLink();
     const mode = this.opts.chmod !== undefined && !isLink ? this.opts.chmod(st.mode & 0o7777, st.isDirectory()) : st.mode & 0o7777;
-    if (!isLink) copyXattrsSync(this.view.host(srcRel), target);
     applyMetaSync(target, isLink, { ...owner, mode, atime: st.atime, mtime: st.mtime });
+    // After the owner: chown drops security.capability, so xattrs set before it would lose a
+    // binary's file capabilities (fsutil's copier also sets them after copyFileInfo). Setting an
+    // xattr changes only the ctime, not the times just applied.
+    if (!isLink) copyXattrsSync(this.view.host(srcRel), target);
   }
 
   /**

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { makeFixture, type Fixture } from './helpers.js';
 
 let f: Fixture;
@@ -367,5 +369,104 @@ describe('COPY --exclude and --parents', () => {
     expect(fs.existsSync(f.dst('p/p'))).toBe(false);
     await f.run({ sources: ['*/a.txt'], dest: '/w/', destIsDir: true, parents: true });
     expect(read(f.dst('w/x/a.txt'))).toBe('A');
+  });
+});
+
+describe('COPY: special files, xattrs, an existing tree', () => {
+  // A v2 file capability: CAP_NET_RAW (bit 13) permitted and effective.
+  const CAP_NET_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+  it('xattrs are copied onto files and directories, file capabilities surviving the chown', async () => {
+    const stage = path.join(f.base, 'stage');
+    const tool = f.write('app/bin/ping', 'P', stage);
+    fs.chownSync(tool, 1000, 1000);
+    setAttributeSync(tool, 'security.capability', CAP_NET_RAW);
+    setAttributeSync(tool, 'user.note', 'n1');
+    setAttributeSync(path.join(stage, 'app/bin'), 'user.dir', 'd1');
+    const mtime = new Date('2020-01-02T03:04:05Z');
+    fs.utimesSync(tool, mtime, mtime);
+    await f.run({ sources: ['/app'], dest: '/opt/', destIsDir: true }, { kind: 'rootfs', dir: stage });
+    expect(getAttributeSync(f.dst('opt/bin/ping'), 'security.capability')).toEqual(CAP_NET_RAW);
+    expect(getAttributeSync(f.dst('opt/bin/ping'), 'user.note')?.toString()).toBe('n1');
+    expect(getAttributeSync(f.dst('opt/bin'), 'user.dir')?.toString()).toBe('d1');
+    expect(owner(f.dst('opt/bin/ping'))).toEqual([1000, 1000]);
+    expect(fs.lstatSync(f.dst('opt/bin/ping')).mtime.toISOString()).toBe(mtime.toISOString());
+    // --chown: the capability is still there after the owner changes.
+    await f.run({ sources: ['/app/bin/ping'], dest: '/c/', destIsDir: true, chown: '7:8' }, { kind: 'rootfs', dir: stage });
+    expect(owner(f.dst('c/ping'))).toEqual([7, 8]);
+    expect(getAttributeSync(f.dst('c/ping'), 'security.capability')).toEqual(CAP_NET_RAW);
+  });
+
+  it('FIFOs and device nodes are recreated with their metadata; a socket is refused', async () => {
+    const stage = path.join(f.base, 'stage');
+    fs.mkdirSync(path.join(stage, 'dev'), { recursive: true });
+    execFileSync('mkfifo', [path.join(stage, 'dev/pipe')]);
+    execFileSync('mknod', [path.join(stage, 'dev/null2'), 'c', '1', '3']);
+    fs.chmodSync(path.join(stage, 'dev/pipe'), 0o640);
+    fs.writeFileSync(f.dst('pipe-in-the-way'), 'x');
+    await f.run({ sources: ['/dev'], dest: '/d/', destIsDir: true }, { kind: 'rootfs', dir: stage });
+    expect(fs.lstatSync(f.dst('d/pipe')).isFIFO()).toBe(true);
+    expect(mode(f.dst('d/pipe'))).toBe(0o640);
+    const dev = fs.lstatSync(f.dst('d/null2'));
+    expect(dev.isCharacterDevice()).toBe(true);
+    expect(dev.rdev).toBe(fs.lstatSync(path.join(stage, 'dev/null2')).rdev);
+  });
+
+  it('merging into an existing tree: files and links in the way are replaced, never written through; a link where a directory goes is refused', async () => {
+    f.write('d/a.txt', 'A');
+    f.write('d/sub/b.txt', 'B');
+    fs.symlinkSync('a.txt', path.join(f.ctx, 'd/l'));
+    const victim = path.join(f.base, 'victim');
+    fs.mkdirSync(victim);
+    fs.writeFileSync(path.join(victim, 'a.txt'), 'victim');
+    fs.mkdirSync(f.dst('t/sub'), { recursive: true });
+    fs.chmodSync(f.dst('t'), 0o711);
+    fs.symlinkSync(path.join(victim, 'a.txt'), f.dst('t/a.txt')); // a link where a file goes
+    fs.writeFileSync(f.dst('t/l'), 'a file where a link goes');
+    fs.writeFileSync(f.dst('t/sub/old'), 'kept');
+    await f.run({ sources: ['d'], dest: '/t' });
+    expect(read(path.join(victim, 'a.txt'))).toBe('victim');
+    expect(read(f.dst('t/a.txt'))).toBe('A');
+    expect(fs.readlinkSync(f.dst('t/l'))).toBe('a.txt');
+    expect(read(f.dst('t/sub/b.txt'))).toBe('B');
+    expect(read(f.dst('t/sub/old'))).toBe('kept');
+    expect(mode(f.dst('t'))).toBe(0o711); // the top target keeps its own metadata
+
+    fs.rmSync(f.dst('t/sub'), { recursive: true });
+    fs.symlinkSync(victim, f.dst('t/sub')); // a link where a directory goes
+    await expect(f.run({ sources: ['d'], dest: '/t' })).rejects.toThrow(/cannot copy to non-directory: \/t\/sub/);
+    expect(fs.readdirSync(victim)).toEqual(['a.txt']);
+    fs.rmSync(f.dst('t/sub'));
+    fs.rmSync(f.dst('t/a.txt'));
+    fs.mkdirSync(f.dst('t/a.txt')); // ...and a directory where a file goes
+    await expect(f.run({ sources: ['d'], dest: '/t' })).rejects.toThrow(/cannot replace directory \/t\/a.txt with a file/);
+  });
+
+  it('hard links: the first path in name order is the copy, later ones link to it', async () => {
+    const first = f.write('h/a', 'H');
+    fs.linkSync(first, path.join(f.ctx, 'h/b'));
+    fs.linkSync(first, path.join(f.ctx, 'h/c'));
+    const s = await f.run({ sources: ['h'], dest: '/h/', destIsDir: true });
+    expect(s).toMatchObject({ files: 1, hardlinks: 2 });
+    expect(s.written.filter((w) => w.type === 'file').map((w) => w.src)).toEqual(['h/a', 'h/b', 'h/c']);
+    expect(new Set(['a', 'b', 'c'].map((n) => fs.statSync(f.dst(`h/${n}`)).ino)).size).toBe(1);
+  });
+
+  it('a large copy lets the event loop run while it works', async () => {
+    for (let i = 0; i < 3000; i++) f.write(`many/d${i % 30}/f${i}`, String(i));
+    // Turns of the event loop while the tree is being copied (its first directory is there).
+    let during = 0;
+    let done = false;
+    const tick = () => {
+      if (done) return;
+      if (fs.existsSync(f.dst('m/d0'))) during++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const s = await f.run({ sources: ['many'], dest: '/m/', destIsDir: true });
+    done = true;
+    expect(s.files).toBe(3000);
+    // 3,000 file creations take far longer than one slice: the loop ran between slices.
+    expect(during).toBeGreaterThan(0);
   });
 });
