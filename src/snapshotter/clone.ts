@@ -2,39 +2,67 @@
 // metadata and xattrs, never overlay's private ones), files hard-linked, links, devices, fifos and
 // overlay whiteouts re-created. Both trees are the snapshotter's own, so names come from readdir
 // and nothing is followed.
+//
+// The calls are synchronous, in slices of a few milliseconds between which the event loop runs:
+// a clone is thousands of hard links of a microsecond or two each, and awaiting libuv's thread
+// pool for every lstat and link cost a round trip each (9,000 files: ~0.9 s against ~0.1 s).
 
-import * as fsp from 'node:fs/promises';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { devMajor, devMinor, getXattr, mknod, OVERLAY_OPAQUE, readXattrs, setXattr } from './fsops.js';
+import { setAttributeSync } from '@napi-rs/xattr';
+import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
+
+/** How long the clone works on the calling thread before it lets the event loop run. */
+const SLICE_MS = 8;
 
 export async function cloneTree(src: string, dest: string): Promise<void> {
-  for (const name of await fsp.readdir(src)) {
+  let sliceStart = performance.now();
+  const due = () => performance.now() - sliceStart >= SLICE_MS;
+  const gen = walk(src, dest, due);
+  let failure: { err: unknown } | undefined;
+  for (;;) {
+    const next = failure ? gen.throw(failure.err) : gen.next();
+    failure = undefined;
+    if (next.done) return;
+    try {
+      // undefined: a slice is over; a promise: a device node or FIFO being made (mknod(1)).
+      await (next.value ?? new Promise((resolve) => setImmediate(resolve)));
+    } catch (err) {
+      failure = { err };
+    }
+    sliceStart = performance.now();
+  }
+}
+
+function* walk(src: string, dest: string, due: () => boolean): Generator<Promise<void> | undefined, void, unknown> {
+  for (const name of fs.readdirSync(src)) {
+    if (due()) yield undefined;
     const s = path.join(src, name);
     const d = path.join(dest, name);
-    const st = await fsp.lstat(s);
+    const st = fs.lstatSync(s);
     if (st.isDirectory()) {
-      await fsp.mkdir(d, { mode: 0o700 });
-      await cloneTree(s, d);
+      fs.mkdirSync(d, { mode: 0o700 });
+      yield* walk(s, d, due);
     } else if (st.isFile()) {
-      await fsp.link(s, d);
+      fs.linkSync(s, d);
       continue; // a hard link shares the inode, metadata included
     } else if (st.isSymbolicLink()) {
-      await fsp.symlink(await fsp.readlink(s), d);
+      fs.symlinkSync(fs.readlinkSync(s), d);
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      await mknod(d, st.isCharacterDevice() ? 'c' : 'b', devMajor(st.rdev), devMinor(st.rdev));
+      yield mknod(d, st.isCharacterDevice() ? 'c' : 'b', devMajor(st.rdev), devMinor(st.rdev));
     } else if (st.isFIFO()) {
-      await mknod(d, 'p');
+      yield mknod(d, 'p');
     } else {
       continue; // sockets: never part of a snapshot's changes
     }
     if (!st.isSymbolicLink()) {
-      for (const [k, v] of await readXattrs(s)) await setXattr(d, k, v);
+      for (const [k, v] of readXattrsSync(s)) setAttributeSync(d, k, v);
       // Overlay's own xattrs are never copied, except the one saying a directory hides its lowers.
-      if (st.isDirectory() && (await getXattr(s, OVERLAY_OPAQUE))?.toString() === 'y') await setXattr(d, OVERLAY_OPAQUE, Buffer.from('y'));
-      await fsp.chmod(d, st.mode & 0o7777);
+      if (st.isDirectory() && getXattrSync(s, OVERLAY_OPAQUE)?.toString() === 'y') setAttributeSync(d, OVERLAY_OPAQUE, Buffer.from('y'));
+      fs.chmodSync(d, st.mode & 0o7777);
     }
-    await fsp.lchown(d, st.uid, st.gid);
+    fs.lchownSync(d, st.uid, st.gid);
     // Times last: making a directory's children changes its mtime.
-    await fsp.lutimes(d, st.atime, st.mtime);
+    fs.lutimesSync(d, st.atime, st.mtime);
   }
 }
