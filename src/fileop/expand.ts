@@ -7,7 +7,9 @@
 // here", "which names are in this directory") instead of doing I/O, the way fsutil/rootpath's
 // resolution walk is: the copy (fileop/copy.ts, over the disk) and the cache key of what a copy
 // reads (cache/checksum-select.ts, over the context walk's entry list) drive the same walk, so the
-// key cannot select other paths than the copy copies.
+// key cannot select other paths than the copy copies. It lives beside the copy rather than in
+// fsutil (beside rootpath) because it needs the context room's Go matcher, and context sits above
+// fsutil.
 
 import { compileGoMatch } from '../context/gopath.js';
 import { relOf, splitPivot, splitWildcards } from '../context/source-paths.js';
