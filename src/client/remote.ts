@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { syncEntries, writeWantedTar } from '../context/sync.js';
+import { listDigest, syncEntries, writeWantedTar } from '../context/sync.js';
 import {
   BuildFailure,
   buildErrorInfo,
@@ -289,21 +289,31 @@ async function upload(
   fileStats?: Map<string, BigIntStats>,
 ): Promise<Session> {
   const entries = await syncEntries(dir, used, fileStats);
-  const plan = await withUploadSlot(
-    () => call<{ session: string; wanted: string[]; bytes: number }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),
-    () => onProgress({ type: 'log', id: vertex, stream: 'stdout', atMs: Date.now() - started, data: 'waiting for an upload slot on the daemon\n' }),
-    signal,
-  );
+  type Plan = { session: string; wanted: string[]; bytes: number; received?: true };
+  // The list's digest first: a daemon whose kept copy already equals the list says so at once
+  // (nothing to compare or send; the warm case in one small request). Otherwise the list follows.
+  const quick = await call<Plan | { listWanted: true }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { digest: listDigest(entries) }, signal);
+  const plan =
+    'listWanted' in quick
+      ? await withUploadSlot(
+          () => call<Plan>(ep, 'POST', `/v1/contexts/${id}/sessions`, { entries }, signal),
+          () => onProgress({ type: 'log', id: vertex, stream: 'stdout', atMs: Date.now() - started, data: 'waiting for an upload slot on the daemon\n' }),
+          signal,
+        )
+      : quick;
   const session = { id, session: plan.session };
   try {
-    const body = new PassThrough();
-    const upload = send(ep, 'PUT', `/v1/contexts/${id}/sessions/${plan.session}`, { body, contentType: 'application/x-tar', signal });
-    const [sent, res] = await Promise.all([writeWantedTar(dir, entries, plan.wanted, body), upload]);
-    const got = await (async () => {
-      const text = (await readAll(res)).toString('utf8');
-      if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
-      return sent;
-    })();
+    let got = { files: 0, bytes: 0 };
+    if (!plan.received) {
+      const body = new PassThrough();
+      const upload = send(ep, 'PUT', `/v1/contexts/${id}/sessions/${plan.session}`, { body, contentType: 'application/x-tar', signal });
+      const [sent, res] = await Promise.all([writeWantedTar(dir, entries, plan.wanted, body), upload]);
+      got = await (async () => {
+        const text = (await readAll(res)).toString('utf8');
+        if ((res.statusCode ?? 500) >= 400) throw daemonError(res.statusCode ?? 500, text);
+        return sent;
+      })();
+    }
     onProgress({
       type: 'log',
       id: vertex,

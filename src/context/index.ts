@@ -6,6 +6,6 @@ export type { Pattern, MatchInfo } from './patterns.js';
 export { cleanPath, goMatch, compileGoMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { relOf, splitPivot, splitWildcards } from './source-paths.js';
 export { directoryContext, listedContext, type ContextSource } from './source.js';
-export { syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
+export { listDigest, syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
 export { extractContextTar, cleanEntryPath, safeTreePath, writeNewFile, setDirMeta, type TarContextLimits } from './tar-extract.js';
 export { readFileInside } from './read-inside.js';

@@ -27,6 +27,13 @@ export interface ContextSource {
    * directory itself. Absent: the directory holds exactly its entries.
    */
   hasIgnored?(): Promise<boolean>;
+  /**
+   * A name for the exact content of `dir`, when its owner can vouch that the directory does not
+   * change while the name stays the same (a daemon's kept copy, which only its uploads change): a
+   * content key computed over it under one token holds for every later build with the same token.
+   * Absent (a user's directory, which anyone may edit): keys are computed from the files each time.
+   */
+  readonly contentToken?: string;
 }
 
 /**
@@ -47,6 +54,6 @@ export function directoryContext(dir: string, opts: { dockerfile?: string; ident
  * A directory whose entries are already known (a synced copy, made equal to the client's list): the
  * build need not walk it again.
  */
-export function listedContext(dir: string, identity: string, entries: readonly ContextEntry[]): ContextSource {
-  return { dir, identity, quiet: true, entries: async () => [...entries] };
+export function listedContext(dir: string, identity: string, entries: readonly ContextEntry[], contentToken?: string): ContextSource {
+  return { dir, identity, quiet: true, entries: async () => [...entries], ...(contentToken !== undefined ? { contentToken } : {}) };
 }

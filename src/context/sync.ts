@@ -11,6 +11,7 @@
 // target after the target is in place. Symlinks travel in the list as their target text. Owners are
 // not sent (a build context has none, as in BuildKit).
 
+import { createHash } from 'node:crypto';
 import { constants as fsc, type BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -42,6 +43,27 @@ export interface SyncEntry {
   linkTarget?: string;
   /** An earlier entry's path with the same inode (created as a hard link, content never sent). */
   hardlinkTo?: string;
+}
+
+/**
+ * sha256 of a list, over every field the daemon keeps, in a fixed order: the same on both sides for
+ * the same list (the client's, and the daemon's validated copy of it). A client first sends only
+ * this; a daemon that knows its kept tree equals the list with this digest needs nothing else.
+ */
+export function listDigest(entries: readonly SyncEntry[]): string {
+  const h = createHash('sha256');
+  // In slices: one string of a 10,000-entry list would be a megabyte held at once.
+  let chunk = '';
+  for (const e of entries) {
+    chunk += JSON.stringify([e.path, e.type, e.mode, e.size, e.mtimeMs, e.stamp ?? null, e.linkTarget ?? null, e.hardlinkTo ?? null]);
+    chunk += '\n';
+    if (chunk.length > 65536) {
+      h.update(chunk);
+      chunk = '';
+    }
+  }
+  h.update(chunk);
+  return `sha256:${h.digest('hex')}`;
 }
 
 /** Milliseconds with the fraction kept, from nanoseconds, without losing precision in a double first. */

@@ -27,7 +27,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { ContextError, safeTreePath, setDirMeta, writeNewFile, type ContextEntry, type SyncEntry } from '../context/index.js';
+import { ContextError, listDigest, safeTreePath, setDirMeta, writeNewFile, type ContextEntry, type SyncEntry } from '../context/index.js';
 import { processAlive } from '../fsutil/process.js';
 import { isMissing, lstatOrUndefined } from '../fsutil/stat.js';
 
@@ -47,10 +47,21 @@ export interface ContextLease {
   readonly dir: string;
   /** Validates the client's list and says which files to send. Modifies nothing. */
   plan(entries: SyncEntry[]): Promise<{ wanted: string[]; bytes: number }>;
+  /**
+   * Instead of plan() and receive(): when the tree is known (in this process) to equal the list whose
+   * listDigest() is `digest`, takes it as received and says true; otherwise false, and a plan() of
+   * the whole list must follow. Reads nothing from disk.
+   */
+  reuse(digest: string): boolean;
   /** Reads the tar of the planned files, then makes the tree equal the planned list. */
   receive(tar: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }>;
   /** After receive(): the entries of the tree, as a walk of it would list them (without walking it). */
   entries(): ContextEntry[];
+  /**
+   * After receive() or reuse(): a name for the tree's exact state, the same in a later lease only
+   * while the tree has not changed in between (see Known). Undefined when unknown.
+   */
+  token(): string | undefined;
   /** Touches lastUsed and releases the lease. Idempotent. */
   release(): Promise<void>;
 }
@@ -72,9 +83,29 @@ function checkId(id: string): void {
   }
 }
 
+/**
+ * What this process knows a kept tree equals, learnt when it received (or verified) the tree's list.
+ * Sound because the daemon holds its root alone and changes a tree only through a lease's receive(),
+ * which forgets this first: while an entry is here, the tree is exactly `entries`, so a client whose
+ * list has the same digest needs nothing compared, and the token names that content (a COPY's key
+ * over it can be reused without stat'ing a file). Lost with the process, never on disk.
+ */
+interface Known {
+  entries: SyncEntry[];
+  /** listDigest(entries). */
+  digest: string;
+  /** Unique in this process to this content of this tree: a new one whenever the tree changes. */
+  token: string;
+}
+
+/** The process-unique part of tokens, so a token of an earlier daemon can never match. */
+const TOKEN_PREFIX = randomBytes(6).toString('hex');
+let tokenSerial = 0;
+
 export class KeptContexts {
   // Present while an id is leased (or being removed); the queue holds the waiting leases, FIFO.
   private readonly slots = new Map<string, (() => void)[]>();
+  private readonly known = new Map<string, Known>();
   private readonly maxContextBytes: number | undefined;
 
   constructor(
@@ -92,7 +123,11 @@ export class KeptContexts {
       // The contexts hold other people's files: keep the directory private to the daemon.
       await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(path.join(base, 'tree'), { recursive: true, mode: 0o700 });
-      return new Lease(id, base, this.maxContextBytes, () => this.handOff(id));
+      const known = {
+        get: () => this.known.get(id),
+        set: (k: Known | undefined) => (k === undefined ? this.known.delete(id) : this.known.set(id, k)),
+      };
+      return new Lease(id, base, this.maxContextBytes, known, () => this.handOff(id));
     } catch (err) {
       this.handOff(id);
       throw err;
@@ -126,6 +161,7 @@ export class KeptContexts {
     checkId(id);
     if (this.slots.has(id)) return false;
     this.slots.set(id, []); // hold it while removing: a lease asked for meanwhile waits, then starts empty
+    this.known.delete(id);
     try {
       await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
       return true;
@@ -204,6 +240,10 @@ function sameList(a: SyncEntry[], b: SyncEntry[]): boolean {
     for (const f of fields) if (a[i]![f] !== b[i]![f]) return false;
   }
   return true;
+}
+
+function newToken(): string {
+  return `${TOKEN_PREFIX}-${++tokenSerial}`;
 }
 
 /** `staging-<pid>-<rand>` or `index.json.tmp-<pid>-<rand>` -> pid; anything else -> undefined. */
@@ -324,6 +364,8 @@ function needsContent(e: SyncEntry, kept: SyncEntry | undefined): boolean {
 
 interface Plan {
   entries: SyncEntry[];
+  /** listDigest(entries). */
+  digest: string;
   byPath: Map<string, SyncEntry>;
   /** Wanted files by path, in list order. */
   wanted: Map<string, SyncEntry>;
@@ -342,6 +384,7 @@ class Lease implements ContextLease {
     readonly id: string,
     private readonly base: string,
     private readonly maxBytes: number | undefined,
+    private readonly known: { get(): Known | undefined; set(k: Known | undefined): void },
     private readonly onRelease: () => void,
   ) {
     this.dir = path.join(base, 'tree');
@@ -356,7 +399,9 @@ class Lease implements ContextLease {
     if (this.maxBytes !== undefined && total > this.maxBytes) {
       throw new ContextError(`build context exceeds the maximum size of ${this.maxBytes} bytes`, '');
     }
-    const index = await readIndex(this.base);
+    // What the tree equals: known in memory since the last upload, else its index on disk.
+    const known = this.known.get();
+    const index = known ? { entries: known.entries } : await readIndex(this.base);
     const kept = new Map(index?.entries.map((e) => [e.path, e]) ?? []);
     const wanted = new Map<string, SyncEntry>();
     let bytes = 0;
@@ -366,8 +411,21 @@ class Lease implements ContextLease {
       bytes += e.size;
     }
     const list = [...byPath.values()];
-    this.plannedList = { entries: list, byPath, wanted, unchanged: index !== undefined && sameList(index.entries, list) };
+    this.plannedList = { entries: list, digest: listDigest(list), byPath, wanted, unchanged: index !== undefined && sameList(index.entries, list) };
     return { wanted: [...wanted.keys()], bytes };
+  }
+
+  reuse(digest: string): boolean {
+    this.checkLive();
+    this.plannedList = undefined;
+    const known = this.known.get();
+    if (known === undefined || known.digest !== digest) return false;
+    this.applied = known.entries;
+    return true;
+  }
+
+  token(): string | undefined {
+    return this.applied === undefined ? undefined : this.known.get()?.token;
   }
 
   async receive(input: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }> {
@@ -391,6 +449,8 @@ class Lease implements ContextLease {
       // leave tree and index as they are rather than walk and rewrite 10,000 entries.
       await receiveFiles(input, plan.wanted, this.base);
       this.applied = plan.entries;
+      // Known from now on (after a restart, the first unchanged upload is where it starts again).
+      if (this.known.get()?.digest !== plan.digest) this.known.set({ entries: plan.entries, digest: plan.digest, token: newToken() });
       return { files: 0, bytes: 0 };
     }
     const staging = path.join(this.base, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -399,12 +459,14 @@ class Lease implements ContextLease {
       const staged = await receiveFiles(input, plan.wanted, staging);
       let bytes = 0;
       for (const e of staged.keys()) bytes += plan.wanted.get(e)!.size;
-      // From here tree/ changes: no index until it equals the list again.
+      // From here tree/ changes: no index (and nothing known of it) until it equals the list again.
+      this.known.set(undefined);
       await removeIndex(this.base);
       this.applied = undefined;
       await applyList(this.dir, plan, staged);
       await writeIndex(this.base, plan.entries, new Date());
       this.applied = plan.entries;
+      this.known.set({ entries: plan.entries, digest: plan.digest, token: newToken() });
       return { files: staged.size, bytes };
     } finally {
       await fsp.rm(staging, { recursive: true, force: true });

@@ -132,14 +132,33 @@ export class Daemon {
    * Step 1 of an upload: the client's file list. Leases the kept context (a second upload of the
    * same identity waits until the first build using it is done) and says which files to send.
    */
-  async planUpload(contextId: string, entries: unknown, signal: AbortSignal): Promise<{ session: string; wanted: string[]; bytes: number }> {
+  async planUpload(
+    contextId: string,
+    entries: unknown,
+    signal: AbortSignal,
+    digest?: unknown,
+  ): Promise<{ session: string; wanted: string[]; bytes: number; received?: true } | { listWanted: true }> {
     this.refuseWhileDraining();
-    if (!Array.isArray(entries)) throw new ApiError(400, 'the body must be {"entries": [...]}: the context\'s file list');
+    const digestOnly = entries === undefined && digest !== undefined;
+    if (digestOnly && typeof digest !== 'string') throw new ApiError(400, 'the body\'s "digest" must be a string: the digest of the context\'s file list');
+    if (!digestOnly && !Array.isArray(entries)) throw new ApiError(400, 'the body must be {"entries": [...]}: the context\'s file list');
     let lease: ContextLease;
     try {
       lease = await this.leaseContext(contextId, signal);
     } catch (err) {
       throw signal.aborted ? err : new ApiError(400, (err as Error).message);
+    }
+    if (digestOnly) {
+      // The warm case in one request: the kept tree is known to equal that list, so there is
+      // nothing to compare, send or apply, and the session is ready for its build.
+      if (!lease.reuse(digest as string)) {
+        await lease.release();
+        return { listWanted: true };
+      }
+      const session: UploadSession = { id: randomId(), contextId, lease, received: true, claimed: false, uploadSlot: false, receiving: false };
+      this.sessions.set(session.id, session);
+      this.expireLater(session);
+      return { session: session.id, wanted: [], bytes: 0, received: true };
     }
     let plan;
     try {
@@ -269,7 +288,7 @@ export class Daemon {
       throw err;
     }
     // Each tree equals the list the client sent: its entries are known without walking it.
-    const synced = (s: UploadSession) => listedContext(s.lease.dir, `synced:${s.contextId}`, s.lease.entries());
+    const synced = (s: UploadSession) => listedContext(s.lease.dir, `synced:${s.contextId}`, s.lease.entries(), s.lease.token());
     const namedContexts = Object.fromEntries(named.map(([name], i) => [name, synced(claimed[i + 1]!)]));
 
     try {

@@ -108,10 +108,11 @@ export function createApi(opts: ApiOptions): FastifyInstance {
   app.get(`/${API_VERSION}/version`, async () => ({ version: opts.version, api: API_VERSION }));
 
   // --- context uploads ---
-  app.post<{ Params: { id: string }; Body: { entries?: unknown } }>(`/${API_VERSION}/contexts/:id/sessions`, async (req, reply) => {
-    const body = req.body as { entries?: unknown } | undefined;
-    const plan = await daemon.planUpload(req.params.id, body?.entries, disconnectSignal(req, reply));
-    return reply.code(201).send(plan);
+  app.post<{ Params: { id: string }; Body: { entries?: unknown; digest?: unknown } }>(`/${API_VERSION}/contexts/:id/sessions`, async (req, reply) => {
+    const body = req.body as { entries?: unknown; digest?: unknown } | undefined;
+    const plan = await daemon.planUpload(req.params.id, body?.entries, disconnectSignal(req, reply), body?.digest);
+    // 200 without a session: the list itself is needed (a second request sends it).
+    return reply.code('listWanted' in plan ? 200 : 201).send(plan);
   });
   app.put<{ Params: { id: string; session: string } }>(`/${API_VERSION}/contexts/:id/sessions/:session`, async (req, reply) => {
     if (!isStream(req.body)) throw new ApiError(415, 'the files of an upload are sent as a tar stream (Content-Type: application/x-tar)');

@@ -19,6 +19,7 @@ import { formatPlatform, hostPlatform, normalizePlatform, type HistoryEntry } fr
 import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
+import { contextKey } from './context-keys.js';
 import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
@@ -713,11 +714,20 @@ class BuildRun {
     switch (from.kind) {
       case 'context': {
         if (sources.length === 0) return 'context:none';
+        const source = contextSourceOf(this.req, from.name);
         // A named context keys by content exactly as the main one: the same files, the same key.
-        const entries = await this.contextEntries(from.name);
-        // Exactly what the copy reads; file digests are memoised under the root across builds.
-        const selection = selectEntries(entries, sources, select);
-        return `context:${await checksumEntries(contextSourceOf(this.req, from.name).dir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath })}`;
+        // Under a content token (a daemon's unchanged kept copy) the key of the same selection is reused.
+        const key = await contextKey(
+          source.contentToken,
+          JSON.stringify([from.name ?? null, sources, select]),
+          async (files) => {
+            // Exactly what the copy reads; file digests are memoised under the root across builds.
+            const selection = selectEntries(await this.contextEntries(from.name), sources, select);
+            return checksumEntries(source.dir, selection, { cacheDir: path.join(this.deps.layout.records, 'checksums'), perPath: files });
+          },
+          perPath,
+        );
+        return `context:${key}`;
       }
       case 'stage':
         return `stage:${(await this.stage(from.index)).key}`;
