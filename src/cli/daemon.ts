@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { serve } from '../server/serve.js';
 import { defaultRoot } from '../solver/index.js';
-import { DEFAULT_SOCKET } from '../server/listen.js';
+import { DEFAULT_SOCKET } from '../server/address.js';
 import { parseDuration, parseSize } from '../server/server.js';
 import { ENTITLEMENTS, type Entitlement } from '../server/api.js';
 import { kilnVersion } from './version.js';

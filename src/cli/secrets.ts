@@ -1,7 +1,6 @@
 // `kiln build --secret` and `--ssh`, as buildx reads them. Parsing is pure; reading the values (a
 // file, an environment variable) and finding agent sockets happens once the build is about to start.
 
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -146,6 +145,8 @@ export async function sshForwards(sources: readonly SshSource[], env: NodeJS.Pro
         forwards.push({ id: src.id, socket: src.socket });
         continue;
       }
+      // Loaded only for key files: every build imports this module, few start an agent.
+      const { spawn, spawnSync } = await import('node:child_process');
       const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-ssh-'));
       const socket = path.join(dir, 'agent.sock');
       const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: ['ignore', 'ignore', 'ignore'] });

@@ -3,7 +3,7 @@
 // wait for its lock), else an embedded server in this process.
 
 import * as fsp from 'node:fs/promises';
-import { DEFAULT_SOCKET, type TlsFiles } from '../server/listen.js';
+import { DEFAULT_SOCKET, type TlsFiles } from '../server/address.js';
 import type { KilnClient } from './client.js';
 import { remoteClient } from './remote.js';
 import { splitAddresses } from './sticky.js';

@@ -4,16 +4,13 @@
 
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import type { Duplex, Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
-
-const gzip = promisify(zlib.gzip);
-import { parseAddress, type ListenAddress, type TlsFiles } from '../server/listen.js';
+import { parseAddress, type ListenAddress, type TlsFiles } from '../server/address.js';
+// node:https (with TLS) and node:zlib are loaded when a TLS endpoint or a large body needs them:
+// a client talking to a local socket, which is most warm builds, starts without them.
 
 export interface Endpoint {
   address: ListenAddress;
@@ -78,10 +75,13 @@ export interface RequestOptions {
 }
 
 /** A request to the daemon over its kind of address: a unix socket, TLS TCP, or plain loopback TCP. */
-function openRequest(ep: Endpoint, base: http.RequestOptions): http.ClientRequest {
+async function openRequest(ep: Endpoint, base: http.RequestOptions): Promise<http.ClientRequest> {
   const a = ep.address;
-  if (a.kind === 'unix') return http.request({ ...base, socketPath: a.path });
+  // servername '': no TLS here, and left unset the agent would work one out (an IP check whose
+  // regular expression alone costs a fresh client milliseconds).
+  if (a.kind === 'unix') return http.request({ ...base, socketPath: a.path, servername: '' } as http.RequestOptions);
   if (!ep.tls) return http.request({ ...base, host: a.host, port: a.port });
+  const https = await import('node:https');
   // No SNI for an IP address (Node deprecates it).
   return https.request({
     ...base,
@@ -95,13 +95,13 @@ function openRequest(ep: Endpoint, base: http.RequestOptions): http.ClientReques
 }
 
 /** Sends one request; resolves with the response head (status checked by the caller). */
-export function send(ep: Endpoint, method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
+export async function send(ep: Endpoint, method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
+  const headers: Record<string, string> = { 'x-kiln-client': CLIENT_ID };
+  if (opts.contentType) headers['content-type'] = opts.contentType;
+  if (opts.contentEncoding) headers['content-encoding'] = opts.contentEncoding;
+  if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
+  const req = await openRequest(ep, { method, path, headers, signal: opts.signal });
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { 'x-kiln-client': CLIENT_ID };
-    if (opts.contentType) headers['content-type'] = opts.contentType;
-    if (opts.contentEncoding) headers['content-encoding'] = opts.contentEncoding;
-    if (Buffer.isBuffer(opts.body)) headers['content-length'] = String(opts.body.length);
-    const req = openRequest(ep, { method, path, headers, signal: opts.signal });
     let connected = false;
     req.once('socket', (s) => {
       const mark = () => (connected = true);
@@ -136,10 +136,10 @@ export function send(ep: Endpoint, method: string, path: string, opts: RequestOp
 }
 
 /** A GET upgraded to `protocol` (101): resolves with the raw bidirectional stream. */
-export function upgrade(ep: Endpoint, path: string, protocol: string): Promise<Duplex> {
+export async function upgrade(ep: Endpoint, path: string, protocol: string): Promise<Duplex> {
+  const headers = { 'x-kiln-client': CLIENT_ID, connection: 'Upgrade', upgrade: protocol };
+  const req = await openRequest(ep, { method: 'GET', path, headers });
   return new Promise((resolve, reject) => {
-    const headers = { 'x-kiln-client': CLIENT_ID, connection: 'Upgrade', upgrade: protocol };
-    const req = openRequest(ep, { method: 'GET', path, headers });
     req.once('upgrade', (_res, socket, head) => {
       if (head.length > 0) socket.unshift(head);
       resolve(socket);
@@ -165,10 +165,11 @@ export async function readAll(res: Readable): Promise<Buffer> {
  */
 export async function call<T>(ep: Endpoint, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   if (body === undefined) return replyJson<T>(await send(ep, method, path, { signal }));
-  let data = Buffer.from(JSON.stringify(body));
+  let data: Buffer = Buffer.from(JSON.stringify(body));
   let encoding: string | undefined;
   if (data.length > 16 * 1024 && ep.address.kind !== 'unix') {
-    data = await gzip(data, { level: 6 });
+    const zlib = await import('node:zlib');
+    data = await new Promise<Buffer>((resolve, reject) => zlib.gzip(data, { level: 6 }, (err, out) => (err ? reject(err) : resolve(out))));
     encoding = 'gzip';
   }
   return replyJson<T>(await send(ep, method, path, { body: data, contentType: 'application/json', contentEncoding: encoding, signal }));

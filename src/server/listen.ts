@@ -10,35 +10,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { lookupGroup } from '../fsutil/rootfs-users.js';
 
-export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
-
-export const DEFAULT_SOCKET = '/run/kiln/kiln.sock';
-
-export interface TlsFiles {
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
-
-/** "unix:///run/kiln/kiln.sock", "tcp://0.0.0.0:1234", "tcp://[::1]:1234". */
-export function parseAddress(addr: string): ListenAddress {
-  if (addr.startsWith('unix://')) {
-    const p = addr.slice('unix://'.length);
-    if (!path.isAbsolute(p)) throw new Error(`address ${addr}: a unix socket path must be absolute`);
-    return { kind: 'unix', path: p };
-  }
-  const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d{1,5})\/?$/.exec(addr);
-  if (m) {
-    const port = Number(m[2]);
-    if (port < 1 || port > 65535) throw new Error(`address ${addr}: port out of range`);
-    return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port };
-  }
-  throw new Error(`address ${JSON.stringify(addr)}: want unix:///path/to.sock or tcp://HOST:PORT`);
-}
-
-export function formatAddress(a: ListenAddress): string {
-  return a.kind === 'unix' ? `unix://${a.path}` : `tcp://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-}
+export { DEFAULT_SOCKET, formatAddress, parseAddress, type ListenAddress, type TlsFiles } from './address.js';
+import { formatAddress, type ListenAddress, type TlsFiles } from './address.js';
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (net.isIPv4(host) && host.startsWith('127.'));
