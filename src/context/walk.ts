@@ -209,7 +209,8 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
       // An excluded entry that readdir says is no directory is never listed: no stat for it (a
       // tenth of bigctx's files). An unknown type (some file systems) is stat'ed to find out.
       const kind = kinds.get(name)!;
-      if (excluded && (kind.isFile() || kind.isSymbolicLink() || kind.isFIFO() || kind.isSocket() || kind.isCharacterDevice() || kind.isBlockDevice())) continue;
+      if (excluded && (kind.isFile() || kind.isSymbolicLink() || kind.isFIFO() || kind.isSocket() || kind.isCharacterDevice() || kind.isBlockDevice()))
+        continue;
       // Synchronous stats: lstatSync costs a third of a promise round trip per call, which on a
       // context of 10,000 files was most of the walk. A yield every STAT_BATCH entries keeps the
       // event loop (a daemon's other requests, a progress display) moving.

@@ -50,9 +50,9 @@ export interface ContextLease {
   /**
    * Instead of plan() and receive(): when the tree is known (in this process) to equal the list whose
    * listDigest() is `digest`, takes it as received and says true; otherwise false, and a plan() of
-   * the whole list must follow. Reads nothing from disk.
+   * the whole list must follow. Reads nothing but the index's stat.
    */
-  reuse(digest: string): boolean;
+  reuse(digest: string): Promise<boolean>;
   /** Reads the tar of the planned files, then makes the tree equal the planned list. */
   receive(tar: NodeJS.ReadableStream): Promise<{ files: number; bytes: number }>;
   /** After receive(): the entries of the tree, as a walk of it would list them (without walking it). */
@@ -88,9 +88,12 @@ function checkId(id: string): void {
  * Sound because the daemon holds its root alone and changes a tree only through a lease's receive(),
  * which forgets this first: while an entry is here, the tree is exactly `entries`, so a client whose
  * list has the same digest needs nothing compared, and the token names that content (a COPY's key
- * over it can be reused without stat'ing a file). Lost with the process, never on disk.
+ * over it can be reused without stat'ing a file). Lost with the process, never on disk. As a guard
+ * against hands in the root, it holds only while index.json is the very file it was learnt with.
  */
 interface Known {
+  /** index.json's inode and ctime when this was learnt. */
+  index: string;
   entries: SyncEntry[];
   /** listDigest(entries). */
   digest: string;
@@ -240,6 +243,11 @@ function sameList(a: SyncEntry[], b: SyncEntry[]): boolean {
     for (const f of fields) if (a[i]![f] !== b[i]![f]) return false;
   }
   return true;
+}
+
+async function indexStamp(base: string): Promise<string | undefined> {
+  const st = await fsp.lstat(path.join(base, INDEX), { bigint: true }).catch(() => undefined);
+  return st?.isFile() ? `${st.dev}:${st.ino}:${st.ctimeNs}` : undefined;
 }
 
 function newToken(): string {
@@ -400,7 +408,7 @@ class Lease implements ContextLease {
       throw new ContextError(`build context exceeds the maximum size of ${this.maxBytes} bytes`, '');
     }
     // What the tree equals: known in memory since the last upload, else its index on disk.
-    const known = this.known.get();
+    const known = await this.stillKnown();
     const index = known ? { entries: known.entries } : await readIndex(this.base);
     const kept = new Map(index?.entries.map((e) => [e.path, e]) ?? []);
     const wanted = new Map<string, SyncEntry>();
@@ -415,13 +423,27 @@ class Lease implements ContextLease {
     return { wanted: [...wanted.keys()], bytes };
   }
 
-  reuse(digest: string): boolean {
+  async reuse(digest: string): Promise<boolean> {
     this.checkLive();
     this.plannedList = undefined;
-    const known = this.known.get();
+    const known = await this.stillKnown();
     if (known === undefined || known.digest !== digest) return false;
     this.applied = known.entries;
     return true;
+  }
+
+  /** What is known of the tree, unless its index is not the one it was learnt with (then forgotten). */
+  private async stillKnown(): Promise<Known | undefined> {
+    const known = this.known.get();
+    if (known === undefined) return undefined;
+    if ((await indexStamp(this.base)) === known.index) return known;
+    this.known.set(undefined);
+    return undefined;
+  }
+
+  private async learn(entries: SyncEntry[], digest: string): Promise<void> {
+    const index = await indexStamp(this.base);
+    if (index !== undefined) this.known.set({ index, entries, digest, token: newToken() });
   }
 
   token(): string | undefined {
@@ -450,7 +472,7 @@ class Lease implements ContextLease {
       await receiveFiles(input, plan.wanted, this.base);
       this.applied = plan.entries;
       // Known from now on (after a restart, the first unchanged upload is where it starts again).
-      if (this.known.get()?.digest !== plan.digest) this.known.set({ entries: plan.entries, digest: plan.digest, token: newToken() });
+      if (this.known.get()?.digest !== plan.digest) await this.learn(plan.entries, plan.digest);
       return { files: 0, bytes: 0 };
     }
     const staging = path.join(this.base, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -466,7 +488,7 @@ class Lease implements ContextLease {
       await applyList(this.dir, plan, staged);
       await writeIndex(this.base, plan.entries, new Date());
       this.applied = plan.entries;
-      this.known.set({ entries: plan.entries, digest: plan.digest, token: newToken() });
+      await this.learn(plan.entries, plan.digest);
       return { files: staged.size, bytes };
     } finally {
       await fsp.rm(staging, { recursive: true, force: true });

@@ -151,7 +151,7 @@ export class Daemon {
     if (digestOnly) {
       // The warm case in one request: the kept tree is known to equal that list, so there is
       // nothing to compare, send or apply, and the session is ready for its build.
-      if (!lease.reuse(digest as string)) {
+      if (!(await lease.reuse(digest as string))) {
         await lease.release();
         return { listWanted: true };
       }

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { syncEntries, writeWantedTar, type SyncEntry } from '../../src/context/sync.js';
+import { listDigest, syncEntries, writeWantedTar, type SyncEntry } from '../../src/context/sync.js';
 import { ContextError, walkContext } from '../../src/context/walk.js';
 import { KeptContexts, type ContextLease } from '../../src/server/contexts.js';
 
@@ -489,6 +489,89 @@ describe('KeptContexts: the warm path', () => {
     await second.release();
     // The release still counts as a use (prune's least-recently-used order).
     expect((await kept.list())[0]!.lastUsed.getTime()).toBeGreaterThanOrEqual(before.index.mtimeMs - 1);
+  });
+
+  it('a known tree is reused by its list digest, with one token until the tree changes', async () => {
+    write('a.txt', 'aaaa');
+    write('sub/b.txt', 'b');
+    fs.utimesSync(path.join(ctx, 'a.txt'), 1_700_000_000, 1_700_000_000);
+    const first = await kept.lease('known');
+    // Nothing known yet (a new tree, or a daemon that just started): the list must be sent.
+    expect(await first.reuse('sha256:00')).toBe(false);
+    const { entries } = await upload(first);
+    const token = first.token();
+    expect(token).toBeDefined();
+    const walked = first.entries();
+    await first.release();
+
+    // The same list again: taken by its digest alone, same entries, same token.
+    const second = await kept.lease('known');
+    expect(second.token()).toBeUndefined(); // before reuse/receive there is nothing to vouch for
+    expect(await second.reuse('sha256:not-that-list')).toBe(false);
+    expect(await second.reuse(listDigest(entries))).toBe(true);
+    expect(second.entries()).toEqual(walked);
+    expect(second.token()).toBe(token);
+    await second.release();
+
+    // An unchanged upload through plan/receive keeps the token too.
+    const third = await kept.lease('known');
+    expect((await upload(third)).plan.wanted).toEqual([]);
+    expect(third.token()).toBe(token);
+    await third.release();
+
+    // Same size, mtime put back: a new stamp, so another digest, and after the upload a new token.
+    await sleep(20);
+    write('a.txt', 'bbbb');
+    fs.utimesSync(path.join(ctx, 'a.txt'), 1_700_000_000, 1_700_000_000);
+    const changed = await syncEntries(ctx, await walkContext(ctx, { excludes: [] }));
+    expect(listDigest(changed)).not.toBe(listDigest(entries));
+    const fourth = await kept.lease('known');
+    expect(await fourth.reuse(listDigest(changed))).toBe(false);
+    const again = await upload(fourth);
+    expect(again.plan.wanted).toEqual(['a.txt']);
+    const newToken = fourth.token();
+    expect(newToken).toBeDefined();
+    expect(newToken).not.toBe(token);
+    await fourth.release();
+    // The old list is no longer what the tree holds.
+    const fifth = await kept.lease('known');
+    expect(await fifth.reuse(listDigest(entries))).toBe(false);
+    expect(await fifth.reuse(listDigest(again.entries))).toBe(true);
+    await fifth.release();
+
+    // Removed: nothing is known of it any more, and a new daemon (a new KeptContexts) knows nothing.
+    expect(await kept.remove('known')).toBe(true);
+    const sixth = await kept.lease('known');
+    expect(await sixth.reuse(listDigest(again.entries))).toBe(false);
+    await sixth.release();
+    const other = await new KeptContexts(root).lease('known');
+    expect(await other.reuse(listDigest(again.entries))).toBe(false);
+    await other.release();
+  });
+
+  it('an upload that fails before the tree changes leaves it known; a replaced index does not', async () => {
+    write('a.txt', 'aaaa');
+    const lease = await kept.lease('broken');
+    const { entries } = await upload(lease);
+    await lease.release();
+    write('a.txt', 'changed, longer');
+    const next = await kept.lease('broken');
+    const list = await syncEntries(ctx, await walkContext(ctx, { excludes: [] }));
+    expect((await next.plan(list)).wanted).toEqual(['a.txt']);
+    // The tar ends without the wanted file: the upload fails, before the tree was touched.
+    await expect(next.receive(Readable.from([Buffer.alloc(1024)]))).rejects.toThrow(/was asked for but not sent/);
+    expect(next.token()).toBeUndefined();
+    await next.release();
+    const after = await kept.lease('broken');
+    expect(await after.reuse(listDigest(entries))).toBe(true);
+    await after.release();
+    // Someone rewrote the index behind the daemon's back: what it knew no longer counts.
+    const index = path.join(root, 'broken', 'index.json');
+    fs.writeFileSync(`${index}.new`, fs.readFileSync(index));
+    fs.renameSync(`${index}.new`, index);
+    const last = await kept.lease('broken');
+    expect(await last.reuse(listDigest(entries))).toBe(false);
+    await last.release();
   });
 
   it('entries() before receive() is a clear error', async () => {
