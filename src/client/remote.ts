@@ -3,7 +3,7 @@
 // progress, and writes the outputs that have a destination here, on the client's side, as buildx does.
 
 import { createHash } from 'node:crypto';
-import { createWriteStream, type BigIntStats } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -28,6 +28,7 @@ import {
   type ProgressEvent,
 } from '../server/api.js';
 import type { ContextEntry } from '../context/walk.js';
+import type { FileStamp } from '../context/stamp.js';
 import type { DiskUsage, ImageRecord, PruneOptions, PruneReport } from '../server/server.js';
 import type { KilnClient } from './client.js';
 import { stickyIndex } from './sticky.js';
@@ -196,8 +197,8 @@ async function syncContext(
   const name = '[internal] load build context';
   onProgress({ type: 'vertex', id: 1, name, status: 'started' });
   try {
-    const fileStats = new Map<string, BigIntStats>();
-    const all = await walkContext(dir, { fileStats, ...(req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {}) });
+    const fileStamps = new Map<string, FileStamp>();
+    const all = await walkContext(dir, { fileStamps, ...(req.dockerfile.path ? { dockerfile: req.dockerfile.path } : {}) });
     let graph;
     try {
       graph = planBuild({
@@ -211,7 +212,7 @@ async function syncContext(
       throw new BuildFailure(buildErrorInfo(err));
     }
     // Only what the build's stages can read travels.
-    const session = await upload(ep, dir, await contextIdentity(dir), contextUsage(graph, all), 1, started, onProgress, signal, fileStats);
+    const session = await upload(ep, dir, await contextIdentity(dir), contextUsage(graph, all), 1, started, onProgress, signal, fileStamps);
     onProgress({ type: 'vertex', id: 1, name, status: 'done', durationMs: Date.now() - started });
     return { session, graph };
   } catch (err) {
@@ -241,8 +242,8 @@ async function syncNamedContext(
   try {
     let result: { spec: NamedContextSpec; session: Session };
     if (spec.type === 'dir') {
-      const fileStats = new Map<string, BigIntStats>();
-      const all = await walkContext(spec.path, { fileStats });
+      const fileStamps = new Map<string, FileStamp>();
+      const all = await walkContext(spec.path, { fileStamps });
       const session = await upload(
         ep,
         spec.path,
@@ -252,7 +253,7 @@ async function syncNamedContext(
         started,
         onProgress,
         signal,
-        fileStats,
+        fileStamps,
       );
       result = { spec: { type: 'synced', id: session.id, session: session.session }, session };
     } else {
@@ -286,9 +287,9 @@ async function upload(
   started: number,
   onProgress: (e: ProgressEvent) => void,
   signal?: AbortSignal,
-  fileStats?: Map<string, BigIntStats>,
+  fileStamps?: Map<string, FileStamp>,
 ): Promise<Session> {
-  const entries = await syncEntries(dir, used, fileStats);
+  const entries = await syncEntries(dir, used, fileStamps);
   type Plan = { session: string; wanted: string[]; bytes: number; received?: true };
   // The list's digest first: a daemon whose kept copy already equals the list says so at once
   // (nothing to compare or send; the warm case in one small request). Otherwise the list follows.

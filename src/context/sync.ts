@@ -12,7 +12,7 @@
 // not sent (a build context has none, as in BuildKit).
 
 import { createHash } from 'node:crypto';
-import { constants as fsc, type BigIntStats } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { once } from 'node:events';
@@ -20,6 +20,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 // tar-stream (type only here): loaded when there is something to send, not on every client start.
 import type tar from 'tar-stream';
+import { fileStampOf, type FileStamp } from './stamp.js';
 import { ContextError, type ContextEntry } from './walk.js';
 import { mapLimit } from '../util/map-limit.js';
 
@@ -66,18 +67,13 @@ export function listDigest(entries: readonly SyncEntry[]): string {
   return `sha256:${h.digest('hex')}`;
 }
 
-/** Milliseconds with the fraction kept, from nanoseconds, without losing precision in a double first. */
-function nsToMs(ns: bigint): number {
-  return Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6;
-}
-
 /** bigint lstat of every file entry not in `known`, at most 64 at a time. */
-async function statFiles(contextDir: string, entries: ContextEntry[], known?: ReadonlyMap<string, BigIntStats>): Promise<Map<string, BigIntStats>> {
+async function statFiles(contextDir: string, entries: ContextEntry[], known?: ReadonlyMap<string, FileStamp>): Promise<Map<string, FileStamp>> {
   const files = entries.filter((e) => e.type === 'file' && !known?.has(e.path));
-  const out = new Map<string, BigIntStats>();
+  const out = new Map<string, FileStamp>();
   await mapLimit(files, 64, async (e) => {
     try {
-      out.set(e.path, await fsp.lstat(path.join(contextDir, e.path), { bigint: true }));
+      out.set(e.path, fileStampOf(await fsp.lstat(path.join(contextDir, e.path), { bigint: true })));
     } catch (err) {
       throw new ContextError(`build context: cannot stat ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
     }
@@ -91,11 +87,11 @@ async function statFiles(contextDir: string, entries: ContextEntry[], known?: Re
  * that same lstat, so the three agree), unless `walked` has that stat from the walk. Hard links are recomputed here from the inodes rather
  * than taken from the walk, so a link whose first name the caller narrowed away is sent as content.
  */
-export async function syncEntries(contextDir: string, entries: ContextEntry[], walked?: ReadonlyMap<string, BigIntStats>): Promise<SyncEntry[]> {
+export async function syncEntries(contextDir: string, entries: ContextEntry[], walked?: ReadonlyMap<string, FileStamp>): Promise<SyncEntry[]> {
   const out: SyncEntry[] = [];
   const firstOfInode = new Map<string, string>();
   // The stats run side by side (libuv's thread pool), then the list is built in walk order. Files
-  // the walk already stat'ed with bigint precision (walkContext's fileStats) are not stat'ed again.
+  // the walk already stat'ed with bigint precision (walkContext's fileStamps) are not stat'ed again.
   const stats = await statFiles(contextDir, entries, walked);
   for (const e of entries) {
     if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink') {
@@ -108,15 +104,14 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
       continue;
     }
     const st = walked?.get(e.path) ?? stats.get(e.path)!;
-    if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being read: it is no longer a file`, e.path);
-    const s: SyncEntry = { path: e.path, type: 'file', mode: Number(st.mode & 0o7777n), size: Number(st.size), mtimeMs: nsToMs(st.mtimeNs) };
-    const inode = `${st.dev}:${st.ino}`;
-    const first = st.nlink > 1n ? firstOfInode.get(inode) : undefined;
+    if (!st.isFile) throw new ContextError(`build context: ${e.path} changed while being read: it is no longer a file`, e.path);
+    const s: SyncEntry = { path: e.path, type: 'file', mode: st.mode, size: st.size, mtimeMs: st.mtimeMs };
+    const first = st.inode !== undefined ? firstOfInode.get(st.inode) : undefined;
     if (first !== undefined) {
       s.hardlinkTo = first;
     } else {
-      if (st.nlink > 1n) firstOfInode.set(inode, e.path);
-      s.stamp = `${st.dev.toString(36)}:${st.ino.toString(36)}:${st.ctimeNs.toString(36)}`;
+      if (st.inode !== undefined) firstOfInode.set(st.inode, e.path);
+      s.stamp = st.stamp;
     }
     out.push(s);
   }

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PatternMatcher, parseIgnoreFile, type MatchInfo } from './patterns.js';
+import { fileStampOf, type FileStamp } from './stamp.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
 
@@ -56,10 +57,10 @@ export interface WalkOptions {
   /** Host path of the Dockerfile, to find a `<Dockerfile>.dockerignore` next to it. */
   dockerfile?: string;
   /**
-   * When given, entries are lstat'ed with bigint (nanosecond) precision and each listed file's stat
-   * is stored here by path: an upload's change stamps come from it, with no second stat per file.
+   * When given, entries are lstat'ed with bigint (nanosecond) precision and what an upload needs of
+   * each listed file's stat (stamp.ts) is stored here by path: no second stat per file.
    */
-  fileStats?: Map<string, fs.BigIntStats>;
+  fileStamps?: Map<string, FileStamp>;
 }
 
 type AnyStats = fs.Stats | fs.BigIntStats;
@@ -163,7 +164,7 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
   // Excluded directories we went into; listed only when something below them is listed.
   const pending: { entry: ContextEntry; emitted: boolean }[] = [];
 
-  const bigint = opts.fileStats !== undefined;
+  const bigint = opts.fileStamps !== undefined;
   const emit = (e: ContextEntry, st: AnyStats) => {
     for (const p of pending) {
       if (!p.emitted) {
@@ -171,7 +172,7 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
         p.emitted = true;
       }
     }
-    if (e.type === 'file' && opts.fileStats) opts.fileStats.set(e.path, st as fs.BigIntStats);
+    if (e.type === 'file' && opts.fileStamps) opts.fileStamps.set(e.path, fileStampOf(st as fs.BigIntStats));
     if (e.type === 'file' && Number(st.nlink) > 1) {
       const key = `${st.dev}:${st.ino}`;
       const first = inodes.get(key);

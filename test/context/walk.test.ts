@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readIgnorePatterns, walkContext } from '../../src/context/walk.js';
+import type { FileStamp } from '../../src/context/stamp.js';
 
 let ctx: string;
 
@@ -66,22 +67,28 @@ describe('walkContext', () => {
     expect(entries.find((e) => e.path === 'real')).toMatchObject({ type: 'dir' });
   });
 
-  it('with fileStats: the same entries, and the bigint stat of each listed file kept for the upload', async () => {
+  it('with fileStamps: the same entries, and what an upload needs of each listed file', async () => {
     write('f', 'hello');
     fs.utimesSync(path.join(ctx, 'f'), 1_000_000.25, 1_000_000.25);
     fs.linkSync(path.join(ctx, 'f'), path.join(ctx, 'g'));
     write('skip.log');
     write('dir/x');
     fs.symlinkSync('f', path.join(ctx, 'link'));
-    const fileStats = new Map<string, fs.BigIntStats>();
+    const fileStamps = new Map<string, FileStamp>();
     const plain = await walkContext(ctx, { excludes: ['*.log'] });
-    const withStats = await walkContext(ctx, { excludes: ['*.log'], fileStats });
-    expect(withStats).toEqual(plain);
-    expect([...fileStats.keys()].sort()).toEqual(['dir/x', 'f', 'g']);
-    const f = fileStats.get('f')!;
-    expect(typeof f.ino).toBe('bigint');
-    expect(f.ino).toBe(fs.lstatSync(path.join(ctx, 'f'), { bigint: true }).ino);
-    expect(f.mtimeNs).toBe(1_000_000_250_000_000n);
+    const withStamps = await walkContext(ctx, { excludes: ['*.log'], fileStamps });
+    expect(withStamps).toEqual(plain);
+    expect([...fileStamps.keys()].sort()).toEqual(['dir/x', 'f', 'g']);
+    const st = fs.lstatSync(path.join(ctx, 'f'), { bigint: true });
+    expect(fileStamps.get('f')).toEqual({
+      mode: Number(st.mode & 0o7777n),
+      size: 5,
+      mtimeMs: 1_000_000_250,
+      stamp: `${st.dev.toString(36)}:${st.ino.toString(36)}:${st.ctimeNs.toString(36)}`,
+      inode: `${st.dev}:${st.ino}`, // two links
+      isFile: true,
+    });
+    expect(fileStamps.get('dir/x')!.inode).toBeUndefined();
   });
 
   it('prefers <Dockerfile>.dockerignore next to the Dockerfile', async () => {
