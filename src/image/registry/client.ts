@@ -69,7 +69,12 @@ export interface ResolveOptions {
   signal?: AbortSignal;
   /** Platform to pick from an index; default the host's (linux/<arch>). */
   platform?: Platform;
-  /** Also write the index, manifest and config documents into this store (byte for byte). */
+  /**
+   * Also write the index, manifest and config documents into this store (byte for byte). What it
+   * already holds of what the tag's document names by digest (a platform's manifest, the config) is
+   * read from it instead of fetched: only the tag itself goes to the registry, as with BuildKit's
+   * content store, so a warm build's base image costs one request, not three.
+   */
   store?: ContentStore;
 }
 
@@ -291,7 +296,9 @@ export class RegistryClient {
         );
       }
       manifestDescriptor = entries[chosen]!;
-      manifestDoc = await this.getDocument(ep, path, manifestDescriptor.digest, opts.signal);
+      manifestDoc =
+        (await storedDocument(opts.store, manifestDescriptor.digest, manifestDescriptor.mediaType)) ??
+        (await this.getDocument(ep, path, manifestDescriptor.digest, opts.signal));
       if (!isManifestMediaType(manifestDoc.mediaType)) {
         throw new RegistryError(ep.domain, path, `index ${top.digest} entry ${manifestDescriptor.digest} is not an image manifest (${manifestDoc.mediaType})`);
       }
@@ -305,7 +312,7 @@ export class RegistryClient {
       docs.push(manifestDoc);
     }
     const manifest = validateManifest(manifestDoc.json, ep, path, manifestDoc.digest);
-    const configBytes = await this.getBlobBuffer(ep, path, manifest.config, opts.signal);
+    const configBytes = (await storedBlob(opts.store, manifest.config)) ?? (await this.getBlobBuffer(ep, path, manifest.config, opts.signal));
     let config: ImageConfig;
     try {
       config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -538,6 +545,33 @@ export class RegistryClient {
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
+
+/**
+ * A blob the store holds, by digest and size (a config pulled before): undefined when it is absent
+ * or does not hash to its digest (then it is fetched as if absent).
+ */
+async function storedBlob(store: ContentStore | undefined, desc: Descriptor): Promise<Buffer | undefined> {
+  if (!store || !isDigest(desc.digest) || desc.size > MAX_DOCUMENT_BYTES) return undefined;
+  const bytes = await store.readBuffer(desc.digest as Digest).catch(() => undefined);
+  if (bytes === undefined || bytes.length !== desc.size || sha256Digest(bytes) !== desc.digest) return undefined;
+  return bytes;
+}
+
+/** An image manifest the store holds by digest, as getDocument would return it; else undefined. */
+async function storedDocument(store: ContentStore | undefined, digest: string, mediaType: string): Promise<FetchedDocument | undefined> {
+  if (!store || !isDigest(digest)) return undefined;
+  const bytes = await store.readBuffer(digest as Digest).catch(() => undefined);
+  if (bytes === undefined || bytes.length > MAX_DOCUMENT_BYTES || sha256Digest(bytes) !== digest) return undefined;
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const type = documentMediaType(json, mediaType);
+  if (json.schemaVersion === 1 || !isManifestMediaType(type)) return undefined;
+  return { bytes, digest: digest as Digest, mediaType: type, json };
+}
 
 function documentMediaType(json: Record<string, unknown>, contentType: string | undefined): string {
   if (typeof json.mediaType === 'string' && json.mediaType) return json.mediaType;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs/promises';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ContentStore } from '../../../src/cache/content-store.js';
@@ -124,6 +125,40 @@ describe('registry client against docker-registry', () => {
     await expect(client.resolve(`${reg.host}/multi/app:v1`, { platform: parsePlatform('linux/s390x') })).rejects.toThrow(
       /no manifest for platform linux\/s390x .*it has: linux\/amd64, linux\/arm64, linux\/arm\/v7, linux\/arm\/v6/,
     );
+  });
+
+  it('resolves a tag again with one request when the store holds what it names by digest', async () => {
+    const plats = ['linux/amd64', 'linux/arm64'].map(parsePlatform);
+    const manifests: Descriptor[] = [];
+    for (const p of plats) manifests.push(await makeImage(src, p, { 'x.txt': `again ${p.architecture}` }));
+    const index = await makeIndex(src, manifests);
+    await new RegistryClient().push(`${reg.host}/again/app:v1`, index, src);
+    // A proxy in front of the registry counts what the client asks.
+    const asked: string[] = [];
+    const proxy = http.createServer((req, res) => {
+      asked.push(`${req.method} ${req.url}`);
+      const [host, port] = reg.host.split(':');
+      const up = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const at = `127.0.0.1:${(proxy.address() as { port: number }).port}/again/app:v1`;
+    try {
+      const store = new ContentStore(path.join(work, 'again'));
+      const first = await new RegistryClient().resolve(at, { platform: amd64, store });
+      const fetched = asked.filter((a) => !a.endsWith('/v2/'));
+      expect(fetched).toHaveLength(3); // the index by tag, the manifest and the config by digest
+      asked.length = 0;
+      const second = await new RegistryClient().resolve(at, { platform: amd64, store });
+      expect(asked.filter((a) => !a.endsWith('/v2/'))).toEqual(['GET /v2/again/app/manifests/v1']);
+      expect(second).toEqual(first);
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   it('handles Docker schema 2 manifests and manifest lists', async () => {
