@@ -4,7 +4,8 @@
 // file left out can never change a step, and a file a step reads is never left out.
 
 import { selectEntries } from '../cache/checksum-select.js';
-import { cleanPath, type ContextEntry } from '../context/index.js';
+import { cleanPath } from '../context/gopath.js';
+import type { ContextEntry } from '../context/index.js';
 import type { BuildGraph, MountFrom, Stage } from '../frontend/types.js';
 
 /**
