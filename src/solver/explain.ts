@@ -76,7 +76,20 @@ function diffRecords(a: Record<string, string>, b: Record<string, string>): stri
 
 /** Remembers the last inputs built at each place, under <root>/records/steps. */
 export class InputsLog {
+  /**
+   * The key of the record on disk at each place, as this process last read or wrote it: a step that
+   * stays cached under the same key needs its record neither read (a COPY of 10,000 files has a
+   * record of hundreds of KB) nor written again. Records are written by the process holding the
+   * root, so what it saw last is what is there.
+   */
+  private readonly keys = new Map<string, string | undefined>();
+
   constructor(private readonly dir: string) {}
+
+  /** The key of the record at `place` as this process last saw it; undefined when it has not looked. */
+  knownKey(place: string): { key: string | undefined } | undefined {
+    return this.keys.has(place) ? { key: this.keys.get(place) } : undefined;
+  }
 
   /** A place in a Dockerfile: the context and file, the stage (by name or position) and the step's position in it. */
   static place(contextIdentity: string, dockerfile: string, stage: string, position: number): string {
@@ -86,11 +99,14 @@ export class InputsLog {
   }
 
   async load(place: string): Promise<StepInputs | undefined> {
+    let inputs: StepInputs | undefined;
     try {
-      return JSON.parse(await fsp.readFile(path.join(this.dir, `${place}.json`), 'utf8')) as StepInputs;
+      inputs = JSON.parse(await fsp.readFile(path.join(this.dir, `${place}.json`), 'utf8')) as StepInputs;
     } catch {
-      return undefined; // first build here, or a torn write: no explanation beyond "not built before"
+      inputs = undefined; // first build here, or a torn write: no explanation beyond "not built before"
     }
+    this.keys.set(place, inputs?.key);
+    return inputs;
   }
 
   async save(place: string, inputs: StepInputs): Promise<void> {
@@ -99,5 +115,6 @@ export class InputsLog {
     const tmp = `${file}.${process.pid}.tmp`;
     await fsp.writeFile(tmp, JSON.stringify(inputs));
     await fsp.rename(tmp, file);
+    this.keys.set(place, inputs.key);
   }
 }

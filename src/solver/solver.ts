@@ -597,18 +597,23 @@ class BuildRun {
     this.held.add(name);
     const vertex = this.progress.start(`${this.label(stage, o.n, o.total, step)} ${step.original}`);
     try {
-      const previous = await this.solver.inputsLog.load(place);
+      // What the step saw last time, read only when needed: a step cached under the key its record
+      // already holds (known from an earlier build in this process) needs none of it.
+      const log = this.solver.inputsLog;
+      const known = log.knownKey(place);
+      let previous: Promise<StepInputs | undefined> | undefined = known?.key === current.key ? undefined : log.load(place);
+      const loadPrevious = () => (previous ??= log.load(place));
       const outcome = await this.solver.once(name, async () => {
         const parent = await o.parent();
         if (!noCache && (await this.imported?.materialize(name, parent))) return 'imported';
-        await this.execute(step, parent, name, vertex, noCache ? undefined : { previous, current }, o.platform);
+        await this.execute(step, parent, name, vertex, noCache ? undefined : { previous: await loadPrevious(), current }, o.platform);
         return 'built';
       });
       // Recency for GC's least-recently-used order.
       if (outcome === 'cached') await this.deps.snapshotter.touch(name).catch(() => undefined);
       if (outcome !== 'built') vertex.cached();
-      else vertex.done(explainMiss(previous, current, noCache));
-      if (previous?.key !== current.key || outcome === 'built') await this.solver.inputsLog.save(place, current);
+      else vertex.done(explainMiss(await loadPrevious(), current, noCache));
+      if (outcome === 'built' || (previous !== undefined && (await previous)?.key !== current.key)) await log.save(place, current);
     } catch (err) {
       vertex.fail(err);
       throw err;
