@@ -293,7 +293,13 @@ async function upload(
   type Plan = { session: string; wanted: string[]; bytes: number; received?: true };
   // The list's digest first: a daemon whose kept copy already equals the list says so at once
   // (nothing to compare or send; the warm case in one small request). Otherwise the list follows.
-  const quick = await call<Plan | { listWanted: true }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { digest: listDigest(entries) }, signal);
+  // A daemon from before digests refuses this body (400): it gets the list, as it always did.
+  const quick = await call<Plan | { listWanted: true }>(ep, 'POST', `/v1/contexts/${id}/sessions`, { digest: listDigest(entries) }, signal).catch(
+    (err: unknown) => {
+      if (err instanceof DaemonError && err.status === 400) return { listWanted: true as const };
+      throw err;
+    },
+  );
   const plan =
     'listWanted' in quick
       ? await withUploadSlot(
