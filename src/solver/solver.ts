@@ -264,8 +264,9 @@ export class Solver {
       await running;
       return 'cached';
     }
-    if (await snapshotExists(this.deps.snapshotter, name)) return 'cached';
-    const p = build().finally(() => this.building.delete(name));
+    // Registered before the first await: a second build asking for the same step meanwhile joins
+    // this one instead of finding no snapshot yet and building it a second time.
+    const p = (async () => ((await snapshotExists(this.deps.snapshotter, name)) ? ('cached' as const) : build()))().finally(() => this.building.delete(name));
     this.building.set(name, p);
     return p;
   }
