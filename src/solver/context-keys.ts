@@ -20,9 +20,36 @@ export function resetContextKeyCounters(): void {
   counters = { computed: 0, reused: 0 };
 }
 
-/** Keys remembered at most (one per token and selection; each a short string and maybe its per-path digests). */
-const MAX_KEYS = 256;
-const keys = new Map<string, { key: string; perPath?: Record<string, string> }>();
+/**
+ * What is remembered at most, in paths: each key counts 1 plus its per-path digests (a COPY . of
+ * 10,000 files keeps 10,000 of them, about a megabyte), so a daemon serving many large contexts
+ * keeps the most recently used keys within a few tens of megabytes.
+ */
+const MAX_WEIGHT = 200_000;
+interface Remembered {
+  key: string;
+  perPath?: Record<string, string>;
+  weight: number;
+}
+const keys = new Map<string, Remembered>();
+let weight = 0;
+
+function remember(id: string, r: Remembered): void {
+  forget(id);
+  keys.set(id, r);
+  weight += r.weight;
+  for (const oldest of keys.keys()) {
+    if (weight <= MAX_WEIGHT || oldest === id) break;
+    forget(oldest);
+  }
+}
+
+function forget(id: string): void {
+  const r = keys.get(id);
+  if (r === undefined) return;
+  keys.delete(id);
+  weight -= r.weight;
+}
 
 /**
  * The key of `selection` (any text naming what is selected and how) over the context `token`
@@ -44,17 +71,14 @@ export async function contextKey(
   if (hit && (perPath === undefined || hit.perPath !== undefined)) {
     counters.reused++;
     // Most recently used last: the oldest goes first when the map is full.
-    keys.delete(id);
-    keys.set(id, hit);
+    remember(id, hit);
     if (perPath) Object.assign(perPath, hit.perPath);
     return hit.key;
   }
   counters.computed++;
   const own = perPath ? {} : undefined;
   const key = await compute(own);
-  keys.delete(id);
-  keys.set(id, own ? { key, perPath: own } : { key });
-  while (keys.size > MAX_KEYS) keys.delete(keys.keys().next().value!);
+  remember(id, own ? { key, perPath: own, weight: 1 + Object.keys(own).length } : { key, weight: 1 });
   if (perPath) Object.assign(perPath, own);
   return key;
 }
