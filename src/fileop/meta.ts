@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute, setAttributeSync } from '@napi-rs/xattr';
+import { xattrs } from '../util/lazy-modules.js';
 
 const execFileP = promisify(execFile);
 
@@ -61,14 +61,14 @@ export async function makeNode(target: string, kind: 'char' | 'block' | 'fifo', 
 export async function copyXattrs(src: string, target: string): Promise<void> {
   let names: string[];
   try {
-    names = await listAttributes(src);
+    names = await xattrs().listAttributes(src);
   } catch {
     return;
   }
   for (const name of names) {
     try {
-      const value = await getAttribute(src, name);
-      if (value !== null) await setAttribute(target, name, value);
+      const value = await xattrs().getAttribute(src, name);
+      if (value !== null) await xattrs().setAttribute(target, name, value);
     } catch {
       // unsupported here (ENOTSUP/EPERM): the copy itself is still correct
     }
@@ -79,14 +79,14 @@ export async function copyXattrs(src: string, target: string): Promise<void> {
 export function copyXattrsSync(src: string, target: string): void {
   let names: string[];
   try {
-    names = listAttributesSync(src);
+    names = xattrs().listAttributesSync(src);
   } catch {
     return;
   }
   for (const name of names) {
     try {
-      const value = getAttributeSync(src, name);
-      if (value !== null) setAttributeSync(target, name, value);
+      const value = xattrs().getAttributeSync(src, name);
+      if (value !== null) xattrs().setAttributeSync(target, name, value);
     } catch {
       // unsupported here (ENOTSUP/EPERM): the copy itself is still correct
     }

@@ -7,7 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tarStream from 'tar-stream';
+import { tarStream } from '../util/lazy-modules.js';
 import type { ContentStore } from '../cache/content-store.js';
 import { resolveInRoot } from '../fsutil/rootpath.js';
 import { digestHex, isIndexMediaType, isManifestMediaType, parseDigest, type Descriptor, type Index, type Manifest } from '../oci/index.js';
@@ -45,7 +45,7 @@ export async function importImage(store: ContentStore, source: string): Promise<
 // place anything outside the temporary directory.
 async function unpackLayoutTar(file: string, dir: string): Promise<void> {
   await fsp.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
-  const extract = tarStream.extract();
+  const extract = tarStream().extract();
   extract.on('entry', (header, stream, next) => {
     const name = header.name.replace(/^\.\//, '');
     const wanted = header.type === 'file' && (name === 'index.json' || name === 'oci-layout' || /^blobs\/sha256\/[0-9a-f]{64}$/.test(name));

@@ -14,7 +14,8 @@ import { constants as fsc } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, pipeline as pipelineCb } from 'node:stream';
-import tar from 'tar-stream';
+import type tar from 'tar-stream';
+import { tarStream } from '../util/lazy-modules.js';
 import { resolveInRootSync } from '../fsutil/rootpath.js';
 import { compressionFromMediaType, decompressStages, detectCompression, HashTap } from './compression.js';
 import { isOverlayPrivate, isWhiteout, mknod, OVERLAY_OPAQUE, setXattrSync } from './fsops.js';
@@ -430,7 +431,7 @@ export async function applyLayer(layer: Readable, opts: ApplyOptions): Promise<A
   const { head, stream } = await sniff(layer);
   const compression = head.length > 0 ? detectCompression(head) : (compressionFromMediaType(opts.mediaType) ?? 'none');
   const tap = new HashTap();
-  const extract = tar.extract();
+  const extract = tarStream().extract();
   patchExtract(extract);
 
   const stages = [stream, ...(await decompressStages(compression)), tap];

@@ -9,7 +9,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { setAttributeSync } from '@napi-rs/xattr';
+import { xattrs } from '../util/lazy-modules.js';
 import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
 
 /** How long the clone works on the calling thread before it lets the event loop run. */
@@ -56,9 +56,9 @@ function* walk(src: string, dest: string, due: () => boolean): Generator<Promise
       continue; // sockets: never part of a snapshot's changes
     }
     if (!st.isSymbolicLink()) {
-      for (const [k, v] of readXattrsSync(s)) setAttributeSync(d, k, v);
+      for (const [k, v] of readXattrsSync(s)) xattrs().setAttributeSync(d, k, v);
       // Overlay's own xattrs are never copied, except the one saying a directory hides its lowers.
-      if (st.isDirectory() && getXattrSync(s, OVERLAY_OPAQUE)?.toString() === 'y') setAttributeSync(d, OVERLAY_OPAQUE, Buffer.from('y'));
+      if (st.isDirectory() && getXattrSync(s, OVERLAY_OPAQUE)?.toString() === 'y') xattrs().setAttributeSync(d, OVERLAY_OPAQUE, Buffer.from('y'));
       fs.chmodSync(d, st.mode & 0o7777);
     }
     fs.lchownSync(d, st.uid, st.gid);

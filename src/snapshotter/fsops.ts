@@ -2,7 +2,7 @@
 // @napi-rs/xattr, whose calls act on a symlink itself rather than its target), device numbers.
 import { spawn } from 'node:child_process';
 import type { Stats, BigIntStats } from 'node:fs';
-import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute, setAttributeSync } from '@napi-rs/xattr';
+import { xattrs } from '../util/lazy-modules.js';
 
 export class CommandError extends Error {
   constructor(
@@ -62,7 +62,7 @@ export function isOverlayPrivate(name: string): boolean {
 export async function readXattrs(path: string): Promise<Array<[string, Buffer]>> {
   let names: string[];
   try {
-    names = await listAttributes(path);
+    names = await xattrs().listAttributes(path);
   } catch (err) {
     // File systems without xattr support have none to carry.
     if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return [];
@@ -70,7 +70,7 @@ export async function readXattrs(path: string): Promise<Array<[string, Buffer]>>
   }
   const out: Array<[string, Buffer]> = [];
   for (const name of names.filter((n) => !isOverlayPrivate(n)).sort()) {
-    const value = await getAttribute(path, name);
+    const value = await xattrs().getAttribute(path, name);
     if (value) out.push([name, Buffer.from(value)]);
   }
   return out;
@@ -78,21 +78,21 @@ export async function readXattrs(path: string): Promise<Array<[string, Buffer]>>
 
 export async function getXattr(path: string, name: string): Promise<Buffer | null> {
   try {
-    return await getAttribute(path, name);
+    return await xattrs().getAttribute(path, name);
   } catch {
     return null;
   }
 }
 
 export async function setXattr(path: string, name: string, value: Buffer): Promise<void> {
-  await setAttribute(path, name, value);
+  await xattrs().setAttribute(path, name, value);
 }
 
 /** readXattrs with synchronous calls, for walks that run a slice at a time on the calling thread. */
 export function readXattrsSync(path: string): Array<[string, Buffer]> {
   let names: string[];
   try {
-    names = listAttributesSync(path);
+    names = xattrs().listAttributesSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return [];
     throw err;
@@ -100,7 +100,7 @@ export function readXattrsSync(path: string): Array<[string, Buffer]> {
   if (names.length === 0) return [];
   const out: Array<[string, Buffer]> = [];
   for (const name of names.filter((n) => !isOverlayPrivate(n)).sort()) {
-    const value = getAttributeSync(path, name);
+    const value = xattrs().getAttributeSync(path, name);
     if (value) out.push([name, Buffer.from(value)]);
   }
   return out;
@@ -108,12 +108,12 @@ export function readXattrsSync(path: string): Array<[string, Buffer]> {
 
 export function getXattrSync(path: string, name: string): Buffer | null {
   try {
-    return getAttributeSync(path, name);
+    return xattrs().getAttributeSync(path, name);
   } catch {
     return null;
   }
 }
 
 export function setXattrSync(path: string, name: string, value: Buffer): void {
-  setAttributeSync(path, name, value);
+  xattrs().setAttributeSync(path, name, value);
 }

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
-import tarStream from 'tar-stream';
+import type tarStream from 'tar-stream';
+import { tarStream as loadTarStream } from '../../util/lazy-modules.js';
 import type { ContentStore } from '../../cache/content-store.js';
 import { MediaType, digestHex, type Descriptor, type Index } from '../../oci/index.js';
 import type { StoredImage } from './manifest.js';
@@ -30,7 +31,7 @@ export interface ArchiveOptions {
 
 /** Streams the archive; the caller pipes it to a file or to Docker's /images/load. */
 export function imageArchive(store: ContentStore, image: StoredImage, opts: ArchiveOptions): Readable {
-  const pack = tarStream.pack();
+  const pack = loadTarStream().pack();
   void writeArchive(pack, store, image, opts).then(
     () => pack.finalize(),
     (err: Error) => pack.destroy(err),
@@ -93,7 +94,7 @@ export interface StoredIndex {
  * platform manifests. There is no docker form: `docker load` cannot take an index.
  */
 export function indexArchive(store: ContentStore, image: StoredIndex, opts: Omit<ArchiveOptions, 'format'>): Readable {
-  const pack = tarStream.pack();
+  const pack = loadTarStream().pack();
   void writeIndexArchive(pack, store, image, opts).then(
     () => pack.finalize(),
     (err: Error) => pack.destroy(err),
