@@ -12,14 +12,12 @@
 // not sent (a build context has none, as in BuildKit).
 
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-// tar-stream (type only here): loaded when there is something to send, not on every client start.
-import type tar from 'tar-stream';
 import { fileStampOf, type FileStamp } from './stamp.js';
 import { ContextError, type ContextEntry } from './walk.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -120,10 +118,14 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
 }
 
 /**
- * Writes a tar of exactly the `wanted` files to `out` (and ends it). Contents are streamed from disk
- * with backpressure, so memory stays flat whatever the file sizes. A file whose size differs from
- * the list (it changed since syncEntries) fails the upload naming it: the daemon checks each entry
- * against the size it planned, and a silently different file would be a wrong build.
+ * Writes a tar of exactly the `wanted` files to `out` (and ends it). The archive is produced a 1 MiB
+ * batch at a time with synchronous file-system calls (open, fstat, read, close straight into the
+ * batch), in slices of about SLICE_MS between which the event loop runs: per file that is a few
+ * syscalls, where one round trip through libuv's thread pool per call left the thread waiting for
+ * most of a 10,000-file upload. Big files go through in batch-sized pieces, never held whole, and
+ * the consumer's back-pressure decides the pace. A file whose size differs from the list (it changed
+ * since syncEntries) fails the upload naming it: the daemon checks each entry against the size it
+ * planned, and a silently different file would be a wrong build.
  */
 export async function writeWantedTar(
   contextDir: string,
@@ -131,23 +133,7 @@ export async function writeWantedTar(
   wanted: string[],
   out: NodeJS.WritableStream,
 ): Promise<{ files: number; bytes: number }> {
-  if (wanted.length === 0) {
-    // Nothing changed (the warm case): the empty archive is its end marker, two zero blocks, and
-    // needs no tar library loaded.
-    await pipeline(Readable.from([Buffer.alloc(1024)]), out as NodeJS.WritableStream & NodeJS.EventEmitter);
-    return { files: 0, bytes: 0 };
-  }
   const byPath = new Map(entries.map((e) => [e.path, e]));
-  const { default: tarStream } = await import('tar-stream');
-  const pack = tarStream.pack();
-  // tar-stream's pack is a streamx stream; Readable.from makes it a plain Node one for pipeline.
-  const sending = pipeline(Readable.from(pack, { objectMode: false }), out as NodeJS.WritableStream & NodeJS.EventEmitter);
-  // When the receiver goes away, stop waiting for 'drain' on the entry being written.
-  const stop = new AbortController();
-  sending.catch(() => stop.abort());
-
-  let files = 0;
-  let bytes = 0;
   const list = wanted.map((p) => {
     const e = byPath.get(p);
     if (e === undefined || e.type !== 'file' || e.hardlinkTo !== undefined) {
@@ -155,122 +141,213 @@ export async function writeWantedTar(
     }
     return e;
   });
-  // Small files are read ahead, several at once, while earlier ones are written: one file at a time
-  // would cost an open, a stat, a read and a close in a row for each of 10,000 files. Large files
-  // stream. At most READ_AHEAD small files (each under SMALL_FILE bytes) are held in memory.
-  const reads = new Map<number, Promise<Buffer>>();
-  let nextRead = 0;
-  const readAhead = (upTo: number) => {
-    for (; nextRead < list.length && nextRead <= upTo; nextRead++) {
-      const e = list[nextRead]!;
-      if (e.size > SMALL_FILE) continue;
-      const p = readSmallFile(contextDir, e);
-      p.catch(() => {}); // observed when its turn comes
-      reads.set(nextRead, p);
-    }
-  };
-  const adding = (async () => {
-    for (let i = 0; i < list.length; i++) {
-      readAhead(i + READ_AHEAD);
-      const e = list[i]!;
-      const pending = reads.get(i);
-      reads.delete(i);
-      if (pending) {
-        const data = await pending;
-        const written = new Promise<void>((resolve, reject) => pack.entry(tarHeader(e), data, (err) => (err ? reject(err) : resolve())));
-        await written;
-        bytes += data.length;
-      } else {
-        bytes += await addFile(pack, contextDir, e, stop.signal);
-      }
-      files++;
-    }
-    pack.finalize();
-  })();
-  try {
-    await adding;
-  } catch (err) {
-    pack.destroy(err as Error); // ends `out` with an error, so the receiver sees a broken upload
-    const sendErr = await sending.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    // When the receiver failed first, its error is the cause; our abort is only the consequence.
-    throw stop.signal.aborted && sendErr !== undefined ? sendErr : err;
-  }
-  await sending;
-  return { files, bytes };
+  const producer = new UploadProducer(contextDir, list);
+  // When the receiver fails first, pipeline rejects with its error (the cause); when a file fails,
+  // with ours, and `out` is destroyed, so the receiver sees a broken upload, never a short one.
+  await pipeline(uploadReadable(producer), out as NodeJS.WritableStream & NodeJS.EventEmitter);
+  return { files: producer.files, bytes: producer.bytes };
 }
 
-/** Files up to this size are read whole (and ahead); larger ones stream. */
-const SMALL_FILE = 1024 * 1024;
-/** How many small files are read ahead of the one being written. */
-const READ_AHEAD = 32;
+const BLOCK = 512;
+const BATCH = 1 << 20;
+/** How long one slice of synchronous work may hold the thread before the stream lets others run. */
+const SLICE_MS = 12;
+// O_NOFOLLOW: a file replaced by a link since the walk must not send what the link points at.
+// O_NONBLOCK: a FIFO put where a file was must not hang the thread (no effect on regular files).
+const OPEN_LISTED = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
 
-function tarHeader(e: SyncEntry): Parameters<tar.Pack['entry']>[0] {
-  return { name: e.path, type: 'file', size: e.size, mode: e.mode, mtime: new Date(e.mtimeMs) };
+/** Produces the upload tar a batch at a time; see writeWantedTar. */
+class UploadProducer {
+  files = 0;
+  bytes = 0;
+  private batch = Buffer.allocUnsafe(BATCH);
+  private used = 0;
+  private ready: Buffer[] = [];
+  private next = 0;
+  /** The file whose content is being copied: it may span batches. */
+  private open: { fd: number; e: SyncEntry; pos: number } | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly contextDir: string,
+    private readonly list: SyncEntry[],
+  ) {}
+
+  /** The next batch; undefined when the slice ran out first, null at the end. */
+  pull(deadline: number): Buffer | undefined | null {
+    while (this.ready.length === 0) {
+      if (this.ended) return null;
+      if (performance.now() > deadline) return undefined;
+      this.step();
+    }
+    return this.ready.shift();
+  }
+
+  close(): void {
+    if (this.open) fs.closeSync(this.open.fd);
+    this.open = undefined;
+  }
+
+  private step(): void {
+    if (this.open) {
+      this.copyContent();
+      return;
+    }
+    const e = this.list[this.next++];
+    if (e === undefined) {
+      this.put(Buffer.alloc(2 * BLOCK)); // end of archive
+      this.flush();
+      this.ended = true;
+      return;
+    }
+    const fd = openListed(this.contextDir, e);
+    this.put(uploadHeader(e));
+    this.open = { fd, e, pos: 0 };
+  }
+
+  /** Reads the open file into the batch until the batch is full or the file is done. */
+  private copyContent(): void {
+    const f = this.open!;
+    const size = f.e.size;
+    for (;;) {
+      if (this.used === BATCH) {
+        this.flush();
+        return;
+      }
+      const left = size - f.pos;
+      // On the last piece ask for one byte more when it fits: getting it means the file grew.
+      const want = Math.min(left + 1, BATCH - this.used);
+      if (want === 0) break;
+      const n = fs.readSync(f.fd, this.batch, this.used, want, f.pos);
+      if (n > left) throw sizeChanged(f.e, `at least ${f.pos + n}`);
+      if (n === 0) {
+        if (left === 0) break;
+        throw sizeChanged(f.e, f.pos);
+      }
+      this.used += n;
+      f.pos += n;
+      if (f.pos === size && want > left) break; // the extra byte was asked for and not there
+    }
+    this.close();
+    this.put(Buffer.alloc((BLOCK - (size % BLOCK)) % BLOCK));
+    this.files++;
+    this.bytes += size;
+  }
+
+  private put(bytes: Buffer): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const n = bytes.copy(this.batch, this.used, off);
+      this.used += n;
+      off += n;
+      if (this.used === BATCH) this.flush();
+    }
+  }
+
+  private flush(): void {
+    if (this.used === 0) return;
+    this.ready.push(this.used === BATCH ? this.batch : this.batch.subarray(0, this.used));
+    this.batch = Buffer.allocUnsafe(BATCH);
+    this.used = 0;
+  }
+}
+
+/** The producer as a byte stream, one batch per read, yielding to the event loop between slices. */
+function uploadReadable(producer: UploadProducer): Readable {
+  return new Readable({
+    highWaterMark: BATCH,
+    read() {
+      const pull = () => {
+        try {
+          const b = producer.pull(performance.now() + SLICE_MS);
+          if (b === undefined) setImmediate(pull);
+          else this.push(b);
+        } catch (err) {
+          this.destroy(err as Error);
+        }
+      };
+      pull();
+    },
+    destroy(err, cb) {
+      try {
+        producer.close();
+      } catch {
+        // the descriptor is gone either way; the stream's own error is the one to report
+      }
+      cb(err);
+    },
+  });
+}
+
+/**
+ * A ustar header for a listed file (a pax header first when the name does not fit ustar's 100 bytes
+ * of ASCII, or the size its 11 octal digits). Mode and mtime are informative only: the daemon takes
+ * both from the list.
+ */
+function uploadHeader(e: SyncEntry): Buffer {
+  const paxRecords: string[] = [];
+  const plainName = /^[\x20-\x7e]*$/.test(e.path) && e.path.length <= 100;
+  if (!plainName) paxRecords.push(paxRecord('path', e.path));
+  if (e.size > 0o77777777777) paxRecords.push(paxRecord('size', String(e.size)));
+  const main = ustarHeader(plainName ? e.path : 'PaxLongName', '0', e.size > 0o77777777777 ? 0 : e.size, e.mode, Math.floor(e.mtimeMs / 1000));
+  if (paxRecords.length === 0) return main;
+  const body = Buffer.from(paxRecords.join(''), 'utf8');
+  const pax = ustarHeader('PaxHeader', 'x', body.length, 0o644, 0);
+  return Buffer.concat([pax, body, Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK), main]);
+}
+
+/** "LEN key=value\n", LEN counting itself. */
+function paxRecord(key: string, value: string): string {
+  const base = Buffer.byteLength(` ${key}=${value}\n`);
+  let len = base + 1;
+  while (String(len).length + base !== len) len = String(len).length + base;
+  return `${len} ${key}=${value}\n`;
+}
+
+function ustarHeader(name: string, typeflag: string, size: number, mode: number, mtime: number): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write(name, 0, 100, 'ascii');
+  octal(h, 100, 8, mode & 0o7777);
+  octal(h, 108, 8, 0);
+  octal(h, 116, 8, 0);
+  octal(h, 124, 12, size);
+  octal(h, 136, 12, Math.max(0, Math.min(mtime, 0o77777777777)));
+  h.write('        ', 148, 8, 'ascii'); // checksum field counts as spaces while summing
+  h.write(typeflag, 156, 1, 'ascii');
+  h.write('ustar\u000000', 257, 8, 'ascii');
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += h[i]!;
+  octal(h, 148, 8, sum);
+  return h;
+}
+
+function octal(buf: Buffer, off: number, width: number, value: number): void {
+  buf.write(value.toString(8).padStart(width - 1, '0'), off, width - 1, 'ascii');
+  buf[off + width - 1] = 0;
 }
 
 /**
  * Opens a listed file to send it: never through a link (it may have been replaced by one since the
  * walk: then what it points at must not be sent), still a file, still of the listed size.
  */
-async function openListed(contextDir: string, e: SyncEntry): Promise<fsp.FileHandle> {
-  let fh: fsp.FileHandle;
+function openListed(contextDir: string, e: SyncEntry): number {
+  let fd: number;
   try {
-    fh = await fsp.open(path.join(contextDir, e.path), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    fd = fs.openSync(path.join(contextDir, e.path), OPEN_LISTED);
   } catch (err) {
     throw new ContextError(`build context: cannot open ${e.path}: ${(err as Error).message}`, e.path, { cause: err });
   }
   try {
-    const st = await fh.stat();
+    const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new ContextError(`build context: ${e.path} changed while being sent: it is no longer a file`, e.path);
     if (st.size !== e.size) throw sizeChanged(e, st.size);
-    return fh;
+    return fd;
   } catch (err) {
-    await fh.close();
+    fs.closeSync(fd);
     throw err;
   }
 }
 
 function sizeChanged(e: SyncEntry, found: number | string): ContextError {
   return new ContextError(`build context: ${e.path} changed size while being sent (listed as ${e.size} bytes, found ${found})`, e.path);
-}
-
-/** A small file's content, whole. */
-async function readSmallFile(contextDir: string, e: SyncEntry): Promise<Buffer> {
-  const fh = await openListed(contextDir, e);
-  try {
-    const data = await fh.readFile();
-    if (data.length !== e.size) throw sizeChanged(e, data.length);
-    return data;
-  } finally {
-    await fh.close();
-  }
-}
-
-async function addFile(pack: tar.Pack, contextDir: string, e: SyncEntry, signal: AbortSignal): Promise<number> {
-  const changed = (read: number | string) => sizeChanged(e, read);
-  const fh = await openListed(contextDir, e);
-  try {
-    let settle!: (err?: Error | null) => void;
-    const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
-    done.catch(() => {}); // observed below; do not let an early rejection go unhandled
-    const entry = pack.entry(tarHeader(e), (err) => settle(err));
-    // A destroyed pack destroys the entry with the receiver's error; `done` reports it, and an unheard
-    // 'error' event would crash the process.
-    entry.on('error', () => {});
-    let read = 0;
-    for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 256 * 1024 })) {
-      read += (chunk as Buffer).length;
-      if (read > e.size) throw changed(`at least ${read}`);
-      if (!entry.write(chunk)) await once(entry as unknown as NodeJS.EventEmitter, 'drain', { signal });
-    }
-    if (read !== e.size) throw changed(read);
-    (entry as unknown as NodeJS.WritableStream).end();
-    await done;
-    return read;
-  } finally {
-    await fh.close();
-  }
 }

@@ -158,6 +158,49 @@ describe('writeWantedTar', () => {
     expect(await ended).toMatch(/^error: /); // the receiver sees a broken upload, not a short one
   });
 
+  it('carries non-ASCII names, empty files and files spanning several 1 MiB batches', async () => {
+    const names = ['ünï/cödé ✓.txt', 'empty', 'big', 'tail'];
+    write(names[0]!, 'utf8');
+    write('empty', '');
+    const big = Buffer.alloc(3 * 1024 * 1024 + 7);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    write('big', big);
+    write('tail', 'T');
+    const entries = await syncEntries(ctx, await walkContext(ctx));
+    const { r, buf } = await tarOf(entries, names);
+    expect(r).toEqual({ files: 4, bytes: 4 + 0 + big.length + 1 });
+    const got = await readTar(buf);
+    expect([...got.keys()]).toEqual(names);
+    expect(got.get(names[0]!)!.content).toBe('utf8');
+    expect(got.get('empty')!.header.size).toBe(0);
+    expect(Buffer.from(got.get('big')!.content, 'latin1').length).toBe(big.length);
+    expect(got.get('tail')!.content).toBe('T');
+  });
+
+  it('fails naming a file that holds more than its size says when read', async () => {
+    // A file that grows between the size check and the read: /proc files are regular files whose
+    // fstat size (0) is less than what a read returns, so the check after the last byte must catch it.
+    const listed = [{ path: 'status', type: 'file' as const, mode: 0o444, size: 0, mtimeMs: 0, stamp: 'x' }];
+    const pt = new PassThrough();
+    pt.resume();
+    pt.on('error', () => {});
+    await expect(writeWantedTar('/proc/self', listed, ['status'], pt)).rejects.toThrow(
+      /build context: status changed size while being sent \(listed as 0 bytes, found at least \d+\)/,
+    );
+  });
+
+  it('refuses a file replaced by a link or a fifo since the list, without hanging', async () => {
+    write('a', 'AAA');
+    write('b', 'BBB');
+    const entries = await syncEntries(ctx, await walkContext(ctx));
+    fs.rmSync(path.join(ctx, 'a'));
+    fs.symlinkSync('b', path.join(ctx, 'a'));
+    await expect(tarOf(entries, ['a'])).rejects.toThrow(/build context: cannot open a: /);
+    fs.rmSync(path.join(ctx, 'b'));
+    execFileSync('mkfifo', [path.join(ctx, 'b')]);
+    await expect(tarOf(entries, ['b'])).rejects.toThrow('build context: b changed while being sent: it is no longer a file');
+  });
+
   it('stops, without hanging, when the receiver goes away', async () => {
     write('big', Buffer.alloc(8 * 1024 * 1024, 7));
     const entries = await syncEntries(ctx, await walkContext(ctx));
