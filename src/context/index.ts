@@ -8,5 +8,15 @@ export { relOf, splitPivot, splitWildcards } from './source-paths.js';
 export { directoryContext, listedContext, type ContextSource } from './source.js';
 export { listDigest, syncEntries, writeWantedTar, type SyncEntry } from './sync.js';
 export { fileStampOf, type FileStamp } from './stamp.js';
-export { extractContextTar, cleanEntryPath, safeTreePath, writeNewFile, setDirMeta, type TarContextLimits } from './tar-extract.js';
+export {
+  extractContextTar,
+  cleanEntryPath,
+  safeTreePath,
+  safeTreePathSync,
+  writeNewFile,
+  writeNewFileSync,
+  setDirMeta,
+  setDirMetaSync,
+  type TarContextLimits,
+} from './tar-extract.js';
 export { readFileInside } from './read-inside.js';

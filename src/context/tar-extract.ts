@@ -16,6 +16,7 @@
 // Like fsutil's rootpath, the parent checks are check-then-use: safe because nothing else writes in
 // the destination while we do (the caller owns it).
 
+import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { lstatOrUndefined } from '../fsutil/stat.js';
+import { lstatOrUndefined, lstatOrUndefinedSync } from '../fsutil/stat.js';
 import { ContextError } from './walk.js';
 
 export interface TarContextLimits {
@@ -78,6 +79,28 @@ export async function safeTreePath(root: string, rel: string, opts: { known?: Se
   return path.join(root, rel);
 }
 
+/** safeTreePath with synchronous calls, for callers that work in slices on their own thread. */
+export function safeTreePathSync(root: string, rel: string, opts: { known?: Set<string>; mkdirMode?: number } = {}): string {
+  const parts = rel.split('/');
+  let cur = '';
+  for (let i = 0; i < parts.length - 1; i++) {
+    cur = cur === '' ? parts[i]! : `${cur}/${parts[i]}`;
+    if (opts.known?.has(cur)) continue;
+    const host = path.join(root, cur);
+    const st = lstatOrUndefinedSync(host);
+    if (st === undefined) {
+      if (opts.mkdirMode === undefined) throw new ContextError(`build context: ${rel}: its parent directory ${cur} does not exist`, rel);
+      fs.mkdirSync(host, { mode: opts.mkdirMode }); // mkdir never follows: an existing link gives EEXIST
+    } else if (st.isSymbolicLink()) {
+      throw new ContextError(`build context: ${rel}: refusing to write through the symlink ${cur}`, rel);
+    } else if (!st.isDirectory()) {
+      throw new ContextError(`build context: ${rel}: its parent ${cur} is not a directory`, rel);
+    }
+    opts.known?.add(cur);
+  }
+  return path.join(root, rel);
+}
+
 /**
  * Streams `body` into a new file at `host` (which must not exist; O_NOFOLLOW|O_EXCL so a planted link
  * cannot redirect the write), then sets mode and mtime. Mode is set after the data because a write
@@ -105,6 +128,34 @@ export async function writeNewFile(
     await fh.close();
   }
   return bytes;
+}
+
+/**
+ * writeNewFile for content already in memory, with synchronous calls (open, write, fchmod, futimes,
+ * close: no round trip through libuv's thread pool for each). Same rules: O_NOFOLLOW|O_EXCL, mode
+ * after the data.
+ */
+export function writeNewFileSync(host: string, data: Uint8Array, meta: { mode: number; mtimeMs: number }): number {
+  const fd = fs.openSync(host, OPEN_NEW, 0o600);
+  try {
+    for (let off = 0; off < data.byteLength; ) off += fs.writeSync(fd, data, off, data.byteLength - off);
+    fs.fchmodSync(fd, meta.mode & 0o7777);
+    fs.futimesSync(fd, meta.mtimeMs / 1000, meta.mtimeMs / 1000);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return data.byteLength;
+}
+
+/** setDirMeta with synchronous calls. */
+export function setDirMetaSync(host: string, mode: number, mtimeMs: number): void {
+  const fd = fs.openSync(host, OPEN_DIR);
+  try {
+    fs.fchmodSync(fd, mode & 0o7777);
+    fs.futimesSync(fd, mtimeMs / 1000, mtimeMs / 1000);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Sets a directory's mode and mtime through a descriptor opened without following a link. */

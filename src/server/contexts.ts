@@ -23,13 +23,23 @@
 // exclusive use of the tree while it is written.
 
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { ContextError, listDigest, safeTreePath, setDirMeta, writeNewFile, type ContextEntry, type SyncEntry } from '../context/index.js';
+import {
+  ContextError,
+  listDigest,
+  safeTreePathSync,
+  setDirMetaSync,
+  writeNewFile,
+  writeNewFileSync,
+  type ContextEntry,
+  type SyncEntry,
+} from '../context/index.js';
 import { processAlive } from '../fsutil/process.js';
-import { isMissing, lstatOrUndefined } from '../fsutil/stat.js';
+import { isMissing, lstatOrUndefined, lstatOrUndefinedSync } from '../fsutil/stat.js';
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const STAGING_PREFIX = 'staging-';
@@ -532,14 +542,25 @@ class Lease implements ContextLease {
   }
 }
 
-/**
- * Reads the upload tar into `staging` (flat numbered names: tar names are only matched, never used as
- * paths). Exactly the wanted files, each once, with the planned size; anything else fails naming it.
- */
-/** Files up to this size are received whole and written several at once. */
+/** Files up to this size are received whole and written with synchronous calls; larger ones stream. */
 const SMALL_FILE = 1024 * 1024;
-/** Small files being written at once while the tar is read on. */
-const PARALLEL_WRITES = 16;
+/**
+ * How long the apply may hold the thread with synchronous calls before it lets the event loop run
+ * (the daemon serves other builds meanwhile).
+ */
+const SLICE_MS = 10;
+
+/** Tells a synchronous loop when its slice is over, and yields to the event loop then. */
+class Slices {
+  private start = performance.now();
+  due(): boolean {
+    return performance.now() - this.start >= SLICE_MS;
+  }
+  async yield(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.start = performance.now();
+  }
+}
 
 /** A tar entry's body as one buffer, refusing more bytes than announced. */
 async function collect(body: AsyncIterable<unknown>, size: number, name: string): Promise<Buffer> {
@@ -551,9 +572,13 @@ async function collect(body: AsyncIterable<unknown>, size: number, name: string)
     if (n > size) throw new ContextError(`build context: ${name} is longer than announced`, name);
     chunks.push(b);
   }
-  return Buffer.concat(chunks, n);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
 }
 
+/**
+ * Reads the upload tar into `staging` (flat numbered names: tar names are only matched, never used as
+ * paths). Exactly the wanted files, each once, with the planned size; anything else fails naming it.
+ */
 async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, SyncEntry>, staging: string): Promise<Map<string, string>> {
   const staged = new Map<string, string>();
   const refuse = (name: string, reason: string) => new ContextError(`build context upload: tar entry ${JSON.stringify(name)}: ${reason}`, name);
@@ -576,19 +601,9 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
         await writeNewFile(host, body, meta);
         return;
       }
-      // A small file is taken whole and written beside the next ones (a few at a time), so the
-      // tar is read on while the disk works: one file after another costs five round trips each.
-      const data = await collect(body, e.size, name);
-      while (writing.size >= PARALLEL_WRITES) await Promise.race(writing);
-      const w = writeNewFile(host, [data], meta).then(
-        () => void writing.delete(w),
-        (err: unknown) => {
-          writing.delete(w);
-          failure ??= err;
-          extract.destroy(err as Error);
-        },
-      );
-      writing.add(w);
+      // A small file is taken whole and written with synchronous calls: a few syscalls, where a
+      // round trip through libuv's thread pool for each of them left the thread mostly waiting.
+      writeNewFileSync(host, await collect(body, e.size, name), meta);
     };
     current = handle().then(
       () => next(),
@@ -599,10 +614,8 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
       },
     );
   });
-  const writing = new Set<Promise<void>>();
   const settled = async () => {
     await current; // tar-stream may finish before the last entry's handler has
-    await Promise.all(writing); // never return while a file is still being written into staging
   };
   try {
     await pipeline(input, extract);
@@ -623,95 +636,84 @@ async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, Sy
 const sameKind = (e: SyncEntry, d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }) =>
   e.type === 'dir' ? d.isDirectory() : e.type === 'symlink' ? d.isSymbolicLink() : d.isFile();
 
-/** Makes `tree` equal the planned list, moving staged files into place. */
 /** A file of the list into the tree: the received copy renamed into place, or the kept one left as it is. */
-async function placeFile(tree: string, e: SyncEntry, staged: Map<string, string>, known: Set<string>): Promise<void> {
-  const host = await safeTreePath(tree, e.path, { known });
-  const st = await lstatOrUndefined(host);
+function placeFile(tree: string, e: SyncEntry, staged: Map<string, string>, known: Set<string>): void {
+  const host = safeTreePathSync(tree, e.path, { known });
+  const st = lstatOrUndefinedSync(host);
   if (st !== undefined && !sameKind(e, st)) throw new ContextError(`build context: ${e.path} changed in the kept tree while it was updated`, e.path);
   const received = staged.get(e.path);
   if (received !== undefined) {
     // Atomic replacement: a killed daemon leaves the old file or the new one, never half of one.
-    await fsp.rename(received, host);
+    fs.renameSync(received, host);
     return;
   }
   // Unchanged: left alone, so its inode and times stay as they were.
   if (st === undefined) throw new ContextError(`build context: kept file ${e.path} is missing; the next upload sends everything`, e.path);
-  if ((st.mode & 0o7777) !== e.mode) await fsp.chmod(host, e.mode);
+  if ((st.mode & 0o7777) !== e.mode) fs.chmodSync(host, e.mode);
 }
 
+/**
+ * Makes `tree` equal the planned list, moving staged files into place. Synchronous calls in slices
+ * of about SLICE_MS (see Slices): per entry an lstat and a rename or a mkdir, each far cheaper than
+ * its round trip through libuv's thread pool.
+ */
 async function applyList(tree: string, plan: Plan, staged: Map<string, string>): Promise<void> {
+  const slices = new Slices();
   // 1. Remove what is not listed, or listed as another kind (a link that is now a dir goes first, so
   //    nothing below is ever written through it). Walks the tree itself, not the old index.
   const prune = async (relDir: string): Promise<void> => {
     const hostDir = relDir === '' ? tree : path.join(tree, relDir);
-    for (const d of await fsp.readdir(hostDir, { withFileTypes: true })) {
+    for (const d of fs.readdirSync(hostDir, { withFileTypes: true })) {
+      if (slices.due()) await slices.yield();
       const rel = relDir === '' ? d.name : `${relDir}/${d.name}`;
       const e = plan.byPath.get(rel);
-      if (e === undefined || !sameKind(e, d)) await fsp.rm(path.join(hostDir, d.name), { recursive: true, force: true });
+      if (e === undefined || !sameKind(e, d)) fs.rmSync(path.join(hostDir, d.name), { recursive: true, force: true });
       else if (d.isDirectory()) await prune(rel);
     }
   };
   await prune('');
 
-  // 2. Create and update in list order (parents come before children). Directories and links are
-  //    made in order; files (the many) are placed several at once, their parents already made, and
-  //    a hard link waits until what is in flight (maybe its target) has landed.
+  // 2. Create and update in list order (parents come before children, a hard link's target before it).
   const known = new Set<string>(); // directories verified (or made) in this pass
-  const inflight = new Set<Promise<void>>();
-  let failed: unknown;
-  const drain = async () => {
-    await Promise.all(inflight);
-    if (failed !== undefined) throw failed;
-  };
   for (const e of plan.entries) {
-    if (failed !== undefined) break;
+    if (slices.due()) await slices.yield();
     if (e.type === 'file' && e.hardlinkTo === undefined) {
-      while (inflight.size >= PARALLEL_WRITES) await Promise.race(inflight);
-      const op = placeFile(tree, e, staged, known).then(
-        () => void inflight.delete(op),
-        (err: unknown) => {
-          inflight.delete(op);
-          failed ??= err;
-        },
-      );
-      inflight.add(op);
+      placeFile(tree, e, staged, known);
       continue;
     }
-    if (e.hardlinkTo !== undefined) await drain();
-    const host = await safeTreePath(tree, e.path, { known });
-    const st = await lstatOrUndefined(host);
+    const host = safeTreePathSync(tree, e.path, { known });
+    const st = lstatOrUndefinedSync(host);
     if (st !== undefined && !sameKind(e, st)) throw new ContextError(`build context: ${e.path} changed in the kept tree while it was updated`, e.path);
     if (e.type === 'dir') {
       // Owner-writable until step 3, so its contents can be written whatever its final mode.
-      if (st === undefined) await fsp.mkdir(host, { mode: 0o700 });
-      else if ((st.mode & 0o700) !== 0o700) await fsp.chmod(host, (st.mode & 0o7777) | 0o700);
+      if (st === undefined) fs.mkdirSync(host, { mode: 0o700 });
+      else if ((st.mode & 0o700) !== 0o700) fs.chmodSync(host, (st.mode & 0o7777) | 0o700);
       known.add(e.path);
     } else if (e.type === 'symlink') {
-      if (st !== undefined && (await fsp.readlink(host)) === e.linkTarget) {
-        if (Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) await fsp.lutimes(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
+      if (st !== undefined && fs.readlinkSync(host) === e.linkTarget) {
+        if (Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) fs.lutimesSync(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
         continue;
       }
-      if (st !== undefined) await fsp.unlink(host);
-      await fsp.symlink(e.linkTarget!, host); // stored as text, never followed
-      await fsp.lutimes(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
+      if (st !== undefined) fs.unlinkSync(host);
+      fs.symlinkSync(e.linkTarget!, host); // stored as text, never followed
+      fs.lutimesSync(host, e.mtimeMs / 1000, e.mtimeMs / 1000);
     } else if (e.hardlinkTo !== undefined) {
       const target = path.join(tree, e.hardlinkTo); // its parents were verified when it was applied
-      const tst = await lstatOrUndefined(target);
+      const tst = lstatOrUndefinedSync(target);
       if (!tst?.isFile()) throw new ContextError(`build context: hard link target ${e.hardlinkTo} of ${e.path} is missing`, e.path);
       if (st !== undefined && st.ino === tst.ino && st.dev === tst.dev) continue;
-      if (st !== undefined) await fsp.unlink(host);
-      await fsp.link(target, host);
+      if (st !== undefined) fs.unlinkSync(host);
+      fs.linkSync(target, host);
     }
   }
-  await drain();
 
   // 3. Directories' modes and mtimes last, deepest first (writing inside a directory changes its mtime).
   for (let i = plan.entries.length - 1; i >= 0; i--) {
     const e = plan.entries[i]!;
     if (e.type !== 'dir') continue;
+    if (slices.due()) await slices.yield();
     const host = path.join(tree, e.path);
-    const st = await fsp.lstat(host);
-    if ((st.mode & 0o7777) !== e.mode || Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) await setDirMeta(host, e.mode, e.mtimeMs);
+    const st = fs.lstatSync(host);
+    if ((st.mode & 0o7777) !== e.mode || Math.abs(st.mtimeMs - e.mtimeMs) >= 0.001) setDirMetaSync(host, e.mode, e.mtimeMs);
   }
 }
