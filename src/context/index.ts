@@ -14,7 +14,6 @@ export {
   safeTreePath,
   safeTreePathSync,
   writeNewFile,
-  writeNewFileSync,
   setDirMeta,
   setDirMetaSync,
   type TarContextLimits,

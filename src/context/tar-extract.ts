@@ -130,23 +130,6 @@ export async function writeNewFile(
   return bytes;
 }
 
-/**
- * writeNewFile for content already in memory, with synchronous calls (open, write, fchmod, futimes,
- * close: no round trip through libuv's thread pool for each). Same rules: O_NOFOLLOW|O_EXCL, mode
- * after the data.
- */
-export function writeNewFileSync(host: string, data: Uint8Array, meta: { mode: number; mtimeMs: number }): number {
-  const fd = fs.openSync(host, OPEN_NEW, 0o600);
-  try {
-    for (let off = 0; off < data.byteLength; ) off += fs.writeSync(fd, data, off, data.byteLength - off);
-    fs.fchmodSync(fd, meta.mode & 0o7777);
-    fs.futimesSync(fd, meta.mtimeMs / 1000, meta.mtimeMs / 1000);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return data.byteLength;
-}
-
 /** setDirMeta with synchronous calls. */
 export function setDirMetaSync(host: string, mode: number, mtimeMs: number): void {
   const fd = fs.openSync(host, OPEN_DIR);

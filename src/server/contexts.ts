@@ -27,19 +27,10 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
-import {
-  ContextError,
-  listDigest,
-  safeTreePathSync,
-  setDirMetaSync,
-  writeNewFile,
-  writeNewFileSync,
-  type ContextEntry,
-  type SyncEntry,
-} from '../context/index.js';
+import { ContextError, listDigest, safeTreePathSync, setDirMetaSync, type ContextEntry, type SyncEntry } from '../context/index.js';
 import { processAlive } from '../fsutil/process.js';
 import { isMissing, lstatOrUndefined, lstatOrUndefinedSync } from '../fsutil/stat.js';
+import { UploadReceiver } from './upload-receiver.js';
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const STAGING_PREFIX = 'staging-';
@@ -542,8 +533,6 @@ class Lease implements ContextLease {
   }
 }
 
-/** Files up to this size are received whole and written with synchronous calls; larger ones stream. */
-const SMALL_FILE = 1024 * 1024;
 /**
  * How long the apply may hold the thread with synchronous calls before it lets the event loop run
  * (the daemon serves other builds meanwhile).
@@ -562,75 +551,20 @@ class Slices {
   }
 }
 
-/** A tar entry's body as one buffer, refusing more bytes than announced. */
-async function collect(body: AsyncIterable<unknown>, size: number, name: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of body) {
-    const b = c as Buffer;
-    n += b.length;
-    if (n > size) throw new ContextError(`build context: ${name} is longer than announced`, name);
-    chunks.push(b);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
-}
-
 /**
  * Reads the upload tar into `staging` (flat numbered names: tar names are only matched, never used as
  * paths). Exactly the wanted files, each once, with the planned size; anything else fails naming it.
  */
 async function receiveFiles(input: NodeJS.ReadableStream, wanted: Map<string, SyncEntry>, staging: string): Promise<Map<string, string>> {
-  const staged = new Map<string, string>();
-  const refuse = (name: string, reason: string) => new ContextError(`build context upload: tar entry ${JSON.stringify(name)}: ${reason}`, name);
-  const extract = tar.extract();
-  let current: Promise<void> = Promise.resolve();
-  let failure: unknown;
-  extract.on('entry', (header, body, next) => {
-    body.on('error', () => {}); // the extract reports the error; an unheard 'error' would crash the process
-    const handle = async (): Promise<void> => {
-      const name = header.name;
-      if (header.type !== 'file' && header.type !== 'contiguous-file') throw refuse(name, `a ${header.type} was not asked for (only planned files are sent)`);
-      const e = wanted.get(name);
-      if (e === undefined) throw refuse(name, 'was not asked for');
-      if (staged.has(name)) throw refuse(name, 'sent twice');
-      if (header.size !== e.size) throw refuse(name, `is ${header.size} bytes, the list said ${e.size}`);
-      const host = path.join(staging, String(staged.size));
-      staged.set(name, host);
-      const meta = { mode: e.mode, mtimeMs: e.mtimeMs, maxBytes: e.size, name };
-      if (e.size > SMALL_FILE) {
-        await writeNewFile(host, body, meta);
-        return;
-      }
-      // A small file is taken whole and written with synchronous calls: a few syscalls, where a
-      // round trip through libuv's thread pool for each of them left the thread mostly waiting.
-      writeNewFileSync(host, await collect(body, e.size, name), meta);
-    };
-    current = handle().then(
-      () => next(),
-      (err: unknown) => {
-        failure ??= err;
-        body.resume();
-        extract.destroy(err as Error);
-      },
-    );
-  });
-  const settled = async () => {
-    await current; // tar-stream may finish before the last entry's handler has
-  };
+  const receiver = new UploadReceiver(wanted, staging);
   try {
-    await pipeline(input, extract);
-    await settled();
-    if (failure !== undefined) throw failure;
-  } catch (caught) {
-    await settled();
-    const err = failure !== undefined && caught !== failure && !(caught instanceof ContextError) ? failure : caught;
+    await pipeline(input, receiver);
+  } catch (err) {
     if (err instanceof ContextError) throw err;
     throw new ContextError(`build context upload: unreadable tar: ${(err as Error).message}`, '', { cause: err });
   }
-  for (const name of wanted.keys()) {
-    if (!staged.has(name)) throw new ContextError(`build context upload: ${name} was asked for but not sent`, name);
-  }
-  return staged;
+  receiver.checkComplete();
+  return receiver.staged;
 }
 
 const sameKind = (e: SyncEntry, d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }) =>
