@@ -149,7 +149,8 @@ export async function writeWantedTar(
 }
 
 const BLOCK = 512;
-const BATCH = 1 << 20;
+/** Small enough that a slice hands the socket something soon; large enough for many files per batch. */
+const BATCH = 256 * 1024;
 /** How long one slice of synchronous work may hold the thread before the stream lets others run. */
 const SLICE_MS = 12;
 // O_NOFOLLOW: a file replaced by a link since the walk must not send what the link points at.
