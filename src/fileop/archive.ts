@@ -21,9 +21,9 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { cleanPath } from '../context/gopath.js';
-import { isInside, mkdirAllInRoot, resolveInRoot } from '../fsutil/rootpath.js';
-import { applyMeta, clearForFile, makeNode } from './meta.js';
-import { lstatOrUndefined } from '../fsutil/stat.js';
+import { isInside, mkdirAllInRoot, resolveInRootSync } from '../fsutil/rootpath.js';
+import { applyMetaSync, clearForFileSync, makeNode } from './meta.js';
+import { lstatOrUndefinedSync } from '../fsutil/stat.js';
 import type { Owner } from './owner.js';
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
@@ -161,6 +161,10 @@ export async function extractTar(file: string, compression: Compression, destRoo
   // Directory times are set at the end: creating children would bump them again.
   const dirTimes: { host: string; mtime: Date }[] = [];
 
+  // Each entry's file-system work is a few synchronous calls on this thread (a round trip through
+  // libuv's thread pool per call cost more than the call). The event loop runs whenever the next
+  // piece of the archive is read (a piece holds at most some tens of entries), so other builds
+  // keep running.
   const handle = async (header: tar.Header, body: tar.Extract extends AsyncIterable<infer S> ? S : never): Promise<void> => {
     const name = header.name;
     // Rooted at the extraction directory, as in the chroot: leading "../" stay at its top.
@@ -173,8 +177,8 @@ export async function extractTar(file: string, compression: Compression, destRoo
     }
     const rootfsPath = path.posix.join(base, rel); // for messages
     const parentInChroot = path.posix.dirname(inChroot);
-    let parentHost = await resolveInRoot(chroot, parentInChroot);
-    const parentSt = await lstatOrUndefined(parentHost);
+    let parentHost = resolveInRootSync(chroot, parentInChroot);
+    const parentSt = lstatOrUndefinedSync(parentHost);
     // Implied parents (no entry of their own) are 0:0 0755 even under --chown (go-archive's
     // createImpliedDirectories uses the root pair).
     if (parentSt === undefined) parentHost = await mkdirAllInRoot(chroot, parentInChroot, 0o755, { uid: 0, gid: 0 });
@@ -182,9 +186,9 @@ export async function extractTar(file: string, compression: Compression, destRoo
     const target = path.join(parentHost, path.posix.basename(inChroot));
     if (!isInside(chroot, target)) throw new ArchiveError(`invalid archive entry ${JSON.stringify(name)}: outside the destination ${base}`);
 
-    const existing = await lstatOrUndefined(target);
+    const existing = lstatOrUndefinedSync(target);
     if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
-      await fsp.rm(target, { recursive: true, force: true });
+      fs.rmSync(target, { recursive: true, force: true });
     }
     const owner = opts.chown ?? { uid: header.uid ?? 0, gid: header.gid ?? 0 };
     const mode = (header.mode ?? 0o644) & 0o7777;
@@ -193,37 +197,38 @@ export async function extractTar(file: string, compression: Compression, destRoo
     switch (type) {
       case 'directory':
         if (existing === undefined || !existing.isDirectory()) {
-          await fsp.mkdir(target, { mode: 0o700 });
+          fs.mkdirSync(target, { mode: 0o700 });
           result.directories++;
         }
         body.resume();
-        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        applyMetaSync(target, false, { ...owner, mode, atime: mtime, mtime });
         dirTimes.push({ host: target, mtime });
         break;
       case 'file':
       case 'contiguous-file': {
-        await clearForFile(target, rootfsPath);
+        clearForFileSync(target, rootfsPath);
         let bytes = 0;
-        const fh = await fsp.open(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+        const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
         try {
-          for await (const chunk of body) {
-            await fh.write(chunk as Buffer);
-            bytes += (chunk as Buffer).length;
+          for await (const data of body) {
+            const chunk = data as Buffer;
+            for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+            bytes += chunk.length;
           }
         } finally {
-          await fh.close();
+          fs.closeSync(fd);
         }
         result.files++;
         result.bytes += bytes;
-        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        applyMetaSync(target, false, { ...owner, mode, atime: mtime, mtime });
         break;
       }
       case 'symlink': {
         const linkname = header.linkname ?? '';
         body.resume();
-        await fsp.symlink(linkname, target);
+        fs.symlinkSync(linkname, target);
         result.symlinks++;
-        await applyMeta(target, true, { ...owner, mode, atime: mtime, mtime });
+        applyMetaSync(target, true, { ...owner, mode, atime: mtime, mtime });
         break;
       }
       case 'link': {
@@ -231,16 +236,16 @@ export async function extractTar(file: string, compression: Compression, destRoo
         // In the chroot, as every name: "../x" is the extraction directory's x.
         const linkInChroot = cleanPath('/' + linkname);
         body.resume();
-        const linkHost = await resolveInRoot(chroot, linkInChroot, { followFinal: false });
-        const linkSt = await lstatOrUndefined(linkHost);
+        const linkHost = resolveInRootSync(chroot, linkInChroot, { followFinal: false });
+        const linkSt = lstatOrUndefinedSync(linkHost);
         if (linkSt === undefined || linkSt.isDirectory())
           throw new ArchiveError(`invalid hard link ${JSON.stringify(name)} -> ${JSON.stringify(linkname)}: no such file in the archive`);
-        await fsp.link(linkHost, target);
+        fs.linkSync(linkHost, target);
         // go-archive's createTarFile treats a hard link's header like any entry's: its owner (or
         // the --chown one), and its mode and times unless the link names a symlink, land on the
         // shared inode.
-        if (linkSt.isSymbolicLink()) await fsp.lchown(target, owner.uid, owner.gid);
-        else await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        if (linkSt.isSymbolicLink()) fs.lchownSync(target, owner.uid, owner.gid);
+        else applyMetaSync(target, false, { ...owner, mode, atime: mtime, mtime });
         result.hardlinks++;
         break;
       }
@@ -249,7 +254,7 @@ export async function extractTar(file: string, compression: Compression, destRoo
       case 'fifo':
         body.resume();
         await makeNode(target, type === 'fifo' ? 'fifo' : type === 'character-device' ? 'char' : 'block', header.devmajor ?? 0, header.devminor ?? 0);
-        await applyMeta(target, false, { ...owner, mode, atime: mtime, mtime });
+        applyMetaSync(target, false, { ...owner, mode, atime: mtime, mtime });
         break;
       default:
         // pax/GNU meta entries are consumed by tar-stream; anything else unknown is skipped.
@@ -275,6 +280,9 @@ export async function extractTar(file: string, compression: Compression, destRoo
     if (err instanceof ArchiveError) throw err;
     throw new ArchiveError(`cannot extract ${path.basename(file)}: ${(err as Error).message}`);
   }
-  for (const d of dirTimes.reverse()) await fsp.lutimes(d.host, d.mtime, d.mtime);
+  for (const [i, d] of dirTimes.reverse().entries()) {
+    fs.lutimesSync(d.host, d.mtime, d.mtime);
+    if (i % 1000 === 999) await new Promise<void>((resolve) => setImmediate(resolve)); // let others run
+  }
   return result;
 }
