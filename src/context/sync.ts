@@ -16,11 +16,11 @@ import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileStampOf, type FileStamp } from './stamp.js';
 import { ContextError, type ContextEntry } from './walk.js';
 import { mapLimit } from '../util/map-limit.js';
+import { tarReadable, type TarEntry } from '../util/tar-writer.js';
 
 export interface SyncEntry {
   /** Slash-separated, relative, as ContextEntry.path. */
@@ -118,14 +118,13 @@ export async function syncEntries(contextDir: string, entries: ContextEntry[], w
 }
 
 /**
- * Writes a tar of exactly the `wanted` files to `out` (and ends it). The archive is produced a 1 MiB
- * batch at a time with synchronous file-system calls (open, fstat, read, close straight into the
- * batch), in slices of about SLICE_MS between which the event loop runs: per file that is a few
- * syscalls, where one round trip through libuv's thread pool per call left the thread waiting for
- * most of a 10,000-file upload. Big files go through in batch-sized pieces, never held whole, and
- * the consumer's back-pressure decides the pace. A file whose size differs from the list (it changed
- * since syncEntries) fails the upload naming it: the daemon checks each entry against the size it
- * planned, and a silently different file would be a wrong build.
+ * Writes a tar of exactly the `wanted` files to `out` (and ends it), through the house tar writer
+ * (util/tar-writer.ts): batches of 256 KiB made with synchronous open, fstat, read and close, in
+ * short slices between which the event loop runs, where a round trip through libuv's thread pool per
+ * call left the thread waiting for most of a 10,000-file upload. A file that is no longer a file, or
+ * whose size differs from the list (it changed since syncEntries), fails the upload naming it: the
+ * daemon checks each entry against the size it planned, and a silently different file would be a
+ * wrong build.
  */
 export async function writeWantedTar(
   contextDir: string,
@@ -141,191 +140,35 @@ export async function writeWantedTar(
     }
     return e;
   });
-  const producer = new UploadProducer(contextDir, list);
+  // Mode and mtime in the headers are informative only: the daemon takes both from the list.
+  const tarEntries = list.map(
+    (e): TarEntry => ({
+      name: e.path,
+      type: 'file',
+      mode: e.mode,
+      uid: 0,
+      gid: 0,
+      mtime: Math.floor(e.mtimeMs / 1000),
+      size: e.size,
+      source: path.join(contextDir, e.path),
+    }),
+  );
+  const stream = tarReadable(tarEntries, {
+    batchBytes: UPLOAD_BATCH,
+    open: (t) => openListed(contextDir, byPath.get(t.name)!),
+    sizeChanged: (t, found) => sizeChanged(byPath.get(t.name)!, found),
+  });
   // When the receiver fails first, pipeline rejects with its error (the cause); when a file fails,
   // with ours, and `out` is destroyed, so the receiver sees a broken upload, never a short one.
-  await pipeline(uploadReadable(producer), out as NodeJS.WritableStream & NodeJS.EventEmitter);
-  return { files: producer.files, bytes: producer.bytes };
+  await pipeline(stream, out as NodeJS.WritableStream & NodeJS.EventEmitter);
+  return { files: list.length, bytes: list.reduce((n, e) => n + e.size, 0) };
 }
 
-const BLOCK = 512;
 /** Small enough that a slice hands the socket something soon; large enough for many files per batch. */
-const BATCH = 256 * 1024;
-/** How long one slice of synchronous work may hold the thread before the stream lets others run. */
-const SLICE_MS = 12;
+const UPLOAD_BATCH = 256 * 1024;
 // O_NOFOLLOW: a file replaced by a link since the walk must not send what the link points at.
 // O_NONBLOCK: a FIFO put where a file was must not hang the thread (no effect on regular files).
 const OPEN_LISTED = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
-
-/** Produces the upload tar a batch at a time; see writeWantedTar. */
-class UploadProducer {
-  files = 0;
-  bytes = 0;
-  private batch = Buffer.allocUnsafe(BATCH);
-  private used = 0;
-  private ready: Buffer[] = [];
-  private next = 0;
-  /** The file whose content is being copied: it may span batches. */
-  private open: { fd: number; e: SyncEntry; pos: number } | undefined;
-  private ended = false;
-
-  constructor(
-    private readonly contextDir: string,
-    private readonly list: SyncEntry[],
-  ) {}
-
-  /** The next batch; undefined when the slice ran out first, null at the end. */
-  pull(deadline: number): Buffer | undefined | null {
-    while (this.ready.length === 0) {
-      if (this.ended) return null;
-      if (performance.now() > deadline) return undefined;
-      this.step();
-    }
-    return this.ready.shift();
-  }
-
-  close(): void {
-    if (this.open) fs.closeSync(this.open.fd);
-    this.open = undefined;
-  }
-
-  private step(): void {
-    if (this.open) {
-      this.copyContent();
-      return;
-    }
-    const e = this.list[this.next++];
-    if (e === undefined) {
-      this.put(Buffer.alloc(2 * BLOCK)); // end of archive
-      this.flush();
-      this.ended = true;
-      return;
-    }
-    const fd = openListed(this.contextDir, e);
-    this.put(uploadHeader(e));
-    this.open = { fd, e, pos: 0 };
-  }
-
-  /** Reads the open file into the batch until the batch is full or the file is done. */
-  private copyContent(): void {
-    const f = this.open!;
-    const size = f.e.size;
-    for (;;) {
-      if (this.used === BATCH) {
-        this.flush();
-        return;
-      }
-      const left = size - f.pos;
-      // On the last piece ask for one byte more when it fits: getting it means the file grew.
-      const want = Math.min(left + 1, BATCH - this.used);
-      if (want === 0) break;
-      const n = fs.readSync(f.fd, this.batch, this.used, want, f.pos);
-      if (n > left) throw sizeChanged(f.e, `at least ${f.pos + n}`);
-      if (n === 0) {
-        if (left === 0) break;
-        throw sizeChanged(f.e, f.pos);
-      }
-      this.used += n;
-      f.pos += n;
-      if (f.pos === size && want > left) break; // the extra byte was asked for and not there
-    }
-    this.close();
-    this.put(Buffer.alloc((BLOCK - (size % BLOCK)) % BLOCK));
-    this.files++;
-    this.bytes += size;
-  }
-
-  private put(bytes: Buffer): void {
-    let off = 0;
-    while (off < bytes.length) {
-      const n = bytes.copy(this.batch, this.used, off);
-      this.used += n;
-      off += n;
-      if (this.used === BATCH) this.flush();
-    }
-  }
-
-  private flush(): void {
-    if (this.used === 0) return;
-    this.ready.push(this.used === BATCH ? this.batch : this.batch.subarray(0, this.used));
-    this.batch = Buffer.allocUnsafe(BATCH);
-    this.used = 0;
-  }
-}
-
-/** The producer as a byte stream, one batch per read, yielding to the event loop between slices. */
-function uploadReadable(producer: UploadProducer): Readable {
-  return new Readable({
-    highWaterMark: BATCH,
-    read() {
-      const pull = () => {
-        try {
-          const b = producer.pull(performance.now() + SLICE_MS);
-          if (b === undefined) setImmediate(pull);
-          else this.push(b);
-        } catch (err) {
-          this.destroy(err as Error);
-        }
-      };
-      pull();
-    },
-    destroy(err, cb) {
-      try {
-        producer.close();
-      } catch {
-        // the descriptor is gone either way; the stream's own error is the one to report
-      }
-      cb(err);
-    },
-  });
-}
-
-/**
- * A ustar header for a listed file (a pax header first when the name does not fit ustar's 100 bytes
- * of ASCII, or the size its 11 octal digits). Mode and mtime are informative only: the daemon takes
- * both from the list.
- */
-function uploadHeader(e: SyncEntry): Buffer {
-  const paxRecords: string[] = [];
-  const plainName = /^[\x20-\x7e]*$/.test(e.path) && e.path.length <= 100;
-  if (!plainName) paxRecords.push(paxRecord('path', e.path));
-  if (e.size > 0o77777777777) paxRecords.push(paxRecord('size', String(e.size)));
-  const main = ustarHeader(plainName ? e.path : 'PaxLongName', '0', e.size > 0o77777777777 ? 0 : e.size, e.mode, Math.floor(e.mtimeMs / 1000));
-  if (paxRecords.length === 0) return main;
-  const body = Buffer.from(paxRecords.join(''), 'utf8');
-  const pax = ustarHeader('PaxHeader', 'x', body.length, 0o644, 0);
-  return Buffer.concat([pax, body, Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK), main]);
-}
-
-/** "LEN key=value\n", LEN counting itself. */
-function paxRecord(key: string, value: string): string {
-  const base = Buffer.byteLength(` ${key}=${value}\n`);
-  let len = base + 1;
-  while (String(len).length + base !== len) len = String(len).length + base;
-  return `${len} ${key}=${value}\n`;
-}
-
-function ustarHeader(name: string, typeflag: string, size: number, mode: number, mtime: number): Buffer {
-  const h = Buffer.alloc(BLOCK);
-  h.write(name, 0, 100, 'ascii');
-  octal(h, 100, 8, mode & 0o7777);
-  octal(h, 108, 8, 0);
-  octal(h, 116, 8, 0);
-  octal(h, 124, 12, size);
-  octal(h, 136, 12, Math.max(0, Math.min(mtime, 0o77777777777)));
-  h.write('        ', 148, 8, 'ascii'); // checksum field counts as spaces while summing
-  h.write(typeflag, 156, 1, 'ascii');
-  h.write('ustar\u000000', 257, 8, 'ascii');
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += h[i]!;
-  octal(h, 148, 8, sum);
-  return h;
-}
-
-function octal(buf: Buffer, off: number, width: number, value: number): void {
-  buf.write(value.toString(8).padStart(width - 1, '0'), off, width - 1, 'ascii');
-  buf[off + width - 1] = 0;
-}
 
 /**
  * Opens a listed file to send it: never through a link (it may have been replaced by one since the

@@ -22,7 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { compressBlob, HashTap, layerMediaType } from './compression.js';
 import { devMajor, devMinor, getXattrSync, isWhiteout, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
-import { tarReadable, type TarEntry } from './tar-writer.js';
+import { tarReadable, type TarEntry } from '../util/tar-writer.js';
 import type { DiffOptions, DiffResult } from './types.js';
 
 function lstat(p: string): BigIntStats {

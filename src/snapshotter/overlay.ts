@@ -14,7 +14,7 @@ import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base
 import { overlayChanges, writeLayer } from './diff.js';
 import { cloneTree } from './clone.js';
 import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
-import { tarReadable } from './tar-writer.js';
+import { tarReadable } from '../util/tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
 
 /**

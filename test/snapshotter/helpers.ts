@@ -9,7 +9,7 @@ import { listAttributes, getAttribute } from '@napi-rs/xattr';
 import tar from 'tar-stream';
 import { mountAll, unmount } from '../../src/snapshotter/mount.js';
 import type { Mount } from '../../src/snapshotter/types.js';
-import { entryHeader, type TarEntry } from '../../src/snapshotter/tar-writer.js';
+import { entryHeader, type TarEntry } from '../../src/util/tar-writer.js';
 
 /** /var/tmp is on the machine's real disk (ext4 here), where overlayfs can put upper dirs. */
 export async function tmpRoot(prefix = 'kiln-snap-'): Promise<string> {

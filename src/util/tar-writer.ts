@@ -181,30 +181,55 @@ export function entryHeader(e: TarEntry): Buffer {
 const BATCH = 1 << 20;
 /** How long one slice of synchronous work may hold the thread before the stream lets others run. */
 const SLICE_MS = 15;
+// O_NOFOLLOW: a file replaced by a link since it was listed must not be archived through the link.
 // O_NONBLOCK: a FIFO put where a file was must not hang the thread (no effect on regular files).
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
+/** How an archive is produced; every field has a default that suits layers. */
+export interface TarStreamOptions {
+  /** Bytes per batch (one stream chunk). Default 1 MiB. */
+  batchBytes?: number;
+  /** Opens an entry's source for reading (default: `source` with O_NOFOLLOW|O_NONBLOCK). A caller
+   * may check more here (still a file, the listed size) and throw an error of its own. */
+  open?: (e: TarEntry) => number;
+  /** The error for a file whose length is not the entry's size: `found` is what the read saw. */
+  sizeChanged?: (e: TarEntry, found: string) => Error;
+}
+
+function defaultSizeChanged(e: TarEntry, found: string): Error {
+  return new Error(`tar entry ${e.name}: ${e.source} changed size while being archived (${found} bytes where ${e.size} were listed)`);
+}
+
 /**
  * Produces an archive a batch at a time with synchronous file-system calls: headers and file
- * contents are packed into 1 MiB buffers, content read straight into them. Per entry that is a few
- * syscalls and no round trip through libuv's thread pool, which is what made layers of many small
- * files slow; big files stream through in 1 MiB pieces, never held whole.
+ * contents are packed into batch buffers, content read straight into them. Per entry that is a few
+ * syscalls and no round trip through libuv's thread pool, which is what made layers and uploads of
+ * many small files slow; big files stream through in batch-sized pieces, never held whole. A file
+ * that is shorter or longer than its entry says fails the archive: on its last piece the read asks
+ * for one byte more, and getting it means the file grew.
  */
 class TarProducer {
-  private batch = Buffer.allocUnsafe(BATCH);
+  private readonly batchBytes: number;
+  private batch: Buffer;
   private used = 0;
   private ready: Buffer[] = [];
   /** A file whose content is being copied: it may span batches. */
   private open: { fd: number; entry: TarEntry; pos: number; size: number } | undefined;
   private ended = false;
 
-  constructor(private readonly entries: Iterator<TarEntry>) {}
+  constructor(
+    private readonly entries: Iterator<TarEntry>,
+    private readonly opts: TarStreamOptions,
+  ) {
+    this.batchBytes = opts.batchBytes ?? BATCH;
+    this.batch = Buffer.allocUnsafe(this.batchBytes);
+  }
 
-  /** The next full batch (or the last, shorter one); undefined at the end, or when the time slice ran out first. */
+  /** The next full batch (or the last, shorter one); null at the end, undefined when the time slice ran out first. */
   next(deadline: number): Buffer | undefined | null {
     while (this.ready.length === 0) {
       if (this.ended) return null;
-      if (Date.now() > deadline) return undefined;
+      if (performance.now() > deadline) return undefined;
       this.step();
     }
     return this.ready.shift();
@@ -228,31 +253,45 @@ class TarProducer {
       return;
     }
     const e = r.value;
-    this.put(entryHeader(e));
-    if (e.type !== 'file' || !e.size) return;
+    // An empty file has nothing to read, unless the caller's open checks something (still a file).
+    if (e.type !== 'file' || (!e.size && !this.opts.open)) {
+      this.put(entryHeader(e));
+      return;
+    }
     if (!e.source) throw new Error(`tar entry ${e.name}: no source for file content`);
-    this.open = { fd: fs.openSync(e.source, OPEN_FLAGS), entry: e, pos: 0, size: e.size };
+    // Opened before its header goes out: a file that cannot be read fails with nothing half-written.
+    const fd = this.opts.open ? this.opts.open(e) : fs.openSync(e.source, OPEN_FLAGS);
+    this.put(entryHeader(e));
+    this.open = { fd, entry: e, pos: 0, size: e.size ?? 0 };
   }
 
   /** Reads the open file into the batch until the batch is full or the file done. */
   private copyContent(): void {
     const f = this.open!;
-    while (f.pos < f.size) {
-      if (this.used === BATCH) {
+    for (;;) {
+      if (this.used === this.batchBytes) {
         this.flush();
         return;
       }
-      const want = Math.min(f.size - f.pos, BATCH - this.used);
+      const left = f.size - f.pos;
+      const want = Math.min(left + 1, this.batchBytes - this.used);
       const n = fs.readSync(f.fd, this.batch, this.used, want, f.pos);
+      if (n > left) throw this.sizeChanged(f.entry, `at least ${f.pos + n}`);
       if (n === 0) {
-        this.close();
-        throw new Error(`tar entry ${f.entry.name}: ${f.entry.source} changed size while being archived (${f.pos} of ${f.size} bytes)`);
+        if (left === 0) break;
+        throw this.sizeChanged(f.entry, String(f.pos));
       }
       this.used += n;
       f.pos += n;
+      if (f.pos === f.size && want > left) break; // the extra byte was asked for and not there
     }
     this.close();
     this.put(padding(f.size));
+  }
+
+  private sizeChanged(e: TarEntry, found: string): Error {
+    this.close();
+    return (this.opts.sizeChanged ?? defaultSizeChanged)(e, found);
   }
 
   private put(bytes: Buffer): void {
@@ -261,33 +300,33 @@ class TarProducer {
       const n = bytes.copy(this.batch, this.used, off);
       this.used += n;
       off += n;
-      if (this.used === BATCH) this.flush();
+      if (this.used === this.batchBytes) this.flush();
     }
   }
 
   private flush(): void {
     if (this.used === 0) return;
-    this.ready.push(this.used === BATCH ? this.batch : this.batch.subarray(0, this.used));
-    this.batch = Buffer.allocUnsafe(BATCH);
+    this.ready.push(this.used === this.batchBytes ? this.batch : this.batch.subarray(0, this.used));
+    this.batch = Buffer.allocUnsafe(this.batchBytes);
     this.used = 0;
   }
 }
 
 /**
- * A whole archive as a byte stream. Entries come from a synchronous iterator (the walks stat and
- * read with synchronous calls too), and the stream pulls one batch per read: the consumer's
- * back-pressure (a compressor, a file) decides the pace, and no slice holds the event loop for
- * longer than about SLICE_MS, so progress and other builds keep moving.
+ * A whole archive as a byte stream. Entries come from a synchronous iterator (the layer walks stat
+ * and read with synchronous calls too), and the stream pulls one batch per read: the consumer's
+ * back-pressure (a compressor, a file, a socket) decides the pace, and no slice holds the event loop
+ * for longer than about SLICE_MS, so progress and other builds keep moving.
  */
-export function tarReadable(entries: Iterable<TarEntry>): Readable {
+export function tarReadable(entries: Iterable<TarEntry>, opts: TarStreamOptions = {}): Readable {
   let producer: TarProducer | undefined;
   const stream = new Readable({
-    highWaterMark: BATCH,
+    highWaterMark: opts.batchBytes ?? BATCH,
     read() {
       const pull = () => {
         try {
-          producer ??= new TarProducer(entries[Symbol.iterator]());
-          const b = producer.next(Date.now() + SLICE_MS);
+          producer ??= new TarProducer(entries[Symbol.iterator](), opts);
+          const b = producer.next(performance.now() + SLICE_MS);
           // Time is up with nothing ready yet (a walk over unchanged files): go on in a later turn.
           if (b === undefined) setImmediate(pull);
           else this.push(b);
@@ -298,7 +337,11 @@ export function tarReadable(entries: Iterable<TarEntry>): Readable {
       pull();
     },
     destroy(err, cb) {
-      producer?.close();
+      try {
+        producer?.close();
+      } catch {
+        // the descriptor is gone either way; the stream's own error is the one to report
+      }
       cb(err);
     },
   });
