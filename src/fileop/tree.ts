@@ -27,6 +27,7 @@ import { applyMetaSync, clearForFileSync, copyXattrsSync, devNumbers, makeNode }
 import type { ChmodFn, Owner } from './owner.js';
 import type { SourceView } from './source.js';
 import type { CopySummary } from './types.js';
+import { runSliced, SliceClock } from '../util/slices.js';
 
 export interface TreeOptions {
   chown?: Owner;
@@ -57,7 +58,7 @@ function isExists(err: unknown): boolean {
 export class TreeCopier {
   /** Source inode -> the target its first copy went to (hard links). */
   private readonly inodes = new Map<string, string>();
-  private sliceStart = 0;
+  private readonly clock = new SliceClock(SLICE_MS);
 
   constructor(
     private readonly view: SourceView,
@@ -99,25 +100,12 @@ export class TreeCopier {
    * --exclude patterns are matched against ("" = never excluded).
    */
   async copy(srcRel: string, target: string, top: boolean, excludeRel = '', parentInfo?: MatchInfo): Promise<void> {
-    const gen = this.entry(srcRel, target, top, excludeRel, parentInfo);
-    this.sliceStart = performance.now();
-    let failure: { err: unknown } | undefined;
-    for (;;) {
-      const next = failure ? gen.throw(failure.err) : gen.next();
-      failure = undefined;
-      if (next.done) return;
-      try {
-        await (next.value ?? new Promise((resolve) => setImmediate(resolve)));
-      } catch (err) {
-        failure = { err };
-      }
-      this.sliceStart = performance.now();
-    }
+    await runSliced(this.entry(srcRel, target, top, excludeRel, parentInfo), this.clock);
   }
 
   /** True when this slice has run long enough: the caller yields (undefined) to let the event loop in. */
   private due(): boolean {
-    return performance.now() - this.sliceStart >= SLICE_MS;
+    return this.clock.due();
   }
 
   /** One entry and, for a directory, everything below it, in name order (the first failure stops the copy). */

@@ -10,28 +10,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { xattrs } from '../util/lazy-modules.js';
+import { runSliced, SliceClock } from '../util/slices.js';
 import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
 
 /** How long the clone works on the calling thread before it lets the event loop run. */
 const SLICE_MS = 8;
 
 export async function cloneTree(src: string, dest: string): Promise<void> {
-  let sliceStart = performance.now();
-  const due = () => performance.now() - sliceStart >= SLICE_MS;
-  const gen = walk(src, dest, due);
-  let failure: { err: unknown } | undefined;
-  for (;;) {
-    const next = failure ? gen.throw(failure.err) : gen.next();
-    failure = undefined;
-    if (next.done) return;
-    try {
-      // undefined: a slice is over; a promise: a device node or FIFO being made (mknod(1)).
-      await (next.value ?? new Promise((resolve) => setImmediate(resolve)));
-    } catch (err) {
-      failure = { err };
-    }
-    sliceStart = performance.now();
-  }
+  const clock = new SliceClock(SLICE_MS);
+  // A yielded promise is a device node or FIFO being made (mknod(1)).
+  await runSliced(
+    walk(src, dest, () => clock.due()),
+    clock,
+  );
 }
 
 function* walk(src: string, dest: string, due: () => boolean): Generator<Promise<void> | undefined, void, unknown> {
