@@ -11,10 +11,8 @@ export { fileStampOf, type FileStamp } from './stamp.js';
 export {
   extractContextTar,
   cleanEntryPath,
-  safeTreePath,
   safeTreePathSync,
   writeNewFile,
-  setDirMeta,
   setDirMetaSync,
   type TarContextLimits,
 } from './tar-extract.js';

@@ -10,7 +10,7 @@
 //    directories get theirs after their contents are written;
 //  - a stream that ends early, or is not a tar at all, is an error, never a silently short context.
 //
-// The helpers that make a write inside a tree safe (safeTreePath, writeNewFile) are shared with the
+// The helpers that make a write inside a tree safe (safeTreePathSync, writeNewFile) are shared with the
 // daemon's kept contexts (server/contexts.ts), so there is one rule for both doors.
 //
 // Like fsutil's rootpath, the parent checks are check-then-use: safe because nothing else writes in
@@ -58,28 +58,6 @@ export function cleanEntryPath(name: string): string {
  * `mkdirMode`, missing parents are created (a tar may omit directory entries); without, a missing
  * parent is an error.
  */
-export async function safeTreePath(root: string, rel: string, opts: { known?: Set<string>; mkdirMode?: number } = {}): Promise<string> {
-  const parts = rel.split('/');
-  let cur = '';
-  for (let i = 0; i < parts.length - 1; i++) {
-    cur = cur === '' ? parts[i]! : `${cur}/${parts[i]}`;
-    if (opts.known?.has(cur)) continue;
-    const host = path.join(root, cur);
-    const st = await lstatOrUndefined(host);
-    if (st === undefined) {
-      if (opts.mkdirMode === undefined) throw new ContextError(`build context: ${rel}: its parent directory ${cur} does not exist`, rel);
-      await fsp.mkdir(host, { mode: opts.mkdirMode }); // mkdir never follows: an existing link gives EEXIST
-    } else if (st.isSymbolicLink()) {
-      throw new ContextError(`build context: ${rel}: refusing to write through the symlink ${cur}`, rel);
-    } else if (!st.isDirectory()) {
-      throw new ContextError(`build context: ${rel}: its parent ${cur} is not a directory`, rel);
-    }
-    opts.known?.add(cur);
-  }
-  return path.join(root, rel);
-}
-
-/** safeTreePath with synchronous calls, for callers that work in slices on their own thread. */
 export function safeTreePathSync(root: string, rel: string, opts: { known?: Set<string>; mkdirMode?: number } = {}): string {
   const parts = rel.split('/');
   let cur = '';
@@ -130,7 +108,7 @@ export async function writeNewFile(
   return bytes;
 }
 
-/** setDirMeta with synchronous calls. */
+/** Sets a directory's mode and mtime through a descriptor opened without following a link. */
 export function setDirMetaSync(host: string, mode: number, mtimeMs: number): void {
   const fd = fs.openSync(host, OPEN_DIR);
   try {
@@ -138,17 +116,6 @@ export function setDirMetaSync(host: string, mode: number, mtimeMs: number): voi
     fs.futimesSync(fd, mtimeMs / 1000, mtimeMs / 1000);
   } finally {
     fs.closeSync(fd);
-  }
-}
-
-/** Sets a directory's mode and mtime through a descriptor opened without following a link. */
-export async function setDirMeta(host: string, mode: number, mtimeMs: number): Promise<void> {
-  const fh = await fsp.open(host, OPEN_DIR);
-  try {
-    await fh.chmod(mode & 0o7777);
-    await fh.utimes(mtimeMs / 1000, mtimeMs / 1000);
-  } finally {
-    await fh.close();
   }
 }
 
@@ -256,7 +223,7 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
         if (limits.maxBytes !== undefined && bytes + size > limits.maxBytes) {
           throw new ContextError(`build context exceeds the maximum size of ${limits.maxBytes} bytes`, name);
         }
-        const host = await safeTreePath(root, rel, { known, mkdirMode: 0o755 });
+        const host = safeTreePathSync(root, rel, { known, mkdirMode: 0o755 });
         await makeRoom(host, name);
         bytes += await writeNewFile(host, body, { mode, mtimeMs, maxBytes: size, name });
         files++;
@@ -265,7 +232,7 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
       }
       case 'directory': {
         body.resume();
-        const host = await safeTreePath(root, rel, { known, mkdirMode: 0o755 });
+        const host = safeTreePathSync(root, rel, { known, mkdirMode: 0o755 });
         const old = await lstatOrUndefined(host);
         if (old !== undefined && !old.isDirectory()) {
           await fsp.unlink(host);
@@ -281,7 +248,7 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
         body.resume();
         const target = header.linkname ?? '';
         if (target === '' || target.includes('\0')) throw refuse(name, 'a symlink needs a target without NUL bytes');
-        const host = await safeTreePath(root, rel, { known, mkdirMode: 0o755 });
+        const host = safeTreePathSync(root, rel, { known, mkdirMode: 0o755 });
         await makeRoom(host, name);
         await fsp.symlink(target, host); // stored as text, never followed
         await fsp.lutimes(host, mtimeMs / 1000, mtimeMs / 1000);
@@ -300,10 +267,10 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
         if (!extracted.has(targetRel) || targetRel === rel) {
           throw refuse(name, `hard link to ${JSON.stringify(linkname)}, which is not an earlier entry of the archive`);
         }
-        const targetHost = await safeTreePath(root, targetRel, { known });
+        const targetHost = safeTreePathSync(root, targetRel, { known });
         const target = await lstatOrUndefined(targetHost);
         if (target === undefined || target.isDirectory()) throw refuse(name, `hard link target ${JSON.stringify(linkname)} is missing`);
-        const host = await safeTreePath(root, rel, { known, mkdirMode: 0o755 });
+        const host = safeTreePathSync(root, rel, { known, mkdirMode: 0o755 });
         await makeRoom(host, name);
         await fsp.link(targetHost, host); // link(2) does not follow a final symlink
         return;
@@ -357,6 +324,6 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
   }
 
   // Deepest first, so a read-only directory is closed only after everything below it is written.
-  for (const d of [...dirs.values()].sort((a, b) => b.depth - a.depth)) await setDirMeta(d.host, d.mode, d.mtimeMs);
+  for (const d of [...dirs.values()].sort((a, b) => b.depth - a.depth)) setDirMetaSync(d.host, d.mode, d.mtimeMs);
   return { files, bytes };
 }
