@@ -23,7 +23,8 @@ import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
+import type tar from 'tar-stream';
+import { tarStream } from '../util/lazy-modules.js';
 import { lstatOrUndefined, lstatOrUndefinedSync } from '../fsutil/stat.js';
 import { ContextError } from './walk.js';
 
@@ -284,7 +285,7 @@ async function extractInto(input: NodeJS.ReadableStream, dest: string, limits: T
     }
   };
 
-  const extract = tar.extract();
+  const extract = tarStream().extract();
   // The entry being written: it must settle before we return, or a failed extraction would still be
   // writing into dest while the caller removes it. `failure` is the first handler error.
   let current: Promise<void> = Promise.resolve();

@@ -19,7 +19,8 @@ import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import * as tar from 'tar-stream';
+import type * as tar from 'tar-stream';
+import { tarStream } from '../util/lazy-modules.js';
 import { cleanPath } from '../context/gopath.js';
 import { isInside, mkdirAllInRoot, resolveInRootSync } from '../fsutil/rootpath.js';
 import { applyMetaSync, clearForFileSync, makeNode } from './meta.js';
@@ -264,7 +265,7 @@ export async function extractTar(file: string, compression: Compression, destRoo
     result.entries++;
   };
 
-  const extract = tar.extract();
+  const extract = tarStream().extract();
   extract.on('entry', (header, body, next) => {
     handle(header, body).then(
       () => next(),
