@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { KILN, kiln, REPO } from './helpers.js';
+import { RACY_MS } from '../../src/cache/checksum.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -17,27 +18,63 @@ function tempDir(): string {
   return d;
 }
 
+/**
+ * Runs node with `args` and reports what the process loaded, from Node's own records written at
+ * exit: built-in modules (process.moduleLoadList) and packages (CommonJS module cache, by path
+ * below node_modules).
+ */
+function loaded(args: string[]): { stdout: string; stderr: string; status: number | null; builtins: Set<string>; packages: string[] } {
+  const hook = path.join(tempDir(), 'loaded.mjs');
+  writeFileSync(
+    hook,
+    [
+      "import { createRequire } from 'node:module';",
+      'const require = createRequire(import.meta.url);',
+      "process.on('exit', () => process.stderr.write('\\nLOADED ' + JSON.stringify({",
+      "  builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length)),",
+      "  packages: Object.keys(require('node:module')._cache).filter((k) => k.includes('/node_modules/')).map((k) => k.slice(k.lastIndexOf('/node_modules/') + 14)),",
+      '})));',
+      '',
+    ].join('\n'),
+  );
+  const r = spawnSync(process.execPath, [`--import=${hook}`, ...args], { encoding: 'utf8', env: { ...process.env, BUILDKIT_PROGRESS: '' } });
+  const i = r.stderr.lastIndexOf('\nLOADED ');
+  expect(i, r.stderr).toBeGreaterThanOrEqual(0);
+  const got = JSON.parse(r.stderr.slice(i + '\nLOADED '.length)) as { builtins: string[]; packages: string[] };
+  return { stdout: r.stdout, stderr: r.stderr.slice(0, i), status: r.status, builtins: new Set(got.builtins), packages: got.packages };
+}
+
 describe('kiln binary', () => {
   it('--version prints the package version and loads nothing a build needs (no worker threads, HTTP, compression or child processes)', () => {
     const version = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
-    // Node's own list of the built-in modules a process loaded, written at exit. What node loads
-    // for an empty script is the baseline; --version must add none of the modules behind a build.
-    const hook = path.join(tempDir(), 'modules.mjs');
-    writeFileSync(hook, "process.on('exit', () => process.stderr.write('MODULES ' + JSON.stringify(process.moduleLoadList)));\n");
-    const loaded = (args: string[]) => {
-      const r = spawnSync(process.execPath, [`--import=${hook}`, ...args], { encoding: 'utf8' });
-      const m = /MODULES (.*)$/.exec(r.stderr);
-      expect(m, r.stderr).not.toBeNull();
-      return { stdout: r.stdout, status: r.status, modules: new Set(JSON.parse(m![1]!) as string[]) };
-    };
-    const baseline = loaded(['-e', '0']).modules;
+    // What node loads for an empty script is the baseline; --version must add none of the modules behind a build.
+    const baseline = loaded(['-e', '0']).builtins;
     const r = loaded([KILN, '--version']);
     expect(r).toMatchObject({ status: 0, stdout: `kiln version ${version}\n` });
-    const heavy = ['worker_threads', 'http', 'https', 'http2', 'tls', 'zlib', 'child_process', 'crypto'].map((n) => `NativeModule ${n}`);
-    expect(heavy.filter((n) => r.modules.has(n) && !baseline.has(n))).toEqual([]);
+    const heavy = ['worker_threads', 'http', 'https', 'http2', 'tls', 'zlib', 'child_process', 'crypto'];
+    expect(heavy.filter((n) => r.builtins.has(n) && !baseline.has(n))).toEqual([]);
     // ...and the check can see them: a build's modules show up in a command that uses them.
     const images = loaded([KILN, '--root', tempDir(), 'images']);
-    expect(heavy.filter((n) => images.modules.has(n) && !baseline.has(n)).length).toBeGreaterThan(0);
+    expect(heavy.filter((n) => images.builtins.has(n) && !baseline.has(n)).length).toBeGreaterThan(0);
+  });
+
+  it('a cached build loads no tar library, no xattr binding and no worker threads', async () => {
+    const ctx = tempDir();
+    writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a.txt /a.txt\n');
+    writeFileSync(path.join(ctx, 'a.txt'), 'a\n');
+    // Files changed less than RACY_MS before a build are hashed again by the next one (their stamp
+    // could hide a write in the same tick): let them age, so the second build is truly cached.
+    await new Promise((r) => setTimeout(r, RACY_MS + 100));
+    const root = tempDir();
+    const cold = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+    expect(cold.status, cold.stderr).toBe(0);
+    const warm = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+    expect(warm.status, warm.stderr).toBe(0);
+    expect(warm.stdout).toBe(cold.stdout); // the same image ID
+    expect(warm.packages.filter((p) => /^(tar-stream|streamx|@napi-rs\/xattr)\//.test(p))).toEqual([]);
+    expect(warm.builtins.has('worker_threads')).toBe(false);
+    // The cold build hashed the file in the worker pool: the check sees what a build loads.
+    expect(cold.builtins.has('worker_threads')).toBe(true);
   });
 
   it('prints help with exit 0, and usage with exit 1 when no command is given', () => {
