@@ -13,6 +13,7 @@ import { familiarString, parseReference } from '../image/reference.js';
 import { formatPlatform, MediaType, normalizePlatform, type Descriptor, type Index, type Platform } from '../oci/index.js';
 import type { Compression } from '../snapshotter/index.js';
 import { assemble, normalise, type ExportDeps, type ExportOutput, type ExportResult } from './export.js';
+import { Recompressor } from './image-output.js';
 import { mountView, uniqueKey, withScope } from './mounted.js';
 import type { ProgressTracker } from './progress.js';
 import type { SolveResult } from './solver.js';
@@ -139,10 +140,12 @@ async function storeIndex(
   deps: ExportDeps,
   inlineCache?: (result: SolveResult) => Promise<CacheConfig>,
 ): Promise<StoredIndex> {
-  // Platforms one after the other: each assembly already computes its layers side by side.
+  // Platforms one after the other: each assembly already computes its layers side by side. An
+  // uncompressed base layer (a kiln-built base kept in the store) is compressed as in export.ts.
   const images: StoredImage[] = [];
+  const recompress = new Recompressor(deps.store, deps.layout.tmp);
   for (const { result } of results) {
-    const a = await assemble(result, compression, labels, deps.snapshotter, await inlineCache?.(result));
+    const a = await assemble(result, compression, labels, deps.snapshotter, recompress, await inlineCache?.(result));
     images.push(await storeImage(deps.store, a.config, a.layers, 'oci'));
   }
   const manifests: Descriptor[] = images.map((img, i) => ({

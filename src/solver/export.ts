@@ -72,9 +72,10 @@ export async function assemble(
   compression: Compression,
   labels: Record<string, string>,
   snapshotter: Snapshotter,
+  recompress: Recompressor,
   inlineCache?: CacheConfig,
 ): Promise<Assembled> {
-  return assembleWith(result, { compression, force: false }, labels, snapshotter, undefined, inlineCache);
+  return assembleWith(result, { compression, force: false }, labels, snapshotter, recompress, inlineCache);
 }
 
 /** assemble with an output's layer options: compression level, and force-compression of base layers. */
