@@ -159,17 +159,7 @@ export class BuildServer {
       store: s.store,
       tmp: s.layout.tmp,
       platform: platforms[0] ?? req.platform ?? hostPlatform(),
-      step: async (name, fn) => {
-        const v = progress.start(name);
-        try {
-          const r = await fn();
-          v.done();
-          return r;
-        } catch (err) {
-          v.fail(err);
-          throw err;
-        }
-      },
+      step: (name, fn) => progress.step(name, () => fn()),
     });
     const solveReq = {
       context: source ?? contextSource(req),
@@ -246,15 +236,10 @@ export class BuildServer {
       if (outputs.length > 0 || req.imageId || inline) exported = await exportPlatforms(results, outputs, req.labels, s, progress, inline);
       for (const to of req.cacheTo ?? []) {
         if (to.type === 'inline') continue;
-        const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);
-        try {
+        await progress.step(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`, async () => {
           const configs = await Promise.all(results.map((r) => cacheConfigFor(r.result, to.mode, cacheDeps)));
           await writeCache(to, mergeCacheConfigs(configs), cacheDeps, signal);
-          v.done();
-        } catch (err) {
-          v.fail(err);
-          throw err;
-        }
+        });
       }
     } finally {
       for (const r of results) r.result.release();
@@ -281,14 +266,9 @@ export class BuildServer {
         : await exportResult(result, req.outputs.map(toExportOutput), req.labels, s, progress, inline, exportAttestations(req));
     for (const to of req.cacheTo ?? []) {
       if (to.type === 'inline') continue;
-      const v = progress.start(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`);
-      try {
-        await writeCache(to, await cacheConfigFor(result, to.mode, cacheDeps), cacheDeps, signal);
-        v.done();
-      } catch (err) {
-        v.fail(err);
-        throw err;
-      }
+      await progress.step(`exporting cache to ${to.type === 'local' ? to.dest : to.ref} (mode=${to.mode})`, async () =>
+        writeCache(to, await cacheConfigFor(result, to.mode, cacheDeps), cacheDeps, signal),
+      );
     }
     return exported;
   }

@@ -71,23 +71,14 @@ export async function exportPlatforms(
     return p;
   };
 
-  const layersVertex = progress.start('exporting layers');
-  let primary: StoredIndex;
-  try {
-    primary = await indexFor(compressionOf(outputs));
-    layersVertex.done();
-  } catch (err) {
-    layersVertex.fail(err);
-    throw err;
-  }
+  const primary: StoredIndex = await progress.step('exporting layers', () => indexFor(compressionOf(outputs)));
   const pushed: Record<string, string> = {};
   const allNames: string[] = [];
   // SOURCE_DATE_EPOCH: the same for every platform (it is a build argument).
   const epoch = results[0]!.result.graph.sourceDateEpoch;
   const created = epoch !== undefined ? epochDate(epoch) : undefined;
   for (const out of outputs) {
-    const v = progress.start(describe(out));
-    try {
+    await progress.step(describe(out), async (v) => {
       switch (out.type) {
         case 'image': {
           const idx = await indexFor(out.compression ?? 'gzip');
@@ -122,11 +113,7 @@ export async function exportPlatforms(
         case 'docker':
           throw new Error(MULTI_PLATFORM_DOCKER_ERROR); // refused above; kept for the type checker
       }
-      v.done();
-    } catch (err) {
-      v.fail(err);
-      throw err;
-    }
+    });
   }
   const digest = primary.index.digest;
   return { configDigest: digest, manifestDigest: digest, names: allNames, pushed, platforms: results.map((r) => formatPlatform(r.platform)) };

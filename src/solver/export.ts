@@ -276,15 +276,7 @@ export async function exportResult(
     (o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci',
   );
   const first = imageOutputs[0];
-  const layersVertex = progress.start('exporting layers');
-  let primary: StoredImage;
-  try {
-    primary = await imageFor(imageOptionsFor(first));
-    layersVertex.done();
-  } catch (err) {
-    layersVertex.fail(err);
-    throw err;
-  }
+  const primary: StoredImage = await progress.step('exporting layers', () => imageFor(imageOptionsFor(first)));
   // What the first image output points at (an index, with attestations): containerimage.digest.
   let primaryRoot: Descriptor | undefined;
   const pushed: Record<string, string> = {};
@@ -293,8 +285,7 @@ export async function exportResult(
   const created = epoch !== undefined ? epochDate(epoch) : undefined;
 
   for (const out of outputs) {
-    const v = progress.start(describe(out));
-    try {
+    await progress.step(describe(out), async (v) => {
       switch (out.type) {
         case 'image': {
           const o = imageOptionsFor(out);
@@ -359,11 +350,7 @@ export async function exportResult(
           break;
         }
       }
-      v.done();
-    } catch (err) {
-      v.fail(err);
-      throw err;
-    }
+    });
   }
   return { configDigest: primary.config.digest, manifestDigest: (primaryRoot ?? primary.manifest).digest, names: allNames, pushed };
 }

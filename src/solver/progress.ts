@@ -66,6 +66,22 @@ export class ProgressTracker {
     this.sink({ type: 'message', level, text });
   }
 
+  /**
+   * Runs `fn` as one vertex: done when it resolves, error (and the error rethrown) when it rejects.
+   * A vertex with another ending (cached, a failure that is only a warning) uses start().
+   */
+  async step<T>(name: string, fn: (v: VertexHandle) => Promise<T>): Promise<T> {
+    const v = this.start(name);
+    try {
+      const r = await fn(v);
+      v.done();
+      return r;
+    } catch (err) {
+      v.fail(err);
+      throw err;
+    }
+  }
+
   /** Announces a vertex and returns its handle. */
   start(name: string): VertexHandle {
     const id = this.next++;
