@@ -93,7 +93,9 @@ export async function decompressStages(compression: Compression): Promise<Transf
 export async function compressStages(compression: Compression, level?: number): Promise<Transform[]> {
   switch (compression) {
     case 'gzip':
-      return [zlib.createGzip({ level: level ?? 6 })];
+      // A 1 MiB output buffer per call rather than zlib's 16 KiB: a 1 MiB batch of a layer is one round
+      // trip to the thread pool. deflate's output does not depend on it.
+      return [zlib.createGzip({ level: level ?? 6, chunkSize: 1 << 20 })];
     case 'zstd': {
       const z = await loadZstd();
       return [new Rechunk(ZSTD_CHUNK), new z.ZstdCompressTransform(level ?? 3)];

@@ -19,8 +19,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
-import { compressBlob, HashTap, layerMediaType } from './compression.js';
+import { compressBlob, compressStages, HashTap, layerMediaType } from './compression.js';
 import { devMajor, devMinor, getXattrSync, isWhiteout, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
 import { tarReadable, type TarEntry } from '../util/tar-writer.js';
 import type { DiffOptions, DiffResult } from './types.js';
@@ -261,12 +260,6 @@ export function* treeChanges(child: string, parent: string | undefined): Generat
   yield* compare('');
 }
 
-export interface TarResult {
-  diffID: string;
-  size: number;
-  entries: number;
-}
-
 /** Counts the entries as they pass. */
 function counting(entries: Iterable<TarEntry>, seen: { entries: number }): Iterable<TarEntry> {
   return (function* () {
@@ -277,21 +270,10 @@ function counting(entries: Iterable<TarEntry>, seen: { entries: number }): Itera
   })();
 }
 
-/** Writes the entries as an uncompressed tar to `dest`, hashing as it goes. */
-export async function writeLayerTar(entries: Iterable<TarEntry>, dest: string): Promise<TarResult> {
-  const seen = { entries: 0 };
-  const tap = new HashTap();
-  await pipeline(tarReadable(counting(entries, seen)), tap, fs.createWriteStream(dest));
-  return { diffID: tap.digest(), size: tap.bytes, entries: seen.entries };
-}
-
 /** The entries with every mtime after `epoch` set to it (the tar records no atime or ctime). */
 function* clampMtimes(entries: Iterable<TarEntry>, epoch: number): Generator<TarEntry> {
   for (const e of entries) yield e.mtime > epoch ? { ...e, mtime: epoch } : e;
 }
-
-/** zlib's output buffer per call: bigger than the 16 KiB default, so a 1 MiB batch is one round trip. */
-const GZIP_CHUNK = 1 << 20;
 
 /**
  * Writes a layer blob for `entries` to `opts.dest`. gzip and uncompressed layers take one pass: the
@@ -309,7 +291,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
     const seen = { entries: 0 };
     const diffTap = new HashTap();
     const blobTap = new HashTap();
-    const stages: Transform[] = compression === 'gzip' ? [zlib.createGzip({ level: opts.level ?? 6, chunkSize: GZIP_CHUNK }), blobTap] : [];
+    const stages: Transform[] = compression === 'gzip' ? [...(await compressStages('gzip', opts.level)), blobTap] : [];
     await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, fs.createWriteStream(tarPath)]);
     if (seen.entries === 0) {
       await fsp.rm(tarPath, { force: true });

@@ -58,37 +58,14 @@ export function isOverlayPrivate(name: string): boolean {
   return name.startsWith('trusted.overlay.');
 }
 
-/** All xattrs of `path` (not following a final symlink), sorted by name, overlay-private ones left out. */
-export async function readXattrs(path: string): Promise<Array<[string, Buffer]>> {
-  let names: string[];
-  try {
-    names = await xattrs().listAttributes(path);
-  } catch (err) {
-    // File systems without xattr support have none to carry.
-    if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return [];
-    throw err;
-  }
-  const out: Array<[string, Buffer]> = [];
-  for (const name of names.filter((n) => !isOverlayPrivate(n)).sort()) {
-    const value = await xattrs().getAttribute(path, name);
-    if (value) out.push([name, Buffer.from(value)]);
-  }
-  return out;
-}
-
-export async function getXattr(path: string, name: string): Promise<Buffer | null> {
-  try {
-    return await xattrs().getAttribute(path, name);
-  } catch {
-    return null;
-  }
-}
-
 export async function setXattr(path: string, name: string, value: Buffer): Promise<void> {
   await xattrs().setAttribute(path, name, value);
 }
 
-/** readXattrs with synchronous calls, for walks that run a slice at a time on the calling thread. */
+/**
+ * All xattrs of `path` (not following a final symlink), sorted by name, overlay-private ones left
+ * out. Synchronous: the walks that read them run a slice at a time on the calling thread.
+ */
 export function readXattrsSync(path: string): Array<[string, Buffer]> {
   let names: string[];
   try {

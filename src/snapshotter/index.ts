@@ -20,5 +20,5 @@ export { CopySnapshotter } from './copy.js';
 export { SnapshotError } from './base.js';
 export { mountAll, unmount, isMountPoint } from './mount.js';
 export { applyLayer, LayerEntryError, type ApplyOptions } from './apply.js';
-export { overlayChanges, treeChanges, writeLayer, writeLayerTar } from './diff.js';
+export { overlayChanges, treeChanges, writeLayer } from './diff.js';
 export { compressBlob, decompressStages, detectCompression, compressionFromMediaType, layerMediaType, MEDIA_TYPES } from './compression.js';
