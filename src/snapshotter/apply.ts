@@ -17,6 +17,7 @@ import { Readable, pipeline as pipelineCb } from 'node:stream';
 import type tar from 'tar-stream';
 import { tarStream } from '../util/lazy-modules.js';
 import { resolveInRootSync } from '../fsutil/rootpath.js';
+import { lstatOrUndefinedSync } from '../fsutil/stat.js';
 import { compressionFromMediaType, decompressStages, detectCompression, HashTap } from './compression.js';
 import { isOverlayPrivate, isWhiteout, mknod, OVERLAY_OPAQUE, setXattrSync } from './fsops.js';
 import type { ApplyResult } from './types.js';
@@ -145,16 +146,6 @@ async function sniff(src: Readable): Promise<{ head: Buffer; stream: Readable }>
   return { head, stream };
 }
 
-function lstatOrNull(p: string): Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    throw err;
-  }
-}
-
 function paxNumber(pax: PaxHeaders | null | undefined, key: string): number | undefined {
   const v = pax?.[key];
   if (v === undefined) return undefined;
@@ -202,7 +193,7 @@ class LayerApplier {
 
     const parentHost = this.ensureDir(dir, name);
     const host = path.join(parentHost, base);
-    const existing = lstatOrNull(host);
+    const existing = lstatOrUndefinedSync(host);
     const mode = (h.mode ?? 0o644) & 0o7777;
     const type = h.type ?? 'file';
 
@@ -304,7 +295,7 @@ class LayerApplier {
         cur = cur ? `${cur}/${comp}` : comp;
         if (this.verifiedDirs.has(cur)) continue;
         const host = path.join(this.root, cur);
-        const st = lstatOrNull(host);
+        const st = lstatOrUndefinedSync(host);
         if (st?.isDirectory()) {
           this.verifiedDirs.add(cur);
           continue;
@@ -343,7 +334,7 @@ class LayerApplier {
   /** First layer below the target that has `rel`: a directory's stat, or null if none has it. */
   private lowerLookup(rel: string, entry: string): Stats | null {
     for (const lower of this.opts.lowers ?? []) {
-      const st = lstatOrNull(path.join(lower, rel));
+      const st = lstatOrUndefinedSync(path.join(lower, rel));
       if (!st) continue;
       if (isWhiteout(st)) return null;
       if (st.isSymbolicLink()) this.refuseSymlink(entry, rel, path.join(lower, rel));
@@ -374,7 +365,7 @@ class LayerApplier {
     const host = path.join(parent, path.posix.basename(target));
     const resolved = resolveInRootSync(this.root, target, { followFinal: false });
     if (resolved !== host) throw new LayerEntryError(entry, `hard link target ${target} resolves outside the layer`);
-    const st = lstatOrNull(host);
+    const st = lstatOrUndefinedSync(host);
     if (!st) throw new LayerEntryError(entry, `hard link target ${target} is not in this layer`);
     if (st.isDirectory()) throw new LayerEntryError(entry, `hard link to directory ${target} refused`);
     return host;
@@ -386,7 +377,7 @@ class LayerApplier {
     for (const comp of dir ? dir.split('/') : []) {
       cur = cur ? `${cur}/${comp}` : comp;
       const host = path.join(this.root, cur);
-      const st = lstatOrNull(host);
+      const st = lstatOrUndefinedSync(host);
       if (st?.isSymbolicLink()) this.refuseSymlink(entry, cur, host);
       if (!st?.isDirectory()) throw new LayerEntryError(entry, `hard link target directory ${cur} is not in this layer`);
     }
@@ -399,7 +390,7 @@ class LayerApplier {
     const dir = path.posix.dirname(victim) === '.' ? '' : path.posix.dirname(victim);
     const parentHost = this.ensureDir(dir, entry);
     const host = path.join(parentHost, path.posix.basename(victim));
-    const existing = lstatOrNull(host);
+    const existing = lstatOrUndefinedSync(host);
     if (existing) this.removePath(host);
     if (this.opts.whiteouts === 'overlay') await mknod(host, 'c', 0, 0);
   }
