@@ -21,6 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import type * as tar from 'tar-stream';
 import { tarStream } from '../util/lazy-modules.js';
+import { headerChecksums } from '../util/tar-writer.js';
 import { cleanPath } from '../context/gopath.js';
 import { isInside, mkdirAllInRoot, resolveInRootSync } from '../fsutil/rootpath.js';
 import { applyMetaSync, clearForFileSync, makeNode } from './meta.js';
@@ -98,13 +99,7 @@ function isTarHeader(block: Buffer): boolean {
     .trim();
   if (!/^[0-7]+$/.test(field)) return false;
   const want = parseInt(field, 8);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < 512; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
+  const { unsigned, signed } = headerChecksums(block);
   return want === unsigned || want === signed;
 }
 

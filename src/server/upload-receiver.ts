@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { ContextError, type SyncEntry } from '../context/index.js';
+import { headerChecksums } from '../util/tar-writer.js';
 
 const BLOCK = 512;
 const OPEN_NEW = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
@@ -70,13 +71,7 @@ function cString(field: Buffer): string {
 /** Unsigned or signed header checksum, with the checksum field counted as spaces (both are in use). */
 function checksumOk(h: Buffer): boolean {
   const stored = parseNumber(h.subarray(148, 156));
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : h[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
+  const { unsigned, signed } = headerChecksums(h);
   return stored === unsigned || stored === signed;
 }
 

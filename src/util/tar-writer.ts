@@ -1,4 +1,5 @@
-// A small deterministic tar (ustar + pax) writer for layer diffs.
+// A small deterministic tar (ustar + pax) writer, for layer diffs and context uploads, and the
+// header checksum the project's tar readers check against.
 // Why not tar-stream's pack: it encodes pax values as UTF-8 strings, so binary xattr values such as
 // security.capability cannot survive, and its pax fallback would stack a second header on ours.
 // Output depends only on the entries given: fixed pax header names, no uname/gname, whole-second mtimes
@@ -84,6 +85,22 @@ interface RawHeader {
   devminor: number;
 }
 
+/**
+ * A header block's checksum: the sum of its bytes with the checksum field (148-155) counted as
+ * spaces, as POSIX defines it (unsigned), and as some old tar programs wrote it (signed bytes).
+ * Readers accept either.
+ */
+export function headerChecksums(block: Uint8Array): { unsigned: number; signed: number } {
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return { unsigned, signed };
+}
+
 function encodeHeader(h: RawHeader): Buffer {
   const buf = Buffer.alloc(BLOCK);
   buf.write(h.name, 0, 100, 'utf8');
@@ -99,9 +116,7 @@ function encodeHeader(h: RawHeader): Buffer {
   writeOctal(buf, 329, 8, h.devmajor);
   writeOctal(buf, 337, 8, h.devminor);
   buf.write(h.prefix, 345, 155, 'utf8');
-  let sum = 0;
-  for (const b of buf) sum += b;
-  buf.write(sum.toString(8).padStart(6, '0'), 148, 6, 'ascii');
+  buf.write(headerChecksums(buf).unsigned.toString(8).padStart(6, '0'), 148, 6, 'ascii');
   buf[154] = 0;
   buf[155] = 0x20;
   return buf;
