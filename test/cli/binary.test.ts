@@ -1,5 +1,6 @@
 // The compiled command line (dist/bin/kiln.js, from `npm run build`) as a user runs it: what
-// start-up loads, help, usage errors and exit codes, and a dry run. Needs no registry.
+// start-up loads, help, usage errors and exit codes, and a dry run. One test builds FROM the test
+// registry's busybox.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -7,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { KILN, kiln, REPO } from './helpers.js';
 import { RACY_MS } from '../../src/cache/checksum.js';
+import { testEnv } from '../helpers/env.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -75,6 +77,29 @@ describe('kiln binary', () => {
     expect(warm.builtins.has('worker_threads')).toBe(false);
     // The cold build hashed the file in the worker pool: the check sees what a build loads.
     expect(cold.builtins.has('worker_threads')).toBe(true);
+  });
+
+  it("resolves a base image's tag with node:http, never loading fetch's undici", async () => {
+    // undici costs a warm build about 25 ms to load and holds the process open for tens of
+    // milliseconds after the build while its WebAssembly parser compiles (util/http-request.ts).
+    const UNDICI = 'internal/deps/undici/undici';
+    const probe = loaded(['-e', "fetch('http://127.0.0.1:1/').catch(() => {})"]);
+    expect(probe.builtins.has(UNDICI)).toBe(true); // the check sees fetch when it is used
+    const env = testEnv();
+    const ctx = tempDir();
+    writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nCOPY a.txt /a.txt\n`);
+    writeFileSync(path.join(ctx, 'a.txt'), 'a\n');
+    await new Promise((r) => setTimeout(r, RACY_MS + 100));
+    const root = tempDir();
+    const cold = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+    expect(cold.status, cold.stderr).toBe(0);
+    const warm = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+    expect(warm.status, warm.stderr).toBe(0);
+    expect(warm.stdout).toBe(cold.stdout);
+    for (const r of [cold, warm]) {
+      expect(r.builtins.has('http')).toBe(true); // the tag went to the registry...
+      expect(r.builtins.has(UNDICI)).toBe(false); // ...without fetch
+    }
   });
 
   it('prints help with exit 0, and usage with exit 1 when no command is given', () => {

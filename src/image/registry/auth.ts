@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BasicCredentials, RegistryConfig } from './config.js';
 import { DEFAULT_DOMAIN } from '../reference.js';
+import { type HttpResponse, httpRequest } from '../../util/http-request.js';
 
 export interface Challenge {
   scheme: string; // lower-cased: 'basic' | 'bearer' | ...
@@ -176,9 +177,9 @@ export class Authenticator {
       url.searchParams.set('account', creds.username);
       headers.authorization = basicHeader(creds);
     }
-    let res: Response;
+    let res: HttpResponse;
     try {
-      res = await fetch(url, { headers });
+      res = await httpRequest(url, { headers });
     } catch (err) {
       throw new Error(`registry ${domain}: token server ${url.origin}: ${(err as Error).message}`, { cause: err });
     }

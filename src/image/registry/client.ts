@@ -3,10 +3,8 @@
 // registry has, mounting across repositories when we know where a blob lives).
 //
 // Speaks the distribution HTTP API v2 (`/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/...`) with
-// Node's fetch. Every error names the registry and repository.
+// node:http (util/http-request.ts says why not fetch). Every error names the registry and repository.
 
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ContentMismatchError, type ContentStore } from '../../cache/content-store.js';
 import {
   type Descriptor,
@@ -32,6 +30,7 @@ import { Authenticator } from './auth.js';
 import { type Endpoint, type RegistryConfig, endpointsFor } from './config.js';
 import { RegistryError, describeErrorBody } from './errors.js';
 import { mapLimit } from '../../util/map-limit.js';
+import { type HttpResponse, HttpRequestError, httpRequest } from '../../util/http-request.js';
 
 /** Manifests and configs are small; refuse anything bigger than this instead of buffering it. */
 const MAX_DOCUMENT_BYTES = 8 * 1024 * 1024;
@@ -139,21 +138,21 @@ export class RegistryClient {
 
   // ---- transport -----------------------------------------------------------------------------
 
-  private async send(ep: Endpoint, repo: string, spec: RequestSpec): Promise<Response> {
+  private async send(ep: Endpoint, repo: string, spec: RequestSpec): Promise<HttpResponse> {
     const url = spec.url.startsWith('/') ? ep.base + spec.url : spec.url;
     const origin = new URL(ep.base).origin;
     // A mirror authenticates as itself; the registry proper with the reference's domain.
     const credsDomain = ep.mirror ? new URL(ep.base).host : ep.domain;
-    const attempt = async (forceNew: boolean): Promise<Response> => {
+    const attempt = async (forceNew: boolean): Promise<HttpResponse> => {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...spec.headers };
       const authz = await this.auth.authorization(origin, credsDomain, spec.scopes, forceNew);
       if (authz) headers.authorization = authz;
       try {
-        return await fetch(url, { method: spec.method, headers, body: spec.body as BodyInit | undefined, redirect: 'follow', signal: spec.signal });
+        return await httpRequest(url, { method: spec.method, headers, body: spec.body, signal: spec.signal });
       } catch (err) {
         if (spec.signal?.aborted) throw err;
-        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        throw new RegistryError(ep.domain, repo, `${spec.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, undefined, undefined, {
+        const why = err instanceof HttpRequestError ? (err.code ?? (err.cause as Error | undefined)?.message) : undefined;
+        throw new RegistryError(ep.domain, repo, `${spec.method} ${url}: ${why ?? (err as Error).message}`, undefined, undefined, {
           cause: err,
         });
       }
@@ -163,14 +162,14 @@ export class RegistryClient {
     if (res.status === 401) {
       const learned = this.auth.learn(origin, res.headers.get('www-authenticate'));
       if (learned) {
-        await res.body?.cancel();
+        await res.discard();
         res = await attempt(hadAuth);
       }
     }
     return res;
   }
 
-  private async fail(ep: Endpoint, repo: string, what: string, res: Response): Promise<never> {
+  private async fail(ep: Endpoint, repo: string, what: string, res: HttpResponse): Promise<never> {
     const text = await res.text().catch(() => '');
     const { code, text: detail } = describeErrorBody(text);
     const auth = res.status === 401 ? ' (authentication required or credentials refused)' : res.status === 403 ? ' (access denied)' : '';
@@ -353,8 +352,7 @@ export class RegistryClient {
     return this.withEndpoints(ref, async (ep) => {
       const res = await this.send(ep, ref.path, { method: 'GET', url: `/v2/${ref.path}/blobs/${digest}`, scopes: [pullScope(ref.path)], signal });
       if (!res.ok) await this.fail(ep, ref.path, `blob ${digest}`, res);
-      if (!res.body) throw new RegistryError(ep.domain, ref.path, `blob ${digest}: empty response`);
-      const stream = Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+      const stream = res.body;
       try {
         const got = await store.ingest({ digest, size: desc.size, mediaType: desc.mediaType }, stream);
         if (!ep.mirror) this.remember(ep.domain, digest, ref.path);
@@ -423,7 +421,7 @@ export class RegistryClient {
       signal: opts.signal,
     });
     if (res.status !== 201 && res.status !== 200) await this.fail(ep, ref.path, `put manifest ${target}`, res);
-    await res.body?.cancel();
+    await res.discard();
     const claimed = res.headers.get('docker-content-digest');
     if (claimed && claimed !== desc.digest) {
       throw new RegistryError(ep.domain, ref.path, `put manifest ${target}: registry stored ${claimed}, we sent ${desc.digest}`);
@@ -435,7 +433,7 @@ export class RegistryClient {
   private async abandonUpload(ep: Endpoint, path: string, location: string, scopes: string[]): Promise<void> {
     try {
       const res = await this.send(ep, path, { method: 'DELETE', url: new URL(location, ep.base).toString(), scopes });
-      await res.body?.cancel();
+      await res.discard();
     } catch {
       // ignore: an open upload session costs the registry a little disk until its purge
     }
@@ -469,7 +467,7 @@ export class RegistryClient {
         scopes: [...scopes, pullScope(from)],
         signal: opts.signal,
       });
-      await res.body?.cancel();
+      await res.discard();
       if (res.status === 201) {
         if (location) await this.abandonUpload(ep, path, location, scopes);
         this.remember(ep.domain, digest, path);
@@ -495,7 +493,7 @@ export class RegistryClient {
         signal: opts.signal,
       });
       if (res.status !== 202) await this.fail(ep, path, `start upload of blob ${digest}`, res);
-      await res.body?.cancel();
+      await res.discard();
       location = res.headers.get('location') ?? undefined;
     }
     if (!location) throw new RegistryError(ep.domain, path, `upload of blob ${digest}: registry sent no Location`);
@@ -521,7 +519,7 @@ export class RegistryClient {
           signal: opts.signal,
         });
         if (res.status !== 202) await this.fail(ep, path, `upload chunk ${chunks} (bytes ${offset}-) of blob ${digest}`, res);
-        await res.body?.cancel();
+        await res.discard();
         location = res.headers.get('location') ?? location;
         offset += chunk.length;
         chunks++;
@@ -538,7 +536,7 @@ export class RegistryClient {
       signal: opts.signal,
     });
     if (res.status !== 201) await this.fail(ep, path, `finish upload of blob ${digest}`, res);
-    await res.body?.cancel();
+    await res.discard();
     this.remember(ep.domain, digest, path);
     opts.onEvent?.({ kind: 'uploaded', digest, size: info.size, chunks: Math.max(1, chunks) });
   }
@@ -602,23 +600,21 @@ function validateIndex(json: Record<string, unknown>, ep: Endpoint, path: string
   return json as unknown as Index;
 }
 
-async function readLimited(res: Response, limit: number, tooBig: () => Error): Promise<Buffer> {
+async function readLimited(res: HttpResponse, limit: number, tooBig: () => Error): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > limit) {
-    await res.body?.cancel();
+    await res.discard();
     throw tooBig();
   }
   const parts: Buffer[] = [];
   let total = 0;
-  if (res.body) {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      total += chunk.length;
-      if (total > limit) {
-        await res.body.cancel().catch(() => {});
-        throw tooBig();
-      }
-      parts.push(Buffer.from(chunk));
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      res.body.destroy();
+      throw tooBig();
     }
+    parts.push(chunk);
   }
   return Buffer.concat(parts);
 }
