@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 // piscina is loaded when the first task needs a pool: a cached build never does, and its import
 // (with its dependencies) is a noticeable part of a warm build's start-up.
 import type { Piscina } from 'piscina';
@@ -104,7 +105,7 @@ function workerModule(): string {
     }
     const st = fs.lstatSync(dir);
     if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) throw new Error(`${dir} is not a private directory of ours`);
-    const file = path.join(dir, 'tasks.mjs');
+    const file = path.join(dir, 'tasks.cjs');
     let current: string | undefined;
     try {
       current = fs.readFileSync(file, 'utf8');
@@ -119,7 +120,7 @@ function workerModule(): string {
     return file;
   } catch {
     workerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-workers-'));
-    const file = path.join(workerDir, 'tasks.mjs');
+    const file = path.join(workerDir, 'tasks.cjs');
     fs.writeFileSync(file, source, { mode: 0o600, flag: 'wx' });
     process.once('exit', removeWorkerDir);
     return file;
@@ -174,7 +175,7 @@ let inline: Promise<{ scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] }
 function inlineTasks(): Promise<{ scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] }> {
   inline ??= (async () => {
     modulePath ??= workerModule();
-    return (await import(pathToFileURL(modulePath).href)) as { scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] };
+    return createRequire(import.meta.url)(modulePath) as { scanFiles(input: Tasks['scanFiles']['in']): ScanResult[] };
   })();
   inline.catch(() => (inline = undefined));
   return inline;

@@ -1,7 +1,7 @@
 // The compiled command line (dist/bin/kiln.js, from `npm run build`) as a user runs it: what
 // start-up loads, help, usage errors and exit codes, and a dry run. One test builds FROM the test
 // registry's busybox.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -100,6 +100,37 @@ describe('kiln binary', () => {
       expect(r.builtins.has('http')).toBe(true); // the tag went to the registry...
       expect(r.builtins.has(UNDICI)).toBe(false); // ...without fetch
     }
+  });
+
+  it("runs its bundle with V8's code cache: one file per command, kept while V8 accepts it, replaced when it does not", () => {
+    const cacheDir = tempDir();
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+      spawnSync(process.execPath, [KILN, ...args], { encoding: 'utf8', env: { ...process.env, KILN_CODE_CACHE_DIR: cacheDir, ...extra } });
+    const file = path.join(cacheDir, `other-${process.version}-${process.arch}.bin`);
+    expect(run(['--version'], { KILN_CODE_CACHE: 'off' }).status).toBe(0);
+    expect(readdirSync(cacheDir)).toEqual([]); // off: nothing written
+
+    expect(run(['--version']).stdout).toMatch(/^kiln version /);
+    const made = statSync(file);
+    expect(made.size).toBeGreaterThan(10_000);
+    // Accepted: the next run reads it and leaves it as it is.
+    expect(run(['--version']).status).toBe(0);
+    expect(statSync(file).ino).toBe(made.ino);
+    // Rejected (here: not V8's at all; likewise after a rebuild or under another Node): the run
+    // compiles afresh, succeeds, and writes a good one in its place.
+    writeFileSync(file, 'not a code cache');
+    const r = run(['--version']);
+    expect(r.stdout).toMatch(/^kiln version /);
+    expect(r.stderr).toBe('');
+    expect(statSync(file).size).toBeGreaterThan(10_000);
+    // A failing run writes none; a build gets its own.
+    expect(run(['images', '--no-such-flag'], { KILN_ROOT: tempDir() }).status).not.toBe(0);
+    expect(existsSync(path.join(cacheDir, `images-${process.version}-${process.arch}.bin`))).toBe(false);
+    const ctx = tempDir();
+    writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\n');
+    const b = run(['--root', tempDir(), 'build', '-q', ctx]);
+    expect(b.status, b.stderr).toBe(0);
+    expect(readdirSync(cacheDir).sort()).toEqual([`build-${process.version}-${process.arch}.bin`, `other-${process.version}-${process.arch}.bin`]);
   });
 
   it('prints help with exit 0, and usage with exit 1 when no command is given', () => {
