@@ -177,12 +177,16 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async touch(key: string, at: Date = new Date()): Promise<void> {
-    await this.meta.update((doc) => {
+    await this.meta.deferred((doc) => {
       const rec = doc.snapshots[key];
       if (!rec) throw new SnapshotError(key, 'not found', 'not-found');
       rec.lastUsed = at.toISOString();
       rec.usageCount = (rec.usageCount ?? 0) + 1;
     });
+  }
+
+  flush(): Promise<void> {
+    return this.meta.flush();
   }
 
   async location(key: string): Promise<string> {

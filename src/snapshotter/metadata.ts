@@ -44,10 +44,22 @@ export function ownerAlive(owner: { pid: number; start: string }): boolean {
   return processStart(owner.pid) === owner.start;
 }
 
+/**
+ * How long a reuse record (touch) may wait in memory before it is written. A cached build touches
+ * every step it reuses; writing the document (two fsyncs) for each was a third of a warm build's
+ * time in the daemon. Touches are only garbage collection's recency hints: the next real update
+ * carries them, or this timer, or flush() when the root is released. A process killed before then
+ * loses a few seconds of them, which GC tolerates (it only orders what to remove first).
+ */
+const TOUCH_FLUSH_MS = 2000;
+
 export class MetadataStore {
   private readonly file: string;
   private doc: MetadataDoc | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The in-memory document has touches the file lacks. */
+  private unsaved = false;
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(root: string) {
     this.file = path.join(root, 'metadata.json');
@@ -99,7 +111,35 @@ export class MetadataStore {
       const result = await fn(work);
       await this.save(work);
       this.doc = work;
+      this.unsaved = false;
       return result;
+    });
+  }
+
+  /**
+   * Changes the document in memory only, to be written with the next update, by a timer, or by
+   * flush(): for bookkeeping whose loss in a crash does no harm (see TOUCH_FLUSH_MS).
+   */
+  async deferred<T>(fn: (doc: MetadataDoc) => T): Promise<T> {
+    return this.serial(async () => {
+      const result = fn(await this.load());
+      this.unsaved = true;
+      this.flushTimer ??= setTimeout(() => {
+        this.flushTimer = undefined;
+        this.flush().catch(() => undefined);
+      }, TOUCH_FLUSH_MS).unref();
+      return result;
+    });
+  }
+
+  /** Writes what deferred() changed, if anything. */
+  async flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    await this.serial(async () => {
+      if (!this.unsaved || !this.doc) return;
+      await this.save(this.doc);
+      this.unsaved = false;
     });
   }
 

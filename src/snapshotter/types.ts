@@ -107,9 +107,12 @@ export interface Snapshotter {
   usage(key: string): Promise<Usage>;
   /**
    * Records that a build reused `key` now (last-used time and count), for garbage collection's
-   * least-recently-used order. `at` backdates the record (tests, imports).
+   * least-recently-used order. `at` backdates the record (tests, imports). Kept in memory for a
+   * moment (list and stat see it at once); flush() writes it.
    */
   touch(key: string, at?: Date): Promise<void>;
+  /** Writes the reuse records touch() kept in memory. Called before the root is released. */
+  flush(): Promise<void>;
   /**
    * The directory holding everything the snapshot keeps on disk (its files, overlay's work dir, a
    * flattened lower chain), for disk accounting only: never write into it.

@@ -111,7 +111,11 @@ export async function openRoot(root: string, opts: OpenRootOptions): Promise<Roo
     const registry = new RegistryClient(opts.registry);
     const images = new ImageStore(layout.images);
     const solver = new Solver({ layout, store, snapshotter, registry, images }, { maxParallelRuns: opts.maxParallelRuns, runLimits: opts.runLimits });
-    return { layout, store, snapshotter, registry, images, solver, release };
+    const flushThenRelease = async () => {
+      await snapshotter.flush().catch(() => undefined); // reuse times for GC: a hint, never a reason to keep the lock
+      await release();
+    };
+    return { layout, store, snapshotter, registry, images, solver, release: flushThenRelease };
   } catch (err) {
     await release();
     throw err;

@@ -302,6 +302,27 @@ describe('crash cleanup', () => {
     expect((await fsp.readdir(path.join(root, 'snapshots'))).sort()).toEqual(['1', '2']);
   });
 
+  it('keeps reuse records (touch) in memory until the next update or flush, and never loses one that was flushed', async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    await s.prepare('a');
+    await s.commit('base', 'a');
+    const at = new Date('2026-01-02T03:04:05Z');
+    const onDisk = () => new OverlaySnapshotter(root).init().then((o) => o.stat('base'));
+    await s.touch('base', at);
+    // Seen at once by this snapshotter; not yet written (a cached build no longer pays two fsyncs per step).
+    expect(await s.stat('base')).toMatchObject({ lastUsed: at.toISOString(), usageCount: 1 });
+    expect((await onDisk()).usageCount).toBeUndefined();
+    await s.flush();
+    expect(await onDisk()).toMatchObject({ lastUsed: at.toISOString(), usageCount: 1 });
+    // A real update carries pending touches with it.
+    await s.touch('base');
+    await s.prepare('b', 'base');
+    expect((await onDisk()).usageCount).toBe(2);
+    await expect(s.touch('missing')).rejects.toThrow(/not found/);
+    await s.flush(); // nothing pending: no write, no error
+  });
+
   it('keeps metadata whole when killed mid-write (only complete documents are ever renamed in)', async () => {
     const root = await newRoot();
     const s = await new OverlaySnapshotter(root).init();
