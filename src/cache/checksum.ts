@@ -67,7 +67,14 @@ export async function checksumEntries(contextDir: string, selection: Selection, 
   const scanned = await scanFiles(
     rels.map((rel, i) => {
       const k = known[i];
-      return k === undefined ? { path: path.join(root, rel) } : { path: path.join(root, rel), known: k.stamp };
+      if (k === undefined) return { path: path.join(root, rel) };
+      // The walk's own lstat, when it took one, stands in for a second (pool.ts statKnown).
+      const e = byPath.get(rel);
+      const seen =
+        e?.stat && (e.type === 'file' || e.type === 'dir' || e.type === 'symlink')
+          ? { type: e.type, mode: e.mode, ...e.stat, ...(e.linkTarget !== undefined ? { linkTarget: e.linkTarget } : {}) }
+          : undefined;
+      return { path: path.join(root, rel), known: k.stamp, ...(seen ? { seen } : {}) };
     }),
     rels.map((rel) => byPath.get(rel)?.size ?? 0),
   );

@@ -45,7 +45,9 @@ export function directoryContext(dir: string, opts: { dockerfile?: string; ident
     dir,
     identity: opts.identity ?? dir,
     // `excludes` given: those patterns instead of any ignore file (an unpacked archive has none).
-    entries: () => walkContext(dir, { ...(opts.dockerfile ? { dockerfile: opts.dockerfile } : {}), ...(opts.excludes ? { excludes: opts.excludes } : {}) }),
+    // With their stats: the content checksum then stats nothing again.
+    entries: () =>
+      walkContext(dir, { stats: true, ...(opts.dockerfile ? { dockerfile: opts.dockerfile } : {}), ...(opts.excludes ? { excludes: opts.excludes } : {}) }),
     hasIgnored: async () => (opts.excludes ?? (await readIgnorePatterns(dir, opts.dockerfile))).length > 0,
   };
 }

@@ -38,6 +38,21 @@ export interface ContextEntry {
   /** Device numbers for char/block devices. */
   devMajor?: number;
   devMinor?: number;
+  /** The walk's own lstat of the entry, when it was asked for one (WalkOptions.stats). */
+  stat?: EntryStat;
+}
+
+/**
+ * What the context checksum needs of an entry's lstat (bigint precision), so it need not lstat the
+ * entry again: on a 9,000-file context that second pass was a tenth of a one-file-edit rebuild.
+ */
+export interface EntryStat {
+  /** `dev:ino:size:mtimeNs:ctimeNs`, in decimal: the stamp file digests are memoised under. */
+  stamp: string;
+  dev: string;
+  ino: string;
+  nlink: number;
+  rdev: string;
 }
 
 export class ContextError extends Error {
@@ -61,6 +76,8 @@ export interface WalkOptions {
    * each listed file's stat (stamp.ts) is stored here by path: no second stat per file.
    */
   fileStamps?: Map<string, FileStamp>;
+  /** Entries are lstat'ed with bigint precision and carry what the checksum needs of it (`stat`). */
+  stats?: boolean;
 }
 
 type AnyStats = fs.Stats | fs.BigIntStats;
@@ -137,6 +154,16 @@ export function entryFromStat(rel: string, st: AnyStats, linkTarget?: string): C
   return e;
 }
 
+function entryStatOf(st: fs.BigIntStats): EntryStat {
+  return {
+    stamp: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`,
+    dev: String(st.dev),
+    ino: String(st.ino),
+    nlink: Number(st.nlink),
+    rdev: String(st.rdev),
+  };
+}
+
 /** Entries stat'ed between two yields to the event loop. */
 const STAT_BATCH = 1000;
 
@@ -164,7 +191,7 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
   // Excluded directories we went into; listed only when something below them is listed.
   const pending: { entry: ContextEntry; emitted: boolean }[] = [];
 
-  const bigint = opts.fileStamps !== undefined;
+  const bigint = opts.fileStamps !== undefined || opts.stats === true;
   const emit = (e: ContextEntry, st: AnyStats) => {
     for (const p of pending) {
       if (!p.emitted) {
@@ -235,6 +262,7 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
         }
       }
       const entry = entryFromStat(rel, st, linkTarget);
+      if (opts.stats) entry.stat = entryStatOf(st as fs.BigIntStats);
       if (!excluded) emit(entry, st);
       if (isDir) {
         pending.push({ entry, emitted: !excluded });

@@ -57,6 +57,11 @@ export interface ScanItem {
   path: string;
   /** The stamp a memo already holds a digest for: the file is only read when its stamp differs. */
   known?: string;
+  /**
+   * The path's lstat as a walk just took it (a file, directory or symlink): when its stamp is
+   * `known`, the result is made from it and nothing is stat'ed again.
+   */
+  seen?: { type: ScannedType; mode: number; stamp: string; dev: string; ino: string; nlink: number; rdev: string; linkTarget?: string };
 }
 
 interface Tasks {
@@ -66,10 +71,12 @@ interface Tasks {
   whoami: { in: Record<string, never>; out: { threadId: number; isMainThread: boolean } };
 }
 
-/** Counters for tests and progress: tasks run per kind, and files whose content was read. */
+/** Counters for tests and progress: tasks run per kind, files whose content was read, and the quick lstats. */
 export interface PoolCounters {
   tasks: Record<keyof Tasks, number>;
   filesHashed: number;
+  /** Paths scanFiles lstat'ed on the calling thread for a known stamp (not those a walk had seen). */
+  quickStats: number;
 }
 
 let pool: Piscina | undefined;
@@ -77,7 +84,7 @@ let workerDir: string | undefined;
 let counters: PoolCounters = zeroCounters();
 
 function zeroCounters(): PoolCounters {
-  return { tasks: { hashFiles: 0, scanFiles: 0, compressFile: 0, whoami: 0 }, filesHashed: 0 };
+  return { tasks: { hashFiles: 0, scanFiles: 0, compressFile: 0, whoami: 0 }, filesHashed: 0, quickStats: 0 };
 }
 
 function removeWorkerDir(): void {
@@ -191,7 +198,7 @@ export async function closePool(): Promise<void> {
 }
 
 export function poolCounters(): PoolCounters {
-  return { tasks: { ...counters.tasks }, filesHashed: counters.filesHashed };
+  return { tasks: { ...counters.tasks }, filesHashed: counters.filesHashed, quickStats: counters.quickStats };
 }
 
 export function resetPoolCounters(): void {
@@ -297,6 +304,11 @@ const STAT_SLICE = 1000;
 async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | undefined)[]> {
   const one = (it: ScanItem): ScanResult | undefined => {
     if (it.known === undefined) return undefined;
+    if (it.seen !== undefined && (it.seen.type === 'symlink' || it.seen.stamp === it.known)) {
+      const { linkTarget, ...r } = it.seen;
+      return { ...r, hashed: false, ...(r.type === 'symlink' ? { linkTarget: linkTarget ?? '' } : {}) };
+    }
+    counters.quickStats++;
     const st = fs.lstatSync(it.path, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return undefined; // the full scan reports the error as it always has
     const type: ScannedType | undefined = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : undefined;

@@ -90,6 +90,27 @@ describe('context checksums: what changes a key', () => {
     await expectChange(['src'], () => fs.utimesSync(p, new Date(), new Date(Date.now() + 60_000)), undefined, false);
   });
 
+  it("takes the walk's own stats when it has them: a warm key stats no file again, and is the same key", async () => {
+    const dir = tempDir('kiln-ck-seen-');
+    for (let i = 0; i < 20; i++) write(dir, `d/f${i}.txt`, `file ${i}`);
+    fs.symlinkSync('d/f1.txt', path.join(dir, 'link'));
+    await new Promise((r) => setTimeout(r, RACY_MS + 100)); // no file is too fresh to be trusted
+    const cacheDir = tempDir('kiln-ck-seen-memo-');
+    const keyWith = async (stats: boolean) => checksumEntries(dir, selectEntries(await walkContext(dir, { stats }), ['.']), { cacheDir });
+    const cold = await keyWith(true);
+    const counted = async (stats: boolean) => {
+      const before = poolCounters();
+      const k = await keyWith(stats);
+      const after = poolCounters();
+      return { k, stats: after.quickStats - before.quickStats, hashed: after.filesHashed - before.filesHashed };
+    };
+    expect(await counted(true)).toEqual({ k: cold, stats: 0, hashed: 0 });
+    // Without them every known path is stat'ed here (the counter sees it), for the same key.
+    const plain = await counted(false);
+    expect(plain).toMatchObject({ k: cold, hashed: 0 });
+    expect(plain.stats).toBeGreaterThanOrEqual(21);
+  });
+
   it('changing a byte does, and changing it back restores it', async () => {
     const p = path.join(ctx, 'src/x.js');
     await expectChange(
