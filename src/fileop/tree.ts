@@ -36,7 +36,7 @@ export interface TreeOptions {
   /** How to show a host target in errors (rootfs-absolute). */
   show: (host: string) => string;
   /** See CopyOp.reuse. */
-  reuse?: (srcRel: string) => boolean;
+  reuse?: (srcRel: string, target: string) => 'file' | 'other' | undefined;
 }
 
 /** How long the copier works on the calling thread before it lets the event loop run. */
@@ -111,6 +111,18 @@ export class TreeCopier {
   /** One entry and, for a directory, everything below it, in name order (the first failure stops the copy). */
   private *entry(srcRel: string, target: string, top: boolean, excludeRel: string, parentInfo: MatchInfo | undefined): Generator<Pause, void, unknown> {
     if (this.due()) yield undefined;
+    // An incremental copy's reused entry, known from the walk to be no directory: its earlier copy
+    // (a hard link into the previous result, put there by the clone) is in place, as the plan that
+    // cloned it says: neither the source nor the target needs a stat.
+    if (this.opts.reuse && this.view.knownIsDir?.(srcRel) === false) {
+      const kind = this.opts.reuse(srcRel, this.opts.show(target));
+      if (kind !== undefined) {
+        if (this.excluded(excludeRel, false, parentInfo) === 'skip') return;
+        this.summary.reused++;
+        this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: kind });
+        return;
+      }
+    }
     const st = this.view.lstat(srcRel);
     if (st === undefined) throw new Error(`source ${srcRel || '/'} disappeared during the copy`);
     const info = this.excluded(excludeRel, st.isDirectory(), parentInfo);
@@ -139,7 +151,7 @@ export class TreeCopier {
 
     // An incremental copy: this entry's earlier copy is in place already (a hard link into the
     // previous result, which nothing writes through), so there is nothing to do.
-    if (this.opts.reuse?.(srcRel)) {
+    if (this.opts.reuse?.(srcRel, this.opts.show(target))) {
       const there = lstatOrUndefinedSync(target);
       if (there !== undefined && !there.isDirectory()) {
         this.summary.reused++;

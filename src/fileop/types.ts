@@ -58,10 +58,11 @@ export interface CopyOp {
   /** Limits for ADD <url> downloads. */
   http?: { timeoutMs?: number; maxBytes?: number };
   /**
-   * Sources (source-root-relative paths) whose copy from an earlier run of this same COPY is already
-   * at the target (an incremental COPY): such a non-directory is left as it is.
+   * For an incremental COPY: whether the copy of source `srcRel` (source-root-relative) made by an
+   * earlier run of this same COPY is at `target` (rootfs-absolute) already, and as what. Such a
+   * non-directory is left as it is.
    */
-  reuse?: (srcRel: string) => boolean;
+  reuse?: (srcRel: string, target: string) => 'file' | 'other' | undefined;
 }
 
 /** One thing a copy wrote: its source, its target (rootfs-absolute) and what kind it is. */

@@ -26,10 +26,16 @@ export async function cloneTree(src: string, dest: string): Promise<void> {
 }
 
 function* walk(src: string, dest: string, due: () => boolean): Generator<Promise<void> | undefined, void, unknown> {
-  for (const name of fs.readdirSync(src)) {
+  for (const dirent of fs.readdirSync(src, { withFileTypes: true })) {
     if (due()) yield undefined;
-    const s = path.join(src, name);
-    const d = path.join(dest, name);
+    const s = path.join(src, dirent.name);
+    const d = path.join(dest, dirent.name);
+    // A regular file (most entries) is one link, and its type comes with the name: no stat.
+    // (Node stats an entry whose type the file system leaves unknown.)
+    if (dirent.isFile()) {
+      fs.linkSync(s, d);
+      continue;
+    }
     const st = fs.lstatSync(s);
     if (st.isDirectory()) {
       fs.mkdirSync(d, { mode: 0o700 });

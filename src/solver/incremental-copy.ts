@@ -20,8 +20,8 @@ export interface IncrementalCopy {
   from: string;
   /** Targets (rootfs-absolute) to take out of the clone before copying. */
   drop: WrittenEntry[];
-  /** Sources whose earlier copy stands. */
-  reuse: (srcRel: string) => boolean;
+  /** Whether the earlier copy of a source to a target stands in the clone, and as what (CopyOp.reuse). */
+  reuse: (srcRel: string, target: string) => 'file' | 'other' | undefined;
   reused: number;
 }
 
@@ -85,9 +85,12 @@ export async function planIncrementalCopy(
   // A directory still there as a directory stays (the copy applies its metadata again); anything
   // else not proven unchanged is taken out and, if it is still a source, copied anew.
   const drop = written.filter((w) => !unchanged(w.src) && !(w.type === 'dir' && byPath.get(w.src)?.type === 'dir'));
-  const reused = written.filter((w) => w.type !== 'dir' && unchanged(w.src)).length;
-  if (reused === 0) return undefined;
-  return { from, drop, reuse: unchanged, reused };
+  // What the clone keeps: every earlier non-directory whose source is unchanged, at its target
+  // (one source per target, checked above), so the copy need not look.
+  const kept = new Map<string, 'file' | 'other'>();
+  for (const w of written) if (w.type !== 'dir' && unchanged(w.src)) kept.set(`${w.src}\0${w.target}`, w.type);
+  if (kept.size === 0) return undefined;
+  return { from, drop, reuse: (src, target) => kept.get(`${src}\0${target}`), reused: kept.size };
 }
 
 /** Takes `drop` out of a cloned change directory: files and links first, then emptied directories. */
