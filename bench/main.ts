@@ -90,8 +90,9 @@ async function kilnRevision(repo: string): Promise<string> {
 const NOTES = [
   'Times are wall clock from starting the client command to its exit; dockerd runs all along, kiln (embedded) starts a Node process per build.',
   'cold: kiln gets a fresh --root into which a throw-away build (FROM base + RUN true) pulled and unpacked the base; Docker gets `docker builder prune -af` and the previous image removed; buildah gets every image but the bases removed. Base images stay in all three.',
-  'kiln -t stores gzip-compressed layers (as BuildKit with a containerd image store would); Docker 20.10 (graph-driver store) and buildah (containers/storage) keep layers uncompressed until export.',
-  'export: kiln = a fully cached build with -o type=oci (layers already compressed by -t); Docker = `docker save` (docker format, uncompressed: 20.10 has no OCI export without buildx); buildah = `buildah push IMG oci-archive:F` (compresses every layer each time).',
+  'kiln -t (no push) keeps uncompressed layers, as Docker 20.10 (graph-driver store) and buildah (containers/storage) do; a push or an archive compresses them once and keeps the blobs.',
+  'export: kiln = a fully cached build with -o type=oci (its gzip blobs made by the warm-up and kept); Docker = `docker save` (docker format, uncompressed: 20.10 has no OCI export without buildx); buildah = `buildah push IMG oci-archive:F` (compresses every layer each time).',
+  'kiln runs from a copy of dist/ made for the run; its V8 code cache (dist/bin/.code-cache) is written there by the first run of each command (a warm-up).',
   'buildah bud runs stages one after the other unless given --jobs; it is run as the brief says, without --jobs.',
   "kiln peak RSS is GNU time's maximum resident set size of the largest process of the build (the kiln Node process, worker threads included).",
   "kiln (daemon): one `kiln daemon` (its own --root and socket, the same registry mirror as embedded kiln); each build is a `kiln build --addr` client process, timed from its start to its exit. The client reaches the daemon through a counting proxy in the bench process (a second unix socket piped to the daemon's), which measures the bytes each build sends on the socket.",
