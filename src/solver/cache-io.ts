@@ -25,6 +25,7 @@ import { applyLayer, compressionFromMediaType, treeChanges, writeLayer, type Sna
 import type { LayerRecords } from './layers.js';
 import { commitActive, uniqueKey } from './mounted.js';
 import type { RootLayout } from './state-root.js';
+import { replaceFile } from '../util/atomic-file.js';
 
 export type CacheFrom = { type: 'local'; src: string } | { type: 'registry'; ref: string };
 export type CacheTo = { type: 'local'; dest: string; mode: 'min' | 'max' } | { type: 'registry'; ref: string; mode: 'min' | 'max' } | { type: 'inline' };
@@ -228,9 +229,7 @@ export async function writeCache(to: Exclude<CacheTo, { type: 'inline' }>, confi
   for (const d of [configDesc, manifestDesc, ...layers]) {
     const file = path.join(blobs, digestHex(d.digest));
     if (await fsp.stat(file).catch(() => undefined)) continue; // blobs accumulate, as in BuildKit's local cache
-    const tmp = `${file}.tmp-${process.pid}`;
-    await fsp.writeFile(tmp, await store.readBuffer(d.digest));
-    await fsp.rename(tmp, file);
+    await replaceFile(file, await store.readBuffer(d.digest));
   }
   await fsp.writeFile(path.join(to.dest, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const index: Index = {
@@ -238,7 +237,5 @@ export async function writeCache(to: Exclude<CacheTo, { type: 'inline' }>, confi
     mediaType: MediaType.ociIndex,
     manifests: [{ ...manifestDesc, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
   };
-  const tmp = path.join(to.dest, `index.json.tmp-${process.pid}`);
-  await fsp.writeFile(tmp, JSON.stringify(index));
-  await fsp.rename(tmp, path.join(to.dest, 'index.json'));
+  await replaceFile(path.join(to.dest, 'index.json'), JSON.stringify(index));
 }

@@ -7,6 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { stableStringify } from './keys.js';
+import { replaceFile } from '../util/atomic-file.js';
 
 /** The inputs a step's cache key was made of, kept in a form that can be compared piece by piece. */
 export interface StepInputs {
@@ -110,11 +111,8 @@ export class InputsLog {
   }
 
   async save(place: string, inputs: StepInputs): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true });
-    const file = path.join(this.dir, `${place}.json`);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(inputs));
-    await fsp.rename(tmp, file);
+    // Two builds in one daemon may save the same place at once: replaceFile gives each its own temporary.
+    await replaceFile(path.join(this.dir, `${place}.json`), JSON.stringify(inputs), { mkdir: true });
     this.keys.set(place, inputs.key);
   }
 }

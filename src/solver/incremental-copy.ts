@@ -14,6 +14,7 @@ import { resolveInRoot } from '../fsutil/rootpath.js';
 import type { Snapshotter } from '../snapshotter/index.js';
 import type { StepInputs } from './explain.js';
 import { snapshotExists } from './mounted.js';
+import { replaceFile } from '../util/atomic-file.js';
 
 export interface IncrementalCopy {
   /** The previous result's snapshot, to clone. */
@@ -42,10 +43,7 @@ export class CopyManifests {
   }
 
   async save(snapshot: string, written: WrittenEntry[]): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true });
-    const tmp = `${this.file(snapshot)}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(written));
-    await fsp.rename(tmp, this.file(snapshot));
+    await replaceFile(this.file(snapshot), JSON.stringify(written), { mkdir: true });
   }
 }
 

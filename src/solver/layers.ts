@@ -12,6 +12,7 @@ import { parseDigest, type Descriptor, type Digest } from '../oci/index.js';
 import type { Compression, Snapshotter } from '../snapshotter/index.js';
 import type { RootLayout } from './state-root.js';
 import { uniqueKey } from './mounted.js';
+import { replaceFile } from '../util/atomic-file.js';
 
 export type LayerRecord = { empty: true } | { empty: false; descriptor: Descriptor; diffId: Digest };
 
@@ -99,8 +100,5 @@ async function readRecord(file: string): Promise<LayerRecord | undefined> {
 }
 
 async function writeRecord(file: string, rec: LayerRecord): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, JSON.stringify(rec));
-  await fsp.rename(tmp, file);
+  await replaceFile(file, JSON.stringify(rec), { mkdir: true });
 }

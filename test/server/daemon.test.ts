@@ -299,7 +299,7 @@ describe('kiln daemon: many builds at once', () => {
       const c = ctx({ Dockerfile: 'FROM busybox\nARG N\nCOPY a /a\nRUN sleep 2 && echo matrix-$N\n', a: 'x\n' });
       const runs = await Promise.all(['1', '2'].map((n) => kilnClient(['build', '--addr', d.addr, '--progress', 'plain', '--build-arg', `N=${n}`, c])));
       runs.forEach((r, i) => {
-        expect(r.code).toBe(0);
+        expect(r.code, r.stderr).toBe(0);
         expect(r.stderr).toContain(`matrix-${i + 1}`);
       });
       const [a, b] = await builds(d);
