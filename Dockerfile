@@ -5,7 +5,7 @@
 #   docker build -t kiln .        (or: kiln build -t kiln .)
 #   docker run --privileged -d -v kiln-root:/var/lib/kiln -v /run/kiln:/run/kiln kiln
 #
-# BASE must have node 20 and a shell; apt-get when it lacks runc.
+# BASE must have node 20.12 or later and a shell; apt-get when it lacks runc.
 ARG BASE=node:20-bookworm-slim
 
 # The production node_modules. `npm ci --omit=dev` would fetch from the registry, which a build
