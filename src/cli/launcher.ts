@@ -12,7 +12,8 @@
 // written again whenever V8 rejects it: V8 checks the source, its own version and its flags, so a
 // rebuilt bundle or another Node never runs stale code. A directory we cannot write (kiln run by
 // a user without rights to its install) only costs the cache; KILN_CODE_CACHE_DIR names another
-// place for it. KILN_CODE_CACHE=off compiles afresh and writes nothing.
+// place for it, used only when it is this user's and nobody else can write it (trusted() says why).
+// KILN_CODE_CACHE=off compiles afresh and writes nothing.
 //
 // The bundle holds no import(): Node 20 loses a cached script's dynamic-import callback, so
 // scripts/bundle.mjs turns them all into require() and refuses a bundle that still has one.
@@ -37,7 +38,7 @@ const cacheDir = process.env.KILN_CODE_CACHE_DIR || path.join(here, '.code-cache
 const cacheFile = path.join(cacheDir, `${cacheKey(process.argv.slice(2))}-${process.version}-${process.arch}.bin`);
 
 let cached: Buffer | undefined;
-if (useCache) {
+if (useCache && trusted(cacheDir)) {
   try {
     cached = fs.readFileSync(cacheFile);
   } catch {
@@ -86,11 +87,27 @@ function likelyThroughDaemon(args: string[]): boolean {
   }
 }
 
+/**
+ * Whether code found in `dir` may be run: a real directory of this user that nobody else can write.
+ * A code cache is code (V8 runs what it holds, and its checks guard against staleness, not against
+ * someone who writes one on purpose), so one from a place others can write is never read, and
+ * none is written there.
+ */
+function trusted(dir: string): boolean {
+  try {
+    const st = fs.lstatSync(dir);
+    return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Writes the code V8 has compiled so far (more than at start: functions compile when first run). */
 function saveCache(compiled: vm.Script): void {
   const tmp = `${cacheFile}.${process.pid}.tmp`;
   try {
     fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+    if (!trusted(cacheDir)) return;
     fs.writeFileSync(tmp, compiled.createCachedData(), { mode: 0o644, flag: 'wx' });
     fs.renameSync(tmp, cacheFile);
   } catch {

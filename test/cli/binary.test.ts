@@ -131,6 +131,12 @@ describe('kiln binary', () => {
     const b = run(['--root', tempDir(), 'build', '-q', ctx]);
     expect(b.status, b.stderr).toBe(0);
     expect(readdirSync(cacheDir).sort()).toEqual([`build-${process.version}-${process.arch}.bin`, `other-${process.version}-${process.arch}.bin`]);
+    // A directory others can write is not trusted: a cache there is code anyone could have put.
+    chmodSync(cacheDir, 0o777);
+    writeFileSync(file, 'planted');
+    const planted = run(['--version']);
+    expect(planted.stdout).toMatch(/^kiln version /);
+    expect(readFileSync(file, 'utf8')).toBe('planted'); // neither used nor replaced
   });
 
   it('prints help with exit 0, and usage with exit 1 when no command is given', () => {
