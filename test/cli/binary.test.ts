@@ -46,6 +46,23 @@ function loaded(args: string[]): { stdout: string; stderr: string; status: numbe
   return { stdout: r.stdout, stderr: r.stderr.slice(0, i), status: r.status, builtins: new Set(got.builtins), packages: got.packages };
 }
 
+/** A build of `dockerfile` (with a.txt in its context) on a fresh root, then the same build again, cached: what each loaded. */
+async function coldThenWarm(dockerfile: string): Promise<{ cold: ReturnType<typeof loaded>; warm: ReturnType<typeof loaded> }> {
+  const ctx = tempDir();
+  writeFileSync(path.join(ctx, 'Dockerfile'), dockerfile);
+  writeFileSync(path.join(ctx, 'a.txt'), 'a\n');
+  // Files changed less than RACY_MS before a build are hashed again by the next one (their stamp
+  // could hide a write in the same tick): let them age, so the second build is truly cached.
+  await new Promise((r) => setTimeout(r, RACY_MS + 100));
+  const root = tempDir();
+  const cold = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+  expect(cold.status, cold.stderr).toBe(0);
+  const warm = loaded([KILN, '--root', root, 'build', '-q', ctx]);
+  expect(warm.status, warm.stderr).toBe(0);
+  expect(warm.stdout).toBe(cold.stdout); // the same image ID
+  return { cold, warm };
+}
+
 describe('kiln binary', () => {
   it('--version prints the package version and loads nothing a build needs (no worker threads, HTTP, compression or child processes)', () => {
     const version = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
@@ -61,18 +78,7 @@ describe('kiln binary', () => {
   });
 
   it('a cached build loads no tar library, no xattr binding and no worker threads', async () => {
-    const ctx = tempDir();
-    writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a.txt /a.txt\n');
-    writeFileSync(path.join(ctx, 'a.txt'), 'a\n');
-    // Files changed less than RACY_MS before a build are hashed again by the next one (their stamp
-    // could hide a write in the same tick): let them age, so the second build is truly cached.
-    await new Promise((r) => setTimeout(r, RACY_MS + 100));
-    const root = tempDir();
-    const cold = loaded([KILN, '--root', root, 'build', '-q', ctx]);
-    expect(cold.status, cold.stderr).toBe(0);
-    const warm = loaded([KILN, '--root', root, 'build', '-q', ctx]);
-    expect(warm.status, warm.stderr).toBe(0);
-    expect(warm.stdout).toBe(cold.stdout); // the same image ID
+    const { cold, warm } = await coldThenWarm('FROM scratch\nCOPY a.txt /a.txt\n');
     expect(warm.packages.filter((p) => /^(tar-stream|streamx|@napi-rs\/xattr)\//.test(p))).toEqual([]);
     expect(warm.builtins.has('worker_threads')).toBe(false);
     // The cold build hashed the file in the worker pool: the check sees what a build loads.
@@ -85,17 +91,7 @@ describe('kiln binary', () => {
     const UNDICI = 'internal/deps/undici/undici';
     const probe = loaded(['-e', "fetch('http://127.0.0.1:1/').catch(() => {})"]);
     expect(probe.builtins.has(UNDICI)).toBe(true); // the check sees fetch when it is used
-    const env = testEnv();
-    const ctx = tempDir();
-    writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nCOPY a.txt /a.txt\n`);
-    writeFileSync(path.join(ctx, 'a.txt'), 'a\n');
-    await new Promise((r) => setTimeout(r, RACY_MS + 100));
-    const root = tempDir();
-    const cold = loaded([KILN, '--root', root, 'build', '-q', ctx]);
-    expect(cold.status, cold.stderr).toBe(0);
-    const warm = loaded([KILN, '--root', root, 'build', '-q', ctx]);
-    expect(warm.status, warm.stderr).toBe(0);
-    expect(warm.stdout).toBe(cold.stdout);
+    const { cold, warm } = await coldThenWarm(`FROM ${testEnv().busybox}\nCOPY a.txt /a.txt\n`);
     for (const r of [cold, warm]) {
       expect(r.builtins.has('http')).toBe(true); // the tag went to the registry...
       expect(r.builtins.has(UNDICI)).toBe(false); // ...without fetch
