@@ -22,7 +22,15 @@ export interface HttpRequestInit {
   signal?: AbortSignal;
   /** Redirects followed before giving up; 0 returns the redirect itself. Default 10. */
   maxRedirects?: number;
+  /**
+   * The request fails when the connection stays silent this long, waiting for the answer or in the
+   * middle of its body. Default 300 s, as undici's (fetch's) header and body timeouts: a registry
+   * that accepts a connection and never answers must not hold a build forever.
+   */
+  idleTimeoutMs?: number;
 }
+
+const IDLE_TIMEOUT_MS = 300_000;
 
 export interface HttpResponse {
   status: number;
@@ -68,7 +76,7 @@ export async function httpRequest(url: string | URL, init: HttpRequestInit = {})
   const origin = target.origin;
   let left = init.maxRedirects ?? 10;
   for (;;) {
-    const res = await once(target, method, headers, body, init.signal);
+    const res = await once(target, method, headers, body, init.signal, init.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
     const location = res.headers.location;
     if (!REDIRECTS.has(res.statusCode ?? 0) || location === undefined || left === 0) return wrap(res, target, method);
     res.resume();
@@ -93,6 +101,7 @@ function once(
   headers: Record<string, string>,
   body: Uint8Array | undefined,
   signal: AbortSignal | undefined,
+  idleMs: number,
 ): Promise<http.IncomingMessage> {
   const sent = { ...headers };
   // fetch's defaults for a body given as bytes, and for a POST/PUT/PATCH without one.
@@ -105,9 +114,21 @@ function once(
       reject(signal.reason ?? new Error('aborted'));
       return;
     }
-    const req = mod.request(target, { method, headers: sent, agent: agentFor(target.protocol), signal }, resolve);
+    let response: http.IncomingMessage | undefined;
+    const req = mod.request(target, { method, headers: sent, agent: agentFor(target.protocol), signal }, (res) => {
+      response = res;
+      resolve(res);
+    });
+    // Silence before the answer fails this promise; silence in the middle of the body fails the
+    // body's reader with the same error.
+    req.setTimeout(idleMs, () => {
+      const err = new HttpRequestError(`${method} ${target}: no data for ${Math.round(idleMs / 1000)} s`, 'ETIMEDOUT');
+      response?.destroy(err);
+      req.destroy(err);
+    });
     req.on('error', (err: NodeJS.ErrnoException) => {
-      if (signal?.aborted) reject(signal.reason ?? err);
+      if (err instanceof HttpRequestError) reject(err);
+      else if (signal?.aborted) reject(signal.reason ?? err);
       else reject(new HttpRequestError(`${method} ${target}: ${err.code ?? err.message}`, err.code, { cause: err }));
     });
     req.end(body);

@@ -111,6 +111,27 @@ describe('httpRequest', () => {
     await multi.discard();
   });
 
+  it('fails a request whose server goes silent, before the answer or in the middle of the body', async () => {
+    const sockets: import('node:net').Socket[] = [];
+    const stall = await serve((req, res) => {
+      if (req.url === '/half') {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('only part of it'); // and never the rest
+      }
+      // '/never': no answer at all
+    });
+    stall.server.on('connection', (s) => sockets.push(s));
+    try {
+      await expect(httpRequest(`${stall.base}/never`, { idleTimeoutMs: 200 })).rejects.toThrow(`GET ${stall.base}/never: no data for 0 s`);
+      const half = await httpRequest(`${stall.base}/half`, { idleTimeoutMs: 200 });
+      expect(half.status).toBe(200);
+      await expect(half.text()).rejects.toThrow(/no data for 0 s/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => stall.server.close(r));
+    }
+  });
+
   it('names the method, the URL and the code when nothing answers; an abort rejects with its reason', async () => {
     const closed = await serve(() => undefined);
     const dead = closed.base;
