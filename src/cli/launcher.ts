@@ -1,6 +1,7 @@
-// The `kiln` command itself: `npm run build` copies this file to dist/bin/kiln.js, beside the
-// bundle of the whole command line (dist/bin/kiln.cjs, made by scripts/bundle.mjs), and this runs
-// that bundle with V8's code cache.
+// The `kiln` command itself: `npm run build` compiles this file to dist/bin/kiln.js (CommonJS, in a
+// directory whose package.json says so: no ES module loader at start), beside the bundle of the
+// whole command line (dist/bin/kiln.cjs, made by scripts/bundle.mjs), and this runs that bundle
+// with V8's code cache.
 //
 // Why: Node 20 has no compile cache (module.enableCompileCache came with Node 22), and compiling
 // kiln's JavaScript on every start was about 40 ms of a warm build, embedded or through a daemon
