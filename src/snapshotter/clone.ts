@@ -16,16 +16,25 @@ import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync
 /** How long the clone works on the calling thread before it lets the event loop run. */
 const SLICE_MS = 8;
 
-export async function cloneTree(src: string, dest: string): Promise<void> {
+export interface CloneOptions {
+  /**
+   * 'kept' (the default): directories get their times from `src`, as applying its layer would give
+   * them. 'now': they keep the times of their making, as directories that a copy creates or writes
+   * into have them; a copy then sets the times of those it takes from a source.
+   */
+  directoryTimes?: 'kept' | 'now';
+}
+
+export async function cloneTree(src: string, dest: string, opts: CloneOptions = {}): Promise<void> {
   const clock = new SliceClock(SLICE_MS);
   // A yielded promise is a device node or FIFO being made (mknod(1)).
   await runSliced(
-    walk(src, dest, () => clock.due()),
+    walk(src, dest, () => clock.due(), opts.directoryTimes === 'now'),
     clock,
   );
 }
 
-function* walk(src: string, dest: string, due: () => boolean): Generator<Promise<void> | undefined, void, unknown> {
+function* walk(src: string, dest: string, due: () => boolean, dirTimesNow: boolean): Generator<Promise<void> | undefined, void, unknown> {
   for (const dirent of fs.readdirSync(src, { withFileTypes: true })) {
     if (due()) yield undefined;
     const s = path.join(src, dirent.name);
@@ -39,7 +48,7 @@ function* walk(src: string, dest: string, due: () => boolean): Generator<Promise
     const st = fs.lstatSync(s);
     if (st.isDirectory()) {
       fs.mkdirSync(d, { mode: 0o700 });
-      yield* walk(s, d, due);
+      yield* walk(s, d, due, dirTimesNow);
     } else if (st.isFile()) {
       fs.linkSync(s, d);
       continue; // a hard link shares the inode, metadata included
@@ -60,6 +69,6 @@ function* walk(src: string, dest: string, due: () => boolean): Generator<Promise
     }
     fs.lchownSync(d, st.uid, st.gid);
     // Times last: making a directory's children changes its mtime.
-    fs.lutimesSync(d, st.atime, st.mtime);
+    if (!(dirTimesNow && st.isDirectory())) fs.lutimesSync(d, st.atime, st.mtime);
   }
 }

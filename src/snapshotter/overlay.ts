@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { applyLayer } from './apply.js';
 import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base.js';
 import { overlayChanges, writeLayer } from './diff.js';
-import { cloneTree } from './clone.js';
+import { cloneTree, type CloneOptions } from './clone.js';
 import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
 import { tarReadable } from '../util/tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
@@ -96,13 +96,13 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     return p;
   }
 
-  async cloneChanges(from: string, key: string): Promise<string> {
+  async cloneChanges(from: string, key: string, opts: CloneOptions = {}): Promise<string> {
     const src = path.join(await this.location(from), 'fs');
     const info = await this.stat(key);
     if (info.kind !== 'active') throw new SnapshotError(key, 'changes can only be cloned into an active snapshot');
     const dest = path.join(await this.location(key), 'fs');
     if ((await fsp.readdir(dest)).length > 0) throw new SnapshotError(key, 'cloning changes needs an empty snapshot');
-    await cloneTree(src, dest);
+    await cloneTree(src, dest, opts);
     return dest;
   }
 

@@ -123,9 +123,10 @@ export interface Snapshotter {
    * snapshot `from`, files as hard links (committed snapshots never change, and a later write to
    * the active one through overlay replaces an entry instead of writing into it). What `from` adds
    * is then there without copying a byte; the caller removes what must not be. Returns the active
-   * snapshot's change directory (its overlay upper dir) for that.
+   * snapshot's change directory (its overlay upper dir) for that. `opts.directoryTimes` (clone.ts):
+   * whether directories keep `from`'s times or the times of their making.
    */
-  cloneChanges?(from: string, key: string): Promise<string>;
+  cloneChanges?(from: string, key: string, opts?: { directoryTimes?: 'kept' | 'now' }): Promise<string>;
   /** Removes what a killed process left behind: stale active snapshots/views and orphaned dirs. */
   cleanup(): Promise<CleanupReport>;
 

@@ -1,6 +1,7 @@
 // An incremental COPY (the previous result cloned, only what may have changed copied again) must
 // give exactly what a full copy gives: compared entry by entry with a fresh build of the same
-// context (mtimes aside: directory times depend on when entries were made).
+// context (mtimes aside: a directory the copy makes has the time of its making; a test below checks
+// that those are this copy's, and the source's for directories taken from it).
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -121,6 +122,30 @@ describe('incremental COPY', () => {
       expect(fs.readFileSync(path.join(out, 'y'), 'utf8')).toBe('b\n');
       expect(fs.readFileSync(path.join(out, 'w/in.txt'), 'utf8')).toBe('2\n');
       expect(fs.readFileSync(path.join(out, 'w/c.txt'), 'utf8')).toBe('c\n');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("gives directories the times a full copy gives: the source's for its directories, the copy's own for those it made", async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nCOPY . /app/\n', 'sub/a.txt': 'a\n', 'sub/b.txt': 'b\n' }));
+    const dated = new Date('2020-01-02T03:04:05Z');
+    fs.utimesSync(path.join(ctx, 'sub'), dated, dated);
+    const root = tracked(kilnRoot());
+    const srv = server(root);
+    const out = tracked(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-dirtimes-')));
+    try {
+      await build(srv, ctx);
+      await new Promise((r) => setTimeout(r, 1500)); // the second copy's times are visibly later
+      fs.writeFileSync(path.join(ctx, 'sub/a.txt'), 'a2\n');
+      fs.utimesSync(path.join(ctx, 'sub'), dated, dated);
+      const startedAt = Date.now();
+      const second = await build(srv, ctx, { outputs: [{ type: 'local', dest: out }] });
+      expect(second.logs).toMatch(/reused 2 unchanged files/); // the Dockerfile and b.txt
+      // A directory from the source: its time, as a full copy gives it.
+      expect(fs.statSync(path.join(out, 'app/sub')).mtimeMs).toBe(dated.getTime());
+      // The directory the copy made (/app): made by this copy, not left at the earlier one's time.
+      expect(fs.statSync(path.join(out, 'app')).mtimeMs).toBeGreaterThanOrEqual(startedAt - 500);
     } finally {
       await srv.close();
     }

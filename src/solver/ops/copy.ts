@@ -17,8 +17,10 @@ export async function copyStep(
 ): Promise<CopySummary> {
   let summary!: CopySummary;
   // Incremental: start from the previous result's changes and take out what may have changed.
+  // Directories keep the times of their making, as in a full copy (where the copy creates them or
+  // writes into them); the copy sets again the times of those it takes from a source.
   const beforeMount = incremental
-    ? async (key: string) => dropFromClone(await ctx.snapshotter.cloneChanges!(incremental.from, key), incremental.drop)
+    ? async (key: string) => dropFromClone(await ctx.snapshotter.cloneChanges!(incremental.from, key, { directoryTimes: 'now' }), incremental.drop)
     : undefined;
   await withActive(
     ctx.snapshotter,
