@@ -1,7 +1,7 @@
 // WORKDIR makes its directory, as BuildKit does, owned by the current USER when one is set.
 
 import type { WorkdirStep } from '../../frontend/types.js';
-import { lookupUser } from '../../executor/index.js';
+import { lookupUser } from '../../fsutil/rootfs-users.js';
 import { mkdirAllInRoot } from '../../fsutil/rootpath.js';
 import { withActive } from '../mounted.js';
 import type { OpContext } from './types.js';
