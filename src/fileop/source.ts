@@ -27,12 +27,6 @@ export interface SourceView {
   /** True when the path exists on disk but the ignore rules hide it (for a helpful error). */
   hidden(rel: string): boolean;
   host(rel: string): string;
-  /**
-   * Whether the entry is a directory, as the view already knows it without a stat (the context's
-   * walk); undefined when it does not know. Lets an incremental copy pass over the entries it
-   * reuses without stat'ing each source.
-   */
-  knownIsDir?(rel: string): boolean | undefined;
 }
 
 function toRel(root: string, hostPath: string): string {
@@ -69,17 +63,12 @@ class RootfsView implements SourceView {
  */
 class ContextView implements SourceView {
   readonly preserveOwner = false;
-  /** Visible path -> whether the walk saw a directory there. */
-  private readonly visible: Map<string, boolean>;
+  private readonly visible: Set<string>;
   constructor(
     readonly root: string,
-    entries: Iterable<{ path: string; type: string }>,
+    paths: Iterable<string>,
   ) {
-    this.visible = new Map();
-    for (const e of entries) this.visible.set(e.path, e.type === 'dir');
-  }
-  knownIsDir(rel: string): boolean | undefined {
-    return this.visible.get(rel);
+    this.visible = new Set(paths);
   }
   host(rel: string): string {
     return rel === '' ? this.root : path.join(this.root, rel);
@@ -106,5 +95,8 @@ export async function openSource(src: CopySource): Promise<SourceView> {
   const root = path.resolve(src.dir);
   if (src.kind === 'rootfs') return new RootfsView(root);
   const entries = src.entries ?? (await walkContext(root, src.dockerfile ? { dockerfile: src.dockerfile } : {}));
-  return new ContextView(root, entries);
+  return new ContextView(
+    root,
+    entries.map((e) => e.path),
+  );
 }

@@ -111,17 +111,16 @@ export class TreeCopier {
   /** One entry and, for a directory, everything below it, in name order (the first failure stops the copy). */
   private *entry(srcRel: string, target: string, top: boolean, excludeRel: string, parentInfo: MatchInfo | undefined): Generator<Pause, void, unknown> {
     if (this.due()) yield undefined;
-    // An incremental copy's reused entry, known from the walk to be no directory: its earlier copy
-    // (a hard link into the previous result, put there by the clone) is in place, as the plan that
-    // cloned it says: neither the source nor the target needs a stat.
-    if (this.opts.reuse && this.view.knownIsDir?.(srcRel) === false) {
-      const kind = this.opts.reuse(srcRel, this.opts.show(target));
-      if (kind !== undefined) {
-        if (this.excluded(excludeRel, false, parentInfo) === 'skip') return;
-        this.summary.reused++;
-        this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: kind });
-        return;
-      }
+    // An incremental copy's reused entry: its earlier copy (a hard link into the previous result,
+    // put there by the clone, which nothing writes through) is in place. The plan vouches for both
+    // sides, so neither needs a stat: the source is the same non-directory as then (its per-path
+    // digest, type included, is unchanged) and the clone kept that copy at this target.
+    const reused = this.opts.reuse?.(srcRel, this.opts.show(target));
+    if (reused !== undefined) {
+      if (this.excluded(excludeRel, false, parentInfo) === 'skip') return;
+      this.summary.reused++;
+      this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: reused });
+      return;
     }
     const st = this.view.lstat(srcRel);
     if (st === undefined) throw new Error(`source ${srcRel || '/'} disappeared during the copy`);
@@ -147,17 +146,6 @@ export class TreeCopier {
       if (created || !top) this.meta(srcRel, st, target);
       this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: 'dir' });
       return;
-    }
-
-    // An incremental copy: this entry's earlier copy is in place already (a hard link into the
-    // previous result, which nothing writes through), so there is nothing to do.
-    if (this.opts.reuse?.(srcRel, this.opts.show(target))) {
-      const there = lstatOrUndefinedSync(target);
-      if (there !== undefined && !there.isDirectory()) {
-        this.summary.reused++;
-        this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: st.isFile() ? 'file' : 'other' });
-        return;
-      }
     }
 
     // A file that shares its inode with one copied before becomes a link to that copy.

@@ -59,8 +59,9 @@ export interface CopyOp {
   http?: { timeoutMs?: number; maxBytes?: number };
   /**
    * For an incremental COPY: whether the copy of source `srcRel` (source-root-relative) made by an
-   * earlier run of this same COPY is at `target` (rootfs-absolute) already, and as what. Such a
-   * non-directory is left as it is.
+   * earlier run of this same COPY is at `target` (rootfs-absolute) already, and as what. An answer
+   * vouches that the source is the same non-directory as then: the entry is left as it is, with no
+   * stat of either side.
    */
   reuse?: (srcRel: string, target: string) => 'file' | 'other' | undefined;
 }
