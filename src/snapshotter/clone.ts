@@ -9,9 +9,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { xattrs } from '../util/lazy-modules.js';
 import { runSliced, SliceClock } from '../util/slices.js';
-import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
+import { devMajor, devMinor, getXattrSync, mknod, OVERLAY_OPAQUE, readXattrsSync, setXattrSync } from './fsops.js';
 
 /** How long the clone works on the calling thread before it lets the event loop run. */
 const SLICE_MS = 8;
@@ -62,9 +61,9 @@ function* walk(src: string, dest: string, due: () => boolean, dirTimesNow: boole
       continue; // sockets: never part of a snapshot's changes
     }
     if (!st.isSymbolicLink()) {
-      for (const [k, v] of readXattrsSync(s)) xattrs().setAttributeSync(d, k, v);
+      for (const [k, v] of readXattrsSync(s)) setXattrSync(d, k, v);
       // Overlay's own xattrs are never copied, except the one saying a directory hides its lowers.
-      if (st.isDirectory() && getXattrSync(s, OVERLAY_OPAQUE)?.toString() === 'y') xattrs().setAttributeSync(d, OVERLAY_OPAQUE, Buffer.from('y'));
+      if (st.isDirectory() && getXattrSync(s, OVERLAY_OPAQUE)?.toString() === 'y') setXattrSync(d, OVERLAY_OPAQUE, Buffer.from('y'));
       fs.chmodSync(d, st.mode & 0o7777);
     }
     fs.lchownSync(d, st.uid, st.gid);
