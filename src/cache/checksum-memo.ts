@@ -12,9 +12,10 @@
 // rename), loaded once per process. It is a cache: a missing, unreadable or malformed file only
 // means reading the files again, and a failed write is reported as a warning, never as a failed build.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { replaceFile } from '../util/atomic-file.js';
 
 const FORMAT = 1;
 /** Files whose ctime lies within this much of the read are not remembered (covers 1 s timestamp
@@ -133,14 +134,10 @@ export class ChecksumMemo {
     const files: Record<string, [string, string, string]> = {};
     for (const [rel, e] of this.map) files[rel] = [e.stamp, e.digest, e.xattrs];
     const text = JSON.stringify({ v: FORMAT, context: this.contextDir, files });
-    const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
-      await fsp.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      await fsp.writeFile(tmp, text, { mode: 0o600 });
-      await fsp.rename(tmp, this.file);
+      await replaceFile(this.file, text, { mkdir: { mode: 0o700 }, mode: 0o600 });
     } catch (err) {
       this.dirty = true;
-      await fsp.rm(tmp, { force: true }).catch(() => {});
       if (!this.warned) {
         this.warned = true;
         process.emitWarning(`cannot save context checksums to ${this.file}: ${(err as Error).message}`, 'KilnChecksumMemo');
