@@ -12,7 +12,7 @@
 // is sent, so servers send them as they are.
 
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
 
 export interface HttpRequestInit {
@@ -57,12 +57,15 @@ export class HttpRequestError extends Error {
   }
 }
 
-// Keep-alive agents: a push makes many requests to one registry. Node unrefs idle kept sockets, so
-// they never hold the process open.
-let agents: { http: http.Agent; https: https.Agent } | undefined;
-function agentFor(protocol: string): http.Agent {
-  agents ??= { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
-  return protocol === 'https:' ? agents.https : agents.http;
+// Keep-alive agents, one per scheme: a push makes many requests to one registry. Node unrefs idle
+// kept sockets, so they never hold the process open. node:https (and TLS with it) is loaded on the
+// first https URL: a build whose registry is plain HTTP (a local one) never needs it.
+let plain: { module: typeof http; agent: http.Agent } | undefined;
+let secure: Promise<{ module: typeof Https; agent: Https.Agent }> | undefined;
+async function transportFor(protocol: string): Promise<{ module: typeof http | typeof Https; agent: http.Agent }> {
+  if (protocol !== 'https:') return (plain ??= { module: http, agent: new http.Agent({ keepAlive: true }) });
+  secure ??= import('node:https').then((module) => ({ module, agent: new module.Agent({ keepAlive: true }) }));
+  return secure;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -95,7 +98,7 @@ export async function httpRequest(url: string | URL, init: HttpRequestInit = {})
   }
 }
 
-function once(
+async function once(
   target: URL,
   method: string,
   headers: Record<string, string>,
@@ -108,14 +111,14 @@ function once(
   if (sent['content-length'] === undefined && (body !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH')) {
     sent['content-length'] = String(body?.length ?? 0);
   }
-  const mod = target.protocol === 'https:' ? https : http;
+  const { module: client, agent } = await transportFor(target.protocol);
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason ?? new Error('aborted'));
       return;
     }
     let response: http.IncomingMessage | undefined;
-    const req = mod.request(target, { method, headers: sent, agent: agentFor(target.protocol), signal }, (res) => {
+    const req = client.request(target, { method, headers: sent, agent, signal }, (res) => {
       response = res;
       resolve(res);
     });

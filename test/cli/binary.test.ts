@@ -95,6 +95,7 @@ describe('kiln binary', () => {
     for (const r of [cold, warm]) {
       expect(r.builtins.has('http')).toBe(true); // the tag went to the registry...
       expect(r.builtins.has(UNDICI)).toBe(false); // ...without fetch
+      expect(r.builtins.has('tls')).toBe(false); // ...and, the registry being plain HTTP, without TLS
     }
   });
 

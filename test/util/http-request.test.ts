@@ -1,6 +1,11 @@
 // util/http-request.ts against real loopback servers: redirects as fetch follows them (and the
 // Authorization header kept from any other origin), bodies, errors and aborts.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpRequestError, httpRequest } from '../../src/util/http-request.js';
@@ -129,6 +134,51 @@ describe('httpRequest', () => {
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((r) => stall.server.close(r));
+    }
+  });
+
+  it('speaks TLS to an https URL, and refuses a certificate nobody vouches for, naming why', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-https-'));
+    try {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-keyout',
+          path.join(dir, 'key.pem'),
+          '-out',
+          path.join(dir, 'cert.pem'),
+        ],
+        {
+          stdio: 'ignore',
+        },
+      );
+      let reached = 0;
+      const server = https.createServer({ key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) }, (_req, res) => {
+        reached++;
+        res.end('secret');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v2/`;
+      try {
+        const err = await httpRequest(url).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(HttpRequestError);
+        expect((err as HttpRequestError).code).toBe('DEPTH_ZERO_SELF_SIGNED_CERT');
+        expect((err as Error).message).toBe(`GET ${url}: DEPTH_ZERO_SELF_SIGNED_CERT`);
+        expect(reached).toBe(0); // the handshake failed before any request went out
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
