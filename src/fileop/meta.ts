@@ -55,27 +55,10 @@ export async function makeNode(target: string, kind: 'char' | 'block' | 'fifo', 
 }
 
 /**
- * Copies extended attributes (e.g. security.capability of a binary from a stage). Attributes the
- * target filesystem refuses are skipped: tmpfs and overlay upper dirs differ in what they accept.
+ * Copies extended attributes (e.g. security.capability of a binary from a stage), with synchronous
+ * calls (the copier's slices). Attributes the target filesystem refuses are skipped: tmpfs and
+ * overlay upper dirs differ in what they accept.
  */
-export async function copyXattrs(src: string, target: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await xattrs().listAttributes(src);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    try {
-      const value = await xattrs().getAttribute(src, name);
-      if (value !== null) await xattrs().setAttribute(target, name, value);
-    } catch {
-      // unsupported here (ENOTSUP/EPERM): the copy itself is still correct
-    }
-  }
-}
-
-/** copyXattrs on the calling thread. */
 export function copyXattrsSync(src: string, target: string): void {
   let names: string[];
   try {
