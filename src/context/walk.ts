@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PatternMatcher, parseIgnoreFile, type MatchInfo } from './patterns.js';
-import { fileStampOf, type FileStamp } from './stamp.js';
+import { fileStampOf, nsToMs, type FileStamp } from './stamp.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
 
@@ -132,7 +132,7 @@ export async function readIgnorePatterns(contextDir: string, dockerfile?: string
 
 /** mtimeMs as a number, the same value whether the stat was taken with bigint precision or not. */
 function mtimeMsOf(st: AnyStats): number {
-  return typeof st.mtimeMs === 'bigint' ? Number(st.mtimeMs) + Number((st as fs.BigIntStats).mtimeNs % 1_000_000n) / 1e6 : st.mtimeMs;
+  return typeof st.mtimeMs === 'bigint' ? nsToMs((st as fs.BigIntStats).mtimeNs) : st.mtimeMs;
 }
 
 export function entryFromStat(rel: string, st: AnyStats, linkTarget?: string): ContextEntry {
