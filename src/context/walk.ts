@@ -16,6 +16,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PatternMatcher, parseIgnoreFile, type MatchInfo } from './patterns.js';
 import { fileStampOf, nsToMs, type FileStamp } from './stamp.js';
+import { contentStamp } from '../fsutil/stat.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
 
@@ -156,7 +157,7 @@ export function entryFromStat(rel: string, st: AnyStats, linkTarget?: string): C
 
 function entryStatOf(st: fs.BigIntStats): EntryStat {
   return {
-    stamp: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`,
+    stamp: contentStamp(st),
     dev: String(st.dev),
     ino: String(st.ino),
     nlink: Number(st.nlink),

@@ -26,3 +26,12 @@ export function lstatOrUndefinedSync(p: string): fs.Stats | undefined {
     throw err;
   }
 }
+
+/**
+ * The stamp file digests are memoised under (cache/checksum-memo.ts), from a bigint lstat:
+ * `dev:ino:size:mtimeNs:ctimeNs`. The walk and the pool's quick stats make it here; the worker
+ * tasks, which cannot import, write the same text (workers/worker-source.ts, stampOf).
+ */
+export function contentStamp(st: fs.BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 // (with its dependencies) is a noticeable part of a warm build's start-up.
 import type { Piscina } from 'piscina';
 import { workerSource } from './worker-source.js';
+import { contentStamp } from '../fsutil/stat.js';
 
 const IDLE_MS = 10_000;
 /** Files per scan/hash task: large enough to make the per-task cost (~tens of µs) vanish against
@@ -313,7 +314,7 @@ async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | unde
     if (st === undefined) return undefined; // the full scan reports the error as it always has
     const type: ScannedType | undefined = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : undefined;
     if (type === undefined) return undefined;
-    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const stamp = contentStamp(st);
     if (type !== 'symlink' && stamp !== it.known) return undefined;
     const r: ScanResult = {
       type,

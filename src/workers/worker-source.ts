@@ -50,6 +50,7 @@ function digestFd(fd) {
   return h.digest('hex');
 }
 
+// The same text as fsutil/stat.ts's contentStamp (the main thread's quick stats and the walk).
 function stampOf(st) {
   return st.dev + ':' + st.ino + ':' + st.size + ':' + st.mtimeNs + ':' + st.ctimeNs;
 }
