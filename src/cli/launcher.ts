@@ -19,13 +19,15 @@
 // The bundle holds no import(): Node 20 loses a cached script's dynamic-import callback, so
 // scripts/bundle.mjs turns them all into require() and refuses a bundle that still has one.
 //
-// Only Node's built-in modules here: this must stay a few lines that load in no time.
+// Only Node's built-in modules here, and the default socket's path (a constant): this must stay a
+// few lines that load in no time.
 
 import * as fs from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as vm from 'node:vm';
+import { DEFAULT_SOCKET } from '../server/address.js';
 
 /** The commands whose code differs enough to deserve their own cache (cli/main.ts dispatches them). */
 const COMMANDS = new Set(['build', 'images', 'load', 'run', 'daemon', 'du', 'prune']);
@@ -82,7 +84,7 @@ function likelyThroughDaemon(args: string[]): boolean {
   if (process.env.KILN_HOST || given('--addr')) return true;
   if (given('--root') || process.env.KILN_ROOT !== undefined) return false;
   try {
-    return fs.lstatSync(process.env.KILN_DEFAULT_SOCKET || '/run/kiln/kiln.sock').isSocket();
+    return fs.lstatSync(process.env.KILN_DEFAULT_SOCKET || DEFAULT_SOCKET).isSocket();
   } catch {
     return false;
   }
