@@ -1,4 +1,5 @@
-// ADD <url>: fetch an http(s) resource to a temporary file, verify --checksum while streaming, and
+// ADD <url>: fetch an http(s) resource (through util/http-request.ts, as the registry client does: no
+// undici to load, and the same trusted certificates) to a temporary file, verify --checksum while streaming, and
 // report what BuildKit's http source records: the file name from the URL path, the Last-Modified time.
 // Remote files are never extracted. Git repositories are git.ts's.
 
@@ -6,8 +7,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
+import { STATUS_CODES } from 'node:http';
 import * as path from 'node:path';
 import { redactCredentials } from '../frontend/urls.js';
+import { type HttpResponse, httpRequest } from '../util/http-request.js';
 
 export class DownloadError extends Error {
   constructor(message: string) {
@@ -61,13 +64,15 @@ export interface Downloaded {
 
 export interface DownloadOptions {
   checksum?: string;
+  /** The download fails when the server stays silent this long (default 300 s); a slow one that keeps sending is waited for. */
   timeoutMs?: number;
   maxBytes?: number;
 }
 
 /**
- * A URL with credentials (https://user:token@host/f): fetch refuses them in the URL, so they become
- * a Basic Authorization header (what Go's http client, and so BuildKit, does with them).
+ * A URL with credentials (https://user:token@host/f): they become a Basic Authorization header
+ * (what Go's http client, and so BuildKit, does with them), which httpRequest drops when a
+ * redirect leaves the URL's origin.
  */
 function withoutCredentials(url: string): { url: string; headers: Record<string, string> } {
   const u = new URL(url);
@@ -83,16 +88,17 @@ export async function download(rawUrl: string, opts: DownloadOptions = {}): Prom
   const url = redactCredentials(rawUrl);
   if (!isHttpUrl(rawUrl)) throw new DownloadError(`unsupported URL ${url}: only http and https are supported`);
   const want = opts.checksum !== undefined ? parseChecksum(opts.checksum) : undefined;
-  let res: Response;
+  let res: HttpResponse;
   try {
     const plain = withoutCredentials(rawUrl);
-    res = await fetch(plain.url, { redirect: 'follow', headers: plain.headers, signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000) });
+    res = await httpRequest(plain.url, { headers: plain.headers, idleTimeoutMs: opts.timeoutMs ?? 300_000 });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
     throw new DownloadError(`failed to fetch ${url}: ${cause?.message ?? (err as Error).message}`);
   }
-  if (!res.ok || res.body === null) {
-    throw new DownloadError(`failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    await res.discard();
+    throw new DownloadError(`failed to fetch ${url}: HTTP ${res.status} ${STATUS_CODES[res.status] ?? ''}`.trimEnd());
   }
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-add-'));
   const cleanup = () => fsp.rm(dir, { recursive: true, force: true });
@@ -103,7 +109,7 @@ export async function download(rawUrl: string, opts: DownloadOptions = {}): Prom
   try {
     const out = fs.createWriteStream(file, { mode: 0o600 });
     try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (opts.maxBytes !== undefined && size > opts.maxBytes) throw new DownloadError(`${url} is larger than the ${opts.maxBytes}-byte limit`);
         sha256.update(chunk);
@@ -131,6 +137,7 @@ export async function download(rawUrl: string, opts: DownloadOptions = {}): Prom
       cleanup,
     };
   } catch (err) {
+    res.body.destroy();
     await cleanup();
     if (err instanceof DownloadError) throw err;
     throw new DownloadError(`failed to fetch ${url}: ${(err as Error).message}`);
