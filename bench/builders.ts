@@ -60,7 +60,7 @@ function firstLine(r: RunResult): string {
 // ---- kiln ------------------------------------------------------------------------------------
 
 export interface KilnOptions {
-  /** The compiled CLI, dist/bin/kiln.js. */
+  /** The `kiln` command as installed: dist/bin/kiln (the sh script that starts Node on dist/bin/kiln.js). */
   cli: string;
   /** A directory of the benchmark's own (roots, configs). */
   work: string;
@@ -85,7 +85,7 @@ async function probeKiln(opts: { work: string; registry: string; cli: string }, 
   } catch {
     return { ok: false, reason: `${opts.cli} is missing (npm run build)` };
   }
-  const r = await run([process.execPath, opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
+  const r = await run([opts.cli, '--version'], { timeoutMs: PROBE_TIMEOUT_MS });
   return r.code === 0 ? { ok: true, version: firstLine(r) } : { ok: false, reason: `kiln --version failed: ${firstLine(r)}` };
 }
 
@@ -108,7 +108,7 @@ export class KilnBuilder implements Builder {
   }
 
   private cmd(root: string, args: string[]): string[] {
-    return [process.execPath, this.opts.cli, '--root', root, ...args];
+    return [this.opts.cli, '--root', root, ...args];
   }
 
   probe(): Promise<Probe> {
@@ -214,7 +214,7 @@ export class KilnDaemonBuilder implements Builder {
   }
 
   private client(args: string[]): string[] {
-    return [process.execPath, this.opts.cli, 'build', '--addr', `unix://${this.proxySocket}`, '--progress', 'plain', ...args];
+    return [this.opts.cli, 'build', '--addr', `unix://${this.proxySocket}`, '--progress', 'plain', ...args];
   }
 
   private env(): NodeJS.ProcessEnv {
@@ -261,7 +261,7 @@ export class KilnDaemonBuilder implements Builder {
     await fsp.mkdir(this.opts.work, { recursive: true });
     this.proxy ??= await startCountingProxy(this.proxySocket, this.socket);
     const log = fs.openSync(this.logFile, 'a');
-    const proc = spawn(process.execPath, [this.opts.cli, 'daemon', '--root', root, '--addr', `unix://${this.socket}`, '--config', this.config], {
+    const proc = spawn(this.opts.cli, ['daemon', '--root', root, '--addr', `unix://${this.socket}`, '--config', this.config], {
       stdio: ['ignore', 'ignore', log],
       env: this.env(),
     });

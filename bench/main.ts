@@ -68,9 +68,9 @@ function machine(): Machine {
  */
 async function snapshotKiln(repo: string, dest: string): Promise<string> {
   const dist = path.join(repo, 'dist');
-  const cli = path.join(dest, 'dist', 'bin', 'kiln.js');
+  const cli = path.join(dest, 'dist', 'bin', 'kiln');
   // Not compiled (npm run build failed): the probe then reports kiln as missing.
-  if (!existsSync(path.join(dist, 'bin', 'kiln.js'))) return cli;
+  if (!existsSync(path.join(dist, 'bin', 'kiln'))) return cli;
   const skip = path.join(dist, 'bench');
   await fsp.cp(dist, path.join(dest, 'dist'), { recursive: true, filter: (src) => src !== skip && !src.endsWith('.map') });
   await fsp.copyFile(path.join(repo, 'package.json'), path.join(dest, 'package.json'));
@@ -92,7 +92,7 @@ const NOTES = [
   'cold: kiln gets a fresh --root into which a throw-away build (FROM base + RUN true) pulled and unpacked the base; Docker gets `docker builder prune -af` and the previous image removed; buildah gets every image but the bases removed. Base images stay in all three.',
   'kiln -t (no push) keeps uncompressed layers, as Docker 20.10 (graph-driver store) and buildah (containers/storage) do; a push or an archive compresses them once and keeps the blobs.',
   'export: kiln = a fully cached build with -o type=oci (its gzip blobs made by the warm-up and kept); Docker = `docker save` (docker format, uncompressed: 20.10 has no OCI export without buildx); buildah = `buildah push IMG oci-archive:F` (compresses every layer each time).',
-  'kiln runs from a copy of dist/ made for the run; its V8 code cache (dist/bin/.code-cache) is written there by the first run of each command (a warm-up).',
+  'kiln runs from a copy of dist/ made for the run, started as the installed `kiln` command (dist/bin/kiln: it hands NODE_EXTRA_CA_CERTS, when set, to kiln instead of Node, which would parse it at every start); its V8 code cache (dist/bin/.code-cache) is written there by the first run of each command (a warm-up).',
   'buildah bud runs stages one after the other unless given --jobs; it is run as the brief says, without --jobs.',
   "kiln peak RSS is GNU time's maximum resident set size of the largest process of the build (the kiln Node process, worker threads included).",
   "kiln (daemon): one `kiln daemon` (its own --root and socket, the same registry mirror as embedded kiln); each build is a `kiln build --addr` client process, timed from its start to its exit. The client reaches the daemon through a counting proxy in the bench process (a second unix socket piped to the daemon's), which measures the bytes each build sends on the socket.",

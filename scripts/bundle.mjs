@@ -1,6 +1,7 @@
 // `npm run build`, second half: bundles tsc's output (dist/cli/main.js and every kiln module it
 // reaches) into one CommonJS file, dist/bin/kiln.cjs, and puts the launcher (src/cli/launcher.ts,
-// compiled, as CommonJS) beside it as dist/bin/kiln.js, which is what the `kiln` command runs.
+// compiled, as CommonJS) beside it as dist/bin/kiln.js, which the `kiln` command (dist/bin/kiln,
+// from src/cli/kiln.sh) runs.
 //
 // Why one file: resolving, reading and linking ~150 small ES modules was about 50 ms of every
 // `kiln` start. Why CommonJS: the launcher compiles the bundle as a vm.Script with V8's code cache
@@ -16,7 +17,7 @@
 // as deep as dist/cli, so paths relative to a module (package.json for the version) resolve the
 // same in both, and import.meta.url becomes the bundle's own URL.
 
-import { chmodSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -79,3 +80,9 @@ await build({
 });
 writeFileSync(path.join(outdir, 'package.json'), '{ "type": "commonjs" }\n');
 chmodSync(path.join(outdir, 'kiln.js'), 0o755);
+
+// The `kiln` command itself (package.json "bin"): a few lines of sh that start the launcher with
+// NODE_EXTRA_CA_CERTS handed over to kiln, which Node 20 would otherwise parse at every start
+// (src/cli/kiln.sh says why).
+copyFileSync(path.join(repo, 'src', 'cli', 'kiln.sh'), path.join(outdir, 'kiln'));
+chmodSync(path.join(outdir, 'kiln'), 0o755);

@@ -1,4 +1,4 @@
-// A small HTTP client over node:http and node:https, for the registry client.
+// A small HTTP client over node:http and node:https, for the registry client and ADD <url>.
 //
 // Why not the global fetch: in Node 20 it is undici, loaded on first use (about 25 ms of a warm
 // build's start), and its HTTP parser is a WebAssembly module whose background compilation holds
@@ -14,6 +14,7 @@
 import * as http from 'node:http';
 import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
+import { clientSecureContext } from './extra-ca.js';
 
 export interface HttpRequestInit {
   method?: string;
@@ -59,12 +60,17 @@ export class HttpRequestError extends Error {
 
 // Keep-alive agents, one per scheme: a push makes many requests to one registry. Node unrefs idle
 // kept sockets, so they never hold the process open. node:https (and TLS with it) is loaded on the
-// first https URL: a build whose registry is plain HTTP (a local one) never needs it.
+// first https URL: a build whose registry is plain HTTP (a local one) never needs it. Its
+// connections trust Node's bundled roots and KILN_EXTRA_CA_CERTS (extra-ca.ts says why kiln, not
+// Node, reads that file).
 let plain: { module: typeof http; agent: http.Agent } | undefined;
 let secure: Promise<{ module: typeof Https; agent: Https.Agent }> | undefined;
 async function transportFor(protocol: string): Promise<{ module: typeof http | typeof Https; agent: http.Agent }> {
   if (protocol !== 'https:') return (plain ??= { module: http, agent: new http.Agent({ keepAlive: true }) });
-  secure ??= import('node:https').then((module) => ({ module, agent: new module.Agent({ keepAlive: true }) }));
+  secure ??= Promise.all([import('node:https'), clientSecureContext()]).then(([module, secureContext]) => ({
+    module,
+    agent: new module.Agent({ keepAlive: true, ...(secureContext ? { secureContext } : {}) }),
+  }));
   return secure;
 }
 

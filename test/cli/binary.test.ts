@@ -1,12 +1,15 @@
-// The compiled command line (dist/bin/kiln.js, from `npm run build`) as a user runs it: what
-// start-up loads, help, usage errors and exit codes, and a dry run. One test builds FROM the test
+// The compiled command line (dist/bin/kiln and dist/bin/kiln.js, from `npm run build`) as a user
+// runs it: what start-up loads, the certificates the command hands to kiln, help, usage errors and exit codes, and a dry run. One test builds FROM the test
 // registry's busybox.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { KILN, kiln, REPO } from './helpers.js';
+import { spawn, spawnSync } from 'node:child_process';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { KILN, KILN_COMMAND, kiln, REPO } from './helpers.js';
+import { makeTestTls } from '../helpers/tls.js';
 import { RACY_MS } from '../../src/cache/checksum.js';
 import { testEnv } from '../helpers/env.js';
 
@@ -134,6 +137,48 @@ describe('kiln binary', () => {
     const planted = run(['--version']);
     expect(planted.stdout).toMatch(/^kiln version /);
     expect(readFileSync(file, 'utf8')).toBe('planted'); // neither used nor replaced
+  });
+
+  it('the kiln command hands NODE_EXTRA_CA_CERTS to kiln: not parsed at start, trusted on the first TLS connection', async () => {
+    // Node parses the file at start (and warns there when it cannot): through the command it does not.
+    const missing = { ...process.env, NODE_EXTRA_CA_CERTS: path.join(tempDir(), 'missing.pem') };
+    const direct = spawnSync(process.execPath, [KILN, '--version'], { encoding: 'utf8', env: missing });
+    expect(direct.stderr).toMatch(/Ignoring extra certs from/);
+    const command = spawnSync(KILN_COMMAND, ['--version'], { encoding: 'utf8', env: missing });
+    expect(command.status, command.stderr).toBe(0);
+    expect(command.stderr).toBe('');
+
+    // Yet the certificates are trusted: ADD from an https server that only the file's CA vouches
+    // for, through the command as npm installs it (a symbolic link to it).
+    const dir = tempDir();
+    const certs = makeTestTls(dir);
+    const server = https.createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (_req, res) => res.end('over tls\n'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/greeting.txt`;
+    const link = path.join(dir, 'kiln');
+    symlinkSync(KILN_COMMAND, link);
+    const ctx = tempDir();
+    writeFileSync(path.join(ctx, 'Dockerfile'), `FROM scratch\nADD ${url} /greeting.txt\n`);
+    const build = (extra: NodeJS.ProcessEnv, dest: string) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(link, ['--root', path.join(dir, 'root'), 'build', '--progress', 'plain', '-o', `type=local,dest=${dest}`, ctx], {
+          env: { ...process.env, BUILDKIT_PROGRESS: '', NODE_EXTRA_CA_CERTS: '', ...extra },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    try {
+      const untrusted = await build({}, path.join(dir, 'out-untrusted'));
+      expect(untrusted.code).not.toBe(0);
+      expect(untrusted.stderr).toContain(`failed to fetch ${url}: unable to verify the first certificate`);
+      const trusted = await build({ NODE_EXTRA_CA_CERTS: certs.ca }, path.join(dir, 'out'));
+      expect(trusted.code, trusted.stderr).toBe(0);
+      expect(readFileSync(path.join(dir, 'out', 'greeting.txt'), 'utf8')).toBe('over tls\n');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('prints help with exit 0, and usage with exit 1 when no command is given', () => {

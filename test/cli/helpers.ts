@@ -6,10 +6,12 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const KILN = path.join(REPO, 'dist', 'bin', 'kiln.js');
+/** The `kiln` command as installed (package.json "bin"): the sh script that starts KILN. */
+export const KILN_COMMAND = path.join(REPO, 'dist', 'bin', 'kiln');
 
 export function kiln(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
-  if (!existsSync(KILN)) throw new Error(`${KILN} is missing: run \`npm run build\` first`);
-  const r = spawnSync(process.execPath, [KILN, ...args], {
+  if (!existsSync(KILN_COMMAND)) throw new Error(`${KILN_COMMAND} is missing: run \`npm run build\` first`);
+  const r = spawnSync(KILN_COMMAND, args, {
     input: opts.input ?? '',
     env: { ...process.env, BUILDKIT_PROGRESS: '', ...opts.env },
     cwd: opts.cwd ?? REPO,

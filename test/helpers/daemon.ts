@@ -10,6 +10,8 @@ import { testEnv } from './env.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const KILN = path.join(REPO, 'dist', 'bin', 'kiln.js');
+/** The `kiln` command as installed (package.json "bin"): the sh script that starts KILN. */
+export const KILN_COMMAND = path.join(REPO, 'dist', 'bin', 'kiln');
 
 export interface DaemonProc {
   proc: ChildProcess;
@@ -62,7 +64,7 @@ export async function startDaemon(opts: DaemonStartOptions = {}): Promise<Daemon
   const socket = opts.socket ?? path.join(dir, 'kiln.sock');
   const config = path.join(dir, 'daemon.json');
   fs.writeFileSync(config, JSON.stringify({ 'registry-mirrors': [`http://${testEnv().registry}`], ...opts.config }));
-  const proc = spawn(process.execPath, [KILN, 'daemon', '--root', root, '--addr', `unix://${socket}`, '--config', config, ...(opts.args ?? [])], {
+  const proc = spawn(KILN_COMMAND, ['daemon', '--root', root, '--addr', `unix://${socket}`, '--config', config, ...(opts.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, KILN_CONFIG: config },
   });
@@ -153,7 +155,7 @@ export interface ClientRun {
   stderr: string;
 }
 
-/** Runs the kiln client (`node dist/bin/kiln.js ARGS`) to completion. */
+/** Runs the kiln client (`dist/bin/kiln ARGS`, the installed command) to completion. */
 export function kilnClient(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {},
@@ -167,7 +169,7 @@ export function spawnClient(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {},
 ): { proc: ChildProcess; done: Promise<ClientRun> } {
-  const proc = spawn(process.execPath, [KILN, ...args], {
+  const proc = spawn(KILN_COMMAND, args, {
     cwd: opts.cwd ?? REPO,
     env: { ...process.env, BUILDKIT_PROGRESS: '', ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
+import { makeTestTls } from '../helpers/tls.js';
 import { killStarted, kilnClient, makeContext, startDaemon, tempDir, type ClientRun, type DaemonProc } from '../helpers/daemon.js';
 
 const cleanup: string[] = [];
@@ -27,51 +28,7 @@ function tmp(prefix: string): string {
   return d;
 }
 
-/** A CA and a certificate for 127.0.0.1 it signed: the https server's, trusted through NODE_EXTRA_CA_CERTS. */
-function makeTls(): { ca: string; cert: string; key: string } {
-  const dir = tmp('kiln-tls-');
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  openssl([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=kiln-test-ca',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ]);
-  fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.pem',
-    '-days',
-    '2',
-    '-extfile',
-    'server.ext',
-  ]);
-  return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
-}
-
-const tls = makeTls();
+const tls = makeTestTls(tmp('kiln-tls-'));
 /** Every process that downloads (the embedded client, the daemon) trusts the test CA. */
 const caEnv = { NODE_EXTRA_CA_CERTS: tls.ca };
 

@@ -1,4 +1,4 @@
-// The side under test: run kiln's CLI (dist/bin/kiln.js, built by `npm run build`) as a user would.
+// The side under test: run kiln's CLI (dist/bin/kiln, built by `npm run build`) as a user would.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { testEnv, type RunResult } from '../../helpers/env.js';
 import { REPO_ROOT } from './cases.js';
 
-export const KILN_CLI = join(REPO_ROOT, 'dist', 'bin', 'kiln.js');
+export const KILN_CLI = join(REPO_ROOT, 'dist', 'bin', 'kiln');
 
 /**
  * A kiln config in Docker's daemon.json style that sends Docker Hub names to the test registry, as
@@ -48,7 +48,7 @@ export function kilnBuild(o: KilnBuildOptions): Promise<RunResult> {
   }
   const args = kilnBuildArgs(o);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KILN_CLI, ...args], {
+    const child = spawn(KILN_CLI, args, {
       cwd: REPO_ROOT,
       env: { ...process.env, KILN_CONFIG: o.config, ...o.env },
       stdio: ['ignore', 'pipe', 'pipe'],
