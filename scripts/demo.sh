@@ -28,7 +28,7 @@ base_dir=$(bash testdata/make-base-images.sh --busybox-only | tail -n 1)
 
 # The demo keeps its own state root, so it never mixes with a kiln you use otherwise.
 root="${KILN_DEMO_ROOT:-$PWD/.kiln-demo}"
-kiln() { node dist/bin/kiln.js --root "$root" "$@"; }
+kiln() { dist/bin/kiln --root "$root" "$@"; }
 
 say "kiln load -i $base_dir/busybox -t busybox:latest"
 kiln load -i "$base_dir/busybox" -t busybox:latest
