@@ -50,6 +50,23 @@ export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]
   return entries.filter((e) => used.has(e.path));
 }
 
+/**
+ * Whether the stages the target reaches read the context at all (main when `name` is undefined):
+ * a COPY/ADD from it, a bind or cache mount of it, or a stage built FROM a named one.
+ */
+export function readsContext(graph: BuildGraph, name?: string): boolean {
+  const ours = (from: MountFrom | undefined) => from?.kind === 'context' && from.name === name;
+  return reachableStages(graph).some(
+    (stage) =>
+      (name !== undefined && stage.base.kind === 'context' && stage.base.name === name) ||
+      stage.steps.some(
+        (step) =>
+          (step.kind === 'copy' && ours(step.from) && step.sources.length > 0) ||
+          (step.kind === 'run' && step.mounts.some((m) => (m.type === 'bind' || m.type === 'cache') && ours(m.from))),
+      ),
+  );
+}
+
 function parentOf(p: string): string {
   const slash = p.lastIndexOf('/');
   return slash < 0 ? '' : p.slice(0, slash);

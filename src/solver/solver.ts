@@ -20,6 +20,7 @@ import type { Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
 import { contextKey } from './context-keys.js';
+import { readsContext } from './context-usage.js';
 import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
 import { cacheKey, definitionOf, stableStringify } from './keys.js';
@@ -229,6 +230,10 @@ export class Solver {
       }
       return p;
     };
+    // The main context is walked from the start, beside the steps before the first COPY (as
+    // BuildKit syncs it beside the base image's pull): a `COPY . .` after a long RUN finds it
+    // walked. The steps that read it wait for this same walk, and report its failure.
+    if (readsContext(graph)) contextEntries().catch(() => undefined);
     const run = new BuildRun(this, this.deps, req, graph, baseImages, progress, signal, imported, contextEntries, (reason) => cancel.abort(reason));
     this.running.add(run);
     try {

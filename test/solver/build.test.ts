@@ -38,6 +38,23 @@ describe('solver: builds and the cache', () => {
     expect(second.result.image!.id).toBe(first.result.image!.id);
   });
 
+  it('walks the build context beside the steps before the first COPY, not after them', async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nRUN sleep 1\nCOPY a.txt /a.txt\n', 'a.txt': 'a\n' }));
+    const srv = server(tracked(kilnRoot()));
+    try {
+      const b = await build(srv, ctx);
+      const done = (name: RegExp) => b.events.findIndex((e) => e.type === 'vertex' && e.status === 'done' && name.test(e.name));
+      const context = done(/^\[internal\] load build context$/);
+      expect(context).toBeGreaterThanOrEqual(0);
+      // The walk (two files) ended while the RUN slept: the COPY waited for no walk of its own.
+      expect(context).toBeLessThan(done(/RUN sleep 1$/));
+      // Walked once: one such vertex.
+      expect(b.events.filter((e) => e.type === 'vertex' && e.status === 'started' && e.name === '[internal] load build context')).toHaveLength(1);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('reruns the COPY that selects a changed file and what follows, but not for a touch', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(
