@@ -11,6 +11,7 @@ import {
   findImage,
   exportPlatforms,
   exportResult,
+  primaryLayerOptions,
   loadImages,
   mergeCacheConfigs,
   refuseMultiPlatform,
@@ -186,7 +187,10 @@ export class BuildServer {
     }
     let result: SolveResult;
     try {
-      result = await s.solver.solve({ ...solveReq, platform: platforms[0] ?? req.platform }, progress, signal);
+      // What exportAll will export, if anything: its layers can be made while later steps run.
+      const exports = req.outputs.length > 0 || req.imageId || req.cacheTo?.some((c) => c.type === 'inline');
+      const eagerLayers = exports ? primaryLayerOptions(req.outputs.map(toExportOutput)) : undefined;
+      result = await s.solver.solve({ ...solveReq, platform: platforms[0] ?? req.platform, ...(eagerLayers ? { eagerLayers } : {}) }, progress, signal);
     } finally {
       await named.cleanup();
     }

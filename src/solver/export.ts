@@ -197,6 +197,19 @@ function imageOptionsFor(out: Extract<ExportOutput, { type: 'image' | 'docker' |
   return resolveImageOptions(kept && unasked ? { ...out, compression: 'none' } : out);
 }
 
+/**
+ * The compression and level of the layers exportResult makes for whatever it exports (its first
+ * image output's, or uncompressed when there is none): what a solve can make ahead of it
+ * (SolveRequest.eagerLayers).
+ */
+export function primaryLayerOptions(outputs: readonly ExportOutput[]): { compression: Compression; level?: number } {
+  const first = outputs.find(
+    (o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci',
+  );
+  const o = imageOptionsFor(first);
+  return { compression: o.compression, ...(o.level !== undefined ? { level: o.level } : {}) };
+}
+
 export async function exportResult(
   result: SolveResult,
   outputs: ExportOutput[],

@@ -1,7 +1,7 @@
 // The solver room's face to the server: opening a root, solving, exporting, and the types they take.
 export { openRoot, type RootServices, type OpenRootOptions } from './root.js';
 export { RootBusyError } from './root-lock.js';
-export { cacheConfigFor, exportResult, type ExportOutput, type ExportResult } from './export.js';
+export { cacheConfigFor, exportResult, primaryLayerOptions, type ExportOutput, type ExportResult } from './export.js';
 export { exportPlatforms, refuseMultiPlatform, type PlatformResult } from './export-platforms.js';
 export { mergeCacheConfigs, solvePlatforms } from './solve-platforms.js';
 export { writeCache, type CacheFrom, type CacheTo } from './cache-io.js';

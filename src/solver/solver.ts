@@ -16,7 +16,7 @@ import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type HistoryEntry } from '../oci/index.js';
-import type { Snapshotter } from '../snapshotter/index.js';
+import type { Compression, Snapshotter } from '../snapshotter/index.js';
 import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js';
 import { CacheImport, type CacheFrom } from './cache-io.js';
 import { contextKey } from './context-keys.js';
@@ -64,6 +64,12 @@ export interface SolveRequest {
   /** This build's RUN limits, over the solver's defaults (a build that needs more processes). */
   runLimits?: Partial<ExecLimits>;
   noCache: boolean;
+  /**
+   * The layers the export will want (its first image's compression and level; none when nothing is
+   * exported): each step of the target's chain gets its layer made as soon as it is committed,
+   * beside the steps after it, instead of all of them at "exporting layers".
+   */
+  eagerLayers?: { compression: Compression; level?: number };
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
   pull: boolean;
@@ -246,7 +252,8 @@ export class Solver {
         layers: this.layers,
         started,
         gitCommits: run.gitCommits(),
-        release: () => void this.running.delete(run),
+        // Its layers being made in the background still read its snapshots: GC waits for them.
+        release: () => void run.layersMade().then(() => this.running.delete(run)),
       };
     } catch (err) {
       // Nothing of a failed build may go on behind the caller's back: stop the other stages and wait
@@ -254,7 +261,7 @@ export class Solver {
       // which is the first one (the others are mostly "cancelled" because of it).
       cancel.abort(err);
       await run.settle();
-      this.running.delete(run);
+      void run.layersMade().then(() => this.running.delete(run));
       throw run.firstError ?? err;
     }
   }
@@ -313,6 +320,10 @@ class BuildRun {
   private readonly execPlatforms = new Map<number, Platform>();
   /** Every snapshot this build made, found or read: what GC must not take while it runs. */
   readonly held = new Set<string>();
+  /** Layers made ahead of the export (SolveRequest.eagerLayers), settled or not. */
+  private readonly eager: Promise<void>[] = [];
+  /** The stages whose steps are layers of the target's image: the target and the stages it is FROM. */
+  private readonly imageChain = new Set<number>();
 
   constructor(
     private readonly solver: Solver,
@@ -326,6 +337,36 @@ class BuildRun {
     private readonly contextEntries: (name?: string) => Promise<ContextEntry[]>,
     private readonly cancel: (reason: unknown) => void,
   ) {}
+
+  /** Resolves when every layer started ahead of the export has been made (or has failed). */
+  async layersMade(): Promise<void> {
+    await Promise.all(this.eager);
+  }
+
+  /**
+   * Starts making the layer of `snapshot`, a step of `stage` just committed, when the export will
+   * want it: it then overlaps the steps after it (a COPY's layer of thousands of files beside the
+   * RUN that follows). The export asks LayerRecords for the same layer and gets this very work;
+   * a failure here is left for that ask to meet and report.
+   */
+  private makeLayerEarly(stage: Stage, snapshot: string): void {
+    const want = this.req.eagerLayers;
+    if (!want || this.signal?.aborted) return;
+    if (this.imageChain.size === 0) {
+      for (let s = this.graph.stages.find((x) => x.index === this.graph.target); s; ) {
+        this.imageChain.add(s.index);
+        const base = s.base;
+        s = base.kind === 'stage' ? this.graph.stages.find((x) => x.index === base.index) : undefined;
+      }
+    }
+    if (!this.imageChain.has(stage.index)) return;
+    this.eager.push(
+      this.solver.layers.get(snapshot, want.compression, this.graph.sourceDateEpoch, want.level).then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+  }
 
   /** Results of every stage started so far. */
   allStages(): Promise<StageResult[]> {
@@ -476,6 +517,7 @@ class BuildRun {
         const copy = await early;
         ({ key, snapshot } = this.linkedResult(stage, step, copy, key, snapshot));
         links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: copy.own });
+        this.makeLayerEarly(stage, copy.own);
         continue;
       }
       if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
@@ -490,6 +532,7 @@ class BuildRun {
       key = noCache ? cacheKey(stepKey, { noCache: name }) : stepKey;
       snapshot = async () => name;
       links.push({ kind: 'step', history: { created_by: step.createdBy, comment: HISTORY_COMMENT }, snapshot: name });
+      this.makeLayerEarly(stage, name);
     }
     return { stage, key, snapshot, links };
   }

@@ -55,6 +55,43 @@ describe('solver: builds and the cache', () => {
     }
   });
 
+  it("makes a step's layer while the steps after it run, when the build exports an image", async () => {
+    const ctx = tracked(makeContext({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\nRUN sleep 1 && echo b > /b\n', 'a.txt': 'a\n' }));
+    const root = tracked(kilnRoot());
+    const srv = server(root);
+    try {
+      let runDoneAt = 0;
+      await srv.build(
+        {
+          context: { type: 'dir', path: ctx },
+          dockerfile: { name: 'Dockerfile', text: fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8') },
+          buildArgs: {},
+          dryRun: false,
+          outputs: [],
+          imageId: true,
+          labels: {},
+          network: 'host',
+          noCache: false,
+          pull: false,
+        },
+        (e) => {
+          if (e.type === 'vertex' && e.status === 'done' && e.name.includes('RUN sleep 1')) runDoneAt = Date.now();
+        },
+      );
+      // Each layer's record is written when the layer is made: the COPY's, during the RUN's second.
+      const dir = path.join(root, 'records', 'layers');
+      const made = fs
+        .readdirSync(dir)
+        .map((f) => fs.statSync(path.join(dir, f)).mtimeMs)
+        .sort((x, y) => x - y);
+      expect(made).toHaveLength(2);
+      expect(runDoneAt).toBeGreaterThan(0);
+      expect(made[0]!).toBeLessThan(runDoneAt - 500);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('reruns the COPY that selects a changed file and what follows, but not for a touch', async () => {
     const root = tracked(kilnRoot());
     const ctx = tracked(
