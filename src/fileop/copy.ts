@@ -50,6 +50,9 @@ type Item =
   | { kind: 'url'; url: string }
   | { kind: 'git'; url: string; git: GitRef };
 
+/** A relative path that path.relative would change: empty, a "." or ".." element, "//", a trailing "/". */
+const UNNORMAL = /^$|(^|\/)\.\.?(\/|$)|\/\/|\/$/;
+
 export async function copy(op: CopyOp): Promise<CopySummary> {
   const { spec } = op;
   const loc = spec.location;
@@ -116,7 +119,13 @@ export async function copy(op: CopyOp): Promise<CopySummary> {
     await wrap(`destination ${dest}`, () => mkdirAllInRoot(destRoot, spec.destIsDir ? dest : path.posix.dirname(dest), 0o755, created));
   }
 
-  const show = (host: string) => '/' + path.relative(destRoot, host).split(path.sep).join('/');
+  // The target as the image sees it. Called twice per entry of a copy (an incremental COPY of
+  // 9,000 files spent ~25 ms in path.relative): a plain, normalised path below the root is sliced.
+  const below = destRoot.endsWith('/') ? destRoot : `${destRoot}/`;
+  const show = (host: string) =>
+    host.startsWith(below) && !UNNORMAL.test(host.slice(below.length))
+      ? host.slice(below.length - 1)
+      : '/' + path.relative(destRoot, host).split(path.sep).join('/');
   const tree = view
     ? new TreeCopier(
         view,
