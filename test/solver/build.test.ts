@@ -61,23 +61,9 @@ describe('solver: builds and the cache', () => {
     const srv = server(root);
     try {
       let runDoneAt = 0;
-      await srv.build(
-        {
-          context: { type: 'dir', path: ctx },
-          dockerfile: { name: 'Dockerfile', text: fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8') },
-          buildArgs: {},
-          dryRun: false,
-          outputs: [],
-          imageId: true,
-          labels: {},
-          network: 'host',
-          noCache: false,
-          pull: false,
-        },
-        (e) => {
-          if (e.type === 'vertex' && e.status === 'done' && e.name.includes('RUN sleep 1')) runDoneAt = Date.now();
-        },
-      );
+      await build(srv, ctx, {}, undefined, (e) => {
+        if (e.type === 'vertex' && e.status === 'done' && e.name.includes('RUN sleep 1')) runDoneAt = Date.now();
+      });
       // Each layer's record is written when the layer is made: the COPY's, during the RUN's second.
       const dir = path.join(root, 'records', 'layers');
       const made = fs

@@ -39,6 +39,8 @@ export async function build(
   contextDir: string,
   opts: Partial<BuildRequest> & { outputs?: OutputSpec[] } = {},
   signal?: AbortSignal,
+  /** Sees each event as it comes (when it came can matter), before it is collected. */
+  onEvent?: (e: ProgressEvent) => void,
 ): Promise<Built> {
   const text = opts.dockerfile?.text ?? fs.readFileSync(path.join(contextDir, 'Dockerfile'), 'utf8');
   const events: ProgressEvent[] = [];
@@ -57,7 +59,10 @@ export async function build(
       pull: false,
       ...opts,
     },
-    (e) => events.push(e),
+    (e) => {
+      onEvent?.(e);
+      events.push(e);
+    },
     signal,
   );
   const statuses = new Map<string, string>();
