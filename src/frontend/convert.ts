@@ -11,11 +11,10 @@ import { Linter, parseCheckDirective, suggest } from './lint.js';
 import { resolveSourceDateEpoch, SOURCE_DATE_EPOCH } from './epoch.js';
 import { ParseError, parseDockerfile, type Escape, type Node } from './parser.js';
 import { formatPlatform, parsePlatform } from './platform.js';
-import { lookupNamedContext, namedContextKey } from './named-contexts.js';
 import { isValidReference } from './reference.js';
 import { processWord } from './shell-lex.js';
-import { findStageCycle, type StageDeps } from './stage-cycle.js';
-import type { BaseImageConfig, BuildGraph, FrontendOptions, MountFrom, Platform, SourceLocation, Stage, StageBase, Step } from './types.js';
+import type { BaseImageConfig, BuildGraph, FrontendOptions, Platform, SourceLocation, Stage, Step } from './types.js';
+import { linkStages, namedBase, type StageLinks } from './stage-links.js';
 import {
   PROXY_ARGS,
   PLATFORM_ARGS,
@@ -32,7 +31,45 @@ import {
 import { dispatch } from './dispatch.js';
 
 export function convert(text: string, opts: FrontendOptions): BuildGraph {
-  const file = opts.filename;
+  const doc = readDockerfile(text, opts.filename);
+  const { metaArgs, stages } = collectStages(doc);
+  lintStageNames(doc, stages);
+  const args = resolveGlobalArgs(doc, metaArgs, stages, opts);
+  resolveBases(doc, stages, args, opts);
+  const links = linkStages(doc.err, stages, args.targetStage, opts);
+  const { out, unresolved, consumed } = dispatchStages(doc, stages, metaArgs, links, args, opts);
+
+  // SOURCE_DATE_EPOCH is read by the frontend itself (and filled from the client's environment).
+  const predefined = new Set([...PROXY_ARGS, ...PLATFORM_ARGS.map((a) => a.toLowerCase()), SOURCE_DATE_EPOCH.toLowerCase()]);
+  const unusedBuildArgs = Object.keys(opts.buildArgs ?? {})
+    .filter((k) => !consumed.has(k) && !predefined.has(k.toLowerCase()))
+    .sort();
+
+  return {
+    stages: out,
+    target: args.targetStage.index,
+    syntax: doc.syntax,
+    escape: doc.escape,
+    unresolvedImages: unresolved,
+    warnings: doc.lint.sorted(),
+    unusedBuildArgs,
+    ...(args.sourceDateEpoch !== undefined && { sourceDateEpoch: args.sourceDateEpoch }),
+  };
+}
+
+/** The Dockerfile as parsed, and what every phase reports through: its lint findings and errors. */
+interface Doc {
+  file: string;
+  escape: Escape;
+  syntax?: string;
+  nodes: Node[];
+  lint: Linter;
+  err: (line: number, msg: string) => DockerfileError;
+  loc: (n: { startLine: number; endLine: number }) => SourceLocation;
+}
+
+/** Parses the text, its directives (escape, syntax, check) and the lint configuration they give. */
+function readDockerfile(text: string, file: string): Doc {
   const err = (line: number, msg: string) => new DockerfileError(file, line, msg);
   if (text.replace(/^\ufeff/, '').length === 0) throw err(0, 'the Dockerfile cannot be empty');
 
@@ -58,11 +95,14 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
   for (const n of nodes) {
     for (const l of n.emptyContinuationLines) lint.run('NoEmptyContinuation', { file, line: l, endLine: l });
   }
+  return { file, escape, ...(directives.syntax !== undefined ? { syntax: directives.syntax } : {}), nodes, lint, err, loc };
+}
 
-  // ---- instructions and stages ----
+/** The instructions, each stage's under its FROM, and the global ARGs before the first FROM. */
+function collectStages(doc: Doc): { metaArgs: (Parsed & { kind: 'arg' })[]; stages: StageDef[] } {
+  const { nodes, lint, err, loc } = doc;
   const metaArgs: (Parsed & { kind: 'arg' })[] = [];
   const stages: StageDef[] = [];
-  const allInstructions: Parsed[] = [];
   for (const n of nodes) {
     let p: Parsed;
     try {
@@ -71,7 +111,6 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       if (e instanceof InstructionError) throw err(n.startLine, e.message);
       throw e;
     }
-    allInstructions.push(p);
     if (p.kind === 'from') {
       stages.push({
         index: stages.length,
@@ -112,6 +151,12 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     throw err(last, 'no FROM instruction: the Dockerfile contains no stages to build');
   }
 
+  return { metaArgs, stages };
+}
+
+/** The lint rules over every stage's instructions and names (casing, reserved and duplicate names). */
+function lintStageNames(doc: Doc, stages: StageDef[]): void {
+  const { lint, loc } = doc;
   // ConsistentInstructionCasing over every stage (meta ARGs are not counted, as in BuildKit).
   {
     const names: { cmd: string; l: SourceLocation }[] = [];
@@ -143,8 +188,26 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       seen.add(s.name);
     }
   }
+}
 
-  // ---- platforms and global (meta) args ----
+/** What the global ARGs and the options decide for every stage. */
+interface GlobalArgs {
+  targetPlatform: Platform;
+  /** --build-arg values given (unset ones left out). */
+  given: Map<string, string>;
+  targetStage: StageDef;
+  /** The global ARGs' values: the platform args, then the meta ARGs, given values winning. */
+  globalArgs: Env;
+  /** Every global ARG name (declared or predefined), for UndefinedArgInFrom. */
+  declaredGlobal: Set<string>;
+  sourceDateEpoch?: number;
+  /** A word expanded in `env`; an error names `line`. */
+  word: (w: string, env: Env, line: number) => ReturnType<typeof processWord>;
+}
+
+/** Platforms, the target stage, the global (meta) ARGs and SOURCE_DATE_EPOCH. */
+function resolveGlobalArgs(doc: Doc, metaArgs: (Parsed & { kind: 'arg' })[], stages: StageDef[], opts: FrontendOptions): GlobalArgs {
+  const { lint, err, escape } = doc;
   const buildPlatform: Platform = opts.buildPlatform ?? { os: 'linux', architecture: 'amd64' };
   const targetPlatform: Platform = opts.targetPlatform ?? buildPlatform;
   const given = new Map<string, string>();
@@ -228,12 +291,21 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     }
   }
 
-  // ---- resolve every stage's base ----
-  const namedBase = (name: string): Exclude<StageBase, { kind: 'stage' }> | undefined => {
-    const b = lookupNamedContext(opts.namedContexts, name);
-    if (!b) return undefined;
-    return b.kind === 'files' ? { kind: 'context', name: namedContextKey(name)! } : { kind: 'image', ref: b.ref };
+  return {
+    targetPlatform,
+    given,
+    targetStage,
+    globalArgs,
+    declaredGlobal,
+    ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
+    word,
   };
+}
+
+/** Each stage's base: an earlier stage, an image, scratch or a named context; and its platform. */
+function resolveBases(doc: Doc, stages: StageDef[], args: GlobalArgs, opts: FrontendOptions): void {
+  const { lint, err } = doc;
+  const { word, globalArgs, declaredGlobal, targetPlatform } = args;
   for (const s of stages) {
     const line = s.location.line;
     const m = word(s.from.base, globalArgs, line);
@@ -259,7 +331,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     }
     // A named context of the stage's own name replaces the stage, instructions and all (BuildKit's
     // pinning pattern); one named like the base is used instead of that image.
-    const own = s.name !== undefined ? namedBase(s.name) : undefined;
+    const own = s.name !== undefined ? namedBase(opts.namedContexts, s.name) : undefined;
     if (own) {
       s.base = own;
       if (own.kind === 'image') s.images.push(own.ref);
@@ -268,7 +340,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       continue;
     }
     const baseStage = findStage(stages, m.result, s.index);
-    const named = baseStage || m.result === 'scratch' ? undefined : namedBase(m.result);
+    const named = baseStage || m.result === 'scratch' ? undefined : namedBase(opts.namedContexts, m.result);
     if (named) {
       s.base = named;
       if (named.kind === 'image') s.images.push(named.ref);
@@ -283,120 +355,20 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
       s.images.push(m.result);
     }
   }
+}
 
-  // ---- dependencies: COPY --from, RUN --mount from=, and ONBUILD triggers ----
-  // The line of each stage's first reference to each stage it needs (for the cycle check).
-  const depLines: StageDeps[] = stages.map((s) => new Map(s.base.kind === 'stage' ? [[s.base.index, s.location.line]] : []));
-  // While the dependencies are collected, a reference to a later stage is recorded, not refused:
-  // BuildKit refuses it only when it dispatches that stage (unused stages may have them) and after
-  // the cycle check (so stages referring to each other are named as a cycle).
-  let collecting = true;
-  const forwardRefs: { stage: number; line: number; error: DockerfileError }[] = [];
-  const forward = (s: StageDef, i: number, line: number, e: DockerfileError): MountFrom => {
-    if (!collecting) throw e;
-    s.deps.add(i);
-    if (!depLines[s.index].has(i)) depLines[s.index].set(i, line);
-    forwardRefs.push({ stage: s.index, line, error: e });
-    return { kind: 'stage', index: i };
-  };
-  const resolveFrom = (from: string, s: StageDef, line: number, allowIndex: boolean, what: string): MountFrom => {
-    if (/\$./.test(from)) throw err(line, `${what}=${from}: '--from' doesn't support variable expansion, define alias stage instead`);
-    if (allowIndex && /^[+-]?\d+$/.test(from)) {
-      const i = Number(from);
-      if (i < 0 || i >= stages.length) throw err(line, `${what}=${from}: invalid stage index ${i}`);
-      if (i >= s.index)
-        return forward(s, i, line, err(line, `${what}=${from}: cannot copy from stage ${i}, it needs to be defined before current stage ${s.index}`));
-      s.deps.add(i);
-      if (!depLines[s.index].has(i)) depLines[s.index].set(i, line);
-      return { kind: 'stage', index: i };
-    }
-    const st = findStage(stages, from, s.index);
-    if (st) {
-      s.deps.add(st.index);
-      if (!depLines[s.index].has(st.index)) depLines[s.index].set(st.index, line);
-      return { kind: 'stage', index: st.index };
-    }
-    const later = findStage(stages, from, stages.length);
-    if (later) {
-      return forward(
-        s,
-        later.index,
-        line,
-        err(
-          line,
-          `${what}=${from}: cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(s.name ?? `stage-${s.index}`)}`,
-        ),
-      );
-    }
-    if (!isValidReference(from)) throw err(line, `${what}=${from}: no stage named ${JSON.stringify(from)} and not a valid image reference`);
-    const named = namedBase(from);
-    if (named?.kind === 'context') return named;
-    const ref = named?.kind === 'image' ? named.ref : from;
-    if (!s.images.includes(ref)) s.images.push(ref);
-    return { kind: 'image', ref };
-  };
-
-  const parseTriggers = (s: StageDef, triggers: string[]): Parsed[] =>
-    triggers.map((t) => {
-      try {
-        const r = parseDockerfile(t);
-        if (r.nodes.length !== 1) throw new InstructionError('onbuild trigger should be a single expression');
-        const node: Node = { ...r.nodes[0], startLine: s.location.line, endLine: s.location.endLine };
-        const p = parseInstruction(node);
-        if (p.kind === 'from' || p.kind === 'onbuild' || p.kind === 'maintainer')
-          throw new InstructionError(`${p.kind.toUpperCase()} isn't allowed as an ONBUILD trigger`);
-        return p;
-      } catch (e) {
-        if (e instanceof InstructionError || e instanceof ParseError)
-          throw err(s.location.line, `ONBUILD trigger ${JSON.stringify(t)} of the base image: ${e.message}`);
-        throw e;
-      }
-    });
-
-  const depsOf = new Map<StageDef, Map<Parsed, MountFrom>>();
-  for (const s of stages) {
-    if (s.replaced) s.triggers = [];
-    else if (s.base.kind === 'image') s.triggers = parseTriggers(s, opts.baseImages?.[s.base.ref]?.onBuild ?? []);
-    else if (s.base.kind === 'stage') {
-      const b = stages[s.base.index];
-      s.triggers = parseTriggers(
-        s,
-        b.commands.flatMap((c) => (c.kind === 'onbuild' ? [c.expression] : [])),
-      );
-    }
-    const froms = new Map<Parsed, MountFrom>();
-    for (const c of [...s.triggers, ...s.commands]) {
-      if (c.kind === 'copy' && c.from !== undefined) froms.set(c, resolveFrom(c.from, s, c.node.startLine, true, 'COPY --from'));
-    }
-    depsOf.set(s, froms);
-  }
-
-  // ---- reachability from the target ----
-  const reached = new Set<number>();
-  const visit = (i: number) => {
-    if (reached.has(i)) return;
-    reached.add(i);
-    for (const d of stages[i].deps) visit(d);
-  };
-  // RUN --mount from= adds dependencies too; they are found while scanning the flags below.
-  for (const s of stages) {
-    for (const c of [...s.triggers, ...s.commands]) {
-      if (c.kind !== 'run') continue;
-      for (const raw of c.mounts) {
-        const from = mountFromValue(raw);
-        if (from !== undefined && from !== '') resolveFrom(from, s, c.node.startLine, false, 'RUN --mount from');
-      }
-    }
-  }
-  collecting = false;
-  const cycle = findStageCycle(depLines);
-  if (cycle) throw err(cycle.line, `circular dependency detected on stage: ${stages[cycle.stage].name ?? `stage-${cycle.stage}`}`);
-  visit(targetStage.index);
-  // The first stage BuildKit would dispatch with a reference to a later one.
-  const refused = forwardRefs.filter((f) => reached.has(f.stage)).sort((a, b) => a.stage - b.stage || a.line - b.line)[0];
-  if (refused) throw refused.error;
-
-  // ---- dispatch ----
+/** Dispatches the instructions of every stage the target needs, in order: the graph's stages. */
+function dispatchStages(
+  doc: Doc,
+  stages: StageDef[],
+  metaArgs: (Parsed & { kind: 'arg' })[],
+  links: StageLinks,
+  args: GlobalArgs,
+  opts: FrontendOptions,
+): { out: Stage[]; unresolved: string[]; consumed: Set<string> } {
+  const { file, escape, lint, err } = doc;
+  const { reached, froms: depsOf, resolveFrom } = links;
+  const { targetPlatform, given, globalArgs } = args;
   const finals = new Map<number, State>();
   const consumed = new Set<string>(metaArgs.flatMap((a) => a.args.map((kv) => kv.key)));
   const unresolved: string[] = [];
@@ -465,31 +437,7 @@ export function convert(text: string, opts: FrontendOptions): BuildGraph {
     });
   }
 
-  // SOURCE_DATE_EPOCH is read by the frontend itself (and filled from the client's environment).
-  const predefined = new Set([...PROXY_ARGS, ...PLATFORM_ARGS.map((a) => a.toLowerCase()), SOURCE_DATE_EPOCH.toLowerCase()]);
-  const unusedBuildArgs = Object.keys(opts.buildArgs ?? {})
-    .filter((k) => !consumed.has(k) && !predefined.has(k.toLowerCase()))
-    .sort();
-
-  return {
-    stages: out,
-    target: targetStage.index,
-    syntax: directives.syntax,
-    escape,
-    unresolvedImages: unresolved,
-    warnings: lint.sorted(),
-    unusedBuildArgs,
-    ...(sourceDateEpoch !== undefined && { sourceDateEpoch }),
-  };
-}
-
-/** The raw from= of a --mount value, without parsing the rest (used for the dependency scan). */
-function mountFromValue(raw: string): string | undefined {
-  for (const f of raw.split(',')) {
-    const eq = f.indexOf('=');
-    if (eq > 0 && f.slice(0, eq).trim().toLowerCase() === 'from') return f.slice(eq + 1);
-  }
-  return undefined;
+  return { out, unresolved, consumed };
 }
 
 export { isKnownInstruction };
