@@ -10,7 +10,7 @@ import type { ContentStore } from '../cache/content-store.js';
 import type { ExecLimits } from '../executor/index.js';
 import type { ContextEntry, ContextSource } from '../context/index.js';
 import { copy, CopyError } from '../fileop/index.js';
-import { DockerfileError, redactCredentials } from '../frontend/index.js';
+import { DockerfileError } from '../frontend/index.js';
 import type { BaseImageConfig, BuildGraph, CopyStep, MountFrom, Platform, Stage, Step } from '../frontend/types.js';
 import type { RegistryClient } from '../image/registry/index.js';
 import { formatReference, parseReference } from '../image/reference.js';
@@ -21,22 +21,20 @@ import { BaseImages, toBaseImageConfig, type BaseImage } from './base-images.js'
 import { CacheImport, type CacheFrom } from './cache-io.js';
 import { contextKey } from './context-keys.js';
 import { readsContext } from './context-usage.js';
-import { CopyManifests, planIncrementalCopy } from './incremental-copy.js';
+import { CopyManifests } from './incremental-copy.js';
 import { explainMiss, InputsLog, type StepInputs } from './explain.js';
-import { cacheKey, definitionOf, stableStringify } from './keys.js';
+import { cacheKey } from './keys.js';
 import { LayerRecords } from './layers.js';
 import { LINK_PARENT, linkKey, mergedKey, mergeLink } from './link.js';
 import { snapshotExists, uniqueKey, withActive } from './mounted.js';
 import { contextBindings, type NamedContext } from './named-contexts.js';
-import { copyStep } from './ops/copy.js';
-import { gitKeyDefinition, gitSources, resolveGitSources, withGitOptions } from './git-sources.js';
-import type { GitSourceOptions, ResolvedGit } from '../fileop/index.js';
-import { checkEntitlements, runStep } from './ops/run.js';
-import { StepError, type Entitlement, type OpContext } from './ops/types.js';
-import { workdirStep } from './ops/workdir.js';
+import { resolveGitSources } from './git-sources.js';
+import type { ResolvedGit } from '../fileop/index.js';
+import { DEFAULT_OPS } from './ops/index.js';
+import { StepError, type CacheInputs, type Entitlement, type ExecContext, type FsStep, type Op, type OpContext, type OpTable } from './ops/types.js';
 import type { SshAgents } from './ssh-agent.js';
 import { planBuild } from './plan.js';
-import { checkRunnable, progressPlatform, stagePlatform } from './platforms.js';
+import { progressPlatform, stagePlatform } from './platforms.js';
 import type { ProgressTracker, VertexHandle } from './progress.js';
 import type { RootLayout } from './state-root.js';
 
@@ -129,10 +127,14 @@ export class Solver {
   readonly inputsLog: InputsLog;
   readonly copyManifests: CopyManifests;
 
+  /** The op of each kind of step: kiln's own unless the caller gives some (a test's fakes). */
+  readonly ops: OpTable;
+
   constructor(
     private readonly deps: SolverDeps,
-    opts: { maxParallelRuns?: number; runLimits?: ExecLimits } = {},
+    opts: { maxParallelRuns?: number; runLimits?: ExecLimits; ops?: Partial<OpTable> } = {},
   ) {
+    this.ops = { ...DEFAULT_OPS, ...opts.ops };
     this.runLimits = opts.runLimits ?? {};
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
@@ -520,7 +522,7 @@ class BuildRun {
         this.makeLayerEarly(stage, copy.own);
         continue;
       }
-      if (step.kind === 'run') checkEntitlements(step, this.req.allow ?? []);
+      this.opFor(step).admit?.(step, this.req.allow ?? []);
       const { material, inputs } = await this.keyInputs(step, stage);
       const stepKey = cacheKey(key, material);
       const noCache = this.noCache(stage);
@@ -709,59 +711,23 @@ class BuildRun {
    * What a step's key covers besides its definition (the content of what it reads), and the same
    * broken into named pieces for explaining a miss.
    */
-  private async keyInputs(
-    step: FsStep,
-    stage: Stage,
-  ): Promise<{ material: unknown; inputs: Omit<StepInputs, 'key' | 'parentKey' | 'parent' | 'instruction'> }> {
-    switch (step.kind) {
-      case 'workdir': {
-        const def = definitionOf(step);
-        return { material: def, inputs: { env: [], buildArgs: [], definition: stableStringify(def) } };
-      }
-      case 'copy': {
-        const git = gitSources(step);
-        let def = definitionOf(step);
-        // For a miss explanation: "git https://host/r.git#main changed" when the branch moved.
-        const gitCommits: Record<string, string> = {};
-        if (git.size > 0) {
-          // ADD of a git repository: the key names the commit the ref resolves to now.
-          const resolved = await this.stepError(step, () => resolveGitSources(step, this.gitContext()));
-          this.gitResolved.set(step, resolved);
-          def = gitKeyDefinition(def, git, resolved);
-          for (const [u, r] of resolved) gitCommits[`git ${redactCredentials(u)}`] = r.commit;
-        }
-        const files: Record<string, string> = {};
-        const from = await this.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
-        const { env, ...rest } = def;
-        // The definition is kept on disk to explain a later miss: ADD URLs' credentials redacted.
-        const inputs = {
-          env,
-          buildArgs: [],
-          definition: redactCredentials(stableStringify(rest)),
-          sources: { [describeFrom(step.from)]: from, ...gitCommits },
-        };
-        // From the context, a miss can name the files: "COPY: src/app.js changed".
-        return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
-      }
-      case 'run': {
-        const { proxyEnv: _proxy, ...rest } = definitionOf(step);
-        const sources: Record<string, string> = {};
-        const mounts = await Promise.all(
-          step.mounts.map(async (m) => {
-            // A cache mount's content is deliberately not part of the key, as in BuildKit.
-            if (m.type !== 'bind' && !(m.type === 'cache' && m.from)) return m;
-            const from = await this.sourceKey(m.from!, [m.source]);
-            sources[`mount ${m.target} (${describeFrom(m.from!)})`] = from;
-            return { ...m, from };
-          }),
-        );
-        const { env, buildArgs, ...others } = rest;
-        // The same RUN for amd64 and for arm64 makes different files even on the same parent (a
-        // scratch stage, an image without an index): the platform it executes for is part of it.
-        const platform = formatPlatform(this.platformOf(stage));
-        return { material: { ...rest, mounts, platform }, inputs: { env, buildArgs, definition: stableStringify({ ...others, mounts }), sources } };
-      }
-    }
+  /** What the step's key is made of: its op says, with the sources resolved by this build. */
+  private keyInputs(step: FsStep, stage: Stage): Promise<CacheInputs> {
+    return this.opFor(step).cacheInputs(step, {
+      platform: this.platformOf(stage),
+      sourceKey: (from, sources, select, perPath) => this.sourceKey(from, sources, select, perPath),
+      resolveGit: (s) =>
+        this.stepError(s, async () => {
+          const resolved = await resolveGitSources(s, this.gitContext());
+          this.gitResolved.set(s, resolved);
+          return resolved;
+        }),
+    });
+  }
+
+  /** The op of the step's kind (the solver's table: kiln's own, or a test's). */
+  private opFor<S extends FsStep>(step: S): Op<S> {
+    return this.solver.ops[step.kind] as unknown as Op<S>;
   }
 
   private async sourceKey(from: MountFrom, sources: string[], select: SelectOptions = {}, perPath?: Record<string, string>): Promise<string> {
@@ -825,36 +791,19 @@ class BuildRun {
       sshAgents: this.req.sshAgents,
       log: (stream, chunk) => vertex.log(stream, chunk.toString('utf8')),
     };
+    const x: ExecContext = {
+      op: ctx,
+      parent,
+      name,
+      platform,
+      ...(history ? { history } : {}),
+      queueRun: (fn) => this.solver.queueRun(fn),
+      copyManifests: this.solver.copyManifests,
+      git: { context: this.gitContext(), ...(this.gitResolved.has(step) ? { resolved: this.gitResolved.get(step)! } : {}) },
+      log: (text) => vertex.log('stdout', text),
+    };
     try {
-      switch (step.kind) {
-        case 'run':
-          checkRunnable(step, platform, hostPlatform());
-          await this.solver.queueRun(() => runStep(step, ctx, parent, name));
-          return;
-        case 'copy': {
-          const incremental = history
-            ? await planIncrementalCopy(
-                step,
-                history.previous,
-                history.current,
-                step.from.kind === 'context' ? await this.contextEntries(step.from.name) : [],
-                this.deps.snapshotter,
-                this.solver.copyManifests,
-              )
-            : undefined;
-          const git = gitSources(step);
-          // As BuildKit's git vertex shows: what each ref resolved to.
-          for (const r of this.gitResolved.get(step)?.values() ?? []) vertex.log('stdout', `${r.commit}\t${r.ref}\n`);
-          const run = (opts?: GitSourceOptions) => copyStep(step, ctx, parent, name, incremental, opts);
-          const summary = git.size > 0 ? await withGitOptions(this.gitContext(), git.values(), this.gitResolved.get(step), run) : await run();
-          if (incremental) vertex.log('stdout', `reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
-          await this.solver.copyManifests.save(name, summary.written);
-          return;
-        }
-        case 'workdir':
-          await workdirStep(step, ctx, parent, name);
-          return;
-      }
+      await this.opFor(step).exec(step, x);
     } catch (err) {
       if (err instanceof StepError || (err instanceof CopyError && err.location)) throw err;
       throw new StepError(step.location, `${step.original}: ${(err as Error).message}`, { cause: err });
@@ -865,11 +814,6 @@ class BuildRun {
 /** BuildKit marks the history entries its Dockerfile frontend writes; tools look for it. */
 const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
 
-function describeFrom(from: MountFrom): string {
-  if (from.kind === 'context') return from.name === undefined ? 'build context' : `context ${from.name}`;
-  return from.kind === 'stage' ? `stage ${from.index}` : `image ${from.ref}`;
-}
-
 /** The main context, or the named context of files `name`. */
 function contextSourceOf(req: SolveRequest, name: string | undefined): ContextSource {
   if (name === undefined) return req.context;
@@ -877,8 +821,6 @@ function contextSourceOf(req: SolveRequest, name: string | undefined): ContextSo
   if (c?.kind !== 'files') throw new Error(`internal error: no named context of files ${JSON.stringify(name)}`);
   return c.source;
 }
-
-type FsStep = Extract<Step, { kind: 'run' | 'copy' | 'workdir' }>;
 
 /** A linked copy's own snapshot and key. */
 interface LinkedCopy {

@@ -2,10 +2,65 @@
 // an earlier stage, or an image, each mounted read-only for the duration.
 
 import { copy, type CopySource, type CopySummary, type GitSourceOptions } from '../../fileop/index.js';
-import { dropFromClone, type IncrementalCopy } from '../incremental-copy.js';
 import type { CopyStep } from '../../frontend/types.js';
+import { redactCredentials } from '../../frontend/urls.js';
+import { gitKeyDefinition, gitSources, withGitOptions } from '../git-sources.js';
+import { dropFromClone, planIncrementalCopy, type IncrementalCopy } from '../incremental-copy.js';
+import { definitionOf, stableStringify } from '../keys.js';
 import { mountView, withActive } from '../mounted.js';
-import type { OpContext } from './types.js';
+import { describeFrom, type Op, type OpContext } from './types.js';
+
+/**
+ * COPY/ADD's key: its definition, the key of what it reads (the content of its context sources, a
+ * stage's key, an image's digest) and, for ADD of a git repository, the commit each ref resolves
+ * to now. Made incrementally from its previous result when the cache's history allows.
+ */
+export const copyOp: Op<CopyStep> = {
+  async cacheInputs(step, k) {
+    const git = gitSources(step);
+    let def = definitionOf(step);
+    // For a miss explanation: "git https://host/r.git#main changed" when the branch moved.
+    const gitCommits: Record<string, string> = {};
+    if (git.size > 0) {
+      // ADD of a git repository: the key names the commit the ref resolves to now.
+      const resolved = await k.resolveGit(step);
+      def = gitKeyDefinition(def, git, resolved);
+      for (const [u, r] of resolved) gitCommits[`git ${redactCredentials(u)}`] = r.commit;
+    }
+    const files: Record<string, string> = {};
+    const from = await k.sourceKey(step.from, step.sources, { parents: step.parents, exclude: step.exclude }, files);
+    const { env, ...rest } = def;
+    // The definition is kept on disk to explain a later miss: ADD URLs' credentials redacted.
+    const inputs = {
+      env,
+      buildArgs: [],
+      definition: redactCredentials(stableStringify(rest)),
+      sources: { [describeFrom(step.from)]: from, ...gitCommits },
+    };
+    // From the context, a miss can name the files: "COPY: src/app.js changed".
+    return { material: { ...def, from }, inputs: step.from.kind === 'context' ? { ...inputs, files } : inputs };
+  },
+
+  async exec(step, x) {
+    const incremental = x.history
+      ? await planIncrementalCopy(
+          step,
+          x.history.previous,
+          x.history.current,
+          step.from.kind === 'context' ? await x.op.context(step.from.name).entries() : [],
+          x.op.snapshotter,
+          x.copyManifests,
+        )
+      : undefined;
+    const git = gitSources(step);
+    // As BuildKit's git vertex shows: what each ref resolved to.
+    for (const r of x.git.resolved?.values() ?? []) x.log(`${r.commit}\t${r.ref}\n`);
+    const run = (opts?: GitSourceOptions) => copyStep(step, x.op, x.parent, x.name, incremental, opts);
+    const summary = git.size > 0 ? await withGitOptions(x.git.context, git.values(), x.git.resolved, run) : await run();
+    if (incremental) x.log(`reused ${summary.reused} unchanged files of the previous result, copied ${summary.files}\n`);
+    await x.copyManifests.save(x.name, summary.written);
+  },
+};
 
 export async function copyStep(
   step: CopyStep,

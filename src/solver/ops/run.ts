@@ -9,7 +9,10 @@ import { resolveInRoot } from '../../fsutil/rootpath.js';
 import { cacheMountDir } from '../cache-io.js';
 import { mountView, withActive, type Scope } from '../mounted.js';
 import { serveAgentProxy } from '../ssh-agent.js';
-import { StepError, type Entitlement, type OpContext } from './types.js';
+import { formatPlatform, hostPlatform } from '../../oci/index.js';
+import { definitionOf, stableStringify } from '../keys.js';
+import { checkRunnable } from '../platforms.js';
+import { describeFrom, StepError, type Entitlement, type Op, type OpContext } from './types.js';
 
 /** Lines of output quoted in the error of a failed RUN. */
 const ERROR_TAIL_LINES = 12;
@@ -34,6 +37,36 @@ export function checkEntitlements(step: RunStep, allow: readonly Entitlement[]):
   if (step.security === 'insecure') requireEntitlement(step, allow, 'security.insecure', 'RUN --security=insecure');
   if (step.network === 'host') requireEntitlement(step, allow, 'network.host', 'RUN --network=host');
 }
+
+/**
+ * RUN's key: its definition (the proxy args left out, as in BuildKit), the content of what its bind
+ * mounts read, and the platform it executes for: the same RUN for amd64 and for arm64 makes
+ * different files even on the same parent (a scratch stage, an image without an index). It runs in
+ * the solver's queue of containers.
+ */
+export const runOp: Op<RunStep> = {
+  admit: checkEntitlements,
+  async cacheInputs(step, k) {
+    const { proxyEnv: _proxy, ...rest } = definitionOf(step);
+    const sources: Record<string, string> = {};
+    const mounts = await Promise.all(
+      step.mounts.map(async (m) => {
+        // A cache mount's content is deliberately not part of the key, as in BuildKit.
+        if (m.type !== 'bind' && !(m.type === 'cache' && m.from)) return m;
+        const from = await k.sourceKey(m.from!, [m.source]);
+        sources[`mount ${m.target} (${describeFrom(m.from!)})`] = from;
+        return { ...m, from };
+      }),
+    );
+    const { env, buildArgs, ...others } = rest;
+    const platform = formatPlatform(k.platform);
+    return { material: { ...rest, mounts, platform }, inputs: { env, buildArgs, definition: stableStringify({ ...others, mounts }), sources } };
+  },
+  async exec(step, x) {
+    checkRunnable(step, x.platform, hostPlatform());
+    await x.queueRun(() => runStep(step, x.op, x.parent, x.name));
+  },
+};
 
 export async function runStep(step: RunStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
   checkEntitlements(step, ctx.allow);

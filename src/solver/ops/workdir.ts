@@ -3,8 +3,18 @@
 import type { WorkdirStep } from '../../frontend/types.js';
 import { lookupUser } from '../../fsutil/rootfs-users.js';
 import { mkdirAllInRoot } from '../../fsutil/rootpath.js';
+import { definitionOf, stableStringify } from '../keys.js';
 import { withActive } from '../mounted.js';
-import type { OpContext } from './types.js';
+import type { Op, OpContext } from './types.js';
+
+/** WORKDIR's key is its definition alone (the path, the user). */
+export const workdirOp: Op<WorkdirStep> = {
+  async cacheInputs(step) {
+    const def = definitionOf(step);
+    return { material: def, inputs: { env: [], buildArgs: [], definition: stableStringify(def) } };
+  },
+  exec: (step, x) => workdirStep(step, x.op, x.parent, x.name),
+};
 
 export async function workdirStep(step: WorkdirStep, ctx: OpContext, parent: string | undefined, name: string): Promise<void> {
   await withActive(ctx.snapshotter, ctx.layout.tmp, parent, name, async (rootfs) => {
