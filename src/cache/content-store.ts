@@ -57,7 +57,8 @@ const DEFAULT_STALE_MS = 24 * 60 * 60 * 1000;
 export class ContentStore {
   readonly root: string;
   private readonly blobDir: string;
-  private readonly ingestDir: string;
+  /** Where writes in progress live (a killed one's files are removed by cleanupIngest). */
+  readonly ingestDir: string;
   private ready?: Promise<void>;
 
   constructor(root: string) {

@@ -217,6 +217,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return { removedSnapshots, removedDirs };
   }
 
+  async strayDirs(): Promise<string[]> {
+    const known = new Set(Object.values((await this.meta.read()).snapshots).map((s) => String(s.id)));
+    const names = await fsp.readdir(this.snapshotsDir).catch(() => [] as string[]);
+    return names.filter((n) => !known.has(n)).map((n) => path.join(this.snapshotsDir, n));
+  }
+
   async applyLayer(key: string, layer: Readable, mediaType?: string): Promise<ApplyResult> {
     const r = await this.resolve(key);
     if (r.rec.kind !== 'active') throw new SnapshotError(key, `is ${r.rec.kind}; layers are applied to active snapshots`);

@@ -129,6 +129,8 @@ export interface Snapshotter {
   cloneChanges?(from: string, key: string, opts?: { directoryTimes?: 'kept' | 'now' }): Promise<string>;
   /** Removes what a killed process left behind: stale active snapshots/views and orphaned dirs. */
   cleanup(): Promise<CleanupReport>;
+  /** Snapshot directories no metadata entry names (what cleanup() removes when the root is opened next). */
+  strayDirs(): Promise<string[]>;
 
   /**
    * Applies a layer blob (gzip, zstd or plain tar; detected by magic bytes, `mediaType` is a hint)

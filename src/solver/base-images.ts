@@ -49,6 +49,11 @@ export function layerSnapshotName(chainId: string): string {
   return `layer-${chainId.replace(/^sha256:/, '')}`;
 }
 
+/** Whether a snapshot is an unpacked base image layer (layerSnapshotName's), not a build step. */
+export function isBaseLayerSnapshot(key: string): boolean {
+  return key.startsWith('layer-');
+}
+
 export function toBaseImageConfig(config: ImageConfig): BaseImageConfig {
   const c = config.config ?? {};
   return {

@@ -202,6 +202,12 @@ export function cacheMountDir(layout: RootLayout, id: string): string {
   return path.join(layout.cacheMounts, createHash('sha256').update(id).digest('hex'));
 }
 
+/** Every cache mount's directory (named by cacheMountDir), and that name. */
+export async function listCacheMounts(layout: RootLayout): Promise<{ name: string; dir: string }[]> {
+  const names = await fsp.readdir(layout.cacheMounts).catch(() => [] as string[]);
+  return names.map((name) => ({ name, dir: path.join(layout.cacheMounts, name) }));
+}
+
 /** Writes the cache to a local directory (an OCI layout) or pushes it to a registry. */
 export async function writeCache(to: Exclude<CacheTo, { type: 'inline' }>, config: CacheConfig, deps: CacheDeps, signal?: AbortSignal): Promise<void> {
   const { store } = deps;

@@ -2,13 +2,15 @@
 // prune plan picks (`kiln prune`), and the daemon's automatic policy (maybeCollect). The policy
 // itself (which records, in which order) is the pure planPrune in cache/gc.ts.
 //
-// What lives on a root, and who keeps it alive:
+// What lives on a root, and who keeps it alive (each listed by the module that owns its names:
+// snapshots by the snapshotter, layer records by layers.ts, base layers by base-images.ts, cache
+// mounts by cache-io.ts, blobs by the content store; this module only reads those lists):
 //   images.json names -> manifests (or indexes) -> configs and layers      never pruned
-//   step-<key> snapshots (build cache) + records/layers/<step>.<c>.json -> layer blobs
-//   layer-<chainid> snapshots: unpacked base image layers (re-unpacked from blobs when needed)
+//   step snapshots (build cache) + their layer records -> layer blobs
+//   unpacked base image layers (snapshots re-unpacked from blobs when needed)
 //   manifests/configs of pulled bases and of exported but unnamed images (no name points at them)
-//   cache-mounts/<sha256(id)>: RUN --mount=type=cache directories
-//   metadata (snapshots/metadata.json, images.json, locks, runc state), tmp/ and content/ingest/
+//   RUN --mount=type=cache directories
+//   metadata (snapshot metadata, images.json, locks, runc state), tmp/ and the store's ingest/
 // Every inode under the root is counted once, in the first record that reaches it, so the sum of
 // the records is the disk the root uses (`du -x`).
 //
@@ -27,9 +29,10 @@ import * as path from 'node:path';
 import { cacheSize, planPrune, summarize, type CacheRecord, type PruneFilter, type UsageTotals } from '../cache/gc.js';
 import type { Digest, ImageConfig, Index, Manifest } from '../oci/index.js';
 import type { SnapshotInfo } from '../snapshotter/index.js';
-import { chainIds, layerSnapshotName } from './base-images.js';
+import { chainIds, isBaseLayerSnapshot, layerSnapshotName } from './base-images.js';
+import { listCacheMounts } from './cache-io.js';
 import { uniqueKey } from './mounted.js';
-import { RECORD_ID } from './layers.js';
+import { listLayerRecords } from './layers.js';
 import type { RootServices } from './root.js';
 
 export { parseDuration, parsePruneFilters, parseSize, summarize, type CacheRecord, type RecordType, type UsageTotals } from '../cache/gc.js';
@@ -240,29 +243,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   }
 
   // 2. Layer records, by snapshot.
-  const layersDir = path.join(layout.records, 'layers');
-  const recordFiles = new Map<string, { file: string; digest?: Digest; mtime: Date }[]>();
-  const strayFiles: string[] = [];
-  for (const name of await fsp.readdir(layersDir).catch(() => [] as string[])) {
-    const file = path.join(layersDir, name);
-    // "<snapshot>.<compression>[.sde<epoch>].json" (see layers.ts).
-    const m = name.endsWith('.json') ? RECORD_ID.exec(name.slice(0, -'.json'.length)) : null;
-    if (!m) {
-      strayFiles.push(file); // a temporary file a killed write left
-      continue;
-    }
-    let digest: Digest | undefined;
-    try {
-      const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as { empty?: boolean; descriptor?: { digest?: string } };
-      if (!rec.empty && typeof rec.descriptor?.digest === 'string') digest = rec.descriptor.digest as Digest;
-    } catch {
-      // torn: the solver recomputes it; the file is still the step's to remove
-    }
-    const mtime = (await fsp.stat(file).catch(() => undefined))?.mtime ?? new Date(0);
-    const list = recordFiles.get(m[1]!) ?? [];
-    list.push({ file, ...(digest ? { digest } : {}), mtime });
-    recordFiles.set(m[1]!, list);
-  }
+  const { bySnapshot: recordFiles, stray: strayFiles } = await listLayerRecords(layout);
   const layerBlobs = new Set<Digest>();
   for (const list of recordFiles.values()) for (const f of list) if (f.digest) layerBlobs.add(f.digest);
 
@@ -304,7 +285,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
       continue; // removed meanwhile
     }
     snapshotDirs.add(dir);
-    const isBase = info.key.startsWith('layer-');
+    const isBase = isBaseLayerSnapshot(info.key);
     const transient = info.kind !== 'committed';
     const rec = newRecord(
       info.key,
@@ -420,8 +401,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   }
 
   // 6. Cache mounts: last used when a RUN last mounted one (the directory's times).
-  for (const name of await fsp.readdir(layout.cacheMounts).catch(() => [] as string[])) {
-    const dir = path.join(layout.cacheMounts, name);
+  for (const { name, dir } of await listCacheMounts(layout)) {
     const st = await fsp.stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) continue;
     const rec = newRecord(`cachemount-${name.slice(0, 12)}`, 'exec.cachemount', `cache mount ${name}`, {
@@ -436,12 +416,10 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   // 7. Temporary files: a running build's, or a killed one's (removed when the root is next opened).
   const tmp = newRecord('tmp', 'tmp', 'temporary files (cleared when the root is opened)', { reclaimable: false });
   tmp.size += await w.walk(layout.tmp);
-  tmp.size += await w.walk(path.join(layout.content, 'ingest'));
+  tmp.size += await w.walk(s.store.ingestDir);
   for (const f of strayFiles) tmp.size += await w.walk(f);
-  for (const name of await fsp.readdir(path.join(layout.snapshots, 'snapshots')).catch(() => [] as string[])) {
-    const dir = path.join(layout.snapshots, 'snapshots', name);
-    if (!snapshotDirs.has(dir)) tmp.size += await w.walk(dir); // orphan: swept by cleanup() at open
-  }
+  // Orphan snapshot directories: swept by the snapshotter's cleanup() when the root is opened.
+  for (const dir of await s.snapshotter.strayDirs()) if (!snapshotDirs.has(dir)) tmp.size += await w.walk(dir);
   entries.push({ record: tmp, layerFiles: [], refs: [] });
 
   // 8. Everything else: the directories themselves, snapshot metadata, images.json, locks, runc state.

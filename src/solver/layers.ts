@@ -89,7 +89,45 @@ function recordId(snapshot: string, compression: Compression, epoch: number | un
 }
 
 /** Splits a record's name (as recordId makes them) into snapshot, compression, epoch and level. */
-export const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:-l(\d+))?(?:\.sde(-?\d+))?$/;
+const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:-l(\d+))?(?:\.sde(-?\d+))?$/;
+
+/** One layer record on disk, as GC sees it: the blob it keeps alive (none when empty or torn). */
+export interface LayerRecordFile {
+  file: string;
+  digest?: Digest;
+  mtime: Date;
+}
+
+/**
+ * Every layer record under the root, by the snapshot it belongs to, and the files there that are
+ * no record (a killed write's temporaries). GC reads them here so that their names stay this
+ * module's business.
+ */
+export async function listLayerRecords(layout: RootLayout): Promise<{ bySnapshot: Map<string, LayerRecordFile[]>; stray: string[] }> {
+  const dir = path.join(layout.records, 'layers');
+  const bySnapshot = new Map<string, LayerRecordFile[]>();
+  const stray: string[] = [];
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const file = path.join(dir, name);
+    const m = name.endsWith('.json') ? RECORD_ID.exec(name.slice(0, -'.json'.length)) : null;
+    if (!m) {
+      stray.push(file);
+      continue;
+    }
+    let digest: Digest | undefined;
+    try {
+      const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as { empty?: boolean; descriptor?: { digest?: string } };
+      if (!rec.empty && typeof rec.descriptor?.digest === 'string') digest = rec.descriptor.digest as Digest;
+    } catch {
+      // torn: the solver recomputes it; the file is still the step's to remove
+    }
+    const mtime = (await fsp.stat(file).catch(() => undefined))?.mtime ?? new Date(0);
+    const list = bySnapshot.get(m[1]!) ?? [];
+    list.push({ file, ...(digest ? { digest } : {}), mtime });
+    bySnapshot.set(m[1]!, list);
+  }
+  return { bySnapshot, stray };
+}
 
 async function readRecord(file: string): Promise<LayerRecord | undefined> {
   try {

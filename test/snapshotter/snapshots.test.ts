@@ -295,11 +295,14 @@ describe('crash cleanup', () => {
 
     const s2 = await new OverlaySnapshotter(root).init();
     expect((await s2.list()).map((i) => i.key)).toEqual(['base', 'killed-build', 'mine']);
+    // What GC counts as temporary until then: the directory no record names, nothing else.
+    expect(await s2.strayDirs()).toEqual([path.join(root, 'snapshots', '999')]);
     const report = await s2.cleanup();
     expect(report.removedSnapshots).toEqual(['killed-build']);
     expect(report.removedDirs).toEqual([path.join(root, 'snapshots', '999')]);
     expect((await s2.list()).map((i) => i.key)).toEqual(['base', 'mine']);
     expect((await fsp.readdir(path.join(root, 'snapshots'))).sort()).toEqual(['1', '2']);
+    expect(await s2.strayDirs()).toEqual([]);
   });
 
   it('keeps reuse records (touch) in memory until the next update or flush, and never loses one that was flushed', async () => {
