@@ -13,7 +13,7 @@ import { type State, clone, envGet, type DispatchCtx } from './stage-state.js';
 
 const reDigest: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
 
-export function isHTTPSource(src: string): boolean {
+function isHTTPSource(src: string): boolean {
   return /^https?:\/\//.test(src) && !isGitSource(src);
 }
 

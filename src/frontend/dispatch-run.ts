@@ -10,7 +10,7 @@ import { chompHeredocContent } from './parser.js';
 import type { MountFrom, RunMount, RunStep, SourceLocation } from './types.js';
 import { PROXY_ARGS, type State, clone, envGet, type DispatchCtx } from './stage-state.js';
 
-export function runCommandString(args: string[], st: State): string {
+function runCommandString(args: string[], st: State): string {
   const parts: string[] = [];
   const idx = new Map<string, number>();
   for (const a of st.buildArgs) {

@@ -9,8 +9,8 @@ import type { Linter } from './lint.js';
 import type { Escape } from './parser.js';
 import type { BaseImageConfig, MountFrom, Platform, SourceLocation, StageBase, StageImageConfig } from './types.js';
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-export const DEFAULT_SHELL = ['/bin/sh', '-c'];
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_SHELL = ['/bin/sh', '-c'];
 /** Args BuildKit defines without an ARG and never warns about when given. */
 export const PROXY_ARGS = ['http_proxy', 'https_proxy', 'ftp_proxy', 'no_proxy', 'all_proxy'];
 export const PLATFORM_ARGS = [
@@ -70,7 +70,7 @@ export function envGet(env: Env, k: string): string | undefined {
   return env.find(([key]) => key === k)?.[1];
 }
 
-export function splitEnv(kv: string): [string, string] {
+function splitEnv(kv: string): [string, string] {
   const i = kv.indexOf('=');
   return i < 0 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)];
 }
