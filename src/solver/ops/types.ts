@@ -1,7 +1,8 @@
 // The contract between the solver and the kinds of step it runs (BuildKit's Op: CacheMap, Exec):
 // an Op says what a step's cache key is made of and how the step is made; the solver decides when,
 // how often (identical steps once) and what is cached. Ops get their inputs resolved, nothing
-// about scheduling; the solver knows no kind of step.
+// about scheduling; the solver keys and makes every step through its op, never by its kind (it
+// still tells a COPY --link, whose scheduling differs, and which steps make snapshots at all).
 
 import type { SelectOptions } from '../../cache/checksum.js';
 import type { ContextEntry } from '../../context/walk.js';
