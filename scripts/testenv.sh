@@ -307,8 +307,19 @@ cmd_down() {
     return
   fi
   stop_service "$KILN_DOCKERD_PID" dockerd dockerd
+  release_exec_root
   stop_service "$KILN_REGISTRY_PID" docker-registry registry
   exec 9>&-
+}
+
+# dockerd bind-mounts its network namespace under its exec root (netns/default) and leaves the
+# mount behind when it stops. Unmounted here, deepest first, once our dockerd is gone: the exec
+# root is this script's alone, and nothing of ours should stay mounted after `down`.
+release_exec_root() {
+  local m
+  for m in $(awk -v root="$KILN_RUN_DIR/docker-exec/" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || kiln_log "could not unmount $m"
+  done
 }
 
 cmd_status() {
