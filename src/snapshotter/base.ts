@@ -217,6 +217,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return { removedSnapshots, removedDirs };
   }
 
+  async isDirectory(_key: string, _dir: string): Promise<boolean> {
+    return false; // unsure: the overlay driver reads its layers (overlay.ts)
+  }
+
   async strayDirs(): Promise<string[]> {
     const known = new Set(Object.values((await this.meta.read()).snapshots).map((s) => String(s.id)));
     const names = await fsp.readdir(this.snapshotsDir).catch(() => [] as string[]);

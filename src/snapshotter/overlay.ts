@@ -13,6 +13,7 @@ import { applyLayer } from './apply.js';
 import { BaseSnapshotter, SnapshotError, treeUsage, type Resolved } from './base.js';
 import { overlayChanges, writeLayer } from './diff.js';
 import { cloneTree, type CloneOptions } from './clone.js';
+import { getXattrSync, OVERLAY_OPAQUE } from './fsops.js';
 import { compactOverlayOptions, OVERLAY_MAX_LOWERS } from './mount.js';
 import { tarReadable } from '../util/tar-writer.js';
 import type { ApplyResult, DiffOptions, DiffResult, Mount, SnapshotKind, Usage } from './types.js';
@@ -53,6 +54,36 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     const fixed = [...this.pinned, `workdir=${path.join(r.dir, 'work')}`, `upperdir=${upper}`];
     const lowers = await this.fitLowers(r.parentDirs, fixed);
     return [{ type: 'overlay', source: 'overlay', options: [...fixed, `lowerdir=${lowers.join(':')}`] }];
+  }
+
+  /**
+   * Reads the layers top down, as overlayfs merges them, one path element at a time: the topmost
+   * layer that has the element decides (a whiteout hides it, anything but a real directory is not
+   * one here), and an opaque directory hides the layers below it for what is inside. Symbolic links
+   * are never followed: an element that is one makes the answer "unsure" (false).
+   */
+  override async isDirectory(key: string, dir: string): Promise<boolean> {
+    const r = await this.resolve(key);
+    if (r.rec.kind !== 'committed') return false;
+    const elements = dir.split('/').filter((e) => e !== '');
+    if (!dir.startsWith('/') || elements.some((e) => e === '.' || e === '..')) return false;
+    let layers = [path.join(r.dir, 'fs'), ...r.parentDirs];
+    for (let i = 0; i < elements.length; i++) {
+      const rel = elements.slice(0, i + 1).join('/');
+      let found = -1;
+      for (let j = 0; j < layers.length; j++) {
+        const st = await fsp.lstat(path.join(layers[j]!, rel)).catch(() => undefined);
+        if (!st) continue;
+        // A whiteout, a file, a symbolic link: not a directory this walk can vouch for.
+        if (!st.isDirectory()) return false;
+        found = j;
+        break;
+      }
+      if (found < 0) return false;
+      const opaque = getXattrSync(path.join(layers[found]!, rel), OVERLAY_OPAQUE)?.toString() === 'y';
+      layers = opaque ? [layers[found]!] : layers.slice(found);
+    }
+    return true;
   }
 
   private fits(fixed: string[], lowers: string[]): boolean {

@@ -98,6 +98,12 @@ export interface Snapshotter {
   view(key: string, parent?: string, opts?: PrepareOptions): Promise<Mount[]>;
   /** The mounts of an active snapshot or view. */
   mounts(key: string): Promise<Mount[]>;
+  /**
+   * Whether `dir` (absolute and clean) is a directory in committed snapshot `key`'s tree, known
+   * without mounting it: true only when certain; false also when unsure (a symbolic link on the
+   * way, a driver that cannot tell), so a caller then looks through a mount.
+   */
+  isDirectory(key: string, dir: string): Promise<boolean>;
   /** Turns active snapshot `key` into committed snapshot `name` (immutable, a possible parent). */
   commit(name: string, key: string, opts?: PrepareOptions): Promise<void>;
   /** Removes a snapshot; refused while it is the parent of another. */

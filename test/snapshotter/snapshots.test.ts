@@ -274,6 +274,52 @@ describe('crash cleanup', () => {
     `;
   }, 120_000);
 
+  it("tells a committed snapshot's directories from its layers without a mount; whiteouts, opaque directories, files and links say no", async () => {
+    const root = await newRoot();
+    const s = await new OverlaySnapshotter(root).init();
+    const base = await mounts.mount(await s.prepare('base-w'), path.join(root, 'mnt-base'));
+    for (const d of ['a/b', 'o/x', 'gone', 'kept/deep']) await fsp.mkdir(path.join(base, d), { recursive: true });
+    await fsp.writeFile(path.join(base, 'f'), 'file');
+    await fsp.symlink('a', path.join(base, 'l'));
+    await mounts.unmountAll();
+    await s.commit('base', 'base-w');
+    // Through a real overlay mount: removals become whiteouts, a directory made again is opaque.
+    const child = await mounts.mount(await s.prepare('child-w', 'base'), path.join(root, 'mnt-child'));
+    await fsp.rm(path.join(child, 'a/b'), { recursive: true });
+    await fsp.rm(path.join(child, 'gone'), { recursive: true });
+    await fsp.rm(path.join(child, 'o'), { recursive: true });
+    await fsp.mkdir(path.join(child, 'o'));
+    await fsp.mkdir(path.join(child, 'new'));
+    await mounts.unmountAll();
+    await s.commit('child', 'child-w');
+
+    const answers = async (key: string, dirs: string[]) => Promise.all(dirs.map(async (d) => [d, await s.isDirectory(key, d)] as const));
+    expect(await answers('child', ['/', '/a', '/o', '/new', '/kept/deep', '/a/b', '/gone', '/o/x', '/f', '/l', '/l/b', '/missing', 'a', '/a/../a'])).toEqual([
+      ['/', true],
+      ['/a', true],
+      ['/o', true],
+      ['/new', true],
+      ['/kept/deep', true],
+      ['/a/b', false], // a whiteout in the child
+      ['/gone', false],
+      ['/o/x', false], // below an opaque directory
+      ['/f', false],
+      ['/l', false], // a link: unsure, the caller mounts
+      ['/l/b', false],
+      ['/missing', false],
+      ['a', false], // not absolute
+      ['/a/../a', false], // not clean
+    ]);
+    // The base still has what the child hid; an active snapshot is never answered from its layers.
+    expect(await answers('base', ['/a/b', '/o/x', '/gone'])).toEqual([
+      ['/a/b', true],
+      ['/o/x', true],
+      ['/gone', true],
+    ]);
+    await s.prepare('open', 'child');
+    expect(await s.isDirectory('open', '/a')).toBe(false);
+  });
+
   it('removes an active snapshot left by a SIGKILLed process and orphaned directories', async () => {
     const root = await newRoot();
     const s = await new OverlaySnapshotter(root).init();

@@ -7,10 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { directoryContext } from '../../src/context/source.js';
-import type { RunStep } from '../../src/frontend/types.js';
+import type { RunStep, WorkdirStep } from '../../src/frontend/types.js';
 import { withActive } from '../../src/solver/mounted.js';
 import { DEFAULT_OPS } from '../../src/solver/ops/index.js';
-import type { ExecContext, Op } from '../../src/solver/ops/types.js';
+import type { ExecContext, Op, OpContext } from '../../src/solver/ops/types.js';
+import { workdirStep } from '../../src/solver/ops/workdir.js';
 import { ProgressTracker } from '../../src/solver/progress.js';
 import { openRoot } from '../../src/solver/root.js';
 import { type SolveRequest, Solver } from '../../src/solver/solver.js';
@@ -146,6 +147,38 @@ describe('solver with a fake RUN op', () => {
       );
       expect(failed).toEqual({ message: 'Dockerfile:4: RUN two: two failed', stillRunning: 0 });
       expect(fake.runs.sort()).toEqual(['one', 'three', 'two']);
+    } finally {
+      await s.release();
+    }
+  });
+});
+
+describe('WORKDIR op', () => {
+  it('on a directory the parent has, commits an empty snapshot without mounting anything; else it mounts and makes it', async () => {
+    const s = await services();
+    try {
+      await withActive(s.snapshotter, s.layout.tmp, undefined, 'base', async (rootfs) => {
+        fs.mkdirSync(path.join(rootfs, 'app/src'), { recursive: true });
+      });
+      const step = (p: string): WorkdirStep => ({
+        kind: 'workdir',
+        path: p,
+        user: '',
+        location: { file: 'Dockerfile', line: 2, endLine: 2 },
+        original: `WORKDIR ${p}`,
+        createdBy: `WORKDIR ${p}`,
+      });
+      // Where mounts are made is a file here: a step that tried to mount would fail.
+      const noMounts = path.join(tempDir('kiln-ops-nomount-'), 'not-a-dir');
+      fs.writeFileSync(noMounts, '');
+      const ctx = { snapshotter: s.snapshotter, layout: { ...s.layout, tmp: noMounts } } as unknown as OpContext;
+      await workdirStep(step('/app/src'), ctx, 'base', 'wd-existing');
+      expect((await s.snapshotter.stat('wd-existing')).kind).toBe('committed');
+      expect((await s.snapshotter.diff('wd-existing', { dest: path.join(tempDir('kiln-ops-diff-'), 'layer'), compression: 'none' })).empty).toBe(true);
+      // A directory to make needs the mount, and fails here for want of one.
+      await expect(workdirStep(step('/app/new'), ctx, 'base', 'wd-new')).rejects.toThrow();
+      await workdirStep(step('/app/new'), { ...ctx, layout: s.layout } as OpContext, 'base', 'wd-new');
+      expect((await s.snapshotter.diff('wd-new', { dest: path.join(tempDir('kiln-ops-diff-'), 'layer'), compression: 'none' })).empty).toBe(false);
     } finally {
       await s.release();
     }
