@@ -325,8 +325,11 @@ describe('kiln daemon: many builds at once', () => {
       expect([r1.code, r2.code]).toEqual([0, 0]);
       const ran = [r1, r2].filter((r) => r.stderr.includes(`ran-${process.pid}-once`));
       expect(ran).toHaveLength(1);
+      // Each of the two steps made by one build and found made by the other: which build wins each
+      // is a race (the one that made the COPY need not be first to the RUN), the total is not.
       const list = await builds(d);
-      expect(list.map((b) => b.cachedSteps).sort()).toEqual([0, 2]);
+      expect(list).toHaveLength(2);
+      expect(list.reduce((n, b) => n + b.cachedSteps, 0)).toBe(2);
     } finally {
       expect(await d.stop()).toBe(0);
     }
