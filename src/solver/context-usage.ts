@@ -15,17 +15,6 @@ import type { BuildGraph, MountFrom, Stage } from '../frontend/types.js';
  * graph planned without them, so a caller that plans on its own sees only the Dockerfile's steps.
  */
 export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[], name?: string): ContextEntry[] {
-  const used = new Set<string>();
-  // `name`: a named context (--build-context NAME=DIR), read by the steps that name it. A stage
-  // built FROM it has every file of it.
-  const ours = (from: MountFrom | undefined) => from?.kind === 'context' && from.name === name;
-  const read = (sources: readonly string[], opts: { parents?: boolean; exclude?: readonly string[] } = {}) => {
-    if (sources.length === 0) return;
-    for (const e of selectEntries(entries, sources, opts).entries) {
-      // "" is the context root itself (COPY . .): everything below it is in the selection too.
-      for (let p = e.path; p !== '' && !used.has(p); p = parentOf(p)) used.add(p);
-    }
-  };
   // The whole context (COPY . /app, no --exclude): every entry, without selecting (the common case,
   // and for 10,000 files a noticeable part of a warm build's client).
   const whole = (sources: readonly string[], exclude?: readonly string[]) =>
@@ -34,17 +23,14 @@ export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]
       const c = cleanPath(s);
       return c === '.' || c === '/';
     });
-  for (const stage of reachableStages(graph)) {
-    if (name !== undefined && stage.base.kind === 'context' && stage.base.name === name) return [...entries];
-    for (const step of stage.steps) {
-      if (step.kind === 'copy' && ours(step.from) && whole(step.sources, step.exclude)) return [...entries];
-      if (step.kind === 'run' && step.mounts.some((m) => (m.type === 'bind' || m.type === 'cache') && ours(m.from) && whole([m.source]))) return [...entries];
-      if (step.kind === 'copy' && ours(step.from)) read(step.sources, { parents: step.parents, exclude: step.exclude });
-      if (step.kind === 'run') {
-        for (const m of step.mounts) {
-          if ((m.type === 'bind' || m.type === 'cache') && ours(m.from)) read([m.source]);
-        }
-      }
+  const reads = [...contextReads(graph, name)];
+  if (reads.some((r) => r.all || whole(r.sources, r.exclude))) return [...entries];
+  const used = new Set<string>();
+  for (const r of reads) {
+    if (r.all || r.sources.length === 0) continue;
+    for (const e of selectEntries(entries, r.sources, { parents: r.parents, exclude: r.exclude }).entries) {
+      // "" is the context root itself (COPY . .): everything below it is in the selection too.
+      for (let p = e.path; p !== '' && !used.has(p); p = parentOf(p)) used.add(p);
     }
   }
   return entries.filter((e) => used.has(e.path));
@@ -55,16 +41,29 @@ export function contextUsage(graph: BuildGraph, entries: readonly ContextEntry[]
  * a COPY/ADD from it, a bind or cache mount of it, or a stage built FROM a named one.
  */
 export function readsContext(graph: BuildGraph, name?: string): boolean {
+  for (const r of contextReads(graph, name)) if (r.all || r.sources.length > 0) return true;
+  return false;
+}
+
+/** One way a build reads a context: all of it, or what some sources select. */
+type ContextRead = { all: true } | { all: false; sources: readonly string[]; parents?: boolean; exclude?: readonly string[] };
+
+/**
+ * Every read of the context `name` (main when undefined) by the stages the target reaches: a stage
+ * built FROM it (a named one) has all of it; a COPY/ADD from it and a bind or cache mount of it
+ * read their sources.
+ */
+function* contextReads(graph: BuildGraph, name: string | undefined): Generator<ContextRead> {
   const ours = (from: MountFrom | undefined) => from?.kind === 'context' && from.name === name;
-  return reachableStages(graph).some(
-    (stage) =>
-      (name !== undefined && stage.base.kind === 'context' && stage.base.name === name) ||
-      stage.steps.some(
-        (step) =>
-          (step.kind === 'copy' && ours(step.from) && step.sources.length > 0) ||
-          (step.kind === 'run' && step.mounts.some((m) => (m.type === 'bind' || m.type === 'cache') && ours(m.from))),
-      ),
-  );
+  for (const stage of reachableStages(graph)) {
+    if (name !== undefined && stage.base.kind === 'context' && stage.base.name === name) yield { all: true };
+    for (const step of stage.steps) {
+      if (step.kind === 'copy' && ours(step.from)) yield { all: false, sources: step.sources, parents: step.parents, exclude: step.exclude };
+      if (step.kind === 'run') {
+        for (const m of step.mounts) if ((m.type === 'bind' || m.type === 'cache') && ours(m.from)) yield { all: false, sources: [m.source] };
+      }
+    }
+  }
 }
 
 function parentOf(p: string): string {
