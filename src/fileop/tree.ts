@@ -115,12 +115,15 @@ export class TreeCopier {
     // put there by the clone, which nothing writes through) is in place. The plan vouches for both
     // sides, so neither needs a stat: the source is the same non-directory as then (its per-path
     // digest, type included, is unchanged) and the clone kept that copy at this target.
-    const reused = this.opts.reuse?.(srcRel, this.opts.show(target));
-    if (reused !== undefined) {
-      if (this.excluded(excludeRel, false, parentInfo) === 'skip') return;
-      this.summary.reused++;
-      this.summary.written.push({ src: srcRel, target: this.opts.show(target), type: reused });
-      return;
+    if (this.opts.reuse) {
+      const shown = this.opts.show(target);
+      const reused = this.opts.reuse(srcRel, shown);
+      if (reused !== undefined) {
+        if (this.excluded(excludeRel, false, parentInfo) === 'skip') return;
+        this.summary.reused++;
+        this.summary.written.push({ src: srcRel, target: shown, type: reused });
+        return;
+      }
     }
     const st = this.view.lstat(srcRel);
     if (st === undefined) throw new Error(`source ${srcRel || '/'} disappeared during the copy`);

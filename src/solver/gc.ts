@@ -275,7 +275,6 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   // Which records refer to each layer blob: an unnamed export's manifest stands on those steps.
   const referrers = new Map<Digest, string[]>();
   const refer = (d: Digest, id: string) => referrers.set(d, [...(referrers.get(d) ?? []), id]);
-  const snapshotDirs = new Set<string>();
   const snapshotEntries: Entry[] = [];
   for (const info of snapshots) {
     let dir: string;
@@ -284,7 +283,6 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
     } catch {
       continue; // removed meanwhile
     }
-    snapshotDirs.add(dir);
     const isBase = isBaseLayerSnapshot(info.key);
     const transient = info.kind !== 'committed';
     const rec = newRecord(
@@ -418,8 +416,9 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   tmp.size += await w.walk(layout.tmp);
   tmp.size += await w.walk(s.store.ingestDir);
   for (const f of strayFiles) tmp.size += await w.walk(f);
-  // Orphan snapshot directories: swept by the snapshotter's cleanup() when the root is opened.
-  for (const dir of await s.snapshotter.strayDirs()) if (!snapshotDirs.has(dir)) tmp.size += await w.walk(dir);
+  // Orphan snapshot directories (none a snapshot's, and the walker counts an inode once anyway):
+  // swept by the snapshotter's cleanup() when the root is opened.
+  for (const dir of await s.snapshotter.strayDirs()) tmp.size += await w.walk(dir);
   entries.push({ record: tmp, layerFiles: [], refs: [] });
 
   // 8. Everything else: the directories themselves, snapshot metadata, images.json, locks, runc state.

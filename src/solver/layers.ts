@@ -34,7 +34,7 @@ export class LayerRecords {
     const id = recordId(snapshot, compression, epoch, lvl);
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.load(snapshot, compression, epoch, path.join(this.layout.records, 'layers', `${id}.json`), lvl);
+      p = this.load(snapshot, compression, epoch, path.join(layersDir(this.layout), `${id}.json`), lvl);
       this.inflight.set(id, p);
       p.catch(() => this.inflight.delete(id));
     }
@@ -49,7 +49,7 @@ export class LayerRecords {
   /** Records a layer known by other means (imported cache), so exports reuse that very blob. */
   async remember(snapshot: string, compression: Compression, rec: LayerRecord): Promise<void> {
     const id = `${snapshot}.${compression}`;
-    await writeRecord(path.join(this.layout.records, 'layers', `${id}.json`), rec);
+    await writeRecord(path.join(layersDir(this.layout), `${id}.json`), rec);
     this.inflight.set(id, Promise.resolve(rec));
   }
 
@@ -88,6 +88,11 @@ function recordId(snapshot: string, compression: Compression, epoch: number | un
   return epoch === undefined ? `${snapshot}.${c}` : `${snapshot}.${c}.sde${epoch}`;
 }
 
+/** Where the records live: one `<recordId>.json` each. */
+function layersDir(layout: RootLayout): string {
+  return path.join(layout.records, 'layers');
+}
+
 /** Splits a record's name (as recordId makes them) into snapshot, compression, epoch and level. */
 const RECORD_ID = /^(.+)\.(gzip|zstd|none)(?:-l(\d+))?(?:\.sde(-?\d+))?$/;
 
@@ -104,7 +109,7 @@ export interface LayerRecordFile {
  * module's business.
  */
 export async function listLayerRecords(layout: RootLayout): Promise<{ bySnapshot: Map<string, LayerRecordFile[]>; stray: string[] }> {
-  const dir = path.join(layout.records, 'layers');
+  const dir = layersDir(layout);
   const bySnapshot = new Map<string, LayerRecordFile[]>();
   const stray: string[] = [];
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {

@@ -324,8 +324,6 @@ class BuildRun {
   readonly held = new Set<string>();
   /** Layers made ahead of the export (SolveRequest.eagerLayers), settled or not. */
   private readonly eager: Promise<void>[] = [];
-  /** The stages whose steps are layers of the target's image: the target and the stages it is FROM. */
-  private readonly imageChain = new Set<number>();
 
   constructor(
     private readonly solver: Solver,
@@ -338,7 +336,12 @@ class BuildRun {
     private readonly imported: CacheImport | undefined,
     private readonly contextEntries: (name?: string) => Promise<ContextEntry[]>,
     private readonly cancel: (reason: unknown) => void,
-  ) {}
+  ) {
+    this.imageChain = imageChainOf(graph);
+  }
+
+  /** The stages whose steps are layers of the target's image: the target and the stages it is FROM. */
+  private readonly imageChain: ReadonlySet<number>;
 
   /** Resolves when every layer started ahead of the export has been made (or has failed). */
   async layersMade(): Promise<void> {
@@ -353,15 +356,7 @@ class BuildRun {
    */
   private makeLayerEarly(stage: Stage, snapshot: string): void {
     const want = this.req.eagerLayers;
-    if (!want || this.signal?.aborted) return;
-    if (this.imageChain.size === 0) {
-      for (let s = this.graph.stages.find((x) => x.index === this.graph.target); s; ) {
-        this.imageChain.add(s.index);
-        const base = s.base;
-        s = base.kind === 'stage' ? this.graph.stages.find((x) => x.index === base.index) : undefined;
-      }
-    }
-    if (!this.imageChain.has(stage.index)) return;
+    if (!want || this.signal?.aborted || !this.imageChain.has(stage.index)) return;
     this.eager.push(
       this.solver.layers.get(snapshot, want.compression, this.graph.sourceDateEpoch, want.level).then(
         () => undefined,
@@ -813,6 +808,17 @@ class BuildRun {
 
 /** BuildKit marks the history entries its Dockerfile frontend writes; tools look for it. */
 const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
+
+/** The target stage and the stages it is built FROM, in turn: the stages whose steps are its image's layers. */
+function imageChainOf(graph: BuildGraph): Set<number> {
+  const chain = new Set<number>();
+  for (let s = graph.stages.find((x) => x.index === graph.target); s && !chain.has(s.index); ) {
+    chain.add(s.index);
+    const base = s.base;
+    s = base.kind === 'stage' ? graph.stages.find((x) => x.index === base.index) : undefined;
+  }
+  return chain;
+}
 
 /** The main context, or the named context of files `name`. */
 function contextSourceOf(req: SolveRequest, name: string | undefined): ContextSource {
