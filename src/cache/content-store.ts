@@ -3,6 +3,14 @@
 // hashed while written, checked against the expected digest and size, fsynced and then renamed into
 // place. A blob therefore appears under its digest name whole or not at all: a process killed
 // mid-write leaves only a temporary file, which cleanupIngest() removes later.
+//
+// A blob may also be deferred: its digest and size are known and the store holds a note of how to
+// make it (`<root>/deferred/sha256/<hex>`, an opaque source string for the maker the owner of the
+// store registers) instead of its bytes. An uncompressed layer of an image that stays in kiln's own
+// store is such a blob: its digest is needed for the image ID at once, its bytes only when the image
+// is pushed, saved or loaded, as Docker's classic store keeps layers as snapshots and makes their
+// tars on demand. Reading a deferred blob makes it (through the maker, verified like an ingest) and
+// from then on it is an ordinary blob; `has` and `info` answer for it without making it.
 
 import { createReadStream } from 'node:fs';
 import { processAlive } from '../fsutil/process.js';
@@ -15,9 +23,17 @@ import { type Descriptor, type Digest, Sha256Hasher, digestFromHex, digestHex, p
 export interface ContentInfo {
   digest: Digest;
   size: number;
-  /** Modification time of the blob file: when it was ingested. */
+  /** Modification time of the blob file: when it was ingested (or deferred). */
   createdAt: Date;
+  /** Known by digest and size, its bytes made when first read (see the file's head). */
+  deferred?: true;
 }
+
+/**
+ * Writes the bytes of a deferred blob, described by the `source` it was deferred with, to the new
+ * file `dest`, and says what it wrote (the store checks it against the deferred digest and size).
+ */
+export type BlobMaker = (source: string, dest: string) => Promise<{ digest: Digest; size: number }>;
 
 /** What a caller knows of a blob before writing it; size is optional but bounds the write. */
 export interface ExpectedContent {
@@ -59,12 +75,22 @@ export class ContentStore {
   private readonly blobDir: string;
   /** Where writes in progress live (a killed one's files are removed by cleanupIngest). */
   readonly ingestDir: string;
+  private readonly deferDir: string;
   private ready?: Promise<void>;
+  private maker?: BlobMaker;
+  /** Deferred blobs being made by this process: one making per digest. */
+  private readonly making = new Map<Digest, Promise<boolean>>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
     this.blobDir = path.join(this.root, 'blobs', 'sha256');
     this.ingestDir = path.join(this.root, 'ingest');
+    this.deferDir = path.join(this.root, 'deferred', 'sha256');
+  }
+
+  /** Registers what makes deferred blobs (the store's owner: it knows what their sources name). */
+  setMaker(maker: BlobMaker): void {
+    this.maker = maker;
   }
 
   private init(): Promise<void> {
@@ -84,37 +110,165 @@ export class ContentStore {
     return (await this.info(digest)) !== undefined;
   }
 
+  /** A blob's digest, size and age; a deferred blob's too (flagged), without making it. */
   async info(digest: Digest): Promise<ContentInfo | undefined> {
     try {
       const st = await fsp.stat(this.blobPath(digest));
       return st.isFile() ? { digest, size: st.size, createdAt: st.mtime } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+    const note = await this.deferral(digest);
+    return note ? { digest, size: note.size, createdAt: note.createdAt, deferred: true } : undefined;
   }
 
-  /** Opens a blob for reading; rejects with ContentNotFoundError if it is absent. */
+  /** Opens a blob for reading (making it first if it is deferred); rejects with ContentNotFoundError if it is absent. */
   async readStream(digest: Digest, opts: { start?: number; end?: number } = {}): Promise<Readable> {
     const p = this.blobPath(digest);
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(p, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ContentNotFoundError(digest, this.root);
-      throw err;
-    }
+    const fh = await this.whenPresent(digest, () => fsp.open(p, 'r'));
     // Opening first means a missing blob is an error here, not an 'error' event later.
     return createReadStream(p, { fd: fh, start: opts.start, end: opts.end, autoClose: true });
   }
 
   async readBuffer(digest: Digest): Promise<Buffer> {
+    return this.whenPresent(digest, () => fsp.readFile(this.blobPath(digest)));
+  }
+
+  /** `read` of a blob's file; a deferred blob is made first, an absent one is ContentNotFoundError. */
+  private async whenPresent<T>(digest: Digest, read: () => Promise<T>): Promise<T> {
     try {
-      return await fsp.readFile(this.blobPath(digest));
+      return await read();
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (!(await this.materialize(digest))) throw new ContentNotFoundError(digest, this.root);
+    try {
+      return await read();
+    } catch (err) {
+      // Made, then removed at once (a prune): as absent as it was.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ContentNotFoundError(digest, this.root);
       throw err;
     }
+  }
+
+  // ---- deferred blobs ----------------------------------------------------------------------------
+
+  private deferralPath(digest: Digest | string): string {
+    return path.join(this.deferDir, digestHex(parseDigest(digest, `content store ${this.root}`)));
+  }
+
+  /** The note of a deferred blob; undefined when there is none (or it is unreadable: a torn write). */
+  private async deferral(digest: Digest): Promise<{ size: number; source: string; createdAt: Date } | undefined> {
+    const file = this.deferralPath(digest);
+    try {
+      const [text, st] = await Promise.all([fsp.readFile(file, 'utf8'), fsp.stat(file)]);
+      const note = JSON.parse(text) as { size?: unknown; source?: unknown };
+      if (!Number.isSafeInteger(note.size) || (note.size as number) < 0 || typeof note.source !== 'string') return undefined;
+      return { size: note.size as number, source: note.source, createdAt: st.mtime };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Records that blob `blob` can be made from `source` (by the registered maker) instead of storing
+   * its bytes now. Nothing is done when the blob is present. The note is synced before this
+   * resolves, so a record naming the digest never outlives it in a crash.
+   */
+  async defer(blob: { digest: Digest; size: number }, source: string, mediaType?: string): Promise<Descriptor> {
+    await this.init();
+    parseDigest(blob.digest, 'defer');
+    if (!Number.isSafeInteger(blob.size) || blob.size < 0) throw new Error(`defer ${blob.digest}: invalid size ${blob.size}`);
+    const mt = mediaType ?? DEFAULT_MEDIA_TYPE;
+    // Present, or deferred already (from another source that makes the same bytes): either serves.
+    const have = await this.info(blob.digest);
+    if (have && have.size === blob.size) return descriptor(blob.digest, have.size, mt);
+    await fsp.mkdir(this.deferDir, { recursive: true });
+    const file = this.deferralPath(blob.digest);
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      const fh = await fsp.open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(JSON.stringify({ size: blob.size, source }));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, file);
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+    await syncDir(this.deferDir);
+    return descriptor(blob.digest, blob.size, mt);
+  }
+
+  /** What a deferred blob is made from; undefined when it is not deferred. */
+  async deferredSource(digest: Digest): Promise<string | undefined> {
+    return (await this.deferral(digest))?.source;
+  }
+
+  /**
+   * Makes a deferred blob an ordinary one: the maker writes it into an ingest file, which must have
+   * the deferred digest and size, and is synced and renamed into place before the note goes.
+   * Resolves true when the blob is present afterwards (made now, or already), false when it is
+   * neither present nor deferred.
+   */
+  materialize(digest: Digest): Promise<boolean> {
+    let p = this.making.get(digest);
+    if (!p) {
+      p = this.make(digest);
+      this.making.set(digest, p);
+      const done = () => this.making.delete(digest);
+      p.then(done, done);
+    }
+    return p;
+  }
+
+  private async make(digest: Digest): Promise<boolean> {
+    await this.init();
+    if ((await fsp.stat(this.blobPath(digest)).catch(() => undefined))?.isFile()) {
+      await this.dropDeferral(digest);
+      return true;
+    }
+    const note = await this.deferral(digest);
+    if (!note) return false;
+    if (!this.maker) throw new Error(`content ${digest} in ${this.root} is deferred (made from ${note.source}) and nothing here can make it`);
+    const tmp = path.join(this.ingestDir, `${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      let made: { digest: Digest; size: number };
+      try {
+        made = await this.maker(note.source, tmp);
+      } catch (err) {
+        (err as Error).message = `making deferred content ${digest} (from ${note.source}): ${(err as Error).message}`;
+        throw err;
+      }
+      if (made.digest !== digest || made.size !== note.size) {
+        throw new ContentMismatchError(
+          { digest, size: note.size },
+          made,
+          `making deferred content ${digest} (from ${note.source}) gave ${made.digest}, ${made.size} bytes: its source changed`,
+        );
+      }
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        const size = (await fh.stat()).size;
+        if (size !== note.size)
+          throw new ContentMismatchError(
+            { digest, size: note.size },
+            { size },
+            `making deferred content ${digest}: wrote ${size} bytes, expected ${note.size}`,
+          );
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, this.blobPath(digest));
+      await syncDir(this.blobDir);
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+    await this.dropDeferral(digest);
+    return true;
   }
 
   async readJSON<T>(digest: Digest): Promise<T> {
@@ -164,7 +318,8 @@ export class ContentStore {
         throw new Error(`ingest ${expected.digest}: invalid expected size ${expected.size}`);
       }
       const have = await this.info(expected.digest);
-      if (have) {
+      // A deferred blob whose bytes come in anyway takes them (no making later).
+      if (have && !have.deferred) {
         destroySource(source);
         if (expected.size !== undefined && have.size !== expected.size) {
           throw new ContentMismatchError(
@@ -211,6 +366,7 @@ export class ContentStore {
       await fsp.rename(tmp, this.blobPath(digest));
       renamed = true;
       await syncDir(this.blobDir);
+      await this.dropDeferral(digest);
       return descriptor(digest, size, mt, expected?.annotations);
     } finally {
       if (!renamed) await fsp.rm(tmp, { force: true });
@@ -228,7 +384,7 @@ export class ContentStore {
     parseDigest(blob.digest, 'adopt');
     const mt = mediaType ?? DEFAULT_MEDIA_TYPE;
     const have = await this.info(blob.digest);
-    if (have && have.size === blob.size) {
+    if (have && !have.deferred && have.size === blob.size) {
       await fsp.rm(file, { force: true });
       return descriptor(blob.digest, have.size, mt);
     }
@@ -250,31 +406,45 @@ export class ContentStore {
       return d;
     }
     await syncDir(this.blobDir);
+    await this.dropDeferral(blob.digest);
     return descriptor(blob.digest, blob.size, mt);
   }
 
-  /** Removes a blob; false if it was not there. */
-  async delete(digest: Digest): Promise<boolean> {
-    try {
-      await fsp.unlink(this.blobPath(digest));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
-    }
+  /** Removes the note of a blob now present (after its rename: a crash between leaves both, and the bytes win). */
+  private async dropDeferral(digest: Digest): Promise<void> {
+    await fsp.rm(this.deferralPath(digest), { force: true });
   }
 
-  /** Every blob in the store. Files whose names are not digests (strays) are ignored. */
+  /** Removes a blob (its bytes, or its deferral); false if it was not there. */
+  async delete(digest: Digest): Promise<boolean> {
+    const unlink = async (file: string) => {
+      try {
+        await fsp.unlink(file);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      }
+    };
+    const blob = await unlink(this.blobPath(digest));
+    const note = await unlink(this.deferralPath(digest));
+    return blob || note;
+  }
+
+  /** Every blob in the store, deferred ones included (flagged). Files whose names are not digests (strays) are ignored. */
   async list(): Promise<ContentInfo[]> {
     await this.init();
-    const out: ContentInfo[] = [];
-    for (const name of await fsp.readdir(this.blobDir)) {
-      if (!/^[0-9a-f]{64}$/.test(name)) continue;
-      const digest = digestFromHex(name);
-      const info = await this.info(digest);
-      if (info) out.push(info);
+    const out = new Map<Digest, ContentInfo>();
+    for (const dir of [this.blobDir, this.deferDir]) {
+      for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{64}$/.test(name)) continue;
+        const digest = digestFromHex(name);
+        if (out.has(digest)) continue;
+        const info = await this.info(digest);
+        if (info) out.set(digest, info);
+      }
     }
-    return out.sort((a, b) => (a.digest < b.digest ? -1 : 1));
+    return [...out.values()].sort((a, b) => (a.digest < b.digest ? -1 : 1));
   }
 
   /**

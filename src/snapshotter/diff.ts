@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Transform } from 'node:stream';
+import { type Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compressBlob, compressStages, HashTap, layerMediaType } from './compression.js';
 import { devMajor, devMinor, getXattrSync, isWhiteout, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
@@ -281,20 +281,24 @@ function* clampMtimes(entries: Iterable<TarEntry>, epoch: number): Generator<Tar
  * no temporary tar. (deflate's output does not depend on how its input is cut into pieces, so the
  * blob is byte-identical to a compression of the whole tar at once.) zstd, whose compressor is
  * WebAssembly that would run on this thread, tars to a temporary file first and compresses in the
- * worker pool. An empty change set gives `{ empty: true }` and leaves no file behind.
+ * worker pool. Without `opts.dest` an uncompressed layer is only hashed: the same tar, the same
+ * digests, no bytes written (a blob the content store defers). An empty change set gives
+ * `{ empty: true }` and leaves no file behind.
  */
 export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
   const compression = opts.compression ?? 'gzip';
+  const dest = opts.dest;
+  if (dest === undefined && compression !== 'none') throw new Error(`a ${compression} layer needs a file to be written to`);
   if (opts.clampMtime !== undefined) entries = clampMtimes(entries, opts.clampMtime);
-  const tarPath = compression === 'zstd' ? `${opts.dest}.tar-${process.pid}` : opts.dest;
+  const tarPath = dest === undefined ? undefined : compression === 'zstd' ? `${dest}.tar-${process.pid}` : dest;
   try {
     const seen = { entries: 0 };
     const diffTap = new HashTap();
     const blobTap = new HashTap();
     const stages: Transform[] = compression === 'gzip' ? [...(await compressStages('gzip', opts.level)), blobTap] : [];
-    await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, fs.createWriteStream(tarPath)]);
+    await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, tarPath === undefined ? discard() : fs.createWriteStream(tarPath)]);
     if (seen.entries === 0) {
-      await fsp.rm(tarPath, { force: true });
+      if (tarPath !== undefined) await fsp.rm(tarPath, { force: true });
       return { empty: true };
     }
     const diffID = diffTap.digest();
@@ -303,7 +307,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
         ? { digest: diffID, size: diffTap.bytes }
         : compression === 'gzip'
           ? { digest: blobTap.digest(), size: blobTap.bytes }
-          : await compressBlob(tarPath, opts.dest, compression, opts.level);
+          : await compressBlob(tarPath!, dest!, compression, opts.level);
     return {
       empty: false,
       mediaType: layerMediaType(compression, opts.flavor ?? 'oci'),
@@ -311,12 +315,21 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
       size: blob.size,
       diffID,
       uncompressedSize: diffTap.bytes,
-      path: opts.dest,
+      ...(dest !== undefined ? { path: dest } : {}),
     };
   } catch (err) {
-    await fsp.rm(opts.dest, { force: true });
+    if (dest !== undefined) await fsp.rm(dest, { force: true });
     throw err;
   } finally {
-    if (tarPath !== opts.dest) await fsp.rm(tarPath, { force: true });
+    if (tarPath !== undefined && tarPath !== dest) await fsp.rm(tarPath, { force: true });
   }
+}
+
+/** A sink that drops what it is given (a layer only hashed). */
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _enc, cb) {
+      cb();
+    },
+  });
 }

@@ -45,8 +45,9 @@ export interface ApplyResult {
 }
 
 export interface DiffOptions {
-  /** Where the (compressed) blob is written; the caller owns the file afterwards. */
-  dest: string;
+  /** Where the (compressed) blob is written; the caller owns the file afterwards. Absent: the
+   * blob is only hashed (digest, diffID, size) and nothing is written; uncompressed layers only. */
+  dest?: string;
   compression?: Compression; // default 'gzip'
   /** Media type family for the result; default 'oci'. */
   flavor?: 'oci' | 'docker';
@@ -57,7 +58,7 @@ export interface DiffOptions {
   clampMtime?: number;
 }
 
-/** A layer produced by diff. `path` is `DiffOptions.dest`. */
+/** A layer produced by diff. `path` is `DiffOptions.dest` (absent when only hashed). */
 export interface LayerBlob {
   empty: false;
   mediaType: string;
@@ -67,7 +68,7 @@ export interface LayerBlob {
   /** Digest and size of the uncompressed tar. */
   diffID: string;
   uncompressedSize: number;
-  path: string;
+  path?: string;
 }
 
 /** Nothing changed: no layer; the exporter writes an `empty_layer: true` history entry instead. */

@@ -189,7 +189,7 @@ export async function cacheMountLayers(ids: string[], deps: CacheDeps): Promise<
     try {
       const blob = await writeLayer(treeChanges(dir, undefined), { dest, compression: 'gzip' });
       if (blob.empty) continue;
-      const desc = await deps.store.ingest({ digest: parseDigest(blob.digest), size: blob.size }, createReadStream(blob.path), blob.mediaType);
+      const desc = await deps.store.ingest({ digest: parseDigest(blob.digest), size: blob.size }, createReadStream(dest), blob.mediaType);
       out.push({ id, layer: { digest: desc.digest, size: desc.size, mediaType: desc.mediaType, diffId: blob.diffID } });
     } finally {
       await fsp.rm(dest, { force: true });

@@ -81,18 +81,19 @@ export async function assemble(
 /** assemble with an output's layer options: compression level, and force-compression of base layers. */
 async function assembleWith(
   result: SolveResult,
-  opts: Pick<ResolvedImageOptions, 'compression' | 'level' | 'force'>,
+  opts: Pick<ResolvedImageOptions, 'compression' | 'level' | 'force' | 'deferLayers'>,
   labels: Record<string, string>,
   snapshotter: Snapshotter,
   recompress: Recompressor | undefined,
   inlineCache?: CacheConfig,
 ): Promise<Assembled> {
   const { compression, level } = opts;
+  const layerOpts = { defer: opts.deferLayers === true };
   // The layers are independent: compute them side by side (each diff streams to disk and
   // compresses off the event loop), then walk the links in order.
   const epoch = result.graph.sourceDateEpoch;
   const epochStr = epoch !== undefined ? epochDate(epoch) : undefined;
-  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression, epoch, level) : undefined)));
+  await Promise.all(result.target.links.map((l) => (l.kind === 'step' ? result.layers.get(l.snapshot, compression, epoch, level, layerOpts) : undefined)));
   const layers: Descriptor[] = [];
   const diffIds: Digest[] = [];
   const history: HistoryEntry[] = [];
@@ -131,7 +132,7 @@ async function assembleWith(
         break;
       }
       case 'step': {
-        const rec = await result.layers.get(link.snapshot, compression, epoch, level);
+        const rec = await result.layers.get(link.snapshot, compression, epoch, level, layerOpts);
         const info = await snapshotter.stat(link.snapshot);
         // A step taken from an imported cache keeps the date it was first built on.
         const date = epochStr ?? info.labels[CREATED_LABEL] ?? info.created;
@@ -188,13 +189,15 @@ export async function cacheConfigFor(
  * compression: Docker's image store keeps layers so too, and the image ID depends only on the diff
  * IDs. The compressed blobs a push or an archive needs are made when one is asked for, once per
  * snapshot and compression (LayerRecords), so gzip's cost, seconds for a large layer, is paid only
- * by builds that send or write the image.
+ * by builds that send or write the image. Those uncompressed layers are deferred too: hashed for
+ * their digests, their tars written only if something reads them (Docker's classic store does not
+ * write a layer's tar either), which spares a large layer's bytes a second trip to disk.
  */
 function imageOptionsFor(out: Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> | undefined): ResolvedImageOptions {
-  if (!out) return resolveImageOptions({ compression: 'none' });
+  if (!out) return { ...resolveImageOptions({ compression: 'none' }), deferLayers: true };
   const kept = out.type === 'image' && !out.push;
   const unasked = out.compression === undefined && out.level === undefined && !out.force;
-  return resolveImageOptions(kept && unasked ? { ...out, compression: 'none' } : out);
+  return kept && unasked ? { ...resolveImageOptions({ ...out, compression: 'none' }), deferLayers: true } : resolveImageOptions(out);
 }
 
 /**
@@ -202,12 +205,12 @@ function imageOptionsFor(out: Extract<ExportOutput, { type: 'image' | 'docker' |
  * image output's, or uncompressed when there is none): what a solve can make ahead of it
  * (SolveRequest.eagerLayers).
  */
-export function primaryLayerOptions(outputs: readonly ExportOutput[]): { compression: Compression; level?: number } {
+export function primaryLayerOptions(outputs: readonly ExportOutput[]): { compression: Compression; level?: number; defer?: boolean } {
   const first = outputs.find(
     (o): o is Extract<ExportOutput, { type: 'image' | 'docker' | 'oci' }> => o.type === 'image' || o.type === 'docker' || o.type === 'oci',
   );
   const o = imageOptionsFor(first);
-  return { compression: o.compression, ...(o.level !== undefined ? { level: o.level } : {}) };
+  return { compression: o.compression, ...(o.level !== undefined ? { level: o.level } : {}), ...(o.deferLayers ? { defer: true } : {}) };
 }
 
 export async function exportResult(

@@ -32,7 +32,7 @@ import type { SnapshotInfo } from '../snapshotter/index.js';
 import { chainIds, isBaseLayerSnapshot, layerSnapshotName } from './base-images.js';
 import { listCacheMounts } from './cache-io.js';
 import { uniqueKey } from './mounted.js';
-import { listLayerRecords } from './layers.js';
+import { deferredSnapshot, listLayerRecords } from './layers.js';
 import type { RootServices } from './root.js';
 
 export { parseDuration, parsePruneFilters, parseSize, summarize, type CacheRecord, type RecordType, type UsageTotals } from '../cache/gc.js';
@@ -92,6 +92,8 @@ interface Inventory {
   /** Blobs named images reach: never deleted. */
   imageBlobs: Set<Digest>;
   blobKinds: Map<Digest, 'index' | 'manifest'>;
+  /** Deferred blobs by the snapshot they are made from: made before it is removed. */
+  deferredBy: Map<string, Digest[]>;
 }
 
 // ---- the walker: allocated bytes, each inode once, never across a mount ---------------------------
@@ -206,6 +208,13 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
 
   // Content: every blob, and the documents among them.
   const blobs = new Map((await s.store.list()).map((b) => [b.digest, b]));
+  const deferredBy = new Map<string, Digest[]>();
+  for (const b of blobs.values()) {
+    if (!b.deferred) continue;
+    const source = await s.store.deferredSource(b.digest);
+    const snapshot = source === undefined ? undefined : deferredSnapshot(source);
+    if (snapshot !== undefined) deferredBy.set(snapshot, [...(deferredBy.get(snapshot) ?? []), b.digest]);
+  }
   const docs = new Map<Digest, Doc>();
   const documentOf = async (d: Digest): Promise<Doc | undefined> => {
     if (docs.has(d)) return docs.get(d);
@@ -426,7 +435,7 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   meta.size = await w.walk(layout.root);
   entries.push({ record: meta, layerFiles: [], refs: [] });
 
-  return { entries, imageBlobs, blobKinds };
+  return { entries, imageBlobs, blobKinds, deferredBy };
 }
 
 // ---- the three entry points --------------------------------------------------------------------
@@ -524,6 +533,10 @@ async function pruneNow(s: RootServices, opts: PruneOptions, held: HeldSnapshots
       // Checked and removed in one turn of the event loop: the removal queues in the snapshotter
       // before any lookup a build starts after this check.
       if (isHeld(e.snapshot)) continue;
+      // Blobs deferred to it that stay (a named image's layers) are made first; one that cannot be
+      // made keeps the snapshot.
+      if (!(await materializeAll(s, inv.deferredBy.get(e.snapshot) ?? []))) continue;
+      if (isHeld(e.snapshot)) continue;
       try {
         await s.snapshotter.remove(e.snapshot);
       } catch (err) {
@@ -547,6 +560,19 @@ async function pruneNow(s: RootServices, opts: PruneOptions, held: HeldSnapshots
     deleted.push(e.record);
   }
   return { deleted, reclaimed: deleted.reduce((n, r) => n + r.size, 0) };
+}
+
+/** Makes deferred blobs still there (a removed one is fine); false when one could not be made. */
+async function materializeAll(s: RootServices, digests: readonly Digest[]): Promise<boolean> {
+  for (const d of digests) {
+    try {
+      await s.store.materialize(d);
+    } catch (err) {
+      process.emitWarning(`prune: keeping a build step whose layer ${d} could not be written: ${(err as Error).message}`, 'KilnGc');
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Drops the solver's memory of a snapshot's layers, so a rebuild diffs it anew. */

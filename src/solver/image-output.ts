@@ -29,6 +29,8 @@ export interface ResolvedImageOptions {
   compression: Compression;
   level?: number;
   force: boolean;
+  /** Uncompressed layers only hashed, their blobs made when read (an image kept in kiln's store). */
+  deferLayers?: boolean;
   types: 'oci' | 'docker';
   ociArtifact: boolean;
   annotations: AnnotationSpec[];

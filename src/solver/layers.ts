@@ -4,6 +4,13 @@
 // snapshot, remembered apart ("<snapshot>.<compression>.sde<epoch>"), so builds with another epoch
 // or none never reuse it. So is a layer compressed at a level other than the default
 // (compression-level): "<snapshot>.<compression>-l<level>[.sde<epoch>]".
+//
+// An uncompressed layer asked for with `defer` (an image that stays in kiln's store) is only hashed:
+// the content store records its digest with a note naming the snapshot (and epoch), and makes the tar
+// from the snapshot, through makeDeferred, the first time something reads it (a push, a save, a load
+// into Docker). The snapshot is immutable, and the walk and the tar are deterministic, so the bytes
+// made later are the bytes hashed now (the store checks). GC makes such blobs before it removes a
+// snapshot they come from (deferredSnapshot tells it which).
 
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -29,12 +36,13 @@ export class LayerRecords {
    * The layer a committed step snapshot adds over its parent ({empty: true} when it changes nothing);
    * with `epoch` (seconds), file times newer than it are written as it.
    */
-  get(snapshot: string, compression: Compression, epoch?: number, level?: number): Promise<LayerRecord> {
+  get(snapshot: string, compression: Compression, epoch?: number, level?: number, opts: { defer?: boolean } = {}): Promise<LayerRecord> {
     const lvl = compression === 'none' ? undefined : level;
     const id = recordId(snapshot, compression, epoch, lvl);
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.load(snapshot, compression, epoch, path.join(layersDir(this.layout), `${id}.json`), lvl);
+      const defer = compression === 'none' && opts.defer === true;
+      p = this.load(snapshot, compression, epoch, path.join(layersDir(this.layout), `${id}.json`), lvl, defer);
       this.inflight.set(id, p);
       p.catch(() => this.inflight.delete(id));
     }
@@ -53,9 +61,28 @@ export class LayerRecords {
     this.inflight.set(id, Promise.resolve(rec));
   }
 
-  private async load(snapshot: string, compression: Compression, epoch: number | undefined, recordFile: string, level?: number): Promise<LayerRecord> {
+  private async load(
+    snapshot: string,
+    compression: Compression,
+    epoch: number | undefined,
+    recordFile: string,
+    level: number | undefined,
+    defer: boolean,
+  ): Promise<LayerRecord> {
     const known = await readRecord(recordFile);
     if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;
+    if (defer) {
+      const diff = await this.snapshotter.diff(snapshot, { compression, ...(epoch !== undefined && { clampMtime: epoch }) });
+      const rec: LayerRecord = diff.empty
+        ? { empty: true }
+        : {
+            empty: false,
+            descriptor: await this.store.defer({ digest: parseDigest(diff.digest), size: diff.size }, deferredSource(snapshot, epoch), diff.mediaType),
+            diffId: parseDigest(diff.diffID),
+          };
+      await writeRecord(recordFile, rec);
+      return rec;
+    }
 
     await fsp.mkdir(this.layout.tmp, { recursive: true });
     const dest = path.join(this.layout.tmp, uniqueKey('layer'));
@@ -71,7 +98,7 @@ export class LayerRecords {
         rec = { empty: true };
       } else {
         // The diff hashed the blob as it wrote it, in a private file: move it in rather than copy it.
-        const descriptor = await this.store.adopt({ digest: parseDigest(diff.digest), size: diff.size }, diff.path, diff.mediaType);
+        const descriptor = await this.store.adopt({ digest: parseDigest(diff.digest), size: diff.size }, dest, diff.mediaType);
         rec = { empty: false, descriptor, diffId: parseDigest(diff.diffID) };
       }
       await writeRecord(recordFile, rec);
@@ -80,6 +107,40 @@ export class LayerRecords {
       await fsp.rm(dest, { force: true });
     }
   }
+
+  /**
+   * The content store's maker of deferred layers: writes the uncompressed layer `source` names
+   * (as deferredSource made it) to `dest`.
+   */
+  async makeDeferred(source: string, dest: string): Promise<{ digest: Digest; size: number }> {
+    const from = parseDeferredSource(source);
+    if (!from) throw new Error(`not a deferred layer: ${source}`);
+    if (!(await this.snapshotter.stat(from.snapshot).catch(() => undefined)))
+      throw new Error(`the build step snapshot ${from.snapshot} it was made from is gone`);
+    const diff = await this.snapshotter.diff(from.snapshot, { dest, compression: 'none', ...(from.epoch !== undefined && { clampMtime: from.epoch }) });
+    if (diff.empty) throw new Error(`snapshot ${from.snapshot} has no changes`);
+    return { digest: parseDigest(diff.digest), size: diff.size };
+  }
+}
+
+/** How a deferred layer's note names what makes it: the snapshot, and the epoch its times are clamped to. */
+function deferredSource(snapshot: string, epoch: number | undefined): string {
+  return JSON.stringify(epoch === undefined ? { layerOf: snapshot } : { layerOf: snapshot, sde: epoch });
+}
+
+function parseDeferredSource(source: string): { snapshot: string; epoch?: number } | undefined {
+  try {
+    const v = JSON.parse(source) as { layerOf?: unknown; sde?: unknown };
+    if (typeof v.layerOf !== 'string') return undefined;
+    return typeof v.sde === 'number' ? { snapshot: v.layerOf, epoch: v.sde } : { snapshot: v.layerOf };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The snapshot a deferred blob's source names (GC makes the blob before removing it); undefined for other sources. */
+export function deferredSnapshot(source: string): string | undefined {
+  return parseDeferredSource(source)?.snapshot;
 }
 
 /** A layer record's name: snapshot, compression (and level) and the epoch its file times are clamped to. */

@@ -78,7 +78,7 @@ async function applyAsLayer(snapshotter: Snapshotter, tmpDir: string, layer: str
   const dest = path.join(tmpDir, uniqueKey('link-layer'));
   try {
     const diff = await snapshotter.diff(layer, { dest, compression: 'none' });
-    if (!diff.empty) await snapshotter.applyLayer(key, createReadStream(diff.path), diff.mediaType);
+    if (!diff.empty) await snapshotter.applyLayer(key, createReadStream(dest), diff.mediaType);
   } finally {
     await fsp.rm(dest, { force: true });
   }

@@ -67,7 +67,7 @@ export interface SolveRequest {
    * exported): each step of the target's chain gets its layer made as soon as it is committed,
    * beside the steps after it, instead of all of them at "exporting layers".
    */
-  eagerLayers?: { compression: Compression; level?: number };
+  eagerLayers?: { compression: Compression; level?: number; defer?: boolean };
   /** Stages (by name) built without the cache (--no-cache-filter). */
   noCacheFilter?: string[];
   pull: boolean;
@@ -138,6 +138,8 @@ export class Solver {
     this.runLimits = opts.runLimits ?? {};
     this.runQueue = new PQueue({ concurrency: opts.maxParallelRuns ?? 4 });
     this.layers = new LayerRecords(deps.layout, deps.snapshotter, deps.store);
+    // Deferred layer blobs (an image kept in kiln's store) are made from their snapshots when read.
+    deps.store.setMaker((source, dest) => this.layers.makeDeferred(source, dest));
     this.inputsLog = new InputsLog(path.join(deps.layout.records, 'steps'));
     this.copyManifests = new CopyManifests(path.join(deps.layout.records, 'copies'));
   }
@@ -358,7 +360,7 @@ class BuildRun {
     const want = this.req.eagerLayers;
     if (!want || this.signal?.aborted || !this.imageChain.has(stage.index)) return;
     this.eager.push(
-      this.solver.layers.get(snapshot, want.compression, this.graph.sourceDateEpoch, want.level).then(
+      this.solver.layers.get(snapshot, want.compression, this.graph.sourceDateEpoch, want.level, { defer: want.defer === true }).then(
         () => undefined,
         () => undefined,
       ),

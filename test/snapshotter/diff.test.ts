@@ -202,7 +202,7 @@ describe.each([
     await s.commit('touched', 'touched-w');
     const res = (await s.diff('touched', { dest: path.join(root, 'touched.tar.gz') })) as LayerBlob;
     expect(res.empty).toBe(false);
-    const names = (await tarNames(execFileSync('gzip', ['-dc', res.path]))).map((e) => e.name.replace(/\/$/, ''));
+    const names = (await tarNames(execFileSync('gzip', ['-dc', res.path!]))).map((e) => e.name.replace(/\/$/, ''));
     expect(names).toContain('shared');
     expect(names.filter((n) => n.startsWith('etc'))).toEqual([]);
   });

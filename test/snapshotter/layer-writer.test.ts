@@ -57,16 +57,23 @@ describe('writeLayer (one pass)', () => {
     await mixedTree(tree);
     const plain = (await writeLayer(treeChanges(tree, undefined), { dest: path.join(dir, 'l.tar'), compression: 'none' })) as LayerBlob;
     const gz = (await writeLayer(treeChanges(tree, undefined), { dest: path.join(dir, 'l.tgz'), compression: 'gzip' })) as LayerBlob;
-    const tar = await fsp.readFile(plain.path);
+    const tar = await fsp.readFile(plain.path!);
     expect(tar.length).toBeGreaterThan(6 << 20);
     expect(plain.digest).toBe(sha(tar));
     expect(gz.diffID).toBe(plain.diffID);
     expect(gz.uncompressedSize).toBe(tar.length);
-    const blob = await fsp.readFile(gz.path);
+    const blob = await fsp.readFile(gz.path!);
     expect(gz.digest).toBe(sha(blob));
     expect(blob.equals(zlib.gzipSync(tar, { level: 6 }))).toBe(true);
     const fast = (await writeLayer(treeChanges(tree, undefined), { dest: path.join(dir, 'l1.tgz'), compression: 'gzip', level: 1 })) as LayerBlob;
-    expect((await fsp.readFile(fast.path)).equals(zlib.gzipSync(tar, { level: 1 }))).toBe(true);
+    expect((await fsp.readFile(fast.path!)).equals(zlib.gzipSync(tar, { level: 1 }))).toBe(true);
+    // Only hashed (a deferred blob): the same digests and size, nothing written.
+    const before = (await fsp.readdir(dir)).sort();
+    const hashed = (await writeLayer(treeChanges(tree, undefined), { compression: 'none' })) as LayerBlob;
+    expect(hashed).toEqual({ ...plain, path: undefined });
+    expect(hashed).not.toHaveProperty('path');
+    expect((await fsp.readdir(dir)).sort()).toEqual(before);
+    await expect(writeLayer(treeChanges(tree, undefined), { compression: 'gzip' })).rejects.toThrow(/a gzip layer needs a file/);
   });
 
   it('lets the event loop run while a layer of many batches is written', async () => {
