@@ -340,15 +340,15 @@ describe('context checksums: memo', () => {
     const file = path.join(cacheDir, fs.readdirSync(cacheDir)[0]!);
     fs.rmSync(path.dirname(gone), { recursive: true });
     await key(ctx, ['d0'], {}, cacheDir);
-    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { files: Record<string, unknown> };
-    expect(Object.keys(saved.files).some((p) => p.startsWith('gone'))).toBe(false);
-    expect(Object.keys(saved.files)).toContain('d1/f1.txt');
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { paths: string[] };
+    expect(saved.paths.some((p) => p.startsWith('gone'))).toBe(false);
+    expect(saved.paths).toContain('d1/f1.txt');
 
     fs.writeFileSync(file, '{"v":1,"context":');
     ChecksumMemo.forgetAll();
     const k = await key(ctx, ['d0'], {}, cacheDir);
     expect(k).toBe(await key(ctx, ['d0']));
-    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toMatchObject({ v: 1 });
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toMatchObject({ v: 2 });
   });
 
   it('a new process (compiled, as dist/ runs) reads nothing the memo file already covers', async () => {
@@ -378,5 +378,44 @@ describe('context checksums: memo', () => {
     } finally {
       built.cleanup();
     }
+  });
+  it('is not written again when nothing changed', async () => {
+    // After 'a new process ...', which waited for the files touched before it to be trusted.
+    const cacheDir = tempDir('kiln-memo-cache-');
+    await key(ctx, ['.'], {}, cacheDir);
+    const file = path.join(cacheDir, fs.readdirSync(cacheDir)[0]!);
+    // A save writes a new file: it would have a new mtime (the inode number may come back).
+    const past = new Date(Date.now() - 3_600_000);
+    fs.utimesSync(file, past, past);
+    const saved = () => fs.statSync(file).mtimeMs;
+    const mtime = saved();
+    ChecksumMemo.forgetAll();
+    expect(await hashedDuring(() => key(ctx, ['.'], {}, cacheDir))).toBe(0);
+    expect(await hashedDuring(() => key(ctx, ['d1'], {}, cacheDir))).toBe(0);
+    expect(saved()).toBe(mtime);
+    // A change is saved.
+    fs.utimesSync(path.join(ctx, 'd1/f1.txt'), new Date(), new Date(Date.now() - 10_000));
+    await settle();
+    await key(ctx, ['d1'], {}, cacheDir);
+    expect(saved()).not.toBe(mtime);
+  });
+
+  it('reads a format 1 file (what earlier versions wrote), and saves it back as format 2', async () => {
+    const cacheDir = tempDir('kiln-memo-cache-');
+    const k = await key(ctx, ['.'], {}, cacheDir);
+    const file = path.join(cacheDir, fs.readdirSync(cacheDir)[0]!);
+    const v2 = JSON.parse(fs.readFileSync(file, 'utf8')) as { context: string; paths: string[]; stamps: string[]; digests: string[]; xattrs: string[] };
+    const files = Object.fromEntries(v2.paths.map((p, i) => [p, [v2.stamps[i], v2.digests[i], v2.xattrs[i]]]));
+    fs.writeFileSync(file, JSON.stringify({ v: 1, context: v2.context, files }));
+    ChecksumMemo.forgetAll();
+    let k2 = '';
+    expect(await hashedDuring(async () => (k2 = await key(ctx, ['.'], {}, cacheDir)))).toBe(0);
+    expect(k2).toBe(k);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual(v2);
+    // A format 2 file whose columns disagree is no memo at all: every file is read again.
+    fs.writeFileSync(file, JSON.stringify({ ...v2, digests: v2.digests.slice(1) }));
+    ChecksumMemo.forgetAll();
+    expect(await hashedDuring(async () => (k2 = await key(ctx, ['.'], {}, cacheDir)))).toBe(N);
+    expect(k2).toBe(k);
   });
 });
