@@ -104,6 +104,11 @@ function indexOf(entries: readonly ContextEntry[]): Index {
   return idx;
 }
 
+/** The entries of a walk by path (the index selectEntries keeps for it, made once per walk). */
+export function entriesByPath(entries: readonly ContextEntry[]): ReadonlyMap<string, ContextEntry> {
+  return indexOf(entries).byPath;
+}
+
 type Kind = ContextEntry['type'];
 
 /** fileop's ContextView, over the entry list: only walked (visible) entries exist. */

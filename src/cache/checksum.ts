@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import type { ContextEntry } from '../context/walk.js';
 import { scanFiles, type ScanResult } from '../workers/index.js';
 import { ChecksumMemo, type MemoEntry } from './checksum-memo.js';
-import type { Selection } from './checksum-select.js';
+import { entriesByPath, type Selection } from './checksum-select.js';
 
 export { selectEntries } from './checksum-select.js';
 export type { SelectOptions, SelectedEntry, SelectedItem, Selection } from './checksum-select.js';
@@ -39,86 +39,139 @@ export interface ChecksumOptions {
   perPath?: Record<string, string>;
 }
 
-const pathSets = new WeakMap<readonly ContextEntry[], Set<string>>();
-
-function pathsOf(entries: readonly ContextEntry[]): Set<string> {
-  let s = pathSets.get(entries);
-  if (!s) pathSets.set(entries, (s = new Set(entries.map((e) => e.path))));
-  return s;
-}
+const ROOT: Scanned = { type: 'dir', mode: 0, xattrs: '' };
 
 /** sha256 (hex) over what the selection's copy reads, as the header comment says. */
 export async function checksumEntries(contextDir: string, selection: Selection, opts: ChecksumOptions = {}): Promise<string> {
   const root = path.resolve(contextDir);
   const memo = await ChecksumMemo.for(root, opts.cacheDir);
+  const walked = entriesByPath(selection.context);
 
-  // Every path to look at, once ("" is the root: only its type matters, and it is a directory).
-  const wanted = new Set<string>();
-  for (const it of selection.items) {
-    for (const d of it.parentDirs) wanted.add(d);
-    for (const e of it.entries) if (e.path !== '') wanted.add(e.path);
-  }
-  const rels = [...wanted];
-  const byPath = new Map(selection.entries.map((e) => [e.path, e]));
-  // What the memo holds now: a concurrent checksum of the same context may replace entries while
-  // the workers run, and a result that read nothing refers to exactly the stamp sent.
-  const known = rels.map((rel) => memo.get(rel));
-  const readSince = Date.now();
-  const scanned = await scanFiles(
-    rels.map((rel, i) => {
-      const k = known[i];
-      if (k === undefined) return { path: path.join(root, rel) };
-      // The walk's own lstat, when it took one, stands in for a second (pool.ts statKnown).
-      const e = byPath.get(rel);
-      const seen =
-        e?.stat && (e.type === 'file' || e.type === 'dir' || e.type === 'symlink')
-          ? { type: e.type, mode: e.mode, ...e.stat, ...(e.linkTarget !== undefined ? { linkTarget: e.linkTarget } : {}) }
-          : undefined;
-      return { path: path.join(root, rel), known: k.stamp, ...(seen ? { seen } : {}) };
-    }),
-    rels.map((rel) => byPath.get(rel)?.size ?? 0),
-  );
+  // Every path to look at ("" is the root: only its type matters, and it is a directory). What the
+  // walk's own lstat vouches for needs no stat, no scan item and no host path: a file or directory
+  // whose stamp the memo holds digests for (`quick`, by position in the order the lines below read
+  // the paths: no map of them), and a symlink. On a one-file-edit rebuild that is all but that file.
+  // The memo entry is taken now: a concurrent checksum of the same context may replace it while the
+  // workers run. The rest is scanned, once each.
+  const quick: (MemoEntry | undefined)[] = [];
   const info = new Map<string, Scanned>();
-  rels.forEach((rel, i) => {
-    info.set(rel, resolveScan(rel, scanned[i]!, known[i], memo, readSince));
-  });
-  memo.retain(pathsOf(selection.context));
+  const rest: string[] = [];
+  const want = (rel: string): void => {
+    const e = walked.get(rel);
+    if (e?.stat !== undefined && (e.type === 'file' || e.type === 'dir')) {
+      const k = memo.get(rel);
+      if (k !== undefined && k.stamp === e.stat.stamp) {
+        quick.push(k);
+        return;
+      }
+    }
+    quick.push(undefined);
+    if (info.has(rel)) return;
+    if (e?.stat !== undefined && e.type === 'symlink') {
+      info.set(rel, { type: 'symlink', mode: e.mode, linkTarget: e.linkTarget ?? '', xattrs: '', inode: inodeOf(e.stat.stamp), nlink: e.stat.nlink });
+    } else {
+      info.set(rel, ROOT); // a placeholder until scanned
+      rest.push(rel);
+    }
+  };
+  for (const it of selection.items) {
+    for (const d of it.parentDirs) want(d);
+    for (const e of it.entries) if (e.path !== '') want(e.path);
+  }
+  if (rest.length > 0) {
+    const known = rest.map((rel) => memo.get(rel));
+    const readSince = Date.now();
+    const scanned = await scanFiles(
+      rest.map((rel, i) => {
+        const k = known[i];
+        return k === undefined ? { path: path.join(root, rel) } : { path: path.join(root, rel), known: k.stamp };
+      }),
+      rest.map((rel) => walked.get(rel)?.size ?? 0),
+    );
+    rest.forEach((rel, i) => {
+      info.set(rel, resolveScan(rel, scanned[i]!, known[i], memo, readSince));
+    });
+  }
+  memo.retain(walked);
   await memo.save();
 
-  const h = createHash('sha256');
-  const put = (rec: unknown[]): string => {
-    const line = JSON.stringify(rec);
-    h.update(line + '\n');
-    return line;
+  // A path as the key sees it: scanned, or from the memo and the walk when quick.
+  const scannedOf = (rel: string, k: MemoEntry | undefined): Scanned => {
+    if (k === undefined) return info.get(rel)!;
+    const e = walked.get(rel)!;
+    return {
+      type: e.type,
+      mode: e.mode,
+      xattrs: k.xattrs,
+      ...(e.type === 'file' ? { digest: k.digest } : {}),
+      inode: inodeOf(e.stat!.stamp),
+      nlink: e.stat!.nlink,
+    };
   };
-  put([VERSION]);
+  let at = 0;
+
+  // The lines hashed are JSON arrays, as JSON.stringify writes them (the text must stay byte for
+  // byte what it was, or every key changes), handed to the hash 64 KiB at a time.
+  const h = createHash('sha256');
+  let chunk = '';
+  const put = (line: string): void => {
+    chunk += `${line}\n`;
+    if (chunk.length > 65536) {
+      h.update(chunk);
+      chunk = '';
+    }
+  };
+  put(JSON.stringify([VERSION]));
   // Hard links are kept within one copy (fileop's TreeCopier): the n-th file sharing an inode with
   // an earlier one becomes a link to it, so the key records which earlier file that is.
   const inodes = new Map<string, number>();
+  const linkOf = (inode: string | undefined, nlink: number | undefined): number | null => {
+    const n = fileNo++;
+    if (inode === undefined || nlink! <= 1) return null;
+    const first = inodes.get(inode);
+    if (first !== undefined) return first;
+    inodes.set(inode, n);
+    return null;
+  };
   let fileNo = 0;
   for (const it of selection.items) {
-    put(['item', it.named, it.keep ?? null, it.error ?? null]);
-    for (const d of it.parentDirs) {
-      const s = info.get(d)!;
-      put(['parent', ...describe(s, true)]);
-    }
+    put(JSON.stringify(['item', it.named, it.keep ?? null, it.error ?? null]));
+    for (const d of it.parentDirs) put(`["parent",${describe(scannedOf(d, quick[at++]), true)}]`);
     for (const e of it.entries) {
-      const s: Scanned = e.path === '' ? { type: 'dir', mode: 0, xattrs: '' } : info.get(e.path)!;
-      let link: number | null = null;
-      if (s.type === 'file' && e.meta) {
-        const n = fileNo++;
-        if (s.inode !== undefined && s.nlink! > 1) {
-          const first = inodes.get(s.inode);
-          if (first !== undefined) link = first;
-          else inodes.set(s.inode, n);
-        }
+      let line: string;
+      const k = e.path === '' ? undefined : quick[at++];
+      if (k !== undefined) {
+        // The common case, written out: ["entry", rel, type, mode, null, null, xattrs, digest, null, link].
+        const w = walked.get(e.path)!;
+        const file = w.type === 'file';
+        const link = file && e.meta ? linkOf(w.stat!.nlink > 1 ? inodeOf(w.stat!.stamp) : undefined, w.stat!.nlink) : null;
+        line =
+          `["entry",${JSON.stringify(e.rel)},${file ? '"file"' : '"dir"'},` +
+          (e.meta ? `${modeText(w.mode)},null,null,${k.xattrs === '' ? '""' : JSON.stringify(k.xattrs)},` : 'null,null,null,null,') +
+          `${file ? JSON.stringify(k.digest) : 'null'},null,${link}]`;
+      } else {
+        const s = e.path === '' ? ROOT : info.get(e.path)!;
+        const link = s.type === 'file' && e.meta ? linkOf(s.inode, s.nlink) : null;
+        line = `["entry",${JSON.stringify(e.rel)},${describe(s, e.meta)},${link}]`;
       }
-      const line = put(['entry', e.rel, ...describe(s, e.meta), link]);
+      put(line);
       // One-shot hashing: a Hash object per path was most of this loop on a 9,000-file context.
       if (opts.perPath && e.path !== '') opts.perPath[e.path] = hash('sha256', line).slice(0, 16);
     }
   }
+  h.update(chunk);
   return h.digest('hex');
+}
+
+/** `dev:ino` from a stamp (fsutil/stat.ts's contentStamp: `dev:ino:size:mtimeNs:ctimeNs`). */
+function inodeOf(stamp: string): string {
+  return stamp.slice(0, stamp.indexOf(':', stamp.indexOf(':') + 1));
+}
+
+/** A mode as the key writes it: its octal digits, quoted. Number.toString(8) is slow; modes are few. */
+const modeTexts: string[] = [];
+function modeText(mode: number): string {
+  return (modeTexts[mode] ??= `"${mode.toString(8)}"`);
 }
 
 /** One path as the key sees it. */
@@ -156,7 +209,11 @@ function resolveScan(rel: string, r: ScanResult, known: MemoEntry | undefined, m
   return s;
 }
 
-/** The fields of a path that reach the copy's result (metadata only where the copy applies it). */
-function describe(s: Scanned, meta: boolean): unknown[] {
-  return [s.type, meta ? s.mode.toString(8) : null, s.linkTarget ?? null, s.rdev ?? null, meta ? s.xattrs : null, s.digest ?? null, s.error ?? null];
+/**
+ * The fields of a path that reach the copy's result (metadata only where the copy applies it):
+ * [type, mode, linkTarget, rdev, xattrs, digest, error] as JSON.stringify writes it, without the brackets.
+ */
+function describe(s: Scanned, meta: boolean): string {
+  const q = (x: string | undefined) => (x === undefined ? 'null' : JSON.stringify(x));
+  return `${q(s.type)},${meta ? modeText(s.mode) : 'null'},${q(s.linkTarget)},${q(s.rdev)},${meta ? q(s.xattrs) : 'null'},${q(s.digest)},${q(s.error)}`;
 }

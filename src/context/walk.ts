@@ -50,10 +50,7 @@ export interface ContextEntry {
 export interface EntryStat {
   /** `dev:ino:size:mtimeNs:ctimeNs`, in decimal: the stamp file digests are memoised under. */
   stamp: string;
-  dev: string;
-  ino: string;
   nlink: number;
-  rdev: string;
 }
 
 export class ContextError extends Error {
@@ -156,13 +153,8 @@ export function entryFromStat(rel: string, st: AnyStats, linkTarget?: string): C
 }
 
 function entryStatOf(st: fs.BigIntStats): EntryStat {
-  return {
-    stamp: contentStamp(st),
-    dev: String(st.dev),
-    ino: String(st.ino),
-    nlink: Number(st.nlink),
-    rdev: String(st.rdev),
-  };
+  // Only what the checksum reads: dev and ino lead the stamp, and a device's numbers are the entry's.
+  return { stamp: contentStamp(st), nlink: Number(st.nlink) };
 }
 
 /** Entries stat'ed between two yields to the event loop. */
