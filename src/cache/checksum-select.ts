@@ -18,7 +18,7 @@
 //    not exist.
 // test/cache/checksum-select.test.ts checks these rules against what fileop's copy() really copies.
 
-import { compareNames, type ContextEntry } from '../context/walk.js';
+import { compareNames, isWalkOrder, type ContextEntry } from '../context/walk.js';
 import { resolveRelative } from '../fsutil/rootpath.js';
 import { relOf } from '../context/source-paths.js';
 import { expandSource, type EntryKind, type Expanded, type ExpandView } from '../fileop/expand.js';
@@ -70,36 +70,52 @@ export interface Selection {
 
 interface Index {
   byPath: Map<string, ContextEntry>;
-  /** Visible names in each directory, byte-wise sorted (readdir of fileop's context view). */
-  children: Map<string, string[]>;
+  /** Visible entries in each directory, byte-wise sorted by name (readdir of fileop's context view). */
+  children: Map<string, ContextEntry[]>;
+  /** Their names, made when a wildcard first asks for them. */
+  names: Map<string, string[]>;
 }
 
 const indexes = new WeakMap<readonly ContextEntry[], Index>();
+
+const nameOf = (e: ContextEntry) => e.path.slice(e.path.lastIndexOf('/') + 1);
+const byName = (a: ContextEntry, b: ContextEntry) => compareNames(nameOf(a), nameOf(b));
 
 function indexOf(entries: readonly ContextEntry[]): Index {
   let idx = indexes.get(entries);
   if (idx) return idx;
   const byPath = new Map<string, ContextEntry>();
-  const children = new Map<string, string[]>();
+  const children = new Map<string, ContextEntry[]>();
+  // The walk lists a directory's entries right after it, so the previous entry's parent is usually
+  // this one's too: no string is cut and no map asked for most entries.
+  let lastDir: string | undefined;
+  let last: ContextEntry[] = [];
   for (const e of entries) {
     byPath.set(e.path, e);
     const slash = e.path.lastIndexOf('/');
-    const dir = slash === -1 ? '' : e.path.slice(0, slash);
-    const name = e.path.slice(slash + 1);
-    let list = children.get(dir);
-    if (!list) children.set(dir, (list = []));
-    list.push(name);
+    const same = lastDir !== undefined && (slash === -1 ? lastDir === '' : slash === lastDir.length && e.path.startsWith(lastDir));
+    if (!same) {
+      const dir = slash === -1 ? '' : e.path.slice(0, slash);
+      let list = children.get(dir);
+      if (!list) children.set(dir, (list = []));
+      lastDir = dir;
+      last = list;
+    }
+    last.push(e);
   }
-  // The walk lists names sorted; sort only what is not (entries from elsewhere).
-  for (const list of children.values()) {
-    for (let i = 1; i < list.length; i++) {
-      if (compareNames(list[i - 1]!, list[i]!) > 0) {
-        list.sort(compareNames);
-        break;
+  // The walk lists names sorted; sort only what is not (entries from elsewhere). Siblings' paths
+  // share all but their names, so their paths compare as their names do.
+  if (!isWalkOrder(entries)) {
+    for (const list of children.values()) {
+      for (let i = 1; i < list.length; i++) {
+        if (compareNames(list[i - 1]!.path, list[i]!.path) > 0) {
+          list.sort(byName);
+          break;
+        }
       }
     }
   }
-  idx = { byPath, children };
+  idx = { byPath, children, names: new Map() };
   indexes.set(entries, idx);
   return idx;
 }
@@ -127,7 +143,19 @@ class EntriesView implements ExpandView {
   }
 
   readdir(rel: string): string[] {
+    let names = this.idx.names.get(rel);
+    if (names === undefined) this.idx.names.set(rel, (names = (this.idx.children.get(rel) ?? []).map(nameOf)));
+    return names;
+  }
+
+  /** The entries of a directory, in readdir's order. */
+  children(rel: string): readonly ContextEntry[] {
     return this.idx.children.get(rel) ?? [];
+  }
+
+  /** The entry at a clean relative path, when it is one (the root is none). */
+  entry(rel: string): ContextEntry | undefined {
+    return this.idx.byPath.get(rel);
   }
 
   /** Follows symlinks in every component, the last too, never leaving the root. */
@@ -196,6 +224,12 @@ export function selectEntries(entries: readonly ContextEntry[], sources: readonl
     }
   }
 
+  // One item reading the whole walk (COPY . with nothing excluded): its entries are distinct context
+  // paths (a tree visits each once) and as many as the walk's, so it reads every one, in walk order.
+  const only = items.length === 1 ? items[0]! : undefined;
+  if (only !== undefined && only.parentDirs.length === 0 && only.entries.length - (only.entries[0]?.path === '' ? 1 : 0) === entries.length) {
+    return { items, entries: [...entries], context: entries };
+  }
   const read = new Set<string>();
   for (const it of items) {
     for (const d of it.parentDirs) read.add(d);
@@ -204,7 +238,10 @@ export function selectEntries(entries: readonly ContextEntry[], sources: readonl
   return { items, entries: entries.filter((e) => read.has(e.path)), context: entries };
 }
 
-/** fileop's TreeCopier.copy, reading instead of writing. */
+/**
+ * fileop's TreeCopier.copy, reading instead of writing. The paths pushed are the walk's own strings
+ * (not made again from a parent's path and a name): the maps keyed by them find them at once.
+ */
 function tree(
   view: EntriesView,
   exclude: PatternMatcher | undefined,
@@ -214,8 +251,9 @@ function tree(
   parentInfo: MatchInfo | undefined,
   top: boolean,
   out: SelectedEntry[],
+  entry: ContextEntry | undefined = srcRel === '' ? undefined : view.entry(srcRel),
 ): void {
-  const type = view.type(srcRel);
+  const type: Kind | undefined = srcRel === '' ? 'dir' : entry?.type;
   if (type === undefined) return;
   let info = parentInfo;
   if (exclude && excludeRel !== '') {
@@ -226,9 +264,8 @@ function tree(
   const rel = srcRel === itemRoot ? '' : itemRoot === '' ? srcRel : srcRel.slice(itemRoot.length + 1);
   out.push({ path: srcRel, rel, meta: type !== 'dir' || !top });
   if (type !== 'dir') return;
-  for (const name of view.readdir(srcRel)) {
-    const child = srcRel === '' ? name : `${srcRel}/${name}`;
-    const childExclude = exclude ? (excludeRel === '' ? name : `${excludeRel}/${name}`) : '';
-    tree(view, exclude, itemRoot, child, childExclude, info, false, out);
+  for (const child of view.children(srcRel)) {
+    const childExclude = exclude ? (excludeRel === '' ? nameOf(child) : `${excludeRel}/${nameOf(child)}`) : '';
+    tree(view, exclude, itemRoot, child.path, childExclude, info, false, out, child);
   }
 }

@@ -157,6 +157,16 @@ function entryStatOf(st: fs.BigIntStats): EntryStat {
   return { stamp: contentStamp(st), nlink: Number(st.nlink) };
 }
 
+const walks = new WeakSet<readonly ContextEntry[]>();
+
+/**
+ * Whether `entries` is a list walkContext returned, in walk order: each directory's entries sorted
+ * by name (compareNames), so an index of it need not check or sort them again.
+ */
+export function isWalkOrder(entries: readonly ContextEntry[]): boolean {
+  return walks.has(entries);
+}
+
 /** Entries stat'ed between two yields to the event loop. */
 const STAT_BATCH = 1000;
 
@@ -266,5 +276,6 @@ export async function walkContext(contextDir: string, opts: WalkOptions = {}): P
   };
 
   await visit('', undefined, false);
+  walks.add(out);
   return out;
 }

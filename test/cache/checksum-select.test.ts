@@ -204,6 +204,19 @@ describe('selectEntries: exactly what the copy reads', () => {
     expect(sel.items[0]!.entries).toEqual([{ path: 'a.txt', rel: '', meta: true }]);
   });
 
+  it('selects the same from the same entries in another order (a list not from the walk)', () => {
+    const shuffled = [...entries].reverse();
+    for (const sources of [['.'], ['src'], ['src/*.js', 's*/sub/*'], ['link-to-src/sub']]) {
+      const walked = selectEntries(entries, sources);
+      const other = selectEntries(shuffled, sources);
+      expect(other.items, JSON.stringify(sources)).toEqual(walked.items);
+      // Every selected entry, in the order of the list given.
+      expect(paths(other), JSON.stringify(sources)).toEqual(paths(walked).reverse());
+    }
+    // COPY . reads all of them.
+    expect(paths(selectEntries(entries, ['.']))).toEqual(entries.map((e) => e.path));
+  });
+
   it('marks the top directory of a directory item as not carrying its metadata', () => {
     const sel = selectEntries(entries, ['keep']);
     expect(sel.items[0]!.entries).toEqual([
