@@ -10,11 +10,11 @@
 //    owners of context files cannot change the result;
 //  - nothing that .dockerignore hides, an unselected sibling or an --exclude'd entry holds.
 // File contents are read in the worker pool and memoised by stat stamp (checksum-memo.ts): a
-// rebuild stats every selected entry and reads only what changed.
+// rebuild compares the walk's own lstat of each selected entry with the memo (stats what the walk
+// did not stat) and reads only what changed.
 
 import { createHash, hash } from 'node:crypto';
 import * as path from 'node:path';
-import type { ContextEntry } from '../context/walk.js';
 import { scanFiles, type ScanResult } from '../workers/index.js';
 import { ChecksumMemo, type MemoEntry } from './checksum-memo.js';
 import { entriesByPath, type Selection } from './checksum-select.js';
@@ -125,6 +125,7 @@ export async function checksumEntries(contextDir: string, selection: Selection, 
   // Hard links are kept within one copy (fileop's TreeCopier): the n-th file sharing an inode with
   // an earlier one becomes a link to it, so the key records which earlier file that is.
   const inodes = new Map<string, number>();
+  let fileNo = 0;
   const linkOf = (inode: string | undefined, nlink: number | undefined): number | null => {
     const n = fileNo++;
     if (inode === undefined || nlink! <= 1) return null;
@@ -133,7 +134,6 @@ export async function checksumEntries(contextDir: string, selection: Selection, 
     inodes.set(inode, n);
     return null;
   };
-  let fileNo = 0;
   for (const it of selection.items) {
     put(JSON.stringify(['item', it.named, it.keep ?? null, it.error ?? null]));
     for (const d of it.parentDirs) put(`["parent",${describe(scannedOf(d, quick[at++]), true)}]`);
