@@ -17,11 +17,11 @@ import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type Transform, Writable } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compressBlob, compressStages, HashTap, layerMediaType } from './compression.js';
 import { devMajor, devMinor, getXattrSync, isWhiteout, OVERLAY_OPAQUE, readXattrsSync } from './fsops.js';
-import { tarReadable, type TarEntry } from '../util/tar-writer.js';
+import { hashTar, tarReadable, type TarEntry } from '../util/tar-writer.js';
 import type { DiffOptions, DiffResult } from './types.js';
 
 function lstat(p: string): BigIntStats {
@@ -290,15 +290,16 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
   const dest = opts.dest;
   if (dest === undefined && compression !== 'none') throw new Error(`a ${compression} layer needs a file to be written to`);
   if (opts.clampMtime !== undefined) entries = clampMtimes(entries, opts.clampMtime);
-  const tarPath = dest === undefined ? undefined : compression === 'zstd' ? `${dest}.tar-${process.pid}` : dest;
+  if (dest === undefined) return hashOnly(entries, opts);
+  const tarPath = compression === 'zstd' ? `${dest}.tar-${process.pid}` : dest;
   try {
     const seen = { entries: 0 };
     const diffTap = new HashTap();
     const blobTap = new HashTap();
     const stages: Transform[] = compression === 'gzip' ? [...(await compressStages('gzip', opts.level)), blobTap] : [];
-    await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, tarPath === undefined ? discard() : fs.createWriteStream(tarPath)]);
+    await pipeline([tarReadable(counting(entries, seen)), diffTap, ...stages, fs.createWriteStream(tarPath)]);
     if (seen.entries === 0) {
-      if (tarPath !== undefined) await fsp.rm(tarPath, { force: true });
+      await fsp.rm(tarPath, { force: true });
       return { empty: true };
     }
     const diffID = diffTap.digest();
@@ -307,7 +308,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
         ? { digest: diffID, size: diffTap.bytes }
         : compression === 'gzip'
           ? { digest: blobTap.digest(), size: blobTap.bytes }
-          : await compressBlob(tarPath!, dest!, compression, opts.level);
+          : await compressBlob(tarPath, dest, compression, opts.level);
     return {
       empty: false,
       mediaType: layerMediaType(compression, opts.flavor ?? 'oci'),
@@ -315,21 +316,20 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: DiffOptions)
       size: blob.size,
       diffID,
       uncompressedSize: diffTap.bytes,
-      ...(dest !== undefined ? { path: dest } : {}),
+      path: dest,
     };
   } catch (err) {
-    if (dest !== undefined) await fsp.rm(dest, { force: true });
+    await fsp.rm(dest, { force: true });
     throw err;
   } finally {
-    if (tarPath !== undefined && tarPath !== dest) await fsp.rm(tarPath, { force: true });
+    if (tarPath !== dest) await fsp.rm(tarPath, { force: true });
   }
 }
 
-/** A sink that drops what it is given (a layer only hashed). */
-function discard(): Writable {
-  return new Writable({
-    write(_chunk, _enc, cb) {
-      cb();
-    },
-  });
+/** An uncompressed layer's digests and size, the tar hashed and not written (see hashTar). */
+async function hashOnly(entries: Iterable<TarEntry>, opts: DiffOptions): Promise<DiffResult> {
+  const seen = { entries: 0 };
+  const { digest, bytes } = await hashTar(counting(entries, seen));
+  if (seen.entries === 0) return { empty: true };
+  return { empty: false, mediaType: layerMediaType('none', opts.flavor ?? 'oci'), digest, size: bytes, diffID: digest, uncompressedSize: bytes };
 }

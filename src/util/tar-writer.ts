@@ -4,6 +4,7 @@
 // security.capability cannot survive, and its pax fallback would stack a second header on ours.
 // Output depends only on the entries given: fixed pax header names, no uname/gname, whole-second mtimes
 // (as Docker truncates them), and no trailing record padding beyond the two end blocks.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 
@@ -228,6 +229,8 @@ class TarProducer {
   private batch: Buffer;
   private used = 0;
   private ready: Buffer[] = [];
+  /** Batches handed back by a consumer that is done with them (hashTar): written again, not reallocated. */
+  private readonly free: Buffer[] = [];
   /** A file whose content is being copied: it may span batches. */
   private open: { fd: number; entry: TarEntry; pos: number; size: number } | undefined;
   private ended = false;
@@ -248,6 +251,11 @@ class TarProducer {
       this.step();
     }
     return this.ready.shift();
+  }
+
+  /** Takes back a batch `next` returned once its consumer no longer needs its bytes. */
+  recycle(b: Buffer): void {
+    if (b.length === this.batchBytes) this.free.push(b);
   }
 
   close(): void {
@@ -322,7 +330,7 @@ class TarProducer {
   private flush(): void {
     if (this.used === 0) return;
     this.ready.push(this.used === this.batchBytes ? this.batch : this.batch.subarray(0, this.used));
-    this.batch = Buffer.allocUnsafe(this.batchBytes);
+    this.batch = this.free.pop() ?? Buffer.allocUnsafe(this.batchBytes);
     this.used = 0;
   }
 }
@@ -361,4 +369,36 @@ export function tarReadable(entries: Iterable<TarEntry>, opts: TarStreamOptions 
     },
   });
   return stream;
+}
+
+/**
+ * The sha256 (`sha256:<hex>`) and length of the archive of `entries`, without writing it anywhere:
+ * a layer whose blob is deferred needs only these. Batches are hashed as they are made and then
+ * written again (no stream, no megabyte allocated per batch), and the work goes in slices of about
+ * SLICE_MS between which the event loop runs, as with tarReadable. The bytes hashed are exactly
+ * those tarReadable would produce.
+ */
+export async function hashTar(entries: Iterable<TarEntry>, opts: TarStreamOptions = {}): Promise<{ digest: string; bytes: number }> {
+  const producer = new TarProducer(entries[Symbol.iterator](), opts);
+  const h = createHash('sha256');
+  let bytes = 0;
+  try {
+    let sliceEnd = performance.now() + SLICE_MS;
+    for (;;) {
+      const b = producer.next(sliceEnd);
+      if (b === null) break;
+      if (b !== undefined) {
+        h.update(b);
+        bytes += b.length;
+        producer.recycle(b);
+      }
+      if (b === undefined || performance.now() > sliceEnd) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceEnd = performance.now() + SLICE_MS;
+      }
+    }
+  } finally {
+    producer.close();
+  }
+  return { digest: `sha256:${h.digest('hex')}`, bytes };
 }
