@@ -38,10 +38,13 @@ const CHUNK = 1 << 20;
 const buf = Buffer.allocUnsafe(CHUNK);
 
 // Reads from offset 0 by explicit positions, so a second pass over the same descriptor needs no rewind.
-function digestFd(fd) {
+// With the size (of the stat taken before reading), a file is read up to it and no further: the stamp
+// taken after the read tells whether it grew or changed meanwhile, so the read that would only
+// confirm the end is not made (one syscall of a small file's five or so).
+function digestFd(fd, size) {
   const h = createHash('sha256');
   let pos = 0;
-  for (;;) {
+  while (size === undefined || pos < size) {
     const n = fs.readSync(fd, buf, 0, CHUNK, pos);
     if (n === 0) break;
     h.update(buf.subarray(0, n));
@@ -103,18 +106,20 @@ function hashFiles({ paths }) {
   });
 }
 
-// Reads one file or directory through an O_NOFOLLOW descriptor. The stamp is taken from that
-// descriptor before and after reading; when they differ the file changed under us, so it is read
-// again (and after three tries reported without a stamp: nothing may be memoised for it).
-function readInode(p, type) {
+// Reads one file or directory through an O_NOFOLLOW descriptor. The stamp is taken before and after
+// reading; when they differ the file changed under us, so it is read again (and after three tries
+// reported without a stamp: nothing may be memoised for it). The first "before" is the lstat the
+// caller took of the path, earlier than the open: a path replaced in between shows another inode in
+// the descriptor's stamp after the read, and a later try stats the descriptor itself.
+function readInode(p, type, lst) {
   const flags = OPEN_FLAGS | (type === 'dir' ? fs.constants.O_DIRECTORY : 0);
   const fd = fs.openSync(p, flags);
   try {
     let last;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const before = fs.fstatSync(fd, { bigint: true });
+      const before = attempt === 0 && lst !== undefined ? lst : fs.fstatSync(fd, { bigint: true });
       if (typeOf(before) !== type) throw Object.assign(new Error(p + ' changed type while being read'), { code: 'ECHANGED' });
-      const digest = type === 'file' ? digestFd(fd) : '';
+      const digest = type === 'file' ? digestFd(fd, Number(before.size)) : '';
       const xattrs = xattrDigest(p);
       const after = fs.fstatSync(fd, { bigint: true });
       last = { digest, xattrs, stamp: stampOf(after), nlink: Number(after.nlink) };
@@ -150,7 +155,7 @@ function scanFiles({ items }) {
     try {
       if (type === 'symlink') r.linkTarget = fs.readlinkSync(p);
       else if ((type === 'file' || type === 'dir') && r.stamp !== known) {
-        const got = readInode(p, type);
+        const got = readInode(p, type, st);
         r.stamp = got.stamp;
         r.nlink = got.nlink;
         if (type === 'file') r.digest = got.digest;

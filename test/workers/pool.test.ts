@@ -126,6 +126,14 @@ describe('worker pool', () => {
     expect(poolCounters().filesHashed).toBe(2);
   });
 
+  it('scans read a file up to its stat size: exact multiples of the read buffer, more, empty', async () => {
+    const files = { mib: randomBytes(1 << 20), two: randomBytes(2 << 20), more: randomBytes((2 << 20) + 7), empty: Buffer.alloc(0) };
+    for (const [name, b] of Object.entries(files)) fs.writeFileSync(path.join(dir, `sized-${name}`), b);
+    const scanned = await scanFiles(Object.keys(files).map((name) => ({ path: path.join(dir, `sized-${name}`) })));
+    expect(scanned.map((r) => (r as { digest?: string }).digest)).toEqual(Object.values(files).map((b) => sha(b)));
+    for (const r of scanned) expect((r as { stamp: string }).stamp).not.toBe(''); // unchanged while read
+  });
+
   it('compresses with gzip and zstd to blobs the system tools read back, and copies for none', async () => {
     const plain = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(3 << 20, 7)]);
     const src = path.join(dir, 'plain');
