@@ -221,6 +221,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return false; // unsure: the overlay driver reads its layers (overlay.ts)
   }
 
+  async layerOfFile(_key: string, _file: string): Promise<string | undefined> {
+    return undefined; // unsure: the overlay driver reads its layers (overlay.ts)
+  }
+
   async strayDirs(): Promise<string[]> {
     const known = new Set(Object.values((await this.meta.read()).snapshots).map((s) => String(s.id)));
     const names = await fsp.readdir(this.snapshotsDir).catch(() => [] as string[]);

@@ -63,27 +63,43 @@ export class OverlaySnapshotter extends BaseSnapshotter {
    * are never followed: an element that is one makes the answer "unsure" (false).
    */
   override async isDirectory(key: string, dir: string): Promise<boolean> {
+    return (await this.lookUp(key, dir))?.type === 'dir';
+  }
+
+  override async layerOfFile(key: string, file: string): Promise<string | undefined> {
+    const found = await this.lookUp(key, file);
+    return found?.type === 'file' ? found.layer : undefined;
+  }
+
+  /**
+   * Which layer of committed snapshot `key` overlayfs would take `p` from, read top down as it
+   * merges them: the first layer holding a path element decides it (whiteouts, opaque directories);
+   * a symbolic link, a whiteout or anything but a directory on the way ends the walk (unsure).
+   */
+  private async lookUp(key: string, p: string): Promise<{ type: 'dir' | 'file'; layer: string } | undefined> {
     const r = await this.resolve(key);
-    if (r.rec.kind !== 'committed') return false;
-    const elements = dir.split('/').filter((e) => e !== '');
-    if (!dir.startsWith('/') || elements.some((e) => e === '.' || e === '..')) return false;
+    if (r.rec.kind !== 'committed') return undefined;
+    const elements = p.split('/').filter((e) => e !== '');
+    if (!p.startsWith('/') || elements.some((e) => e === '.' || e === '..')) return undefined;
     let layers = [path.join(r.dir, 'fs'), ...r.parentDirs];
     for (let i = 0; i < elements.length; i++) {
       const rel = elements.slice(0, i + 1).join('/');
+      const last = i === elements.length - 1;
       let found = -1;
       for (let j = 0; j < layers.length; j++) {
         const st = await fsp.lstat(path.join(layers[j]!, rel)).catch(() => undefined);
         if (!st) continue;
-        // A whiteout, a file, a symbolic link: not a directory this walk can vouch for.
-        if (!st.isDirectory()) return false;
+        if (last && st.isFile()) return { type: 'file', layer: layers[j]! };
+        // A whiteout, a file on the way, a symbolic link: nothing this walk can vouch for.
+        if (!st.isDirectory()) return undefined;
         found = j;
         break;
       }
-      if (found < 0) return false;
+      if (found < 0) return undefined;
       const opaque = getXattrSync(path.join(layers[found]!, rel), OVERLAY_OPAQUE)?.toString() === 'y';
       layers = opaque ? [layers[found]!] : layers.slice(found);
     }
-    return true;
+    return { type: 'dir', layer: layers[0]! };
   }
 
   private fits(fixed: string[], lowers: string[]): boolean {

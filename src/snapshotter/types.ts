@@ -105,6 +105,14 @@ export interface Snapshotter {
    * way, a driver that cannot tell), so a caller then looks through a mount.
    */
   isDirectory(key: string, dir: string): Promise<boolean>;
+  /**
+   * The layer directory of committed snapshot `key` whose entry the mounted snapshot shows at
+   * `file` (absolute, no `.`/`..`), when that entry is a regular file reached through plain
+   * directories (no symbolic link, no whiteout on the way, opaque directories honoured): read from
+   * there, the file is what a mount of the snapshot would show, without mounting it. Undefined when
+   * it is anything else or the driver cannot tell (then mount).
+   */
+  layerOfFile(key: string, file: string): Promise<string | undefined>;
   /** Turns active snapshot `key` into committed snapshot `name` (immutable, a possible parent). */
   commit(name: string, key: string, opts?: PrepareOptions): Promise<void>;
   /** Removes a snapshot; refused while it is the parent of another. */

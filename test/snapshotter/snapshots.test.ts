@@ -280,6 +280,7 @@ describe('crash cleanup', () => {
     const base = await mounts.mount(await s.prepare('base-w'), path.join(root, 'mnt-base'));
     for (const d of ['a/b', 'o/x', 'gone', 'kept/deep']) await fsp.mkdir(path.join(base, d), { recursive: true });
     await fsp.writeFile(path.join(base, 'f'), 'file');
+    for (const f of ['a/file', 'o/x/file', 'gone/file', 'kept/deep/file']) await fsp.writeFile(path.join(base, f), f);
     await fsp.symlink('a', path.join(base, 'l'));
     await mounts.unmountAll();
     await s.commit('base', 'base-w');
@@ -290,6 +291,8 @@ describe('crash cleanup', () => {
     await fsp.rm(path.join(child, 'o'), { recursive: true });
     await fsp.mkdir(path.join(child, 'o'));
     await fsp.mkdir(path.join(child, 'new'));
+    await fsp.writeFile(path.join(child, 'new/file'), 'new');
+    await fsp.appendFile(path.join(child, 'kept/deep/file'), ' changed'); // copied up into the child
     await mounts.unmountAll();
     await s.commit('child', 'child-w');
 
@@ -316,8 +319,29 @@ describe('crash cleanup', () => {
       ['/o/x', true],
       ['/gone', true],
     ]);
+    // Regular files: the layer a mount would show each from, or nothing when unsure.
+    const childLayer = path.join(await s.location('child'), 'fs');
+    const baseLayer = path.join(await s.location('base'), 'fs');
+    const files = ['/f', '/a/file', '/new/file', '/kept/deep/file', '/o/x/file', '/gone/file', '/l', '/l/file', '/a', '/missing', 'f', '/a/../f'];
+    expect(await Promise.all(files.map(async (f) => [f, await s.layerOfFile('child', f)] as const))).toEqual([
+      ['/f', baseLayer],
+      ['/a/file', baseLayer],
+      ['/new/file', childLayer],
+      ['/kept/deep/file', childLayer],
+      ['/o/x/file', undefined], // below an opaque directory
+      ['/gone/file', undefined], // below a whiteout
+      ['/l', undefined], // a link
+      ['/l/file', undefined],
+      ['/a', undefined], // a directory
+      ['/missing', undefined],
+      ['f', undefined],
+      ['/a/../f', undefined],
+    ]);
+    expect(await fsp.readFile(path.join(childLayer, 'kept/deep/file'), 'utf8')).toBe('kept/deep/file changed');
+    expect(await s.layerOfFile('base', '/o/x/file')).toBe(baseLayer);
     await s.prepare('open', 'child');
     expect(await s.isDirectory('open', '/a')).toBe(false);
+    expect(await s.layerOfFile('open', '/f')).toBeUndefined();
   });
 
   it('removes an active snapshot left by a SIGKILLed process and orphaned directories', async () => {

@@ -1,6 +1,7 @@
 // COPY and ADD: the file operation runs on the mounted destination; sources come from the context,
 // an earlier stage, or an image, each mounted read-only for the duration.
 
+import * as path from 'node:path';
 import { copy, type CopySource, type CopySummary, type GitSourceOptions } from '../../fileop/index.js';
 import type { CopyStep } from '../../frontend/types.js';
 import { redactCredentials } from '../../frontend/urls.js';
@@ -90,7 +91,8 @@ export async function copyStep(
           source = { kind: 'context', dir: c.dir, entries: await c.entries() };
         } else {
           const snap = await ctx.sourceSnapshot(step.from);
-          source = { kind: 'rootfs', dir: await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap) };
+          const dir = (await fileLayer(ctx, snap, step)) ?? (await mountView(scope, ctx.snapshotter, ctx.layout.tmp, snap));
+          source = { kind: 'rootfs', dir };
         }
       }
       summary = await copy({
@@ -104,4 +106,24 @@ export async function copyStep(
     beforeMount,
   );
   return summary;
+}
+
+/**
+ * For a COPY --from whose sources are plain paths of regular files, all shown from one layer of the
+ * source snapshot: that layer's directory, to copy from without mounting the snapshot (a view, a
+ * mount and an unmount: most of what a one-file COPY --from costs). A file's own entry in that
+ * layer is what the mount would show. Not with --parents, whose directories may come from higher
+ * layers; anything else (a wildcard, a directory, a link on the way, a driver that cannot tell)
+ * mounts as before.
+ */
+async function fileLayer(ctx: OpContext, snapshot: string | undefined, step: CopyStep): Promise<string | undefined> {
+  if (snapshot === undefined || step.parents || step.sources.length === 0) return undefined;
+  let layer: string | undefined;
+  for (const raw of step.sources) {
+    if (/[*?[\\]/.test(raw) || raw.endsWith('/')) return undefined;
+    const found = await ctx.snapshotter.layerOfFile(snapshot, path.posix.normalize(`/${raw}`));
+    if (found === undefined || (layer !== undefined && found !== layer)) return undefined;
+    layer = found;
+  }
+  return layer;
 }
