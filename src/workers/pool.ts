@@ -58,11 +58,6 @@ export interface ScanItem {
   path: string;
   /** The stamp a memo already holds a digest for: the file is only read when its stamp differs. */
   known?: string;
-  /**
-   * The path's lstat as a walk just took it (a file, directory or symlink): when its stamp is
-   * `known`, the result is made from it and nothing is stat'ed again.
-   */
-  seen?: { type: ScannedType; mode: number; stamp: string; dev: string; ino: string; nlink: number; rdev: string; linkTarget?: string };
 }
 
 interface Tasks {
@@ -76,7 +71,7 @@ interface Tasks {
 export interface PoolCounters {
   tasks: Record<keyof Tasks, number>;
   filesHashed: number;
-  /** Paths scanFiles lstat'ed on the calling thread for a known stamp (not those a walk had seen). */
+  /** Paths scanFiles lstat'ed on the calling thread for a known stamp. */
   quickStats: number;
 }
 
@@ -305,10 +300,6 @@ const STAT_SLICE = 1000;
 async function statKnown(items: readonly ScanItem[]): Promise<(ScanResult | undefined)[]> {
   const one = (it: ScanItem): ScanResult | undefined => {
     if (it.known === undefined) return undefined;
-    if (it.seen !== undefined && (it.seen.type === 'symlink' || it.seen.stamp === it.known)) {
-      const { linkTarget, ...r } = it.seen;
-      return { ...r, hashed: false, ...(r.type === 'symlink' ? { linkTarget: linkTarget ?? '' } : {}) };
-    }
     counters.quickStats++;
     const st = fs.lstatSync(it.path, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return undefined; // the full scan reports the error as it always has
