@@ -25,8 +25,8 @@ export interface ContentInfo {
   size: number;
   /** Modification time of the blob file: when it was ingested (or deferred). */
   createdAt: Date;
-  /** Known by digest and size, its bytes made when first read (see the file's head). */
-  deferred?: true;
+  /** Known by digest and size, its bytes made from `source` when first read (see the file's head). */
+  deferred?: { source: string };
 }
 
 /**
@@ -119,7 +119,7 @@ export class ContentStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     const note = await this.deferral(digest);
-    return note ? { digest, size: note.size, createdAt: note.createdAt, deferred: true } : undefined;
+    return note ? { digest, size: note.size, createdAt: note.createdAt, deferred: { source: note.source } } : undefined;
   }
 
   /** Opens a blob for reading (making it first if it is deferred); rejects with ContentNotFoundError if it is absent. */
@@ -202,11 +202,6 @@ export class ContentStore {
     return descriptor(blob.digest, blob.size, mt);
   }
 
-  /** What a deferred blob is made from; undefined when it is not deferred. */
-  async deferredSource(digest: Digest): Promise<string | undefined> {
-    return (await this.deferral(digest))?.source;
-  }
-
   /**
    * Makes a deferred blob an ordinary one: the maker writes it into an ingest file, which must have
    * the deferred digest and size, and is synced and renamed into place before the note goes.
@@ -249,25 +244,11 @@ export class ContentStore {
           `making deferred content ${digest} (from ${note.source}) gave ${made.digest}, ${made.size} bytes: its source changed`,
         );
       }
-      const fh = await fsp.open(tmp, 'r+');
-      try {
-        const size = (await fh.stat()).size;
-        if (size !== note.size)
-          throw new ContentMismatchError(
-            { digest, size: note.size },
-            { size },
-            `making deferred content ${digest}: wrote ${size} bytes, expected ${note.size}`,
-          );
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, this.blobPath(digest));
-      await syncDir(this.blobDir);
+      // The maker hashed what it wrote, in this store's own ingest file: moved in as a layer diff is.
+      await this.adopt({ digest, size: note.size }, tmp);
     } finally {
       await fsp.rm(tmp, { force: true });
     }
-    await this.dropDeferral(digest);
     return true;
   }
 

@@ -210,10 +210,8 @@ async function inventory(s: RootServices, held: HeldSnapshots | undefined, now: 
   const blobs = new Map((await s.store.list()).map((b) => [b.digest, b]));
   const deferredBy = new Map<string, Digest[]>();
   for (const b of blobs.values()) {
-    if (!b.deferred) continue;
-    const source = await s.store.deferredSource(b.digest);
-    const snapshot = source === undefined ? undefined : deferredSnapshot(source);
-    if (snapshot !== undefined) deferredBy.set(snapshot, [...(deferredBy.get(snapshot) ?? []), b.digest]);
+    const snapshot = b.deferred && deferredSnapshot(b.deferred.source);
+    if (snapshot) deferredBy.set(snapshot, [...(deferredBy.get(snapshot) ?? []), b.digest]);
   }
   const docs = new Map<Digest, Doc>();
   const documentOf = async (d: Digest): Promise<Doc | undefined> => {
