@@ -71,24 +71,12 @@ export class LayerRecords {
   ): Promise<LayerRecord> {
     const known = await readRecord(recordFile);
     if (known && (known.empty || (await this.store.has(known.descriptor.digest)))) return known;
-    if (defer) {
-      const diff = await this.snapshotter.diff(snapshot, { compression, ...(epoch !== undefined && { clampMtime: epoch }) });
-      const rec: LayerRecord = diff.empty
-        ? { empty: true }
-        : {
-            empty: false,
-            descriptor: await this.store.defer({ digest: parseDigest(diff.digest), size: diff.size }, deferredSource(snapshot, epoch), diff.mediaType),
-            diffId: parseDigest(diff.diffID),
-          };
-      await writeRecord(recordFile, rec);
-      return rec;
-    }
-
-    await fsp.mkdir(this.layout.tmp, { recursive: true });
-    const dest = path.join(this.layout.tmp, uniqueKey('layer'));
+    // Deferred: only hashed, the store keeps a note of what makes it. Else written to a private file.
+    const dest = defer ? undefined : path.join(this.layout.tmp, uniqueKey('layer'));
+    if (dest !== undefined) await fsp.mkdir(this.layout.tmp, { recursive: true });
     try {
       const diff = await this.snapshotter.diff(snapshot, {
-        dest,
+        ...(dest !== undefined && { dest }),
         compression,
         ...(epoch !== undefined && { clampMtime: epoch }),
         ...(level !== undefined && { level }),
@@ -97,14 +85,18 @@ export class LayerRecords {
       if (diff.empty) {
         rec = { empty: true };
       } else {
+        const blob = { digest: parseDigest(diff.digest), size: diff.size };
         // The diff hashed the blob as it wrote it, in a private file: move it in rather than copy it.
-        const descriptor = await this.store.adopt({ digest: parseDigest(diff.digest), size: diff.size }, dest, diff.mediaType);
+        const descriptor =
+          dest === undefined
+            ? await this.store.defer(blob, deferredSource(snapshot, epoch), diff.mediaType)
+            : await this.store.adopt(blob, dest, diff.mediaType);
         rec = { empty: false, descriptor, diffId: parseDigest(diff.diffID) };
       }
       await writeRecord(recordFile, rec);
       return rec;
     } finally {
-      await fsp.rm(dest, { force: true });
+      if (dest !== undefined) await fsp.rm(dest, { force: true });
     }
   }
 
